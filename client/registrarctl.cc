@@ -1,0 +1,675 @@
+// registrarctl: a command-line client for the Registrar service.
+//
+// Exit status: 0 on success, 1 when the RPC failed, 2 for usage errors.
+// Errors go to stderr as "registrarctl: <command>: <CODE>: <message>",
+// followed by the server's BadRequest field violations, if any.
+
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "client/cli_args.h"
+#include "client/client.h"
+#include "client/rpc_status.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/util/json_util.h"
+#include "registrar/v1/registrar.pb.h"
+#include "service/common/status_macros.h"
+
+namespace registrar {
+namespace {
+
+using cli::ArgParser;
+
+constexpr int kExitOk = 0;
+constexpr int kExitRpcError = 1;
+constexpr int kExitUsage = 2;
+
+constexpr char kUsage[] =
+    R"usage(usage: registrarctl [--target=HOST:PORT] [--json] [--timeout=DURATION]
+                   COMMAND [options] [args]
+
+Global options (before the command):
+  --target=HOST:PORT   server address (default $REGISTRAR_TARGET, else
+                       127.0.0.1:50051)
+  --json               print the response as one JSON object
+  --timeout=DURATION   per-call deadline, e.g. 500ms, 5s, 1m (default 5s)
+
+Commands:
+  issue --kind=thread|run|request|connection --tenant=T --user=U
+        [--count=N] [--parent=ID] [--connection=ID] [--lease=ID]
+        [--label=k=v ...]
+      Mint IDs; prints one ID per line.
+  open --tenant=T --user=U [--thread=ID] [--connection=ID] [--label=k=v ...]
+      OpenContext; prints "THREAD_ID RUN_ID REQUEST_ID REUSED(true|false)"
+        .validate-- tenant = T-- user =
+        U[--kind = K][--records] ID... Prints "ID<TAB>VERDICT" per ID(
+            with-- records, the record indented)
+            .cleanup-- tenant = T-- user =
+            U(--connection =
+                  ID | --all | ID...)[--reason = TEXT] Release owned records;
+prints released, already_ended,
+    refused and unknown
+        sections.describe ID Prints the record as
+    "key: value" lines
+        .list-- tenant = T-- user =
+        U[--kind = K][--include_ended][--page_size = N][--page_token = T] Prints
+            a table of records,
+                then
+                "next_page_token: T" if there is more.lease grant-- holder =
+                    H-- ttl =
+                        SECONDS prints
+                        "LEASE_ID TTL_SECONDS" lease keepalive LEASE_ID prints
+                        "LEASE_ID TTL_SECONDS" lease revoke LEASE_ID prints the
+                            released section help[COMMAND]
+
+                        Options take "--name=value" or
+                        "--name value"; "-" may replace "_" in names.
+Exit status: 0 ok, 1 RPC error, 2 usage error.
+)usage";
+
+struct Globals {
+  std::string target;
+  bool json = false;
+  absl::Duration timeout = absl::Seconds(5);
+};
+
+// What a command needs at run time. The client is created only once the
+// command's arguments have been checked.
+class Context {
+ public:
+  Context(Globals globals, std::string command)
+      : globals_(std::move(globals)), command_(std::move(command)) {}
+
+  const std::string& command() const { return command_; }
+  bool json() const { return globals_.json; }
+
+  Client& client() {
+    if (!client_.has_value()) {
+      ClientOptions options;
+      options.target = globals_.target;
+      options.deadline = globals_.timeout;
+      client_.emplace(std::move(options));
+    }
+    return *client_;
+  }
+
+  // Reports a usage error and returns the exit status for it.
+  int UsageError(const absl::Status& status) const {
+    std::cerr << "registrarctl: " << command_ << ": "
+              << absl::StatusCodeToString(status.code()) << ": "
+              << status.message() << "\nrun 'registrarctl help' for usage\n";
+    return kExitUsage;
+  }
+
+  // Reports a failed call (with its field violations) and returns 1.
+  int RpcError(const absl::Status& status) const {
+    std::cerr << "registrarctl: " << command_ << ": "
+              << absl::StatusCodeToString(status.code());
+    if (!status.message().empty()) std::cerr << ": " << status.message();
+    std::cerr << "\n";
+    if (std::optional<google::rpc::BadRequest> bad =
+            grpc_status::GetBadRequest(status)) {
+      for (const auto& violation : bad->field_violations()) {
+        std::cerr << "  " << violation.field() << ": "
+                  << violation.description() << "\n";
+      }
+    }
+    return kExitRpcError;
+  }
+
+  // Prints `message` as one line of JSON; returns the exit status.
+  int PrintJson(const google::protobuf::Message& message) const {
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    options.always_print_primitive_fields = true;
+    std::string out;
+    auto status =
+        google::protobuf::util::MessageToJsonString(message, &out, options);
+    if (!status.ok()) {
+      return RpcError(absl::InternalError(
+          absl::StrCat("cannot print JSON: ", status.ToString())));
+    }
+    std::cout << out << "\n";
+    return kExitOk;
+  }
+
+ private:
+  Globals globals_;
+  std::string command_;
+  std::optional<Client> client_;
+};
+
+// --- Parsing helpers ------------------------------------------------------
+
+absl::StatusOr<v1::Kind> ParseKind(absl::string_view text) {
+  std::string name = absl::AsciiStrToLower(text);
+  if (absl::StartsWith(name, "kind_")) name.erase(0, 5);
+  if (name == "thread") return v1::KIND_THREAD;
+  if (name == "run") return v1::KIND_RUN;
+  if (name == "request" || name == "req") return v1::KIND_REQUEST;
+  if (name == "connection" || name == "conn") return v1::KIND_CONNECTION;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--kind=", text, " is not one of thread, run, request, connection"));
+}
+
+// The required --tenant and --user options as an Owner.
+absl::StatusOr<v1::Owner> RequireOwner(const ArgParser& args) {
+  v1::Owner owner;
+  for (const char* name : {"tenant", "user"}) {
+    std::optional<std::string> value = args.Get(name);
+    if (!value.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " is required"));
+    }
+    if (std::string_view(name) == "tenant") {
+      owner.set_tenant(*value);
+    } else {
+      owner.set_user_id(*value);
+    }
+  }
+  return owner;
+}
+
+absl::Status RequireNoPositional(const ArgParser& args) {
+  if (args.positional().empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("unexpected argument '", args.positional().front(), "'"));
+}
+
+// --- Text formatting ------------------------------------------------------
+
+// An enum value's name without its type prefix: KIND_THREAD -> THREAD.
+std::string ShortName(const std::string& full, absl::string_view prefix) {
+  if (absl::StartsWith(full, prefix)) return full.substr(prefix.size());
+  return full;
+}
+
+std::string KindText(v1::Kind kind) {
+  return ShortName(v1::Kind_Name(kind), "KIND_");
+}
+std::string StateText(v1::State state) {
+  return ShortName(v1::State_Name(state), "STATE_");
+}
+std::string VerdictText(v1::Verdict verdict) {
+  return ShortName(v1::Verdict_Name(verdict), "VERDICT_");
+}
+
+std::string OrDash(const std::string& text) {
+  return text.empty() ? "-" : text;
+}
+
+std::string TimeText(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return "-";
+  absl::Time t =
+      absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", t, absl::UTCTimeZone());
+}
+
+std::string LabelsText(
+    const google::protobuf::Map<std::string, std::string>& labels) {
+  // Sorted, so output is stable across runs.
+  std::map<std::string, std::string> sorted(labels.begin(), labels.end());
+  if (sorted.empty()) return "-";
+  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+}
+
+void PrintRecord(const v1::Record& r, std::string_view indent) {
+  auto line = [&](std::string_view key, const std::string& value) {
+    std::cout << indent << key << ": " << value << "\n";
+  };
+  line("id", r.id());
+  line("kind", KindText(r.kind()));
+  line("tenant", r.owner().tenant());
+  line("user_id", r.owner().user_id());
+  line("state", StateText(r.state()));
+  line("parent_id", OrDash(r.parent_id()));
+  line("connection_id", OrDash(r.connection_id()));
+  line("lease_id", OrDash(r.lease_id()));
+  line("labels", LabelsText(r.labels()));
+  line("created_at", TimeText(r.created_at()));
+  line("ended_at", TimeText(r.ended_at()));
+  line("end_reason", OrDash(r.end_reason()));
+  line("revision", absl::StrCat(r.revision()));
+}
+
+void PrintSection(std::string_view title,
+                  const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  std::cout << title << ": " << ids.size() << "\n";
+  for (const std::string& id : ids) std::cout << "  " << id << "\n";
+}
+
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string out;
+    for (size_t i = 0; i < row.size(); ++i) {
+      out += row[i];
+      if (i + 1 < row.size()) out.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  }
+}
+
+// --- Commands -------------------------------------------------------------
+
+// Parses `argv` with `parser` (adding --help); prints help and sets
+// *exit_code when asked for it or on a usage error. Returns true to go on.
+bool ParseOrExit(Context& ctx, ArgParser& parser,
+                 const std::vector<std::string>& argv, int* exit_code) {
+  parser.Flag("help");
+  if (absl::Status st = parser.Parse(argv); !st.ok()) {
+    *exit_code = ctx.UsageError(st);
+    return false;
+  }
+  if (parser.GetFlag("help")) {
+    std::cout << kUsage;
+    *exit_code = kExitOk;
+    return false;
+  }
+  return true;
+}
+
+// Fills the labels of a request from the repeated --label option.
+absl::Status AddLabels(const ArgParser& args,
+                       google::protobuf::Map<std::string, std::string>* out) {
+  ASSIGN_OR_RETURN(auto labels, cli::ParseLabels(args.GetAll("label")));
+  out->insert(labels.begin(), labels.end());
+  return absl::OkStatus();
+}
+
+absl::Status BuildIssue(const ArgParser& args, v1::IssueRequest* request) {
+  RETURN_IF_ERROR(RequireNoPositional(args));
+  if (!args.Has("kind")) {
+    return absl::InvalidArgumentError("--kind is required");
+  }
+  ASSIGN_OR_RETURN(v1::Kind kind, ParseKind(*args.Get("kind")));
+  request->set_kind(kind);
+  ASSIGN_OR_RETURN(*request->mutable_owner(), RequireOwner(args));
+  if (args.Has("count")) {
+    ASSIGN_OR_RETURN(uint32_t count,
+                     cli::ParseUint32("count", *args.Get("count")));
+    if (count == 0) {
+      return absl::InvalidArgumentError("--count must be at least 1");
+    }
+    request->set_count(count);
+  }
+  RETURN_IF_ERROR(AddLabels(args, request->mutable_labels()));
+  request->set_parent_id(args.GetOr("parent", ""));
+  request->set_connection_id(args.GetOr("connection", ""));
+  request->set_lease_id(args.GetOr("lease", ""));
+  return absl::OkStatus();
+}
+
+int RunIssue(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("kind").Value("tenant").Value("user").Value("count");
+  args.Value("parent").Value("connection").Value("lease").Repeated("label");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+  v1::IssueRequest request;
+  if (absl::Status st = BuildIssue(args, &request); !st.ok()) {
+    return ctx.UsageError(st);
+  }
+
+  absl::StatusOr<v1::IssueResponse> response = ctx.client().Issue(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  for (const std::string& id : response->ids()) std::cout << id << "\n";
+  return kExitOk;
+}
+
+absl::Status BuildOpen(const ArgParser& args, v1::OpenContextRequest* request) {
+  RETURN_IF_ERROR(RequireNoPositional(args));
+  ASSIGN_OR_RETURN(*request->mutable_owner(), RequireOwner(args));
+  RETURN_IF_ERROR(AddLabels(args, request->mutable_labels()));
+  request->set_thread_id(args.GetOr("thread", ""));
+  request->set_connection_id(args.GetOr("connection", ""));
+  return absl::OkStatus();
+}
+
+int RunOpen(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("tenant").Value("user").Value("thread").Value("connection");
+  args.Repeated("label");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+  v1::OpenContextRequest request;
+  if (absl::Status st = BuildOpen(args, &request); !st.ok()) {
+    return ctx.UsageError(st);
+  }
+
+  absl::StatusOr<v1::OpenContextResponse> response =
+      ctx.client().OpenContext(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  std::cout << response->thread_id() << " " << response->run_id() << " "
+            << response->request_id() << " "
+            << (response->thread_reused() ? "true" : "false") << "\n";
+  return kExitOk;
+}
+
+int RunValidate(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("tenant").Value("user").Value("kind").Flag("records");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+
+  v1::ValidateRequest request;
+  absl::StatusOr<v1::Owner> owner = RequireOwner(args);
+  if (!owner.ok()) return ctx.UsageError(owner.status());
+  *request.mutable_owner() = *owner;
+  v1::Kind kind = v1::KIND_UNSPECIFIED;
+  if (args.Has("kind")) {
+    absl::StatusOr<v1::Kind> parsed = ParseKind(*args.Get("kind"));
+    if (!parsed.ok()) return ctx.UsageError(parsed.status());
+    kind = *parsed;
+  }
+  if (args.positional().empty()) {
+    return ctx.UsageError(absl::InvalidArgumentError("give at least one ID"));
+  }
+  for (const std::string& id : args.positional()) {
+    v1::ValidateItem* item = request.add_items();
+    item->set_id(id);
+    item->set_expected_kind(kind);
+  }
+  request.set_include_records(args.GetFlag("records"));
+
+  absl::StatusOr<v1::ValidateResponse> response =
+      ctx.client().Validate(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  for (const v1::ValidateResult& result : response->results()) {
+    std::cout << result.id() << "\t" << VerdictText(result.verdict()) << "\n";
+    if (request.include_records() && result.has_record()) {
+      PrintRecord(result.record(), "  ");
+    }
+  }
+  return kExitOk;
+}
+
+int RunCleanup(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("tenant").Value("user").Value("connection").Flag("all");
+  args.Value("reason");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+
+  v1::CleanupRequest request;
+  absl::StatusOr<v1::Owner> owner = RequireOwner(args);
+  if (!owner.ok()) return ctx.UsageError(owner.status());
+  *request.mutable_owner() = *owner;
+  const int targets = (args.Has("connection") ? 1 : 0) +
+                      (args.GetFlag("all") ? 1 : 0) +
+                      (args.positional().empty() ? 0 : 1);
+  if (targets != 1) {
+    return ctx.UsageError(absl::InvalidArgumentError(
+        "give exactly one of --connection=ID, --all or IDs"));
+  }
+  if (args.Has("connection")) {
+    request.set_connection_id(*args.Get("connection"));
+  } else if (args.GetFlag("all")) {
+    request.set_all_owned(true);
+  } else {
+    for (const std::string& id : args.positional()) {
+      request.mutable_ids()->add_ids(id);
+    }
+  }
+  request.set_reason(args.GetOr("reason", ""));
+
+  absl::StatusOr<v1::CleanupResponse> response = ctx.client().Cleanup(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  PrintSection("released", response->released());
+  PrintSection("already_ended", response->already_ended());
+  PrintSection("refused", response->refused());
+  PrintSection("unknown", response->unknown());
+  return kExitOk;
+}
+
+int RunDescribe(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+  if (args.positional().size() != 1) {
+    return ctx.UsageError(
+        absl::InvalidArgumentError("give exactly one ID to describe"));
+  }
+  v1::DescribeRequest request;
+  request.set_id(args.positional().front());
+
+  absl::StatusOr<v1::DescribeResponse> response =
+      ctx.client().Describe(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  PrintRecord(response->record(), "");
+  return kExitOk;
+}
+
+int RunList(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("tenant").Value("user").Value("kind").Flag("include_ended");
+  args.Value("page_size").Value("page_token");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+
+  v1::ListOwnedRequest request;
+  if (absl::Status st = RequireNoPositional(args); !st.ok()) {
+    return ctx.UsageError(st);
+  }
+  absl::StatusOr<v1::Owner> owner = RequireOwner(args);
+  if (!owner.ok()) return ctx.UsageError(owner.status());
+  *request.mutable_owner() = *owner;
+  if (args.Has("kind")) {
+    absl::StatusOr<v1::Kind> kind = ParseKind(*args.Get("kind"));
+    if (!kind.ok()) return ctx.UsageError(kind.status());
+    request.set_kind(*kind);
+  }
+  if (args.Has("page_size")) {
+    absl::StatusOr<uint32_t> size =
+        cli::ParseUint32("page_size", *args.Get("page_size"));
+    if (!size.ok()) return ctx.UsageError(size.status());
+    request.set_page_size(*size);
+  }
+  request.set_include_ended(args.GetFlag("include_ended"));
+  request.set_page_token(args.GetOr("page_token", ""));
+
+  absl::StatusOr<v1::ListOwnedResponse> response =
+      ctx.client().ListOwned(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "KIND", "STATE", "CREATED", "PARENT", "CONNECTION", "LABELS"}};
+  for (const v1::Record& r : response->records()) {
+    rows.push_back({r.id(), KindText(r.kind()), StateText(r.state()),
+                    TimeText(r.created_at()), OrDash(r.parent_id()),
+                    OrDash(r.connection_id()), LabelsText(r.labels())});
+  }
+  PrintTable(rows);
+  if (!response->next_page_token().empty()) {
+    std::cout << "next_page_token: " << response->next_page_token() << "\n";
+  }
+  return kExitOk;
+}
+
+int RunLeaseGrant(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("holder").Value("ttl");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+  if (absl::Status st = RequireNoPositional(args); !st.ok()) {
+    return ctx.UsageError(st);
+  }
+  if (!args.Has("holder") || !args.Has("ttl")) {
+    return ctx.UsageError(
+        absl::InvalidArgumentError("--holder and --ttl are required"));
+  }
+  absl::StatusOr<uint32_t> ttl = cli::ParseUint32("ttl", *args.Get("ttl"));
+  if (!ttl.ok()) return ctx.UsageError(ttl.status());
+  v1::GrantLeaseRequest request;
+  request.set_holder(*args.Get("holder"));
+  request.set_ttl_seconds(*ttl);
+
+  absl::StatusOr<v1::GrantLeaseResponse> response =
+      ctx.client().GrantLease(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  std::cout << response->lease_id() << " " << response->ttl_seconds() << "\n";
+  return kExitOk;
+}
+
+// Parses the single LEASE_ID argument of keepalive and revoke.
+bool ParseLeaseId(Context& ctx, const std::vector<std::string>& argv,
+                  std::string* lease_id, int* exit_code) {
+  ArgParser args;
+  if (!ParseOrExit(ctx, args, argv, exit_code)) return false;
+  if (args.positional().size() != 1) {
+    *exit_code =
+        ctx.UsageError(absl::InvalidArgumentError("give exactly one LEASE_ID"));
+    return false;
+  }
+  *lease_id = args.positional().front();
+  return true;
+}
+
+int RunLeaseKeepAlive(Context& ctx, const std::vector<std::string>& argv) {
+  v1::KeepAliveRequest request;
+  int code;
+  if (!ParseLeaseId(ctx, argv, request.mutable_lease_id(), &code)) {
+    return code;
+  }
+  absl::StatusOr<v1::KeepAliveResponse> response =
+      ctx.client().KeepAlive(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  std::cout << response->lease_id() << " " << response->ttl_seconds() << "\n";
+  return kExitOk;
+}
+
+int RunLeaseRevoke(Context& ctx, const std::vector<std::string>& argv) {
+  v1::RevokeLeaseRequest request;
+  int code;
+  if (!ParseLeaseId(ctx, argv, request.mutable_lease_id(), &code)) {
+    return code;
+  }
+  absl::StatusOr<v1::RevokeLeaseResponse> response =
+      ctx.client().RevokeLease(request);
+  if (!response.ok()) return ctx.RpcError(response.status());
+  if (ctx.json()) return ctx.PrintJson(*response);
+  PrintSection("released", response->released());
+  return kExitOk;
+}
+
+using CommandFn = int (*)(Context&, const std::vector<std::string>&);
+
+struct CommandEntry {
+  std::string_view name;
+  CommandFn run;
+};
+
+constexpr CommandEntry kCommands[] = {
+    {"issue", RunIssue},
+    {"open", RunOpen},
+    {"validate", RunValidate},
+    {"cleanup", RunCleanup},
+    {"describe", RunDescribe},
+    {"list", RunList},
+    {"lease grant", RunLeaseGrant},
+    {"lease keepalive", RunLeaseKeepAlive},
+    {"lease revoke", RunLeaseRevoke},
+};
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> all(argv + 1, argv + argc);
+  ArgParser global;
+  global.Value("target").Flag("json").Value("timeout").Flag("help");
+  if (absl::Status st = global.Parse(all, /*stop_at_positional=*/true);
+      !st.ok()) {
+    return Context(Globals{}, "global options").UsageError(st);
+  }
+  std::vector<std::string> rest = global.positional();
+  if (global.GetFlag("help")) {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (rest.empty()) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+
+  Globals globals;
+  const char* env_target = std::getenv("REGISTRAR_TARGET");
+  globals.target =
+      global.GetOr("target", env_target != nullptr && *env_target != '\0'
+                                 ? env_target
+                                 : "127.0.0.1:50051");
+  globals.json = global.GetFlag("json");
+  if (std::optional<std::string> text = global.Get("timeout")) {
+    absl::Duration timeout;
+    int64_t seconds = 0;
+    if (absl::SimpleAtoi(*text, &seconds)) {
+      timeout = absl::Seconds(seconds);  // a bare number means seconds
+    } else if (!absl::ParseDuration(*text, &timeout)) {
+      return Context(globals, "global options")
+          .UsageError(absl::InvalidArgumentError(absl::StrCat(
+              "--timeout=", *text, " is not a duration like 500ms or 5s")));
+    }
+    if (timeout <= absl::ZeroDuration()) {
+      return Context(globals, "global options")
+          .UsageError(absl::InvalidArgumentError("--timeout must be positive"));
+    }
+    globals.timeout = timeout;
+  }
+  if (globals.target.empty()) {
+    return Context(globals, "global options")
+        .UsageError(absl::InvalidArgumentError("--target must not be empty"));
+  }
+
+  std::string command = rest.front();
+  rest.erase(rest.begin());
+  if (command == "help") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (command == "lease") {
+    if (rest.empty() || absl::StartsWith(rest.front(), "-")) {
+      return Context(globals, "lease")
+          .UsageError(absl::InvalidArgumentError(
+              "expected 'lease grant', 'lease keepalive' or 'lease revoke'"));
+    }
+    command = absl::StrCat("lease ", rest.front());
+    rest.erase(rest.begin());
+  }
+  for (const CommandEntry& entry : kCommands) {
+    if (entry.name == command) {
+      Context ctx(std::move(globals), command);
+      return entry.run(ctx, rest);
+    }
+  }
+  return Context(globals, command)
+      .UsageError(absl::InvalidArgumentError("unknown command"));
+}
+
+}  // namespace
+}  // namespace registrar
+
+int main(int argc, char** argv) { return registrar::Main(argc, argv); }

@@ -1,0 +1,44 @@
+#ifndef REGISTRAR_CLIENT_RPC_STATUS_H_
+#define REGISTRAR_CLIENT_RPC_STATUS_H_
+
+// Conversion of gRPC statuses into absl::Status for Registrar clients, and
+// readers for the rich error details the server attaches (google.rpc.Status
+// in the `grpc-status-details-bin` trailer: BadRequest, RetryInfo, ...).
+// All functions are pure and thread-safe.
+
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpcpp/support/status.h"
+
+namespace registrar::grpc_status {
+
+// Payload type URL under which the serialized google.rpc.Status (the raw
+// `grpc-status-details-bin` bytes) is stored in a converted absl::Status.
+inline constexpr char kDetailsTypeUrl[] =
+    "type.googleapis.com/google.rpc.Status";
+
+// The one grpc::Status -> absl::Status conversion: same code (the numeric
+// values are identical), same message, and grpc::Status::error_details()
+// (if non-empty) as the payload under kDetailsTypeUrl. OK maps to OkStatus.
+absl::Status ToAbsl(const grpc::Status& status);
+
+// The google.rpc.Status carried by `status`, if it has a kDetailsTypeUrl
+// payload that parses; nullopt otherwise (including for OK).
+std::optional<google::rpc::Status> GetDetails(const absl::Status& status);
+
+// The first google.rpc.BadRequest among the details, if any. The server sends
+// one with INVALID_ARGUMENT, naming each offending request field.
+std::optional<google::rpc::BadRequest> GetBadRequest(
+    const absl::Status& status);
+
+// The delay of the first google.rpc.RetryInfo among the details, if any
+// (negative delays are clamped to zero).
+std::optional<absl::Duration> GetRetryDelay(const absl::Status& status);
+
+}  // namespace registrar::grpc_status
+
+#endif  // REGISTRAR_CLIENT_RPC_STATUS_H_

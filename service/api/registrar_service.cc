@@ -1,0 +1,239 @@
+#include "service/api/registrar_service.h"
+
+#include <string_view>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "service/api/proto_conversion.h"
+#include "service/api/status_conversion.h"
+#include "service/common/status_macros.h"
+
+namespace registrar {
+
+RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
+                                   Metrics* metrics)
+    : registry_(registry), limits_(limits), metrics_(metrics) {}
+
+template <typename Body>
+grpc::ServerUnaryReactor* RegistrarService::Handle(
+    grpc::CallbackServerContext* ctx, CoreOp op, Body&& body) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (stopping_.load(std::memory_order_acquire)) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    return reactor;
+  }
+  const absl::Time start = absl::Now();
+  const absl::Status status = body();
+  if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RegistrarService::Issue(
+    grpc::CallbackServerContext* ctx, const v1::IssueRequest* request,
+    v1::IssueResponse* response) {
+  return Handle(ctx, CoreOp::kIssue,
+                [&] { return DoIssue(*request, response); });
+}
+grpc::ServerUnaryReactor* RegistrarService::OpenContext(
+    grpc::CallbackServerContext* ctx, const v1::OpenContextRequest* request,
+    v1::OpenContextResponse* response) {
+  return Handle(ctx, CoreOp::kOpenContext,
+                [&] { return DoOpenContext(*request, response); });
+}
+grpc::ServerUnaryReactor* RegistrarService::Validate(
+    grpc::CallbackServerContext* ctx, const v1::ValidateRequest* request,
+    v1::ValidateResponse* response) {
+  return Handle(ctx, CoreOp::kValidate,
+                [&] { return DoValidate(*request, response); });
+}
+grpc::ServerUnaryReactor* RegistrarService::Cleanup(
+    grpc::CallbackServerContext* ctx, const v1::CleanupRequest* request,
+    v1::CleanupResponse* response) {
+  return Handle(ctx, CoreOp::kCleanup,
+                [&] { return DoCleanup(*request, response); });
+}
+grpc::ServerUnaryReactor* RegistrarService::GrantLease(
+    grpc::CallbackServerContext* ctx, const v1::GrantLeaseRequest* request,
+    v1::GrantLeaseResponse* response) {
+  return Handle(ctx, CoreOp::kGrantLease,
+                [&] { return DoGrantLease(*request, response); });
+}
+grpc::ServerUnaryReactor* RegistrarService::KeepAlive(
+    grpc::CallbackServerContext* ctx, const v1::KeepAliveRequest* request,
+    v1::KeepAliveResponse* response) {
+  return Handle(ctx, CoreOp::kKeepAlive,
+                [&] { return DoKeepAlive(*request, response); });
+}
+grpc::ServerUnaryReactor* RegistrarService::RevokeLease(
+    grpc::CallbackServerContext* ctx, const v1::RevokeLeaseRequest* request,
+    v1::RevokeLeaseResponse* response) {
+  return Handle(ctx, CoreOp::kRevokeLease,
+                [&] { return DoRevokeLease(*request, response); });
+}
+grpc::ServerUnaryReactor* RegistrarService::Describe(
+    grpc::CallbackServerContext* ctx, const v1::DescribeRequest* request,
+    v1::DescribeResponse* response) {
+  return Handle(ctx, CoreOp::kDescribe,
+                [&] { return DoDescribe(*request, response); });
+}
+grpc::ServerUnaryReactor* RegistrarService::ListOwned(
+    grpc::CallbackServerContext* ctx, const v1::ListOwnedRequest* request,
+    v1::ListOwnedResponse* response) {
+  return Handle(ctx, CoreOp::kListOwned,
+                [&] { return DoListOwned(*request, response); });
+}
+
+// ---------------------------------------------------------------------------
+
+absl::Status RegistrarService::DoIssue(const v1::IssueRequest& req,
+                                       v1::IssueResponse* resp) {
+  RETURN_IF_ERROR(CheckIssue(req, limits_));
+  IssueSpec spec;
+  spec.kind = KindFromProto(req.kind());
+  spec.owner = OwnerFromProto(req.owner());
+  spec.count = req.count();
+  spec.parent_id = req.parent_id();
+  spec.connection_id = req.connection_id();
+  spec.lease_id = req.lease_id();
+  spec.labels = LabelsFromProto(req.labels());
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, registry_.Issue(spec));
+  resp->mutable_ids()->Reserve(ids.size());
+  for (std::string& id : ids) resp->add_ids(std::move(id));
+  return absl::OkStatus();
+}
+
+absl::Status RegistrarService::DoOpenContext(const v1::OpenContextRequest& req,
+                                             v1::OpenContextResponse* resp) {
+  RETURN_IF_ERROR(CheckOpenContext(req, limits_));
+  OpenContextSpec spec;
+  spec.owner = OwnerFromProto(req.owner());
+  spec.thread_id = req.thread_id();
+  spec.connection_id = req.connection_id();
+  spec.labels = LabelsFromProto(req.labels());
+  ASSIGN_OR_RETURN(OpenContextResult result, registry_.OpenContext(spec));
+  resp->set_thread_id(std::move(result.thread_id));
+  resp->set_run_id(std::move(result.run_id));
+  resp->set_request_id(std::move(result.request_id));
+  resp->set_thread_reused(result.thread_reused);
+  return absl::OkStatus();
+}
+
+absl::Status RegistrarService::DoValidate(const v1::ValidateRequest& req,
+                                          v1::ValidateResponse* resp) {
+  RETURN_IF_ERROR(CheckValidate(req, limits_));
+  const Owner default_owner = OwnerFromProto(req.owner());
+  uint64_t verdicts[9] = {};
+  resp->mutable_results()->Reserve(req.items_size());
+  for (const v1::ValidateItem& item : req.items()) {
+    const Owner item_owner =
+        item.has_owner() ? OwnerFromProto(item.owner()) : Owner{};
+    const Owner& owner = item.has_owner() ? item_owner : default_owner;
+    ValidateResult result =
+        registry_.Validate(item.id(), KindFromProto(item.expected_kind()),
+                           owner, req.include_records());
+    v1::ValidateResult* out = resp->add_results();
+    // An unparseable ID is echoed only up to the ID size limit: the reply
+    // must not amplify a hostile request.
+    if (item.id().size() <= limits_.max_id_bytes) out->set_id(item.id());
+    out->set_verdict(static_cast<v1::Verdict>(result.verdict));
+    if (result.record) RecordToProto(*result.record, out->mutable_record());
+    ++verdicts[static_cast<int>(result.verdict)];
+  }
+  if (metrics_) {
+    for (int v = 1; v < 9; ++v) {
+      if (verdicts[v] > 0) metrics_->CountVerdict(v, verdicts[v]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RegistrarService::DoCleanup(const v1::CleanupRequest& req,
+                                         v1::CleanupResponse* resp) {
+  RETURN_IF_ERROR(CheckCleanup(req, limits_));
+  CleanupTarget target;
+  switch (req.target_case()) {
+    case v1::CleanupRequest::kIds:
+      target.type = CleanupTarget::Type::kIds;
+      target.ids.reserve(req.ids().ids_size());
+      for (const std::string& id : req.ids().ids()) target.ids.push_back(id);
+      break;
+    case v1::CleanupRequest::kConnectionId:
+      target.type = CleanupTarget::Type::kConnection;
+      target.connection_id = req.connection_id();
+      break;
+    default:
+      target.type = CleanupTarget::Type::kAllOwned;
+      break;
+  }
+  ASSIGN_OR_RETURN(CleanupResult result,
+                   registry_.Cleanup(OwnerFromProto(req.owner()), target,
+                                     req.reason()));
+  for (std::string& id : result.released) resp->add_released(std::move(id));
+  for (std::string& id : result.already_ended) {
+    resp->add_already_ended(std::move(id));
+  }
+  for (std::string& id : result.refused) resp->add_refused(std::move(id));
+  for (std::string& id : result.unknown) {
+    // Same rule as Validate: never echo an oversized string back.
+    if (id.size() <= limits_.max_id_bytes) resp->add_unknown(std::move(id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RegistrarService::DoGrantLease(const v1::GrantLeaseRequest& req,
+                                            v1::GrantLeaseResponse* resp) {
+  RETURN_IF_ERROR(CheckGrantLease(req, limits_));
+  ASSIGN_OR_RETURN(LeaseGrant grant,
+                   registry_.GrantLease(req.holder(),
+                                        absl::Seconds(req.ttl_seconds())));
+  resp->set_lease_id(std::move(grant.lease_id));
+  resp->set_ttl_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(grant.ttl)));
+  return absl::OkStatus();
+}
+
+absl::Status RegistrarService::DoKeepAlive(const v1::KeepAliveRequest& req,
+                                           v1::KeepAliveResponse* resp) {
+  RETURN_IF_ERROR(CheckLeaseId(req.lease_id(), limits_));
+  ASSIGN_OR_RETURN(absl::Duration ttl, registry_.KeepAlive(req.lease_id()));
+  resp->set_lease_id(req.lease_id());
+  resp->set_ttl_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(ttl)));
+  return absl::OkStatus();
+}
+
+absl::Status RegistrarService::DoRevokeLease(const v1::RevokeLeaseRequest& req,
+                                             v1::RevokeLeaseResponse* resp) {
+  RETURN_IF_ERROR(CheckLeaseId(req.lease_id(), limits_));
+  ASSIGN_OR_RETURN(std::vector<std::string> released,
+                   registry_.RevokeLease(req.lease_id()));
+  for (std::string& id : released) resp->add_released(std::move(id));
+  return absl::OkStatus();
+}
+
+absl::Status RegistrarService::DoDescribe(const v1::DescribeRequest& req,
+                                          v1::DescribeResponse* resp) {
+  RETURN_IF_ERROR(CheckDescribe(req, limits_));
+  ASSIGN_OR_RETURN(RecordView record, registry_.Describe(req.id()));
+  RecordToProto(record, resp->mutable_record());
+  return absl::OkStatus();
+}
+
+absl::Status RegistrarService::DoListOwned(const v1::ListOwnedRequest& req,
+                                           v1::ListOwnedResponse* resp) {
+  RETURN_IF_ERROR(CheckListOwned(req, limits_));
+  ListOwnedSpec spec;
+  spec.owner = OwnerFromProto(req.owner());
+  spec.kind = KindFromProto(req.kind());
+  spec.include_ended = req.include_ended();
+  spec.page_size = req.page_size();
+  spec.page_token = req.page_token();
+  ASSIGN_OR_RETURN(ListOwnedResult result, registry_.ListOwned(spec));
+  for (const RecordView& r : result.records) {
+    RecordToProto(r, resp->add_records());
+  }
+  resp->set_next_page_token(std::move(result.next_page_token));
+  return absl::OkStatus();
+}
+
+}  // namespace registrar

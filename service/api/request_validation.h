@@ -1,0 +1,58 @@
+#ifndef REGISTRAR_SERVICE_API_REQUEST_VALIDATION_H_
+#define REGISTRAR_SERVICE_API_REQUEST_VALIDATION_H_
+
+// Checks every request before it reaches the core. A request that fails a
+// check changes nothing: the RPC answers INVALID_ARGUMENT (or
+// RESOURCE_EXHAUSTED for a batch over its limit) naming the field and the
+// limit. Validate's IDs are the exception: a bad ID is a MALFORMED verdict,
+// never a failed batch.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "registrar/v1/registrar.pb.h"
+
+namespace registrar {
+
+// Explicit, configurable limits (flags in service/server/flags.cc).
+struct ApiLimits {
+  // tenant, user_id, holder, reason, label values.
+  uint32_t max_string_bytes = 256;
+  // ID fields other than Validate items (parent_id, thread_id, ...).
+  uint32_t max_id_bytes = 64;
+  uint32_t max_labels = 32;
+  uint32_t max_label_key_bytes = 64;
+  // Issue count, Validate items, Cleanup ids.
+  uint32_t max_batch = 1000;
+  uint32_t max_page_token_bytes = 64;
+};
+
+// True for well-formed UTF-8 with no control characters (C0, DEL, C1).
+bool IsPrintableUtf8(std::string_view s);
+
+// Checks an Owner at `field` ("owner", "items[3].owner"): both parts
+// non-empty, at most max_string_bytes, printable UTF-8.
+absl::Status CheckOwner(const v1::Owner& owner, std::string_view field,
+                        const ApiLimits& limits);
+
+absl::Status CheckIssue(const v1::IssueRequest& r, const ApiLimits& limits);
+absl::Status CheckOpenContext(const v1::OpenContextRequest& r,
+                              const ApiLimits& limits);
+// Does not check item IDs (those get verdicts); does check item owners,
+// expected kinds and the batch size.
+absl::Status CheckValidate(const v1::ValidateRequest& r,
+                           const ApiLimits& limits);
+absl::Status CheckCleanup(const v1::CleanupRequest& r, const ApiLimits& limits);
+absl::Status CheckGrantLease(const v1::GrantLeaseRequest& r,
+                             const ApiLimits& limits);
+absl::Status CheckLeaseId(const std::string& lease_id, const ApiLimits& limits);
+absl::Status CheckDescribe(const v1::DescribeRequest& r,
+                           const ApiLimits& limits);
+absl::Status CheckListOwned(const v1::ListOwnedRequest& r,
+                            const ApiLimits& limits);
+
+}  // namespace registrar
+
+#endif  // REGISTRAR_SERVICE_API_REQUEST_VALIDATION_H_

@@ -1,0 +1,95 @@
+#ifndef REGISTRAR_SERVICE_REGISTRY_LESSOR_H_
+#define REGISTRAR_SERVICE_REGISTRY_LESSOR_H_
+
+// Leases held by gateway instances and the connections bound to them.
+//
+// The Lessor knows which connections a lease carries, not what they are:
+// ending those records is the Registry's job (one code path for revoke and
+// expiry). Lock order: a Registry shard's mutex may be held while calling
+// Attach/Detach; the Lessor never calls back into the Registry, and Revoke/
+// TakeExpired return the connections so the caller releases them after the
+// Lessor's mutex is dropped.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "service/id/id.h"
+#include "service/registry/lease_queue.h"
+
+namespace registrar {
+
+// A connection bound to a lease, with the registry shard that holds it.
+struct BoundConnection {
+  Id128 connection;
+  uint32_t shard = 0;
+
+  friend bool operator==(const BoundConnection&,
+                         const BoundConnection&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const BoundConnection& c) {
+    return H::combine(std::move(h), c.connection, c.shard);
+  }
+};
+
+// A lease that ended, with what it carried.
+struct EndedLease {
+  Id128 lease;
+  std::vector<BoundConnection> connections;
+};
+
+class Lessor {
+ public:
+  Lessor() = default;
+  Lessor(const Lessor&) = delete;
+  Lessor& operator=(const Lessor&) = delete;
+
+  // Records a new lease expiring at now + ttl.
+  void Grant(Id128 lease, std::string holder, absl::Duration ttl,
+             absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Renews for another full TTL and returns it. NotFound when the lease is
+  // unknown, revoked, or past its deadline (even if not reaped yet).
+  absl::StatusOr<absl::Duration> KeepAlive(Id128 lease, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Binds connections. FailedPrecondition (and nothing bound) when the
+  // lease is not live.
+  absl::Status Attach(Id128 lease, absl::Span<const BoundConnection> conns,
+                      absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // Unbinds a connection released on its own. No-op if already gone.
+  void Detach(Id128 lease, BoundConnection conn) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes the lease. NotFound when it is unknown or already ended.
+  absl::StatusOr<EndedLease> Revoke(Id128 lease) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes and returns every lease whose deadline is <= now.
+  std::vector<EndedLease> TakeExpired(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+
+  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Lease {
+    std::string holder;
+    absl::Duration ttl;
+    absl::Time deadline;
+    absl::flat_hash_set<BoundConnection> connections;
+  };
+
+  static EndedLease Collect(Id128 id, Lease& lease);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<Id128, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  LeaseQueue queue_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace registrar
+
+#endif  // REGISTRAR_SERVICE_REGISTRY_LESSOR_H_

@@ -1,0 +1,45 @@
+#ifndef REGISTRAR_SERVICE_REGISTRY_OBSERVER_H_
+#define REGISTRAR_SERVICE_REGISTRY_OBSERVER_H_
+
+#include <cstdint>
+#include <string_view>
+
+#include "service/common/kind.h"
+
+namespace registrar {
+
+// Why records ended; a small closed set so it can label metrics.
+enum class EndCause : uint8_t {
+  kCleanupIds = 0,         // Cleanup naming IDs (and their cascades)
+  kCleanupConnection = 1,  // Cleanup of a connection (and its cascade)
+  kCleanupOwner = 2,       // Cleanup of everything an owner holds
+  kLeaseRevoked = 3,       // RevokeLease
+  kLeaseExpired = 4,       // lease TTL ran out
+};
+inline constexpr int kNumEndCauses = 5;
+
+// Metric label / default end_reason: "cleanup_ids", "cleanup_connection",
+// "cleanup_owner", "lease_revoked", "lease_expired".
+std::string_view EndCauseName(EndCause cause);
+
+// Told about every state change the registry makes, after it is made.
+// Called without registry locks held; must be thread-safe and cheap.
+class RegistryObserver {
+ public:
+  virtual ~RegistryObserver() = default;
+  virtual void OnIssued(Kind kind, uint64_t count) = 0;
+  virtual void OnEnded(Kind kind, EndCause cause, uint64_t count) = 0;
+  virtual void OnLeaseGranted() = 0;
+  virtual void OnLeaseEnded(EndCause cause) = 0;
+};
+
+// Snapshot of sizes, read at scrape time.
+struct RegistryStats {
+  uint64_t live_records[kNumKinds] = {};  // indexed by Kind
+  uint64_t tombstones = 0;
+  uint64_t leases = 0;
+};
+
+}  // namespace registrar
+
+#endif  // REGISTRAR_SERVICE_REGISTRY_OBSERVER_H_

@@ -1,0 +1,806 @@
+#include "service/registry/registry.h"
+
+#include <algorithm>
+#include <deque>
+#include <utility>
+
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "service/common/absl_compat.h"
+#include "service/common/field_error.h"
+#include "service/common/status_macros.h"
+
+namespace registrar {
+namespace registry_internal {
+
+struct OwnerEntry {
+  const Owner* owner = nullptr;  // the map key; stable in a node_hash_map
+  uint64_t live = 0;
+  absl::btree_set<Id128> ids;  // live records and tombstones, in time order
+};
+
+struct RecordEntry {
+  Kind kind = Kind::kUnspecified;
+  State state = State::kLive;
+  OwnerEntry* owner = nullptr;
+  Id128 parent;
+  Id128 connection;
+  Id128 lease;
+  int64_t created_ms = 0;
+  int64_t ended_ms = 0;
+  uint64_t revision = 0;
+  // Shared by every record of one call: a batch of 1000 holds one copy.
+  std::shared_ptr<const Labels> labels;
+  std::shared_ptr<const std::string> end_reason;
+};
+
+// What one call ended, for its reply and for the observer.
+struct Ended {
+  EndCause cause;
+  State state;
+  std::shared_ptr<const std::string> reason;
+  std::vector<std::pair<Kind, Id128>> records;
+  uint64_t count[kNumKinds] = {};
+
+  // Text IDs of everything ended, formatted outside any lock.
+  std::vector<std::string> TakeIds() {
+    std::vector<std::string> out;
+    out.reserve(records.size());
+    for (const auto& [kind, id] : records) out.push_back(FormatId(kind, id));
+    return out;
+  }
+};
+
+// One slice of the records. Every method requires `mu` held (the
+// annotations say which mode); none of them calls out of the shard except
+// into the Lessor, which never calls back.
+struct Shard {
+  mutable absl::Mutex mu;
+  absl::flat_hash_map<Id128, RecordEntry> records ABSL_GUARDED_BY(mu);
+  absl::node_hash_map<Owner, OwnerEntry> owners ABSL_GUARDED_BY(mu);
+  // Parent or connection → records that name it.
+  absl::flat_hash_map<Id128, std::vector<Id128>> children ABSL_GUARDED_BY(mu);
+  // Ended records in end order, for retention.
+  std::deque<std::pair<int64_t, Id128>> tombstones ABSL_GUARDED_BY(mu);
+
+  OwnerEntry* FindOwner(const Owner& owner) ABSL_SHARED_LOCKS_REQUIRED(mu) {
+    auto it = owners.find(owner);
+    return it == owners.end() ? nullptr : &it->second;
+  }
+  const OwnerEntry* FindOwner(const Owner& owner) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu) {
+    auto it = owners.find(owner);
+    return it == owners.end() ? nullptr : &it->second;
+  }
+
+  OwnerEntry& GetOrAddOwner(const Owner& owner)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto [it, inserted] = owners.try_emplace(owner);
+    if (inserted) it->second.owner = &it->first;
+    return it->second;
+  }
+
+  // The live record `id` of `kind` owned by `owner`, or null.
+  const RecordEntry* FindLiveOwned(Id128 id, Kind kind,
+                                   const OwnerEntry* owner) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu) {
+    if (owner == nullptr || id.is_zero()) return nullptr;
+    auto it = records.find(id);
+    if (it == records.end()) return nullptr;
+    const RecordEntry& r = it->second;
+    if (r.kind != kind || r.owner != owner || r.state != State::kLive) {
+      return nullptr;
+    }
+    return &r;
+  }
+
+  void Insert(Id128 id, Kind kind, OwnerEntry& owner, Id128 parent,
+              Id128 connection, Id128 lease, int64_t now_ms,
+              const std::shared_ptr<const Labels>& labels, Counters& counters)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    RecordEntry& r = records[id];
+    r.kind = kind;
+    r.state = State::kLive;
+    r.owner = &owner;
+    r.parent = parent;
+    r.connection = connection;
+    r.lease = lease;
+    r.created_ms = now_ms;
+    r.revision = counters.revision.fetch_add(1, std::memory_order_relaxed) + 1;
+    r.labels = labels;
+    owner.ids.insert(id);
+    ++owner.live;
+    if (!parent.is_zero()) children[parent].push_back(id);
+    if (!connection.is_zero()) children[connection].push_back(id);
+    counters.live[static_cast<int>(kind)].fetch_add(1,
+                                                    std::memory_order_relaxed);
+  }
+
+  // Ends one live record.
+  void EndOne(Id128 id, RecordEntry& r, int64_t now_ms, Ended& ended,
+              Lessor& lessor, Counters& counters, uint32_t shard_index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    r.state = ended.state;
+    r.ended_ms = now_ms;
+    r.end_reason = ended.reason;
+    r.revision = counters.revision.fetch_add(1, std::memory_order_relaxed) + 1;
+    --r.owner->live;
+    tombstones.emplace_back(now_ms, id);
+    counters.live[static_cast<int>(r.kind)].fetch_sub(
+        1, std::memory_order_relaxed);
+    counters.tombstones.fetch_add(1, std::memory_order_relaxed);
+    // A lease that ended already dropped its connections itself.
+    if (r.kind == Kind::kConnection && !r.lease.is_zero() &&
+        ended.cause != EndCause::kLeaseRevoked &&
+        ended.cause != EndCause::kLeaseExpired) {
+      lessor.Detach(r.lease, BoundConnection{id, shard_index});
+    }
+    ++ended.count[static_cast<int>(r.kind)];
+    ended.records.emplace_back(r.kind, id);
+  }
+
+  // Ends `root` if live and every live descendant (rule 3 of registry.h).
+  void EndCascade(Id128 root, int64_t now_ms, Ended& ended, Lessor& lessor,
+                  Counters& counters, uint32_t shard_index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto root_it = records.find(root);
+    if (root_it == records.end()) return;
+    const OwnerEntry* owner = root_it->second.owner;
+    std::vector<Id128> stack{root};
+    while (!stack.empty()) {
+      const Id128 id = stack.back();
+      stack.pop_back();
+      auto it = records.find(id);
+      if (it == records.end()) continue;
+      RecordEntry& r = it->second;
+      if (r.state != State::kLive || r.owner != owner) continue;
+      EndOne(id, r, now_ms, ended, lessor, counters, shard_index);
+      auto kids = children.find(id);
+      if (kids == children.end()) continue;
+      for (const Id128& child : kids->second) {
+        auto c = records.find(child);
+        if (c == records.end() || c->second.state != State::kLive) continue;
+        // Threads outlive the connection they were opened through.
+        if (r.kind == Kind::kConnection && c->second.kind == Kind::kThread) {
+          continue;
+        }
+        stack.push_back(child);
+      }
+    }
+  }
+
+  static void EraseFrom(std::vector<Id128>& v, Id128 id) {
+    auto it = std::find(v.begin(), v.end(), id);
+    if (it != v.end()) {
+      *it = v.back();
+      v.pop_back();
+    }
+  }
+
+  void UnlinkChild(Id128 link, Id128 child) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (link.is_zero()) return;
+    auto it = children.find(link);
+    if (it == children.end()) return;
+    EraseFrom(it->second, child);
+    if (it->second.empty()) children.erase(it);
+  }
+
+  // Drops tombstones that ended at or before `cutoff_ms`.
+  void DropTombstones(int64_t cutoff_ms, Counters& counters)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    while (!tombstones.empty() && tombstones.front().first <= cutoff_ms) {
+      const auto [ended_ms, id] = tombstones.front();
+      tombstones.pop_front();
+      auto it = records.find(id);
+      if (it == records.end() || it->second.state == State::kLive ||
+          it->second.ended_ms != ended_ms) {
+        continue;
+      }
+      RecordEntry& r = it->second;
+      UnlinkChild(r.parent, id);
+      UnlinkChild(r.connection, id);
+      children.erase(id);
+      OwnerEntry* owner = r.owner;
+      owner->ids.erase(id);
+      records.erase(it);
+      counters.tombstones.fetch_sub(1, std::memory_order_relaxed);
+      if (owner->ids.empty()) owners.erase(*owner->owner);
+    }
+  }
+
+  RecordView View(Id128 id, const RecordEntry& r) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu) {
+    RecordView v;
+    v.id = id;
+    v.kind = r.kind;
+    v.owner = *r.owner->owner;
+    v.parent = r.parent;
+    v.connection = r.connection;
+    v.lease = r.lease;
+    v.labels = r.labels ? r.labels : std::make_shared<const Labels>();
+    v.created_at = absl::FromUnixMillis(r.created_ms);
+    v.ended_at = r.state == State::kLive ? absl::InfinitePast()
+                                         : absl::FromUnixMillis(r.ended_ms);
+    v.state = r.state;
+    v.revision = r.revision;
+    if (r.end_reason) v.end_reason = *r.end_reason;
+    return v;
+  }
+};
+
+}  // namespace registry_internal
+
+using registry_internal::OwnerEntry;
+using registry_internal::RecordEntry;
+
+namespace {
+
+const std::shared_ptr<const Labels>& EmptyLabels() {
+  static const auto* empty =
+      new std::shared_ptr<const Labels>(std::make_shared<const Labels>());
+  return *empty;
+}
+
+std::shared_ptr<const Labels> ShareLabels(const Labels& labels) {
+  if (labels.empty()) return EmptyLabels();
+  return std::make_shared<const Labels>(labels);
+}
+
+Kind ParentKindOf(Kind kind) {
+  switch (kind) {
+    case Kind::kRun:
+      return Kind::kThread;
+    case Kind::kRequest:
+      return Kind::kRun;
+    default:
+      return Kind::kUnspecified;
+  }
+}
+
+bool IsRecordKind(Kind kind) {
+  return kind == Kind::kThread || kind == Kind::kRun ||
+         kind == Kind::kRequest || kind == Kind::kConnection;
+}
+
+// Parses an optional reference field: zero Id128 when empty. InvalidArgument
+// naming `field` when the text is not an ID of kind `want`.
+absl::StatusOr<Id128> ParseReference(std::string_view field,
+                                     std::string_view text, Kind want) {
+  if (text.empty()) return Id128{};
+  absl::StatusOr<ParsedId> parsed = ParseId(text);
+  if (!parsed.ok()) return InvalidField(field, AsStd(parsed.status().message()));
+  if (parsed->kind != want) {
+    return InvalidField(field, absl::StrCat("must be a ", AsAbsl(KindPrefix(want)),
+                                            "_ ID, got a ",
+                                            AsAbsl(KindPrefix(parsed->kind)),
+                                            "_ ID"));
+  }
+  return parsed->bits;
+}
+
+absl::Status QuotaError(uint64_t live, uint64_t adding, uint64_t quota) {
+  return FieldError(
+      absl::StatusCode::kResourceExhausted, "owner",
+      absl::StrCat("live record quota exceeded: owner holds ", live,
+                   ", this call adds ", adding, ", limit is ", quota,
+                   " (--owner_quota)"));
+}
+
+std::shared_ptr<const std::string> ReasonFor(EndCause cause,
+                                             std::string_view reason) {
+  return std::make_shared<const std::string>(
+      reason.empty() ? std::string(EndCauseName(cause)) : std::string(reason));
+}
+
+}  // namespace
+
+std::string ParentIdText(const RecordView& r) {
+  if (r.parent.is_zero()) return "";
+  return FormatId(ParentKindOf(r.kind), r.parent);
+}
+
+std::string_view EndCauseName(EndCause cause) {
+  switch (cause) {
+    case EndCause::kCleanupIds:
+      return "cleanup_ids";
+    case EndCause::kCleanupConnection:
+      return "cleanup_connection";
+    case EndCause::kCleanupOwner:
+      return "cleanup_owner";
+    case EndCause::kLeaseRevoked:
+      return "lease_revoked";
+    case EndCause::kLeaseExpired:
+      return "lease_expired";
+  }
+  return "unknown";
+}
+
+// ---------------------------------------------------------------------------
+
+Registry::Registry(const RegistryOptions& options, const Clock& clock,
+                   IdGenerator& ids, RegistryObserver* observer)
+    : options_(options), clock_(clock), ids_(ids), observer_(observer) {
+  const uint32_t n = std::max<uint32_t>(1, options_.shards);
+  shards_.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
+}
+
+Registry::~Registry() = default;
+
+uint32_t Registry::ShardIndex(const Owner& owner) const {
+  return static_cast<uint32_t>(absl::HashOf(owner) % shards_.size());
+}
+
+Registry::Shard& Registry::ShardFor(const Owner& owner) const {
+  return *shards_[ShardIndex(owner)];
+}
+
+Kind Registry::FindElsewhere(Id128 id, const Shard* skip) const {
+  for (const auto& shard : shards_) {
+    if (shard.get() == skip) continue;
+    absl::ReaderMutexLock lock(&shard->mu);
+    auto it = shard->records.find(id);
+    if (it != shard->records.end()) return it->second.kind;
+  }
+  return Kind::kUnspecified;
+}
+
+void Registry::Report(const Ended& ended) {
+  if (observer_ == nullptr) return;
+  for (int k = 0; k < kNumKinds; ++k) {
+    if (ended.count[k] > 0) {
+      observer_->OnEnded(static_cast<Kind>(k), ended.cause, ended.count[k]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Issue
+
+absl::StatusOr<std::vector<std::string>> Registry::Issue(
+    const IssueSpec& spec) {
+  if (!IsRecordKind(spec.kind)) {
+    return InvalidField("kind",
+                        "must be KIND_THREAD, KIND_RUN, KIND_REQUEST or "
+                        "KIND_CONNECTION");
+  }
+  const uint32_t count = spec.count == 0 ? 1 : spec.count;
+  if (count > options_.max_batch) {
+    return FieldError(absl::StatusCode::kResourceExhausted, "count",
+                      absl::StrCat("is ", count, ", limit is ",
+                                   options_.max_batch, " (--max_batch)"));
+  }
+  const Kind parent_kind = ParentKindOf(spec.kind);
+  if (parent_kind == Kind::kUnspecified && !spec.parent_id.empty()) {
+    return InvalidField("parent_id", absl::StrCat("not allowed for ",
+                                                  AsAbsl(KindName(spec.kind)), "s"));
+  }
+  if (spec.kind == Kind::kConnection && !spec.connection_id.empty()) {
+    return InvalidField("connection_id", "not allowed for connections");
+  }
+  if (spec.kind != Kind::kConnection && !spec.lease_id.empty()) {
+    return InvalidField("lease_id", "allowed only for connections");
+  }
+  ASSIGN_OR_RETURN(const Id128 parent,
+                   ParseReference("parent_id", spec.parent_id, parent_kind));
+  ASSIGN_OR_RETURN(
+      const Id128 connection,
+      ParseReference("connection_id", spec.connection_id, Kind::kConnection));
+  ASSIGN_OR_RETURN(const Id128 lease,
+                   ParseReference("lease_id", spec.lease_id, Kind::kLease));
+
+  // Minting (the keyed tag per ID) happens outside the shard lock.
+  std::vector<Id128> minted;
+  minted.reserve(count);
+  ids_.Mint(spec.kind, spec.owner.tenant, spec.owner.user_id, count, &minted);
+  const std::shared_ptr<const Labels> labels = ShareLabels(spec.labels);
+  const uint32_t shard_index = ShardIndex(spec.owner);
+  Shard& shard = *shards_[shard_index];
+  {
+    absl::MutexLock lock(&shard.mu);
+    const absl::Time now = Now();
+    OwnerEntry* owner = shard.FindOwner(spec.owner);
+    const uint64_t live = owner ? owner->live : 0;
+    if (live + count > options_.owner_quota) {
+      return QuotaError(live, count, options_.owner_quota);
+    }
+    if (!parent.is_zero() &&
+        shard.FindLiveOwned(parent, parent_kind, owner) == nullptr) {
+      return FieldError(absl::StatusCode::kFailedPrecondition, "parent_id",
+                        absl::StrCat("no live ", AsAbsl(KindName(parent_kind)),
+                                     " of this owner with this id"));
+    }
+    if (!connection.is_zero() &&
+        shard.FindLiveOwned(connection, Kind::kConnection, owner) == nullptr) {
+      return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
+                        "no live connection of this owner with this id");
+    }
+    for (const Id128& id : minted) {
+      if (shard.records.contains(id)) {
+        return absl::InternalError("minted an ID that is already recorded");
+      }
+    }
+    if (!lease.is_zero()) {
+      std::vector<BoundConnection> bound;
+      bound.reserve(minted.size());
+      for (const Id128& id : minted) bound.push_back({id, shard_index});
+      RETURN_IF_ERROR(lessor_.Attach(lease, bound, now));
+    }
+    OwnerEntry& o = owner ? *owner : shard.GetOrAddOwner(spec.owner);
+    const int64_t now_ms = absl::ToUnixMillis(now);
+    for (const Id128& id : minted) {
+      shard.Insert(id, spec.kind, o, parent, connection, lease, now_ms, labels,
+                   counters_);
+    }
+  }
+  if (observer_) observer_->OnIssued(spec.kind, count);
+  std::vector<std::string> out;
+  out.reserve(count);
+  for (const Id128& id : minted) out.push_back(FormatId(spec.kind, id));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// OpenContext
+
+absl::StatusOr<OpenContextResult> Registry::OpenContext(
+    const OpenContextSpec& spec) {
+  ASSIGN_OR_RETURN(
+      const Id128 connection,
+      ParseReference("connection_id", spec.connection_id, Kind::kConnection));
+  // An unusable thread_id is not an error: the contract is to mint a thread.
+  Id128 wanted_thread;
+  if (!spec.thread_id.empty()) {
+    absl::StatusOr<ParsedId> parsed = ParseId(spec.thread_id);
+    if (parsed.ok() && parsed->kind == Kind::kThread) {
+      wanted_thread = parsed->bits;
+    }
+  }
+  const Id128 thread_new =
+      ids_.MintOne(Kind::kThread, spec.owner.tenant, spec.owner.user_id);
+  const Id128 run =
+      ids_.MintOne(Kind::kRun, spec.owner.tenant, spec.owner.user_id);
+  const Id128 request =
+      ids_.MintOne(Kind::kRequest, spec.owner.tenant, spec.owner.user_id);
+  const std::shared_ptr<const Labels> labels = ShareLabels(spec.labels);
+
+  OpenContextResult result;
+  Id128 thread;
+  Shard& shard = ShardFor(spec.owner);
+  {
+    absl::MutexLock lock(&shard.mu);
+    const int64_t now_ms = absl::ToUnixMillis(Now());
+    OwnerEntry* owner = shard.FindOwner(spec.owner);
+    if (!connection.is_zero() &&
+        shard.FindLiveOwned(connection, Kind::kConnection, owner) == nullptr) {
+      return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
+                        "no live connection of this owner with this id");
+    }
+    result.thread_reused =
+        shard.FindLiveOwned(wanted_thread, Kind::kThread, owner) != nullptr;
+    const uint64_t adding = result.thread_reused ? 2 : 3;
+    const uint64_t live = owner ? owner->live : 0;
+    if (live + adding > options_.owner_quota) {
+      return QuotaError(live, adding, options_.owner_quota);
+    }
+    OwnerEntry& o = owner ? *owner : shard.GetOrAddOwner(spec.owner);
+    thread = result.thread_reused ? wanted_thread : thread_new;
+    if (!result.thread_reused) {
+      shard.Insert(thread, Kind::kThread, o, Id128{}, connection, Id128{},
+                   now_ms, labels, counters_);
+    }
+    shard.Insert(run, Kind::kRun, o, thread, connection, Id128{}, now_ms,
+                 labels, counters_);
+    shard.Insert(request, Kind::kRequest, o, run, connection, Id128{}, now_ms,
+                 labels, counters_);
+  }
+  if (observer_) {
+    if (!result.thread_reused) observer_->OnIssued(Kind::kThread, 1);
+    observer_->OnIssued(Kind::kRun, 1);
+    observer_->OnIssued(Kind::kRequest, 1);
+  }
+  result.thread_id = FormatId(Kind::kThread, thread);
+  result.run_id = FormatId(Kind::kRun, run);
+  result.request_id = FormatId(Kind::kRequest, request);
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// Validate
+
+ValidateResult Registry::Validate(std::string_view id, Kind expected_kind,
+                                  const Owner& owner, bool want_record) const {
+  ValidateResult result;
+  absl::StatusOr<ParsedId> parsed = ParseId(id);
+  if (!parsed.ok() || !IsRecordKind(parsed->kind)) {
+    result.verdict = Verdict::kMalformed;
+    return result;
+  }
+  if (expected_kind != Kind::kUnspecified && expected_kind != parsed->kind) {
+    result.verdict = Verdict::kWrongKind;
+    return result;
+  }
+  const Shard& shard = ShardFor(owner);
+  {
+    absl::ReaderMutexLock lock(&shard.mu);
+    auto it = shard.records.find(parsed->bits);
+    if (it != shard.records.end()) {
+      const RecordEntry& r = it->second;
+      if (r.kind != parsed->kind) {
+        result.verdict = Verdict::kForged;
+      } else if (*r.owner->owner != owner) {
+        result.verdict = Verdict::kNotOwner;
+      } else {
+        result.verdict = r.state == State::kLive      ? Verdict::kValid
+                         : r.state == State::kExpired ? Verdict::kExpired
+                                                      : Verdict::kReleased;
+        if (want_record) result.record = shard.View(parsed->bits, r);
+      }
+      return result;
+    }
+  }
+  // No record in the owner's shard: a genuine tag for this owner means the
+  // record is gone; otherwise it is another owner's record or a forgery.
+  if (ids_.keys().Verify(parsed->kind, parsed->bits, owner.tenant,
+                         owner.user_id)) {
+    result.verdict = Verdict::kUnknown;
+    return result;
+  }
+  const Kind found = FindElsewhere(parsed->bits, &shard);
+  result.verdict = (found == Kind::kUnspecified || found != parsed->kind)
+                       ? Verdict::kForged
+                       : Verdict::kNotOwner;
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// Cleanup
+
+absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
+                                                const CleanupTarget& target,
+                                                std::string_view reason) {
+  CleanupResult result;
+  EndCause cause = EndCause::kCleanupIds;
+  // Named IDs (text as given, parsed bits, kind) to resolve in the shard.
+  struct Named {
+    std::string_view text;
+    ParsedId parsed;
+  };
+  std::vector<Named> named;
+  switch (target.type) {
+    case CleanupTarget::Type::kIds:
+      if (target.ids.size() > options_.max_batch) {
+        return FieldError(
+            absl::StatusCode::kResourceExhausted, "ids.ids",
+            absl::StrCat("has ", target.ids.size(), " ids, limit is ",
+                         options_.max_batch, " (--max_batch)"));
+      }
+      for (std::string_view text : target.ids) {
+        absl::StatusOr<ParsedId> parsed = ParseId(text);
+        if (!parsed.ok() || !IsRecordKind(parsed->kind)) {
+          result.unknown.emplace_back(text);
+        } else {
+          named.push_back({text, *parsed});
+        }
+      }
+      break;
+    case CleanupTarget::Type::kConnection: {
+      cause = EndCause::kCleanupConnection;
+      ASSIGN_OR_RETURN(const Id128 conn,
+                       ParseReference("connection_id", target.connection_id,
+                                      Kind::kConnection));
+      if (conn.is_zero()) return InvalidField("connection_id", "is empty");
+      named.push_back({target.connection_id, {Kind::kConnection, conn}});
+      break;
+    }
+    case CleanupTarget::Type::kAllOwned:
+      cause = EndCause::kCleanupOwner;
+      break;
+  }
+
+  Ended ended{cause, State::kReleased, ReasonFor(cause, reason), {}, {}};
+  std::vector<const Named*> not_here;
+  const uint32_t shard_index = ShardIndex(owner);
+  Shard& shard = *shards_[shard_index];
+  {
+    absl::MutexLock lock(&shard.mu);
+    const int64_t now_ms = absl::ToUnixMillis(Now());
+    OwnerEntry* o = shard.FindOwner(owner);
+    if (target.type == CleanupTarget::Type::kAllOwned) {
+      if (o != nullptr) {
+        for (const Id128& id : o->ids) {
+          RecordEntry& r = shard.records.find(id)->second;
+          if (r.state == State::kLive) {
+            shard.EndOne(id, r, now_ms, ended, lessor_, counters_, shard_index);
+          }
+        }
+      }
+    } else {
+      absl::flat_hash_set<Id128> ended_here;
+      for (const Named& n : named) {
+        auto it = shard.records.find(n.parsed.bits);
+        if (it == shard.records.end() || it->second.owner != o ||
+            it->second.kind != n.parsed.kind) {
+          not_here.push_back(&n);
+          continue;
+        }
+        if (it->second.state != State::kLive) {
+          // Ended by this very call (a cascade or a repeat) counts as
+          // released once, not also as already ended.
+          if (!ended_here.contains(n.parsed.bits)) {
+            result.already_ended.emplace_back(n.text);
+          }
+          continue;
+        }
+        const size_t before = ended.records.size();
+        shard.EndCascade(n.parsed.bits, now_ms, ended, lessor_, counters_,
+                         shard_index);
+        for (size_t i = before; i < ended.records.size(); ++i) {
+          ended_here.insert(ended.records[i].second);
+        }
+      }
+    }
+  }
+  // Not among this owner's records: another owner's (refused) or none.
+  for (const Named* n : not_here) {
+    if (FindElsewhere(n->parsed.bits, nullptr) == n->parsed.kind) {
+      result.refused.emplace_back(n->text);
+    } else {
+      result.unknown.emplace_back(n->text);
+    }
+  }
+  Report(ended);
+  result.released = ended.TakeIds();
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// Leases
+
+absl::StatusOr<LeaseGrant> Registry::GrantLease(std::string_view holder,
+                                                absl::Duration ttl) {
+  if (holder.empty()) return InvalidField("holder", "is required");
+  if (ttl < options_.min_lease_ttl || ttl > options_.max_lease_ttl) {
+    return InvalidField(
+        "ttl_seconds",
+        absl::StrCat("must be between ",
+                     absl::ToInt64Seconds(options_.min_lease_ttl), " and ",
+                     absl::ToInt64Seconds(options_.max_lease_ttl),
+                     " (--min_lease_ttl, --max_lease_ttl), got ",
+                     absl::ToInt64Seconds(ttl)));
+  }
+  const Id128 id = ids_.MintOne(Kind::kLease, "", holder);
+  lessor_.Grant(id, std::string(holder), ttl, Now());
+  if (observer_) observer_->OnLeaseGranted();
+  return LeaseGrant{FormatId(Kind::kLease, id), ttl};
+}
+
+absl::StatusOr<absl::Duration> Registry::KeepAlive(std::string_view lease_id) {
+  ASSIGN_OR_RETURN(const Id128 lease,
+                   ParseReference("lease_id", lease_id, Kind::kLease));
+  if (lease.is_zero()) return InvalidField("lease_id", "is required");
+  return lessor_.KeepAlive(lease, Now());
+}
+
+void Registry::EndLeaseConnections(const EndedLease& lease, Ended& ended) {
+  // Group by shard so each shard is locked once.
+  std::vector<BoundConnection> conns = lease.connections;
+  std::sort(conns.begin(), conns.end(),
+            [](const BoundConnection& a, const BoundConnection& b) {
+              return a.shard < b.shard;
+            });
+  size_t i = 0;
+  while (i < conns.size()) {
+    const uint32_t shard_index = conns[i].shard;
+    Shard& shard = *shards_[shard_index];
+    absl::MutexLock lock(&shard.mu);
+    const int64_t now_ms = absl::ToUnixMillis(Now());
+    for (; i < conns.size() && conns[i].shard == shard_index; ++i) {
+      shard.EndCascade(conns[i].connection, now_ms, ended, lessor_, counters_,
+                       shard_index);
+    }
+  }
+}
+
+absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
+    std::string_view lease_id) {
+  ASSIGN_OR_RETURN(const Id128 lease,
+                   ParseReference("lease_id", lease_id, Kind::kLease));
+  if (lease.is_zero()) return InvalidField("lease_id", "is required");
+  ASSIGN_OR_RETURN(EndedLease ended_lease, lessor_.Revoke(lease));
+  Ended ended{EndCause::kLeaseRevoked, State::kReleased,
+              ReasonFor(EndCause::kLeaseRevoked, ""), {}, {}};
+  EndLeaseConnections(ended_lease, ended);
+  Report(ended);
+  if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseRevoked);
+  return ended.TakeIds();
+}
+
+std::vector<std::string> Registry::Tick() {
+  const absl::Time now = Now();
+  std::vector<EndedLease> expired = lessor_.TakeExpired(now);
+  Ended ended{EndCause::kLeaseExpired, State::kExpired,
+              ReasonFor(EndCause::kLeaseExpired, ""), {}, {}};
+  for (const EndedLease& lease : expired) {
+    EndLeaseConnections(lease, ended);
+    if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseExpired);
+  }
+  Report(ended);
+  const int64_t cutoff_ms =
+      absl::ToUnixMillis(now - options_.tombstone_retention);
+  for (const auto& shard : shards_) {
+    absl::MutexLock lock(&shard->mu);
+    shard->DropTombstones(cutoff_ms, counters_);
+  }
+  return ended.TakeIds();
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+
+absl::StatusOr<RecordView> Registry::Describe(std::string_view id) const {
+  absl::StatusOr<ParsedId> parsed = ParseId(id);
+  if (!parsed.ok()) return InvalidField("id", AsStd(parsed.status().message()));
+  for (const auto& shard : shards_) {
+    absl::ReaderMutexLock lock(&shard->mu);
+    auto it = shard->records.find(parsed->bits);
+    if (it != shard->records.end() && it->second.kind == parsed->kind) {
+      return shard->View(parsed->bits, it->second);
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("id: no record of ", AsAbsl(id)));
+}
+
+absl::StatusOr<ListOwnedResult> Registry::ListOwned(
+    const ListOwnedSpec& spec) const {
+  if (spec.kind != Kind::kUnspecified && !IsRecordKind(spec.kind)) {
+    return InvalidField("kind", "is not a record kind");
+  }
+  Id128 after;
+  if (!spec.page_token.empty()) {
+    absl::StatusOr<Id128> decoded = DecodeSuffix(spec.page_token);
+    if (!decoded.ok()) {
+      return InvalidField("page_token", "is not a token this server issued");
+    }
+    after = *decoded;
+  }
+  const uint32_t page_size =
+      spec.page_size == 0
+          ? options_.default_page_size
+          : std::min<uint32_t>(spec.page_size, options_.max_page_size);
+  ListOwnedResult result;
+  const Shard& shard = ShardFor(spec.owner);
+  absl::ReaderMutexLock lock(&shard.mu);
+  const OwnerEntry* owner = shard.FindOwner(spec.owner);
+  if (owner == nullptr) return result;
+  auto it = spec.page_token.empty() ? owner->ids.begin()
+                                    : owner->ids.upper_bound(after);
+  for (; it != owner->ids.end(); ++it) {
+    const RecordEntry& r = shard.records.find(*it)->second;
+    if (spec.kind != Kind::kUnspecified && r.kind != spec.kind) continue;
+    if (!spec.include_ended && r.state != State::kLive) continue;
+    if (result.records.size() == page_size) {
+      // One more match exists: hand out a token for the next page.
+      result.next_page_token = EncodeSuffix(result.records.back().id);
+      break;
+    }
+    result.records.push_back(shard.View(*it, r));
+  }
+  return result;
+}
+
+RegistryStats Registry::Stats() const {
+  RegistryStats stats;
+  for (int k = 0; k < kNumKinds; ++k) {
+    stats.live_records[k] = counters_.live[k].load(std::memory_order_relaxed);
+  }
+  stats.tombstones = counters_.tombstones.load(std::memory_order_relaxed);
+  stats.leases = lessor_.size();
+  return stats;
+}
+
+}  // namespace registrar

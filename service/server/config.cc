@@ -1,0 +1,166 @@
+#include "service/server/config.h"
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "service/id/id.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "gRPC listen address (host:port; port 0 picks a free port)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Prometheus /metrics listen address (host:port)");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, write the bound addresses here once serving "
+          "(grpc=host:port and metrics=host:port lines)");
+ABSL_FLAG(std::string, key_file, "",
+          "Tag key file: '<version> <32 hex>' lines or one bare 32-hex line. "
+          "Without it REGISTRAR_KEY is used, else a key is generated");
+ABSL_FLAG(uint32_t, node_id, 0,
+          "Node id written into every ID, unique per running instance "
+          "(0..16383)");
+ABSL_FLAG(uint32_t, shards, 16, "Registry shards (lock stripes)");
+ABSL_FLAG(uint32_t, max_batch, 1000,
+          "Most IDs per Issue, items per Validate, ids per Cleanup");
+ABSL_FLAG(uint64_t, owner_quota, 100000, "Most live records per owner");
+ABSL_FLAG(absl::Duration, tombstone_retention, absl::Hours(1),
+          "How long ended records are kept so Validate says RELEASED/EXPIRED");
+ABSL_FLAG(uint32_t, min_lease_ttl, 1, "Shortest lease TTL, seconds");
+ABSL_FLAG(uint32_t, max_lease_ttl, 86400, "Longest lease TTL, seconds");
+ABSL_FLAG(uint32_t, default_page_size, 100, "ListOwned page size when unset");
+ABSL_FLAG(uint32_t, max_page_size, 1000,
+          "Largest ListOwned page; larger requests are clamped");
+ABSL_FLAG(uint32_t, max_string_bytes, 256,
+          "Longest tenant, user_id, holder, reason or label value, bytes");
+ABSL_FLAG(uint32_t, max_labels, 32, "Most labels per request");
+ABSL_FLAG(uint32_t, max_label_key_bytes, 64, "Longest label key, bytes");
+ABSL_FLAG(uint32_t, max_message_bytes, 4 << 20,
+          "Largest request message, bytes");
+ABSL_FLAG(absl::Duration, tick_interval, absl::Milliseconds(100),
+          "How often leases are expired and tombstones dropped");
+ABSL_FLAG(absl::Duration, shutdown_drain, absl::Seconds(1),
+          "On SIGTERM: time spent reporting NOT_SERVING while still answering, "
+          "so load balancers move away first");
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
+          "On SIGTERM: how long in-flight calls may take to finish");
+ABSL_FLAG(std::string, log_level, "info",
+          "trace, debug, info, warn, error, critical or off");
+ABSL_FLAG(absl::Duration, clock_offset, absl::ZeroDuration(),
+          "Testing only: shift the server's wall clock by this much");
+
+namespace registrar {
+namespace {
+
+// Flags that may come from REGISTRAR_<NAME> environment variables.
+const std::vector<std::string>& EnvFlagNames() {
+  static const auto* names = new std::vector<std::string>{
+      "listen",          "metrics_listen",      "port_file",
+      "key_file",        "node_id",             "shards",
+      "max_batch",       "owner_quota",         "tombstone_retention",
+      "min_lease_ttl",   "max_lease_ttl",       "default_page_size",
+      "max_page_size",   "max_string_bytes",    "max_labels",
+      "max_label_key_bytes", "max_message_bytes", "tick_interval",
+      "shutdown_drain",  "shutdown_timeout",    "log_level",
+      "clock_offset"};
+  return *names;
+}
+
+std::string EnvName(const std::string& flag) {
+  return absl::StrCat("REGISTRAR_", absl::AsciiStrToUpper(flag));
+}
+
+absl::Status ApplyEnvironment() {
+  for (const std::string& name : EnvFlagNames()) {
+    const std::string env = EnvName(name);
+    const char* value = std::getenv(env.c_str());
+    if (value == nullptr) continue;
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string error;
+    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(env, "=", value, ": ", error));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NonZero(const char* flag, uint64_t value) {
+  if (value == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be > 0"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "registrar: issues thread/run/request/connection IDs, records their "
+      "owners, validates and releases them.\nEvery flag may also be set as "
+      "REGISTRAR_<FLAG> in the environment; the command line wins.");
+  if (absl::Status s = ApplyEnvironment(); !s.ok()) return s;
+  absl::ParseCommandLine(argc, argv);
+
+  ServerConfig c;
+  c.listen = absl::GetFlag(FLAGS_listen);
+  c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  c.port_file = absl::GetFlag(FLAGS_port_file);
+  c.key_file = absl::GetFlag(FLAGS_key_file);
+  if (const char* key = std::getenv("REGISTRAR_KEY")) c.key_text = key;
+  c.node_id = absl::GetFlag(FLAGS_node_id);
+  if (c.node_id > kMaxNodeId) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--node_id must be 0..", kMaxNodeId, ", got ", c.node_id));
+  }
+  c.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  c.tick_interval = absl::GetFlag(FLAGS_tick_interval);
+  c.shutdown_drain = absl::GetFlag(FLAGS_shutdown_drain);
+  c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  c.clock_offset = absl::GetFlag(FLAGS_clock_offset);
+  if (c.tick_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--tick_interval must be > 0");
+  }
+
+  RegistryOptions& r = c.registry;
+  r.shards = absl::GetFlag(FLAGS_shards);
+  r.max_batch = absl::GetFlag(FLAGS_max_batch);
+  r.owner_quota = absl::GetFlag(FLAGS_owner_quota);
+  r.tombstone_retention = absl::GetFlag(FLAGS_tombstone_retention);
+  r.min_lease_ttl = absl::Seconds(absl::GetFlag(FLAGS_min_lease_ttl));
+  r.max_lease_ttl = absl::Seconds(absl::GetFlag(FLAGS_max_lease_ttl));
+  r.default_page_size = absl::GetFlag(FLAGS_default_page_size);
+  r.max_page_size = absl::GetFlag(FLAGS_max_page_size);
+  for (auto [flag, value] : {std::pair<const char*, uint64_t>{"shards", r.shards},
+                             {"max_batch", r.max_batch},
+                             {"owner_quota", r.owner_quota},
+                             {"min_lease_ttl", absl::GetFlag(FLAGS_min_lease_ttl)},
+                             {"default_page_size", r.default_page_size},
+                             {"max_page_size", r.max_page_size},
+                             {"max_message_bytes", c.max_message_bytes}}) {
+    if (absl::Status s = NonZero(flag, value); !s.ok()) return s;
+  }
+  if (r.max_lease_ttl < r.min_lease_ttl) {
+    return absl::InvalidArgumentError(
+        "--max_lease_ttl must be >= --min_lease_ttl");
+  }
+  if (r.tombstone_retention < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--tombstone_retention must be >= 0");
+  }
+
+  ApiLimits& l = c.limits;
+  l.max_batch = r.max_batch;
+  l.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);
+  l.max_labels = absl::GetFlag(FLAGS_max_labels);
+  l.max_label_key_bytes = absl::GetFlag(FLAGS_max_label_key_bytes);
+  return c;
+}
+
+std::string LogLevelFlag() { return absl::GetFlag(FLAGS_log_level); }
+
+}  // namespace registrar

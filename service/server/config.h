@@ -1,0 +1,38 @@
+#ifndef REGISTRAR_SERVICE_SERVER_CONFIG_H_
+#define REGISTRAR_SERVICE_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "service/api/request_validation.h"
+#include "service/registry/registry.h"
+
+namespace registrar {
+
+// Everything the server needs to start, from flags (see flags.cc).
+struct ServerConfig {
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";
+  std::string port_file;
+  std::string key_file;
+  std::string key_text;  // from REGISTRAR_KEY when no key file is given
+  uint32_t node_id = 0;
+  uint32_t max_message_bytes = 4 << 20;
+  absl::Duration tick_interval = absl::Milliseconds(100);
+  absl::Duration shutdown_drain = absl::Seconds(1);
+  absl::Duration shutdown_timeout = absl::Seconds(10);
+  absl::Duration clock_offset = absl::ZeroDuration();  // tests only
+  RegistryOptions registry;
+  ApiLimits limits;
+};
+
+// Parses argv into a ServerConfig. Every flag may also come from the
+// environment as REGISTRAR_<FLAG NAME IN CAPITALS>; the command line wins.
+// InvalidArgument names the flag (or variable) and the bad value.
+absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv);
+
+}  // namespace registrar
+
+#endif  // REGISTRAR_SERVICE_SERVER_CONFIG_H_

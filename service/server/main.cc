@@ -1,0 +1,76 @@
+// registrar: the server binary. Flags and environment are described in
+// config.cc and the README.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "service/server/config.h"
+#include "service/server/server.h"
+#include "spdlog/spdlog.h"
+
+namespace registrar {
+std::string LogLevelFlag();  // config.cc
+}  // namespace registrar
+
+namespace {
+
+// Written to a temporary name and renamed, so a reader never sees half.
+bool WritePortFile(const std::string& path, const std::string& grpc,
+                   const std::string& metrics) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "grpc=" << grpc << "\nmetrics=" << metrics << "\n";
+    if (!out.good()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Signals are taken synchronously by sigwait below; block them before any
+  // thread starts so no gRPC thread receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<registrar::ServerConfig> config =
+      registrar::ConfigFromFlags(argc, argv);
+  if (!config.ok()) {
+    std::fprintf(stderr, "registrar: %s\n",
+                 std::string(config.status().message()).c_str());
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(registrar::LogLevelFlag()));
+
+  absl::StatusOr<std::unique_ptr<registrar::RegistrarServer>> server =
+      registrar::RegistrarServer::Start(*config);
+  if (!server.ok()) {
+    spdlog::critical("cannot start: {}", std::string(server.status().message()));
+    return 1;
+  }
+  spdlog::info("registrar serving gRPC on {}, metrics on http://{}/metrics "
+               "(node_id {}, storage: memory)",
+               (*server)->grpc_address(), (*server)->metrics_address(),
+               config->node_id);
+  if (!config->port_file.empty() &&
+      !WritePortFile(config->port_file, (*server)->grpc_address(),
+                     (*server)->metrics_address())) {
+    spdlog::critical("cannot write --port_file={}", config->port_file);
+    return 1;
+  }
+
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("received {}", received == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown();
+  return 0;
+}

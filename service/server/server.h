@@ -1,0 +1,68 @@
+#ifndef REGISTRAR_SERVICE_SERVER_SERVER_H_
+#define REGISTRAR_SERVICE_SERVER_SERVER_H_
+
+// The composition root: builds the key ring, clock, ID generator, registry,
+// metrics and gRPC server from a ServerConfig, runs the lease/tombstone
+// ticker, and shuts everything down in order.
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/server.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "service/api/registrar_service.h"
+#include "service/common/clock.h"
+#include "service/id/id_generator.h"
+#include "service/id/key_ring.h"
+#include "service/metrics/metrics.h"
+#include "service/registry/registry.h"
+#include "service/server/config.h"
+
+namespace registrar {
+
+class RegistrarServer {
+ public:
+  // Builds and starts serving. Errors (unusable key file, address in use)
+  // say what to fix.
+  static absl::StatusOr<std::unique_ptr<RegistrarServer>> Start(
+      const ServerConfig& config);
+  ~RegistrarServer();
+
+  // Shutdown in the order a load balancer needs: health NOT_SERVING, keep
+  // answering for `shutdown_drain`, then refuse new calls, let in-flight
+  // calls finish within `shutdown_timeout`, and stop the ticker.
+  void Shutdown();
+
+  std::string grpc_address() const { return grpc_address_; }
+  std::string metrics_address() const { return metrics_address_; }
+
+ private:
+  explicit RegistrarServer(const ServerConfig& config);
+  absl::Status Init();
+  void RunTicker();
+
+  const ServerConfig config_;
+  SystemClock clock_;
+  std::unique_ptr<KeyRing> keys_;
+  std::unique_ptr<IdGenerator> ids_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<RegistrarService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string grpc_address_;
+  std::string metrics_address_;
+  absl::Notification stop_ticker_;
+  std::thread ticker_;
+  bool shut_down_ = false;
+};
+
+// Loads the tag keys: --key_file, else REGISTRAR_KEY, else a generated key
+// (with a loud warning: IDs will not verify after a restart).
+absl::StatusOr<KeyRing> LoadKeys(const ServerConfig& config);
+
+}  // namespace registrar
+
+#endif  // REGISTRAR_SERVICE_SERVER_SERVER_H_
