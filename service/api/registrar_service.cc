@@ -18,7 +18,9 @@ template <typename Body>
 grpc::ServerUnaryReactor* RegistrarService::Handle(
     grpc::CallbackServerContext* ctx, CoreOp op, Body&& body) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  in_flight_.fetch_add(1, std::memory_order_acq_rel);
   if (stopping_.load(std::memory_order_acquire)) {
+    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
     reactor->Finish(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
     return reactor;
@@ -27,7 +29,17 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
   const absl::Status status = body();
   if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
   reactor->Finish(ToGrpcStatus(status));
+  in_flight_.fetch_sub(1, std::memory_order_acq_rel);
   return reactor;
+}
+
+bool RegistrarService::WaitIdle(absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (in_flight_.load(std::memory_order_acquire) > 0) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
 }
 
 grpc::ServerUnaryReactor* RegistrarService::Issue(

@@ -21,8 +21,10 @@ class RegistrarService final : public v1::Registrar::CallbackService {
   RegistrarService(Registry& registry, const ApiLimits& limits,
                    Metrics* metrics);
 
-  // After this, every call answers UNAVAILABLE (used once shutdown begins).
+  // After this, every new call answers UNAVAILABLE (shutdown has begun).
   void StopAccepting() { stopping_.store(true, std::memory_order_release); }
+  // Waits until no handler is running or `timeout` passes; true when idle.
+  bool WaitIdle(absl::Duration timeout) const;
 
   grpc::ServerUnaryReactor* Issue(grpc::CallbackServerContext* ctx,
                                   const v1::IssueRequest* request,
@@ -82,6 +84,7 @@ class RegistrarService final : public v1::Registrar::CallbackService {
   const ApiLimits limits_;
   Metrics* const metrics_;
   std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> in_flight_{0};
 };
 
 }  // namespace registrar

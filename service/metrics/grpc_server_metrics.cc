@@ -87,8 +87,8 @@ class State {
     if (dynamic_.size() >= kMaxDynamicGrpcMethods) {
       auto& overflow = overflow_[type_index];
       if (overflow == nullptr) {
-        overflow = std::make_unique<MethodSeries>(
-            Build(type, "unknown", "unknown"));
+        overflow =
+            std::make_unique<MethodSeries>(Build(type, "unknown", "unknown"));
       }
       return overflow.get();
     }
@@ -164,9 +164,10 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
         std::chrono::steady_clock::now() - start_;
     series_->handling->Observe(elapsed.count());
     const int index = static_cast<int>(code);
-    series_->handled[index >= 0 && index < kNumCodes
-                         ? index
-                         : static_cast<int>(grpc::StatusCode::UNKNOWN)]
+    series_
+        ->handled[index >= 0 && index < kNumCodes
+                      ? index
+                      : static_cast<int>(grpc::StatusCode::UNKNOWN)]
         ->Increment();
   }
 
@@ -220,6 +221,15 @@ std::vector<GrpcMethod> GrpcMethodsOfService(
   return out;
 }
 
+std::vector<GrpcMethod> GrpcHealthAndReflectionMethods() {
+  return {
+      {"/grpc.health.v1.Health/Check", ServerRpcInfo::Type::UNARY},
+      {"/grpc.health.v1.Health/Watch", ServerRpcInfo::Type::SERVER_STREAMING},
+      {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+       ServerRpcInfo::Type::BIDI_STREAMING},
+  };
+}
+
 std::string_view GrpcTypeName(ServerRpcInfo::Type type) {
   switch (type) {
     case ServerRpcInfo::Type::UNARY:
@@ -259,10 +269,9 @@ std::string_view GrpcCodeName(grpc::StatusCode code) {
 }
 
 const std::vector<double>& GrpcHandlingBuckets() {
-  static const std::vector<double>* const kBuckets =
-      new std::vector<double>{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                              0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                              1,      2.5,     5,      10};
+  static const std::vector<double>* const kBuckets = new std::vector<double>{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+      0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
   return *kBuckets;
 }
 

@@ -26,16 +26,21 @@ namespace registrar {
 // Difference from go-grpc-prometheus: grpc_code uses the canonical upper-case
 // names of the gRPC spec ("NOT_FOUND"), where Go prints "NotFound".
 //
-// An RPC is "started" when gRPC creates its interceptors (the call has been
-// matched to a registered method, before the handler runs) and "handled" when
-// the server sends its status; handling_seconds is the time between the two.
-// A call that ends without the server sending a status (not seen with
-// gRPC 1.51, where a cancelled call still sends one) is counted as handled
-// with CANCELLED when gRPC destroys its interceptors.
+// An RPC is "started" when gRPC creates its interceptors (before the handler
+// runs) and "handled" when the server sends its status; handling_seconds is
+// the time between the two. The code is the one the server finished the call
+// with, even if the client cancelled it or its deadline passed (the client
+// then sees CANCELLED or DEADLINE_EXCEEDED, whatever was sent): a reactor
+// should Finish(grpc::Status::CANCELLED) in OnCancel() to be counted as
+// CANCELLED (gRPC's own health Watch finishes a cancelled call with UNKNOWN).
+// A call that ends without any status sent (not observed in gRPC 1.51) is
+// counted as CANCELLED when gRPC destroys its interceptors.
 //
-// Works for sync, async and callback (reactor) services alike, and for
-// gRPC's built-in health and reflection services, which are callback
-// services in gRPC 1.51.
+// Checked with gRPC 1.51 callback (reactor) services: generated callback
+// services, CallbackGenericService, and the built-in health service. Calls
+// to methods no service implements are intercepted too (as bidi_stream,
+// finished with UNIMPLEMENTED), so their names come from clients: see
+// kMaxDynamicGrpcMethods.
 
 // One RPC method, for creating its series ahead of the first call.
 struct GrpcMethod {
@@ -47,7 +52,8 @@ struct GrpcMethod {
 // The methods of `service_full_name` (e.g. "registrar.v1.Registrar") as found
 // in the generated descriptor pool, i.e. compiled into this binary; empty if
 // the service is not there.
-std::vector<GrpcMethod> GrpcMethodsOfService(std::string_view service_full_name);
+std::vector<GrpcMethod> GrpcMethodsOfService(
+    std::string_view service_full_name);
 
 // "unary", "client_stream", "server_stream", "bidi_stream".
 std::string_view GrpcTypeName(grpc::experimental::ServerRpcInfo::Type type);
@@ -67,11 +73,16 @@ std::string_view GrpcCodeName(grpc::StatusCode code);
 // dashboards written for the defaults still work.
 const std::vector<double>& GrpcHandlingBuckets();
 
-// Largest number of methods not in `known_methods` that get their own series;
-// later unknown methods (only possible with a generic service, whose method
-// names come from clients) share grpc_service="unknown",
-// grpc_method="unknown".
-inline constexpr int kMaxDynamicGrpcMethods = 256;
+// Largest number of methods not in `known_methods` that get their own series
+// (about 36 series each); later ones share grpc_service="unknown",
+// grpc_method="unknown". Bounds what clients calling made-up method names
+// (counted with UNIMPLEMENTED) can add to the exposition.
+inline constexpr int kMaxDynamicGrpcMethods = 64;
+
+// Methods of the services gRPC itself provides: grpc.health.v1.Health (Check,
+// Watch) and grpc.reflection.v1alpha.ServerReflection (ServerReflectionInfo),
+// whose descriptors are usually not in the generated pool.
+std::vector<GrpcMethod> GrpcHealthAndReflectionMethods();
 
 // Returns a factory for ServerBuilder::experimental().SetInterceptorCreators()
 // recording the families above in `registry` (created there if absent,

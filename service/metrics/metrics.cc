@@ -173,9 +173,9 @@ Metrics::Metrics()
                       .Help("Latency of registry core operations, by op.")
                       .Register(*registry_);
   for (int op = 0; op < kNumCoreOps; ++op) {
-    core_op_[op] = &core_op.Add(
-        {{"op", std::string(CoreOpName(static_cast<CoreOp>(op)))}},
-        CoreOpBuckets());
+    core_op_[op] =
+        &core_op.Add({{"op", std::string(CoreOpName(static_cast<CoreOp>(op)))}},
+                     CoreOpBuckets());
   }
 }
 
@@ -238,8 +238,8 @@ absl::Status Metrics::Serve(const std::string& listen_address) {
     exposer = std::make_unique<prometheus::Exposer>(listen_address,
                                                     /*num_threads=*/2);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on ", listen_address, ": ", e.what()));
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ",
+                                               listen_address, ": ", e.what()));
   }
   exposer->RegisterCollectable(registry_);
   exposer->RegisterCollectable(stats_);

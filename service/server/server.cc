@@ -123,9 +123,15 @@ void RegistrarServer::Shutdown() {
   server_->GetHealthCheckService()->SetServingStatus(kServiceName, false);
   server_->GetHealthCheckService()->SetServingStatus(false);
   absl::SleepFor(config_.shutdown_drain);
+  // Handlers finish inline, so once none is running nothing is owed to any
+  // client; gRPC's own Shutdown would otherwise wait out its deadline for
+  // idle client connections to go away.
   service_->StopAccepting();
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    absl::ToChronoNanoseconds(config_.shutdown_timeout));
+  if (!service_->WaitIdle(config_.shutdown_timeout)) {
+    spdlog::warn("calls still running after {}; cancelling them",
+                 absl::FormatDuration(config_.shutdown_timeout));
+  }
+  server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
   stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -33,9 +34,8 @@ constexpr char kHealth[] = "grpc.health.v1.Health";
 
 PromLabels MethodLabels(const std::string& type, const std::string& service,
                         const std::string& method) {
-  return {{"grpc_type", type},
-          {"grpc_service", service},
-          {"grpc_method", method}};
+  return {
+      {"grpc_type", type}, {"grpc_service", service}, {"grpc_method", method}};
 }
 
 PromLabels WithCode(PromLabels labels, const std::string& code) {
@@ -125,8 +125,9 @@ class GrpcServerMetricsTest : public ::testing::Test {
     return health_->Check(&context, request, &response);
   }
 
-  grpc::Status Echo(const std::string& method,
-                    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  grpc::Status Echo(
+      const std::string& method,
+      std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     grpc::GenericStub stub(channel_);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + timeout);
@@ -192,8 +193,8 @@ TEST_F(GrpcServerMetricsTest, KnownMethodsAreExportedBeforeTheFirstCall) {
   EXPECT_EQ(FindSample(s, "grpc_server_handling_seconds_count", check), 0);
   for (int code = 0; code <= 16; ++code) {
     const std::string name(GrpcCodeName(static_cast<grpc::StatusCode>(code)));
-    EXPECT_EQ(
-        FindSample(s, "grpc_server_handled_total", WithCode(check, name)), 0)
+    EXPECT_EQ(FindSample(s, "grpc_server_handled_total", WithCode(check, name)),
+              0)
         << name;
   }
 }
@@ -280,15 +281,16 @@ TEST_F(GrpcServerMetricsTest, CancelledCallIsCountedWithTheCodeTheServerSent) {
     EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
     EXPECT_EQ(FindSample(Samples(), "grpc_server_started_total", watch), 1);
     // Still running: not handled yet.
-    EXPECT_EQ(FindSample(Samples(), "grpc_server_handling_seconds_count", watch),
-              0);
+    EXPECT_EQ(
+        FindSample(Samples(), "grpc_server_handling_seconds_count", watch), 0);
     context.TryCancel();
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
   EXPECT_EQ(WaitForSample("grpc_server_handling_seconds_count", watch, 1), 1);
   const std::vector<PromSample> s = Samples();
   EXPECT_EQ(
-      FindSample(s, "grpc_server_handled_total", WithCode(watch, "UNKNOWN")), 1);
+      FindSample(s, "grpc_server_handled_total", WithCode(watch, "UNKNOWN")),
+      1);
   EXPECT_EQ(
       FindSample(s, "grpc_server_handled_total", WithCode(watch, "CANCELLED")),
       0);
@@ -300,8 +302,9 @@ TEST_F(GrpcServerMetricsTest, CancelledCallIsCountedWithTheCodeTheServerSent) {
 // (here after the client's deadline passed).
 TEST_F(GrpcServerMetricsTest, ReactorFinishingWithCancelledIsCountedSo) {
   const PromLabels hang = MethodLabels("bidi_stream", "test.Echo", "Hang");
-  EXPECT_EQ(Echo("/test.Echo/Hang", std::chrono::milliseconds(100)).error_code(),
-            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(
+      Echo("/test.Echo/Hang", std::chrono::milliseconds(100)).error_code(),
+      grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(WaitForSample("grpc_server_handled_total",
                           WithCode(hang, "CANCELLED"), 1),
             1);
@@ -314,6 +317,83 @@ TEST_F(GrpcServerMetricsTest, ReactorFinishingWithCancelledIsCountedSo) {
       FindSample(s, "grpc_server_handling_seconds_sum", hang);
   ASSERT_TRUE(sum.has_value());
   EXPECT_GE(*sum, 0.05);  // measured from the start of the call
+}
+
+TEST_F(GrpcServerMetricsTest, UnknownMethodNamesAreCapped) {
+  const int n = kMaxDynamicGrpcMethods + 6;
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(Echo("/test.Many/M" + std::to_string(i)).ok()) << i;
+  }
+  const std::vector<PromSample> s = Samples();
+  for (int i = 0; i < n; ++i) {
+    const std::optional<double> started = FindSample(
+        s, "grpc_server_started_total",
+        MethodLabels("bidi_stream", "test.Many", "M" + std::to_string(i)));
+    if (i < kMaxDynamicGrpcMethods) {
+      EXPECT_EQ(started, 1) << i;
+    } else {
+      EXPECT_FALSE(started.has_value()) << i;
+    }
+  }
+  const PromLabels unknown = MethodLabels("bidi_stream", "unknown", "unknown");
+  EXPECT_EQ(FindSample(s, "grpc_server_started_total", unknown), 6);
+  EXPECT_EQ(FindSample(s, "grpc_server_handled_total", WithCode(unknown, "OK")),
+            6);
+  // Known methods are unaffected by the cap.
+  EXPECT_TRUE(Check("").ok());
+  EXPECT_EQ(FindSample(Samples(), "grpc_server_started_total",
+                       MethodLabels("unary", kHealth, "Check")),
+            1);
+}
+
+// With no generic service, gRPC answers a method no service has with
+// UNIMPLEMENTED, and the interceptor sees that call too.
+TEST(GrpcServerMetricsUnimplementedTest, UnimplementedMethodIsCounted) {
+  Metrics metrics;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  // A callback service whose methods are all unimplemented.
+  grpc::reflection::v1alpha::ServerReflection::CallbackService reflection;
+  builder.RegisterService(&reflection);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      creators;
+  creators.push_back(
+      metrics.MakeServerInterceptorFactory(GrpcHealthAndReflectionMethods()));
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  grpc::GenericStub stub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  grpc::Slice slice("x");
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/nope.Svc/Method", grpc::StubOptions(), &request,
+                 &response,
+                 [&done](grpc::Status s) { done.set_value(std::move(s)); });
+  EXPECT_EQ(done.get_future().get().error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+
+  const std::vector<PromSample> s = ParsePromText(metrics.ExpositionText());
+  const PromLabels nope = MethodLabels("bidi_stream", "nope.Svc", "Method");
+  EXPECT_EQ(FindSample(s, "grpc_server_started_total", nope), 1);
+  EXPECT_EQ(FindSample(s, "grpc_server_handled_total",
+                       WithCode(nope, "UNIMPLEMENTED")),
+            1);
+  // The built-in methods passed as known are exported before any call.
+  EXPECT_EQ(FindSample(s, "grpc_server_started_total",
+                       MethodLabels("bidi_stream",
+                                    "grpc.reflection.v1alpha.ServerReflection",
+                                    "ServerReflectionInfo")),
+            0);
+  server->Shutdown();
 }
 
 TEST(GrpcServerMetricsFactoryTest, FactoriesOnOneRegistryShareSeries) {

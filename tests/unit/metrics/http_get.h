@@ -57,15 +57,15 @@ inline absl::StatusOr<HttpResponse> HttpGet(const std::string& ipv4, int port,
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) !=
       0) {
-    return absl::UnavailableError(absl::StrCat("connect ", ipv4, ":", port,
-                                               ": ", strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("connect ", ipv4, ":", port, ": ", strerror(errno)));
   }
-  const std::string request = absl::StrCat(
-      "GET ", path, " HTTP/1.0\r\nHost: ", ipv4, ":", port,
-      "\r\nConnection: close\r\n\r\n");
+  const std::string request =
+      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", ipv4, ":", port,
+                   "\r\nConnection: close\r\n\r\n");
   for (size_t sent = 0; sent < request.size();) {
-    const ssize_t n = send(fd, request.data() + sent, request.size() - sent,
-                           MSG_NOSIGNAL);
+    const ssize_t n =
+        send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
     if (n <= 0) {
       return absl::UnavailableError(absl::StrCat("send: ", strerror(errno)));
     }

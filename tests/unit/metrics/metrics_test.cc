@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -70,8 +71,7 @@ TEST(MetricsTest, ScrapeShowsCountersWithTheirLabelsAndValues) {
   EXPECT_EQ(FindSample(s, "registrar_ids_issued_total", {{"kind", "thread"}}),
             7);
   EXPECT_EQ(
-      FindSample(s, "registrar_ids_issued_total", {{"kind", "connection"}}),
-      1);
+      FindSample(s, "registrar_ids_issued_total", {{"kind", "connection"}}), 1);
   // Pre-created children are exported as 0 before their first use.
   EXPECT_EQ(FindSample(s, "registrar_ids_issued_total", {{"kind", "run"}}), 0);
   EXPECT_EQ(FindSample(s, "registrar_ids_issued_total", {{"kind", "request"}}),
@@ -104,9 +104,8 @@ TEST(MetricsTest, ScrapeShowsCountersWithTheirLabelsAndValues) {
 TEST(MetricsTest, AllKnownLabelValuesArePreCreated) {
   Metrics metrics;
   const std::vector<PromSample> s = ParsePromText(metrics.ExpositionText());
-  for (const char* verdict :
-       {"valid", "malformed", "wrong_kind", "forged", "unknown", "not_owner",
-        "released", "expired"}) {
+  for (const char* verdict : {"valid", "malformed", "wrong_kind", "forged",
+                              "unknown", "not_owner", "released", "expired"}) {
     EXPECT_EQ(
         FindSample(s, "registrar_validations_total", {{"verdict", verdict}}), 0)
         << verdict;
@@ -171,8 +170,8 @@ TEST(MetricsTest, CoreOpHistogramBucketsTheObservation) {
   metrics.ObserveCoreOp(CoreOp::kIssue, absl::Milliseconds(3));
   metrics.ObserveCoreOp(CoreOp::kTick, absl::Seconds(2));
   const std::vector<PromSample> s = ParsePromText(metrics.ExpositionText());
-  EXPECT_EQ(
-      FindSample(s, "registrar_core_op_seconds_count", {{"op", "issue"}}), 2);
+  EXPECT_EQ(FindSample(s, "registrar_core_op_seconds_count", {{"op", "issue"}}),
+            2);
   const std::optional<double> sum =
       FindSample(s, "registrar_core_op_seconds_sum", {{"op", "issue"}});
   ASSERT_TRUE(sum.has_value());
@@ -203,6 +202,34 @@ TEST(MetricsTest, CoreOpHistogramBucketsTheObservation) {
   EXPECT_EQ(buckets, static_cast<int>(CoreOpBuckets().size()));
   EXPECT_DOUBLE_EQ(smallest, 10e-6);
   EXPECT_DOUBLE_EQ(largest, 1.0);
+}
+
+TEST(MetricsTest, ConcurrentUpdatesAreAllCounted) {
+  Metrics metrics;
+  constexpr int kThreads = 4;
+  constexpr int kIterations = 20000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&metrics] {
+      for (int i = 0; i < kIterations; ++i) {
+        metrics.OnIssued(Kind::kRequest, 2);
+        metrics.CountVerdict(kVerdictExpired);
+        metrics.ObserveCoreOp(CoreOp::kValidate, absl::Microseconds(i % 100));
+      }
+    });
+  }
+  // Scrapes running meanwhile must not disturb the counts.
+  for (int i = 0; i < 20; ++i) (void)metrics.ExpositionText();
+  for (std::thread& t : threads) t.join();
+  const std::vector<PromSample> s = ParsePromText(metrics.ExpositionText());
+  EXPECT_EQ(FindSample(s, "registrar_ids_issued_total", {{"kind", "request"}}),
+            2.0 * kThreads * kIterations);
+  EXPECT_EQ(
+      FindSample(s, "registrar_validations_total", {{"verdict", "expired"}}),
+      kThreads * kIterations);
+  EXPECT_EQ(
+      FindSample(s, "registrar_core_op_seconds_count", {{"op", "validate"}}),
+      kThreads * kIterations);
 }
 
 TEST(MetricsTest, StatsProviderIsEvaluatedAtEachScrape) {
