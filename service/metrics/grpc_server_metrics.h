@@ -74,7 +74,7 @@ std::string_view GrpcCodeName(grpc::StatusCode code);
 const std::vector<double>& GrpcHandlingBuckets();
 
 // Largest number of methods not in `known_methods` that get their own series
-// (about 36 series each); later ones share grpc_service="unknown",
+// (37 series each); later ones share grpc_service="unknown",
 // grpc_method="unknown". Bounds what clients calling made-up method names
 // (counted with UNIMPLEMENTED) can add to the exposition.
 inline constexpr int kMaxDynamicGrpcMethods = 64;

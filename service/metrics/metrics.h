@@ -79,9 +79,9 @@ const std::vector<double>& CoreOpBuckets();
 // no map lookup and take no Metrics-wide lock: an array index plus an atomic
 // add (histograms additionally take prometheus-cpp's per-series mutex).
 //
-// The registry uses this class as its RegistryObserver; Metrics must outlive
-// every registry and server it observes (the interceptor factory alone keeps
-// the prometheus::Registry alive on its own, see MakeServerInterceptorFactory).
+// The registry uses this class as its RegistryObserver, so Metrics must
+// outlive the registry it observes. Interceptor factories need not be
+// outlived: they share ownership of the prometheus::Registry.
 class Metrics : public RegistryObserver {
  public:
   Metrics();
@@ -114,12 +114,16 @@ class Metrics : public RegistryObserver {
   void SetStatsProvider(std::function<RegistryStats()> provider);
 
   // Starts serving the Prometheus text format at http://<listen_address>/
-  // metrics on background threads, e.g. "127.0.0.1:9464", "0.0.0.0:9464"
-  // or "127.0.0.1:0" (port 0 picks a free port; see bound_port()).
+  // metrics on two background threads (civetweb). listen_address is
+  // "host:port" or "port": "127.0.0.1:9464", "0.0.0.0:9464", "9464" (all
+  // interfaces); port 0 picks a free port, see bound_port(). (An IPv6 literal
+  // such as "[::1]:0" did not bind with Debian's civetweb.)
   // Returns InvalidArgument for an empty address, FailedPrecondition if
-  // already serving, Unavailable if the address cannot be bound (the port is
-  // taken, the host is not local, ...). Never throws. Serving stops when
-  // Metrics is destroyed.
+  // already serving, Unavailable if the address cannot be bound (port taken,
+  // address not local, unparsable); a failed call leaves the object as it
+  // was. Never throws. Serving stops when Metrics is destroyed, which then
+  // blocks up to about 2 s (civetweb's stop waits out its poll interval once
+  // it has served a request).
   absl::Status Serve(const std::string& listen_address);
 
   // The TCP port Serve() bound (the real one when asked for port 0), or 0

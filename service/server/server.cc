@@ -1,6 +1,5 @@
 #include "service/server/server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
@@ -11,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "service/metrics/grpc_server_metrics.h"
+#include "service/reflection/server_reflection.h"
 #include "spdlog/spdlog.h"
 
 namespace registrar {
@@ -78,8 +78,12 @@ absl::Status RegistrarServer::Init() {
                                   metrics_->bound_port());
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (absl::Status s = RegisterServerReflection(
+          builder, {kServiceName, "grpc.health.v1.Health"});
+      !s.ok()) {
+    return s;
+  }
   int port = 0;
   builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(),
                            &port);
@@ -88,8 +92,11 @@ absl::Status RegistrarServer::Init() {
   std::vector<std::unique_ptr<
       grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
-  interceptors.push_back(
-      metrics_->MakeServerInterceptorFactory(GrpcMethodsOfService(kServiceName)));
+  std::vector<GrpcMethod> methods = GrpcMethodsOfService(kServiceName);
+  for (GrpcMethod& m : GrpcHealthAndReflectionMethods()) {
+    methods.push_back(std::move(m));
+  }
+  interceptors.push_back(metrics_->MakeServerInterceptorFactory(methods));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {

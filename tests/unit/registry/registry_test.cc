@@ -640,7 +640,9 @@ TEST_F(RegistryTest, FailedIssueChangesNothing) {
   ASSERT_TRUE(revoked.ok());
   EXPECT_THAT(*revoked, Contains(conn));
   for (const std::string& id : *revoked) {
-    if (id.starts_with("conn_")) EXPECT_EQ(id, conn);
+    if (id.starts_with("conn_")) {
+      EXPECT_EQ(id, conn);
+    }
   }
 }
 
@@ -1142,6 +1144,12 @@ TEST_F(RegistryTest, CleanupByIdsRefusesOtherOwnersRecords) {
     EXPECT_THAT(mixed.released, UnorderedElementsAre(mine));
     EXPECT_THAT(mixed.refused, UnorderedElementsAre(bobs.run_id));
     EXPECT_EQ(Check(bobs.run_id, Bob()), Verdict::kValid);
+    // Another owner's ended records are refused too, never "already ended".
+    const std::string bobs_released = Issue1(Kind::kThread, Bob());
+    CleanupIds(Bob(), {bobs_released});
+    const CleanupResult ended = CleanupIds(Alice(), {bobs_released});
+    EXPECT_THAT(ended.refused, UnorderedElementsAre(bobs_released));
+    EXPECT_THAT(ended.already_ended, IsEmpty());
   }
 }
 
@@ -1182,6 +1190,19 @@ TEST_F(RegistryTest, CleanupByIdsReportsDuplicatesOnce) {
   EXPECT_EQ(registry_->Stats().tombstones, 3u);
   EXPECT_EQ(observer_->ended(Kind::kThread, EndCause::kCleanupIds), 1u);
   EXPECT_EQ(observer_->ended(Kind::kRun, EndCause::kCleanupIds), 1u);
+}
+
+// Each named ID is answered once, whatever list it lands in.
+TEST_F(RegistryTest, CleanupByIdsReportsRepeatedEndedRefusedUnknownOnce) {
+  const std::string released = Issue1(Kind::kThread, Alice());
+  CleanupIds(Alice(), {released});
+  const std::string bobs = Issue1(Kind::kThread, Bob());
+  const CleanupResult r = CleanupIds(
+      Alice(), {released, released, bobs, bobs, "garbage", "garbage"});
+  EXPECT_THAT(r.released, IsEmpty());
+  EXPECT_THAT(r.already_ended, ElementsAreArray({released}));
+  EXPECT_THAT(r.refused, ElementsAreArray({bobs}));
+  EXPECT_THAT(r.unknown, ElementsAreArray({std::string("garbage")}));
 }
 
 TEST_F(RegistryTest, CleanupByConnectionReleasesWhatWasOpenedThroughIt) {
@@ -2121,9 +2142,10 @@ TEST_F(RegistryTest, ConcurrentIssueAndCleanupStayConsistent) {
   for (int w = 0; w < kWorkers; ++w) {
     for (int o = 0; o < kOwnersPerWorker; ++o) {
       // Lookalike names across workers: "u1" of "t1" vs "u1" of "t11" etc.
-      models[w].push_back(
-          OwnerModel{{"t" + std::to_string(o % 2) + std::to_string(w),
-                      "u" + std::to_string(o)}});
+      OwnerModel m;
+      m.owner = {"t" + std::to_string(o % 2) + std::to_string(w),
+                 "u" + std::to_string(o)};
+      models[w].push_back(std::move(m));
     }
   }
   std::vector<std::vector<std::string>> errors(kWorkers);

@@ -1,0 +1,151 @@
+#ifndef REGISTRAR_TESTS_INTEGRATION_TEST_UTIL_H_
+#define REGISTRAR_TESTS_INTEGRATION_TEST_UTIL_H_
+
+// Small helpers shared by the integration tests: owners, clients, status
+// text for gtest output, and a few one-call wrappers. Header-only.
+
+#include <signal.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/client.h"
+#include "client/rpc_status.h"
+#include "gtest/gtest.h"
+#include "registrar/v1/registrar.pb.h"
+#include "tests/integration/server_process.h"
+
+namespace registrar::testing {
+
+inline v1::Owner MakeOwner(const std::string& tenant,
+                           const std::string& user_id) {
+  v1::Owner owner;
+  owner.set_tenant(tenant);
+  owner.set_user_id(user_id);
+  return owner;
+}
+
+inline std::string OwnerText(const v1::Owner& owner) {
+  return absl::StrCat(owner.tenant(), "/", owner.user_id());
+}
+
+// absl::Status as a std::string (gtest prints Debian abseil's Status badly),
+// with the BadRequest field violations appended.
+inline std::string StatusText(const absl::Status& status) {
+  std::string out = std::string(absl::StatusCodeToString(status.code()));
+  if (!status.message().empty()) {
+    absl::StrAppend(&out, ": ", std::string(status.message()));
+  }
+  if (auto bad = grpc_status::GetBadRequest(status)) {
+    for (const auto& v : bad->field_violations()) {
+      absl::StrAppend(&out, " [", v.field(), ": ", v.description(), "]");
+    }
+  }
+  return out;
+}
+
+template <typename T>
+std::string StatusText(const absl::StatusOr<T>& s) {
+  return StatusText(s.status());
+}
+
+inline std::unique_ptr<Client> MakeClient(const ServerProcess& server,
+                                          absl::Duration deadline =
+                                              absl::Seconds(5)) {
+  ClientOptions options;
+  options.target = server.grpc_address();
+  options.deadline = deadline;
+  return std::make_unique<Client>(options);
+}
+
+// SIGTERM and wait; the exit code (nullopt on timeout).
+inline std::optional<int> StopServer(ServerProcess& server,
+                                     absl::Duration timeout =
+                                         absl::Seconds(20)) {
+  server.Signal(SIGTERM);
+  return server.WaitForExit(timeout);
+}
+
+template <typename Container>
+std::set<std::string> ToSet(const Container& c) {
+  return std::set<std::string>(c.begin(), c.end());
+}
+
+template <typename Container>
+std::vector<std::string> Sorted(const Container& c) {
+  std::vector<std::string> v(c.begin(), c.end());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+inline std::string VerdictName(v1::Verdict v) { return v1::Verdict_Name(v); }
+
+// Validates one ID claimed by `owner` (expected_kind optional); the verdict,
+// or VERDICT_UNSPECIFIED with a test failure if the call failed.
+inline v1::Verdict VerdictOf(Client& client, const std::string& id,
+                             const v1::Owner& owner,
+                             v1::Kind expected_kind = v1::KIND_UNSPECIFIED) {
+  v1::ValidateRequest request;
+  *request.mutable_owner() = owner;
+  v1::ValidateItem* item = request.add_items();
+  item->set_id(id);
+  item->set_expected_kind(expected_kind);
+  absl::StatusOr<v1::ValidateResponse> response = client.Validate(request);
+  if (!response.ok() || response->results_size() != 1) {
+    ADD_FAILURE() << "Validate(" << id << ") failed: "
+                  << StatusText(response.status());
+    return v1::VERDICT_UNSPECIFIED;
+  }
+  return response->results(0).verdict();
+}
+
+// Every record of `owner` (all pages), live only or with ended ones.
+inline absl::StatusOr<std::vector<v1::Record>> ListAll(
+    Client& client, const v1::Owner& owner, bool include_ended,
+    uint32_t page_size = 0) {
+  std::vector<v1::Record> out;
+  v1::ListOwnedRequest request;
+  *request.mutable_owner() = owner;
+  request.set_include_ended(include_ended);
+  request.set_page_size(page_size);
+  for (int page = 0; page < 100000; ++page) {
+    absl::StatusOr<v1::ListOwnedResponse> response =
+        client.ListOwned(request);
+    if (!response.ok()) return response.status();
+    for (const v1::Record& r : response->records()) out.push_back(r);
+    if (response->next_page_token().empty()) return out;
+    request.set_page_token(response->next_page_token());
+  }
+  return absl::InternalError("ListOwned did not end");
+}
+
+// "id:STATE" strings of `owner`'s records (with ended ones): a snapshot to
+// compare before and after a call that must change nothing.
+inline std::vector<std::string> Snapshot(Client& client,
+                                         const v1::Owner& owner) {
+  absl::StatusOr<std::vector<v1::Record>> records =
+      ListAll(client, owner, /*include_ended=*/true);
+  if (!records.ok()) {
+    ADD_FAILURE() << "ListOwned(" << OwnerText(owner)
+                  << ") failed: " << StatusText(records.status());
+    return {};
+  }
+  std::vector<std::string> out;
+  for (const v1::Record& r : *records) {
+    out.push_back(absl::StrCat(r.id(), ":", v1::State_Name(r.state())));
+  }
+  return out;
+}
+
+}  // namespace registrar::testing
+
+#endif  // REGISTRAR_TESTS_INTEGRATION_TEST_UTIL_H_
