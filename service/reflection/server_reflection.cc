@@ -133,28 +133,44 @@ class ReflectionReactor final
   Response response_;
 };
 
-// Hands the two services to the server being built, which keeps them (via
-// ServerInitializer) for its lifetime.
+// Owns the two reflection services on behalf of the server. It has no
+// methods, so registering it (through ServerInitializer, the one place a
+// grpc::Server takes shared ownership of a service) serves nothing and only
+// ties the services' lifetime to the server's.
+class ServiceOwner final : public grpc::Service {
+ public:
+  std::shared_ptr<grpc::Service> v1;
+  std::shared_ptr<grpc::Service> v1alpha;
+};
+
+// Puts the two services on the server being built. They are registered on
+// the builder itself in UpdateServerBuilder (called first in BuildAndStart),
+// so the builder counts their callback methods when it sets the server up
+// (gRPC does not count callback methods of services a plugin registers in
+// InitServer, and refuses a server whose only services are those). Their
+// owner is handed to the server in InitServer: the plugin itself dies with
+// the builder, the server usually outlives it.
 class ReflectionPlugin final : public grpc::ServerBuilderPlugin {
  public:
   explicit ReflectionPlugin(std::shared_ptr<const ReflectionSource> source)
-      : v1_(std::make_shared<ServerReflectionV1>(source)),
-        v1alpha_(std::make_shared<ServerReflectionV1Alpha>(source)) {}
+      : owner_(std::make_shared<ServiceOwner>()) {
+    owner_->v1 = std::make_shared<ServerReflectionV1>(source);
+    owner_->v1alpha = std::make_shared<ServerReflectionV1Alpha>(source);
+  }
 
   std::string name() override { return "registrar_server_reflection"; }
+  void UpdateServerBuilder(grpc::ServerBuilder* builder) override {
+    builder->RegisterService(owner_->v1.get());
+    builder->RegisterService(owner_->v1alpha.get());
+  }
   void InitServer(grpc::ServerInitializer* initializer) override {
-    initializer->RegisterService(v1_);
-    initializer->RegisterService(v1alpha_);
+    initializer->RegisterService(owner_);
   }
   void Finish(grpc::ServerInitializer* /*initializer*/) override {}
   void ChangeArguments(const std::string& /*name*/, void* /*value*/) override {}
-  // Callback services: no sync or async completion queues needed.
-  bool has_sync_methods() const override { return false; }
-  bool has_async_methods() const override { return false; }
 
  private:
-  std::shared_ptr<grpc::Service> v1_;
-  std::shared_ptr<grpc::Service> v1alpha_;
+  std::shared_ptr<ServiceOwner> owner_;
 };
 
 // The builder calls UpdatePlugins while building; that is the supported way

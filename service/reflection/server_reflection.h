@@ -79,10 +79,10 @@ class ServerReflectionV1Alpha final
 
 // Registers both reflection services, answering from
 // DescriptorIndex::Embedded(), on the server `builder` will build; that
-// server owns them (they live until it is destroyed), so nothing needs to be
-// kept by the caller. list_services reports `services` (e.g.
-// "registrar.v1.Registrar", "grpc.health.v1.Health") followed by the two
-// reflection services. Call before builder.BuildAndStart(). An error (the
+// server owns them (they live until it is destroyed), so the caller keeps
+// nothing. list_services reports `services` (e.g. "registrar.v1.Registrar",
+// "grpc.health.v1.Health") followed by the two reflection services. Call
+// before builder.BuildAndStart(), at most once per builder. An error (the
 // embedded descriptor set does not build: a build bug) registers nothing.
 absl::Status RegisterServerReflection(grpc::ServerBuilder& builder,
                                       std::vector<std::string> services);

@@ -2,9 +2,10 @@
 #define REGISTRAR_SERVICE_REGISTRY_LEASE_QUEUE_H_
 
 // Lease deadlines as plain data: a min-heap of (deadline, lease). No locks
-// and no threads of its own; the Lessor drives it under its mutex. A renewed
-// lease pushes a new entry; the stale one is skipped when it surfaces, so
-// renewal is O(log n) and nothing ever scans all leases.
+// and no threads of its own; the Lessor drives it under its mutex. An entry
+// may be earlier than its lease's deadline (the lease was renewed); the
+// Lessor re-queues such an entry when it surfaces, so renewal costs nothing
+// here, each lease has at most one entry, and nothing scans all leases.
 
 #include <cstdint>
 #include <queue>

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "service/common/field_error.h"
+
 namespace registrar {
 
 void Lessor::Grant(Id128 lease, std::string holder, absl::Duration ttl,
@@ -20,8 +22,9 @@ absl::StatusOr<absl::Duration> Lessor::KeepAlive(Id128 lease, absl::Time now) {
   if (it == leases_.end() || it->second.deadline <= now) {
     return absl::NotFoundError("lease_id: no live lease with this id");
   }
+  // The queue keeps one entry per lease; TakeExpired re-queues an entry that
+  // surfaces before the (renewed) deadline, so renewals cost no heap work.
   it->second.deadline = now + it->second.ttl;
-  queue_.Push(it->second.deadline, lease);
   return it->second.ttl;
 }
 
@@ -31,7 +34,8 @@ absl::Status Lessor::Attach(Id128 lease,
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(lease);
   if (it == leases_.end() || it->second.deadline <= now) {
-    return absl::FailedPreconditionError("lease_id: no live lease with this id");
+    return FieldError(absl::StatusCode::kFailedPrecondition, "lease_id",
+                      "no live lease with this id");
   }
   it->second.connections.insert(conns.begin(), conns.end());
   return absl::OkStatus();
@@ -49,10 +53,12 @@ EndedLease Lessor::Collect(Id128 id, Lease& lease) {
   return ended;
 }
 
-absl::StatusOr<EndedLease> Lessor::Revoke(Id128 lease) {
+absl::StatusOr<EndedLease> Lessor::Revoke(Id128 lease, absl::Time now) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(lease);
-  if (it == leases_.end()) {
+  // Past its deadline the lease has expired, even before TakeExpired reaps
+  // it: it ends as expired, never as revoked.
+  if (it == leases_.end() || it->second.deadline <= now) {
     return absl::NotFoundError("lease_id: no live lease with this id");
   }
   EndedLease ended = Collect(lease, it->second);
@@ -67,8 +73,11 @@ std::vector<EndedLease> Lessor::TakeExpired(absl::Time now) {
   Id128 id;
   while (queue_.PopDue(now, &deadline, &id)) {
     auto it = leases_.find(id);
-    // Entries left behind by renewals or revocations are stale: skip them.
-    if (it == leases_.end() || it->second.deadline != deadline) continue;
+    if (it == leases_.end()) continue;  // revoked
+    if (it->second.deadline > now) {
+      queue_.Push(it->second.deadline, id);  // renewed since it was queued
+      continue;
+    }
     out.push_back(Collect(id, it->second));
     leases_.erase(it);
   }
@@ -78,6 +87,11 @@ std::vector<EndedLease> Lessor::TakeExpired(absl::Time now) {
 size_t Lessor::size() const {
   absl::MutexLock lock(&mu_);
   return leases_.size();
+}
+
+size_t Lessor::queued() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
 }
 
 }  // namespace registrar

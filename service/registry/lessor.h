@@ -67,13 +67,17 @@ class Lessor {
   // Unbinds a connection released on its own. No-op if already gone.
   void Detach(Id128 lease, BoundConnection conn) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Removes the lease. NotFound when it is unknown or already ended.
-  absl::StatusOr<EndedLease> Revoke(Id128 lease) ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes the lease. NotFound when it is unknown, already ended, or past
+  // its deadline (then it is left for TakeExpired, to end as expired).
+  absl::StatusOr<EndedLease> Revoke(Id128 lease, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes and returns every lease whose deadline is <= now.
   std::vector<EndedLease> TakeExpired(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Entries in the expiry queue (at most one per lease).
+  size_t queued() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Lease {

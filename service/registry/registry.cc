@@ -6,6 +6,7 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
@@ -571,6 +572,7 @@ absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
     ParsedId parsed;
   };
   std::vector<Named> named;
+  absl::flat_hash_set<std::string_view> seen;
   switch (target.type) {
     case CleanupTarget::Type::kIds:
       if (target.ids.size() > options_.max_batch) {
@@ -580,6 +582,8 @@ absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
                          options_.max_batch, " (--max_batch)"));
       }
       for (std::string_view text : target.ids) {
+        // Each named ID is reported once, however often it is named.
+        if (!seen.insert(text).second) continue;
         absl::StatusOr<ParsedId> parsed = ParseId(text);
         if (!parsed.ok() || !IsRecordKind(parsed->kind)) {
           result.unknown.emplace_back(text);
@@ -711,7 +715,7 @@ absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
   ASSIGN_OR_RETURN(const Id128 lease,
                    ParseReference("lease_id", lease_id, Kind::kLease));
   if (lease.is_zero()) return InvalidField("lease_id", "is required");
-  ASSIGN_OR_RETURN(EndedLease ended_lease, lessor_.Revoke(lease));
+  ASSIGN_OR_RETURN(EndedLease ended_lease, lessor_.Revoke(lease, Now()));
   Ended ended{EndCause::kLeaseRevoked, State::kReleased,
               ReasonFor(EndCause::kLeaseRevoked, ""), {}, {}};
   EndLeaseConnections(ended_lease, ended);

@@ -140,11 +140,14 @@ TEST_F(LegacyIdsTest, LegacyStringsAreMalformedForEveryOwnerAndKind) {
   }
 }
 
-// Non-UTF-8 bytes cannot travel in a proto3 `string` field as far as the
-// C++ protobuf runtime is concerned; whatever the server does with such a
-// request, it must not say VALID and must keep serving. The precise
-// contract (MALFORMED verdict, or the whole request INVALID_ARGUMENT) is
-// asserted below.
+// Non-UTF-8 bytes ("\xff\xfe...") in an ID. The C++ client sends them (it
+// only logs that a proto3 `string` field holds invalid UTF-8), and the
+// server's protobuf runtime refuses to parse such a request before the
+// service sees it. The contract allows two answers: the item's verdict is
+// MALFORMED (Validate never fails a batch for one bad ID), or, if the
+// request cannot be parsed at all, the call fails with INVALID_ARGUMENT
+// ("INVALID_ARGUMENT for malformed requests"). Anything else (UNIMPLEMENTED
+// claims the method does not exist; INTERNAL blames the server) is wrong.
 TEST_F(LegacyIdsTest, NonUtf8IdIsMalformedOrRejectedAsInvalidArgument) {
   const std::string non_utf8 = "\xff\xfe" "thread_" "\xc3\x28" "\x80";
   v1::ValidateRequest request;

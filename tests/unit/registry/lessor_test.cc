@@ -41,8 +41,7 @@ TEST(LessorTest, KeepAliveRenewsForAFullTtl) {
   // (t0 + 19s) has not: the stale queue entry must be skipped.
   EXPECT_THAT(lessor.TakeExpired(kT0 + absl::Seconds(18)), IsEmpty());
   EXPECT_EQ(lessor.size(), 1u);
-  std::vector<EndedLease> expired =
-      lessor.TakeExpired(kT0 + absl::Seconds(19));
+  std::vector<EndedLease> expired = lessor.TakeExpired(kT0 + absl::Seconds(19));
   ASSERT_EQ(expired.size(), 1u);
   EXPECT_EQ(expired[0].lease, LeaseId(1));
   EXPECT_EQ(lessor.size(), 0u);
@@ -71,7 +70,7 @@ TEST(LessorTest, AttachRequiresLiveLease) {
   EXPECT_EQ(lessor.Attach(LeaseId(1), {&c2, 1}, kT0 + kTtl).code(),
             absl::StatusCode::kFailedPrecondition);
   // Only c1 was bound.
-  absl::StatusOr<EndedLease> ended = lessor.Revoke(LeaseId(1));
+  absl::StatusOr<EndedLease> ended = lessor.Revoke(LeaseId(1), kT0);
   ASSERT_TRUE(ended.ok()) << ended.status();
   EXPECT_THAT(ended->connections, UnorderedElementsAre(c1));
 }
@@ -89,13 +88,12 @@ TEST(LessorTest, RevokeReturnsBoundConnectionsMinusDetached) {
   lessor.Detach(LeaseId(1), Conn(99));  // not bound: no-op
   lessor.Detach(LeaseId(7), Conn(1));   // unknown lease: no-op
 
-  absl::StatusOr<EndedLease> ended = lessor.Revoke(LeaseId(1));
+  absl::StatusOr<EndedLease> ended = lessor.Revoke(LeaseId(1), kT0);
   ASSERT_TRUE(ended.ok()) << ended.status();
   EXPECT_EQ(ended->lease, LeaseId(1));
-  EXPECT_THAT(ended->connections,
-              UnorderedElementsAre(Conn(1, 0), Conn(3, 5)));
+  EXPECT_THAT(ended->connections, UnorderedElementsAre(Conn(1, 0), Conn(3, 5)));
   EXPECT_EQ(lessor.size(), 1u);
-  EXPECT_EQ(lessor.Revoke(LeaseId(1)).status().code(),
+  EXPECT_EQ(lessor.Revoke(LeaseId(1), kT0).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(lessor.KeepAlive(LeaseId(1), kT0).status().code(),
             absl::StatusCode::kNotFound);
@@ -107,7 +105,7 @@ TEST(LessorTest, AttachingTheSameConnectionTwiceBindsItOnce) {
   const BoundConnection c = Conn(1);
   ASSERT_TRUE(lessor.Attach(LeaseId(1), {&c, 1}, kT0).ok());
   ASSERT_TRUE(lessor.Attach(LeaseId(1), {&c, 1}, kT0).ok());
-  absl::StatusOr<EndedLease> ended = lessor.Revoke(LeaseId(1));
+  absl::StatusOr<EndedLease> ended = lessor.Revoke(LeaseId(1), kT0);
   ASSERT_TRUE(ended.ok());
   EXPECT_THAT(ended->connections, UnorderedElementsAre(c));
 }
@@ -122,8 +120,7 @@ TEST(LessorTest, TakeExpiredReturnsOnlyDueLeasesWithTheirConnections) {
   ASSERT_TRUE(lessor.Attach(LeaseId(2), {&c2, 1}, kT0).ok());
 
   EXPECT_THAT(lessor.TakeExpired(kT0 + absl::Seconds(4)), IsEmpty());
-  std::vector<EndedLease> expired =
-      lessor.TakeExpired(kT0 + absl::Seconds(10));
+  std::vector<EndedLease> expired = lessor.TakeExpired(kT0 + absl::Seconds(10));
   ASSERT_EQ(expired.size(), 2u);
   EXPECT_EQ(expired[0].lease, LeaseId(1));
   EXPECT_THAT(expired[0].connections, UnorderedElementsAre(c1));
@@ -134,7 +131,7 @@ TEST(LessorTest, TakeExpiredReturnsOnlyDueLeasesWithTheirConnections) {
   EXPECT_THAT(lessor.TakeExpired(kT0 + absl::Seconds(10)), IsEmpty());
   EXPECT_EQ(lessor.KeepAlive(LeaseId(1), kT0).status().code(),
             absl::StatusCode::kNotFound);
-  EXPECT_EQ(lessor.Revoke(LeaseId(2)).status().code(),
+  EXPECT_EQ(lessor.Revoke(LeaseId(2), kT0).status().code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -142,7 +139,7 @@ TEST(LessorTest, RevokedLeaseNeverExpires) {
   Lessor lessor;
   lessor.Grant(LeaseId(1), "gw", kTtl, kT0);
   ASSERT_TRUE(lessor.KeepAlive(LeaseId(1), kT0 + absl::Seconds(1)).ok());
-  ASSERT_TRUE(lessor.Revoke(LeaseId(1)).ok());
+  ASSERT_TRUE(lessor.Revoke(LeaseId(1), kT0).ok());
   // Both queue entries are stale now.
   EXPECT_THAT(lessor.TakeExpired(absl::InfiniteFuture()), IsEmpty());
 }
@@ -152,13 +149,40 @@ TEST(LessorTest, RegrantAfterRevokeStartsFresh) {
   lessor.Grant(LeaseId(1), "gw", kTtl, kT0);
   const BoundConnection c = Conn(1);
   ASSERT_TRUE(lessor.Attach(LeaseId(1), {&c, 1}, kT0).ok());
-  ASSERT_TRUE(lessor.Revoke(LeaseId(1)).ok());
+  ASSERT_TRUE(lessor.Revoke(LeaseId(1), kT0).ok());
   lessor.Grant(LeaseId(1), "gw", kTtl, kT0 + absl::Seconds(100));
   // The old deadline's queue entry must not expire the new grant.
   EXPECT_THAT(lessor.TakeExpired(kT0 + absl::Seconds(50)), IsEmpty());
-  absl::StatusOr<EndedLease> ended = lessor.Revoke(LeaseId(1));
+  absl::StatusOr<EndedLease> ended = lessor.Revoke(LeaseId(1), kT0);
   ASSERT_TRUE(ended.ok());
   EXPECT_THAT(ended->connections, IsEmpty());
+}
+
+}  // namespace
+}  // namespace registrar
+
+namespace registrar {
+namespace {
+
+TEST(LessorTest, RevokePastDeadlineIsNotFoundAndLeavesItToExpire) {
+  Lessor lessor;
+  lessor.Grant(LeaseId(1), "gw", kTtl, kT0);
+  EXPECT_EQ(lessor.Revoke(LeaseId(1), kT0 + kTtl).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(lessor.TakeExpired(kT0 + kTtl).size(), 1u);
+}
+
+TEST(LessorTest, RenewedLeaseKeepsOneQueueEntry) {
+  Lessor lessor;
+  lessor.Grant(LeaseId(1), "gw", kTtl, kT0);
+  for (int i = 1; i <= 100; ++i) {
+    ASSERT_TRUE(lessor.KeepAlive(LeaseId(1), kT0 + absl::Seconds(i)).ok());
+  }
+  // The original entry surfaces at kT0 + kTtl and is re-queued, not expired.
+  EXPECT_TRUE(lessor.TakeExpired(kT0 + kTtl).empty());
+  EXPECT_EQ(lessor.queued(), 1u);
+  EXPECT_EQ(lessor.TakeExpired(kT0 + absl::Seconds(100) + kTtl).size(), 1u);
+  EXPECT_EQ(lessor.queued(), 0u);
 }
 
 }  // namespace

@@ -4,8 +4,8 @@
 #include <atomic>
 #include <cctype>
 #include <cstdint>
-#include <memory>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <random>
@@ -297,8 +297,7 @@ class RegistryTest : public ::testing::Test {
   CleanupResult CleanupAll(const Owner& owner, std::string_view reason = "") {
     CleanupTarget target;
     target.type = CleanupTarget::Type::kAllOwned;
-    absl::StatusOr<CleanupResult> r =
-        registry_->Cleanup(owner, target, reason);
+    absl::StatusOr<CleanupResult> r = registry_->Cleanup(owner, target, reason);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : CleanupResult{};
   }
@@ -436,7 +435,7 @@ TEST_F(RegistryTest, IssueUnderParentOfWrongKindIsInvalidArgument) {
   // A run's parent must be a thread ID.
   for (const std::string& parent :
        {ctx.run_id, ctx.request_id, Relabel(ctx.thread_id, Kind::kConnection),
-       std::string("garbage"), std::string("user_a_thread_1")}) {
+        std::string("garbage"), std::string("user_a_thread_1")}) {
     SCOPED_TRACE(parent);
     EXPECT_THAT(IssueStatus(Spec(Kind::kRun, Alice(), parent)),
                 IsFieldError(absl::StatusCode::kInvalidArgument, "parent_id"));
@@ -464,8 +463,7 @@ TEST_F(RegistryTest, IssueUnderUnusableParentIsFailedPrecondition) {
 
     for (const std::string& parent :
          {released, bobs, other_tenant,
-          MintedNotRecorded(Kind::kThread, Alice()),
-          ForgedId(Kind::kThread)}) {
+          MintedNotRecorded(Kind::kThread, Alice()), ForgedId(Kind::kThread)}) {
       SCOPED_TRACE(parent);
       EXPECT_THAT(
           IssueStatus(Spec(Kind::kRun, Alice(), parent)),
@@ -509,17 +507,16 @@ TEST_F(RegistryTest, IssueConnectionIdMustBeLiveConnectionOfOwner) {
     const std::string other_tenant =
         Issue1(Kind::kConnection, AliceElsewhere());
     const std::vector<uint64_t> before = StatsNow();
-    for (const std::string& c :
-         {released, bobs, other_tenant,
-          MintedNotRecorded(Kind::kConnection, Alice()),
-          ForgedId(Kind::kConnection)}) {
+    for (const std::string& c : {released, bobs, other_tenant,
+                                 MintedNotRecorded(Kind::kConnection, Alice()),
+                                 ForgedId(Kind::kConnection)}) {
       SCOPED_TRACE(c);
-      EXPECT_THAT(IssueStatus(Spec(Kind::kThread, Alice(), "", c)),
-                  IsFieldError(absl::StatusCode::kFailedPrecondition,
-                               "connection_id"));
-      EXPECT_THAT(IssueStatus(Spec(Kind::kRun, Alice(), thread, c)),
-                  IsFieldError(absl::StatusCode::kFailedPrecondition,
-                               "connection_id"));
+      EXPECT_THAT(
+          IssueStatus(Spec(Kind::kThread, Alice(), "", c)),
+          IsFieldError(absl::StatusCode::kFailedPrecondition, "connection_id"));
+      EXPECT_THAT(
+          IssueStatus(Spec(Kind::kRun, Alice(), thread, c)),
+          IsFieldError(absl::StatusCode::kFailedPrecondition, "connection_id"));
     }
     // Not a connection ID at all, or on a connection itself.
     EXPECT_THAT(
@@ -553,8 +550,8 @@ TEST_F(RegistryTest, IssueConnectionWithUnusableLeaseIsRefused) {
   const std::string expired = Grant(absl::Seconds(5));
   const std::string live = Grant(absl::Seconds(60));
   clock_.Advance(absl::Seconds(5));  // `expired` is due; no Tick yet
-  const std::string never = FormatId(Kind::kLease, ids_.MintOne(Kind::kLease, "",
-                                                              "gateway-1"));
+  const std::string never =
+      FormatId(Kind::kLease, ids_.MintOne(Kind::kLease, "", "gateway-1"));
   const std::vector<uint64_t> before = StatsNow();
 
   for (const std::string& lease : {revoked, expired, never}) {
@@ -584,9 +581,8 @@ TEST_F(RegistryTest, IssueConnectionWithUnusableLeaseIsRefused) {
 TEST_F(RegistryTest, IssueWithDeadLeaseNamesLeaseIdField) {
   const std::string revoked = Grant();
   ASSERT_TRUE(registry_->RevokeLease(revoked).ok());
-  EXPECT_THAT(
-      IssueStatus(Spec(Kind::kConnection, Alice(), "", "", revoked)),
-      IsFieldError(absl::StatusCode::kFailedPrecondition, "lease_id"));
+  EXPECT_THAT(IssueStatus(Spec(Kind::kConnection, Alice(), "", "", revoked)),
+              IsFieldError(absl::StatusCode::kFailedPrecondition, "lease_id"));
 }
 
 TEST_F(RegistryTest, FailedIssueChangesNothing) {
@@ -785,9 +781,9 @@ TEST_F(RegistryTest, OpenContextMintsNewThreadWhenGivenOneIsUnusable) {
       EXPECT_EQ(ParentIdText(DescribeOk(ctx.run_id)), ctx.thread_id);
     }
     // The other owners' records were neither touched nor added to.
-    EXPECT_THAT(ListAll(Bob()),
-                UnorderedElementsAre(bobs.thread_id, bobs.run_id,
-                                     bobs.request_id));
+    EXPECT_THAT(
+        ListAll(Bob()),
+        UnorderedElementsAre(bobs.thread_id, bobs.run_id, bobs.request_id));
     EXPECT_THAT(ListAll(AliceElsewhere()), SizeIs(3));
     EXPECT_EQ(Check(bobs.thread_id, Bob()), Verdict::kValid);
   }
@@ -801,8 +797,8 @@ TEST_F(RegistryTest, OpenContextRecordsConnectionOnAllThree) {
   }
   // Releasing the connection ends the run and request, not the thread.
   const CleanupResult r = CleanupConnection(Alice(), conn);
-  EXPECT_THAT(r.released, UnorderedElementsAre(conn, ctx.run_id,
-                                               ctx.request_id));
+  EXPECT_THAT(r.released,
+              UnorderedElementsAre(conn, ctx.run_id, ctx.request_id));
   EXPECT_EQ(Check(ctx.thread_id, Alice()), Verdict::kValid);
 }
 
@@ -818,18 +814,18 @@ TEST_F(RegistryTest, OpenContextWithUnusableConnectionIsRefused) {
     for (const std::string& conn :
          {bobs, released, MintedNotRecorded(Kind::kConnection, Alice())}) {
       SCOPED_TRACE(conn);
-      EXPECT_THAT(OpenStatus(Alice(), "", conn),
-                  IsFieldError(absl::StatusCode::kFailedPrecondition,
-                               "connection_id"));
-      EXPECT_THAT(OpenStatus(Alice(), ctx.thread_id, conn),
-                  IsFieldError(absl::StatusCode::kFailedPrecondition,
-                               "connection_id"));
+      EXPECT_THAT(
+          OpenStatus(Alice(), "", conn),
+          IsFieldError(absl::StatusCode::kFailedPrecondition, "connection_id"));
+      EXPECT_THAT(
+          OpenStatus(Alice(), ctx.thread_id, conn),
+          IsFieldError(absl::StatusCode::kFailedPrecondition, "connection_id"));
     }
     for (const std::string& conn : {ctx.thread_id, std::string("conn_bad")}) {
       SCOPED_TRACE(conn);
-      EXPECT_THAT(OpenStatus(Alice(), "", conn),
-                  IsFieldError(absl::StatusCode::kInvalidArgument,
-                               "connection_id"));
+      EXPECT_THAT(
+          OpenStatus(Alice(), "", conn),
+          IsFieldError(absl::StatusCode::kInvalidArgument, "connection_id"));
     }
     EXPECT_EQ(StatsNow(), before);
   }
@@ -868,7 +864,7 @@ TEST_F(RegistryTest, ValidateMalformedComesFirst) {
       thread + "\n",
       thread.substr(0, thread.size() - 1),
       thread + "0",
-      "thread_8" + Suffix(thread).substr(1),  // first char above '7'
+      "thread_8" + Suffix(thread).substr(1),           // first char above '7'
       "thread_" + Suffix(thread).substr(0, 25) + "u",  // not in alphabet
       std::string(thread).replace(10, 1, std::string(1, '\0')),
       FormatId(Kind::kThread, wrong_version),
@@ -915,8 +911,7 @@ TEST_F(RegistryTest, ValidateWrongKindBeatsEverythingAfterMalformed) {
 TEST_F(RegistryTest, ValidateValidForEveryKind) {
   const std::string conn = Issue1(Kind::kConnection, Alice());
   const OpenContextResult ctx = Open(Alice(), "", conn);
-  for (const auto& [id, kind] :
-       std::vector<std::pair<std::string, Kind>>{
+  for (const auto& [id, kind] : std::vector<std::pair<std::string, Kind>>{
            {conn, Kind::kConnection},
            {ctx.thread_id, Kind::kThread},
            {ctx.run_id, Kind::kRun},
@@ -1050,8 +1045,8 @@ TEST_F(RegistryTest, ValidateReturnsRecordOnlyToOwnerWhenAsked) {
     EXPECT_EQ(ParentIdText(*r.record), thread);
     EXPECT_EQ(r.record->state, State::kLive);
 
-    EXPECT_FALSE(
-        registry_->Validate(run, Kind::kRun, Alice(), false).record.has_value());
+    EXPECT_FALSE(registry_->Validate(run, Kind::kRun, Alice(), false)
+                     .record.has_value());
     for (const Owner& other : {Bob(), AliceElsewhere()}) {
       r = registry_->Validate(run, Kind::kRun, other, true);
       EXPECT_EQ(r.verdict, Verdict::kNotOwner);
@@ -1081,16 +1076,15 @@ TEST_F(RegistryTest, CleanupByIdsReleasesWithCascades) {
   const std::string loose_req = Issue1(Kind::kRequest, Alice(), loose_run);
 
   CleanupResult r = CleanupIds(Alice(), {thread});
-  EXPECT_THAT(r.released,
-              UnorderedElementsAre(thread, run1, run2, req1, req2));
+  EXPECT_THAT(r.released, UnorderedElementsAre(thread, run1, run2, req1, req2));
   EXPECT_THAT(r.already_ended, IsEmpty());
   EXPECT_THAT(r.refused, IsEmpty());
   EXPECT_THAT(r.unknown, IsEmpty());
   for (const std::string& id : {thread, run1, run2, req1, req2}) {
     EXPECT_EQ(Check(id, Alice()), Verdict::kReleased) << id;
   }
-  for (const std::string& id : {other.thread_id, other.run_id,
-                                other.request_id, loose_run, loose_req}) {
+  for (const std::string& id : {other.thread_id, other.run_id, other.request_id,
+                                loose_run, loose_req}) {
     EXPECT_EQ(Check(id, Alice()), Verdict::kValid) << id;
   }
   // A run releases its requests, not its thread.
@@ -1128,8 +1122,7 @@ TEST_F(RegistryTest, CleanupByIdsRefusesOtherOwnersRecords) {
     const CleanupResult r = CleanupIds(
         Alice(), {bobs.thread_id, bobs.request_id, elsewhere.thread_id});
     EXPECT_THAT(r.released, IsEmpty());
-    EXPECT_THAT(r.refused, UnorderedElementsAre(bobs.thread_id,
-                                                bobs.request_id,
+    EXPECT_THAT(r.refused, UnorderedElementsAre(bobs.thread_id, bobs.request_id,
                                                 elsewhere.thread_id));
     EXPECT_THAT(r.unknown, IsEmpty());
     EXPECT_EQ(StatsNow(), stats);
@@ -1184,8 +1177,8 @@ TEST_F(RegistryTest, CleanupByIdsReportsDuplicatesOnce) {
   // thread twice.
   const CleanupResult r = CleanupIds(
       Alice(), {ctx.thread_id, ctx.thread_id, ctx.run_id, ctx.thread_id});
-  EXPECT_THAT(r.released, UnorderedElementsAre(ctx.thread_id, ctx.run_id,
-                                               ctx.request_id));
+  EXPECT_THAT(r.released,
+              UnorderedElementsAre(ctx.thread_id, ctx.run_id, ctx.request_id));
   EXPECT_THAT(r.already_ended, IsEmpty());
   EXPECT_EQ(registry_->Stats().tombstones, 3u);
   EXPECT_EQ(observer_->ended(Kind::kThread, EndCause::kCleanupIds), 1u);
@@ -1223,10 +1216,9 @@ TEST_F(RegistryTest, CleanupByConnectionReleasesWhatWasOpenedThroughIt) {
   const OpenContextResult ctx_none = Open(Alice());
 
   const CleanupResult r = CleanupConnection(Alice(), conn_a);
-  EXPECT_THAT(r.released,
-              UnorderedElementsAre(conn_a, run_a, req_a, req_plain,
-                                   req_a_under_b, ctx_a.run_id,
-                                   ctx_a.request_id));
+  EXPECT_THAT(r.released, UnorderedElementsAre(conn_a, run_a, req_a, req_plain,
+                                               req_a_under_b, ctx_a.run_id,
+                                               ctx_a.request_id));
   EXPECT_THAT(r.already_ended, IsEmpty());
   EXPECT_THAT(r.refused, IsEmpty());
   EXPECT_THAT(r.unknown, IsEmpty());
@@ -1332,7 +1324,8 @@ TEST_F(RegistryTest, CleanupAllOwnedReleasesOnlyThatOwnersLiveRecords) {
       EXPECT_EQ(DescribeOk(id).end_reason, "logout") << id;
     }
     for (Kind kind : kRecordKinds) {
-      const uint64_t n = registry_->Stats().live_records[static_cast<int>(kind)];
+      const uint64_t n =
+          registry_->Stats().live_records[static_cast<int>(kind)];
       EXPECT_EQ(n, kind == Kind::kConnection ? 0u : 2u) << KindName(kind);
     }
     for (const std::string& id :
@@ -1433,9 +1426,9 @@ TEST_F(RegistryTest, GrantLeaseChecksTtlBounds) {
        {absl::ZeroDuration(), absl::Milliseconds(999), -absl::Seconds(5),
         absl::Hours(24) + absl::Seconds(1), absl::InfiniteDuration()}) {
     SCOPED_TRACE(absl::FormatDuration(ttl));
-    EXPECT_THAT(registry_->GrantLease("gw", ttl).status(),
-                IsFieldError(absl::StatusCode::kInvalidArgument,
-                             "ttl_seconds"));
+    EXPECT_THAT(
+        registry_->GrantLease("gw", ttl).status(),
+        IsFieldError(absl::StatusCode::kInvalidArgument, "ttl_seconds"));
   }
   EXPECT_EQ(registry_->Stats().leases, 0u);
   for (absl::Duration ttl : {absl::Seconds(1), absl::Hours(24)}) {
@@ -1487,9 +1480,9 @@ TEST_F(RegistryTest, LeaseExpiryEndsItsConnectionsAsExpired) {
   clock_.Advance(absl::Seconds(10));
   const absl::Time ended_at = clock_.Now();
   const std::vector<std::string> expired = registry_->Tick();
-  EXPECT_THAT(expired, UnorderedElementsAre(conn1, ctx1.run_id,
-                                            ctx1.request_id, conn2,
-                                            ctx2.run_id, ctx2.request_id));
+  EXPECT_THAT(expired,
+              UnorderedElementsAre(conn1, ctx1.run_id, ctx1.request_id, conn2,
+                                   ctx2.run_id, ctx2.request_id));
   for (const auto& [id, owner] :
        std::vector<std::pair<std::string, Owner>>{{conn1, Alice()},
                                                   {ctx1.run_id, Alice()},
@@ -1505,8 +1498,8 @@ TEST_F(RegistryTest, LeaseExpiryEndsItsConnectionsAsExpired) {
     EXPECT_EQ(r.ended_at, ended_at);
   }
   // Threads outlive their connection; unrelated records are untouched.
-  for (const std::string& id : {ctx1.thread_id, extra_run, unbound,
-                                ctx3.thread_id, ctx3.run_id}) {
+  for (const std::string& id :
+       {ctx1.thread_id, extra_run, unbound, ctx3.thread_id, ctx3.run_id}) {
     EXPECT_EQ(Check(id, Alice()), Verdict::kValid) << id;
   }
   EXPECT_EQ(Check(ctx2.thread_id, Bob()), Verdict::kValid);
@@ -1677,9 +1670,9 @@ TEST_F(RegistryTest, ThreadOutlivesDroppedConnectionTombstone) {
   // The thread is still usable and still cascades.
   const OpenContextResult next = Open(Alice(), ctx.thread_id);
   EXPECT_TRUE(next.thread_reused);
-  EXPECT_THAT(CleanupIds(Alice(), {ctx.thread_id}).released,
-              UnorderedElementsAre(ctx.thread_id, next.run_id,
-                                   next.request_id));
+  EXPECT_THAT(
+      CleanupIds(Alice(), {ctx.thread_id}).released,
+      UnorderedElementsAre(ctx.thread_id, next.run_id, next.request_id));
   clock_.Advance(absl::Minutes(2));
   registry_->Tick();
   EXPECT_EQ(registry_->Stats().tombstones, 0u);
@@ -1902,15 +1895,15 @@ TEST_F(RegistryTest, DescribeUnknownIsNotFoundAndMalformedIsInvalid) {
 TEST_F(RegistryTest, ObserverCountsByKindAndCause) {
   const std::string lease = Grant(absl::Seconds(10));
   const std::string lease2 = Grant(absl::Seconds(100));
-  IssueN(Kind::kThread, Alice(), 3);                        // thread 3
+  IssueN(Kind::kThread, Alice(), 3);  // thread 3
   const std::string c1 = Issue1(Kind::kConnection, Alice(), "", "", lease);
   const std::string c2 = Issue1(Kind::kConnection, Alice(), "", "", lease2);
   const std::string c3 = Issue1(Kind::kConnection, Alice());  // conn 3
-  const OpenContextResult x1 = Open(Alice(), "", c1);  // t r q
-  const OpenContextResult x2 = Open(Alice(), "", c2);  // t r q
-  const OpenContextResult x3 = Open(Alice(), "", c3);  // t r q
-  Open(Alice(), x3.thread_id);                         // r q
-  const OpenContextResult b = Open(Bob());             // t r q
+  const OpenContextResult x1 = Open(Alice(), "", c1);         // t r q
+  const OpenContextResult x2 = Open(Alice(), "", c2);         // t r q
+  const OpenContextResult x3 = Open(Alice(), "", c3);         // t r q
+  Open(Alice(), x3.thread_id);                                // r q
+  const OpenContextResult b = Open(Bob());                    // t r q
   EXPECT_EQ(observer_->issued(Kind::kThread), 7u);
   EXPECT_EQ(observer_->issued(Kind::kRun), 5u);
   EXPECT_EQ(observer_->issued(Kind::kRequest), 5u);
@@ -1926,8 +1919,7 @@ TEST_F(RegistryTest, ObserverCountsByKindAndCause) {
   EXPECT_EQ(observer_->ended(Kind::kConnection, EndCause::kCleanupConnection),
             1u);
   EXPECT_EQ(observer_->ended(Kind::kRun, EndCause::kCleanupConnection), 1u);
-  EXPECT_EQ(observer_->ended(Kind::kRequest, EndCause::kCleanupConnection),
-            1u);
+  EXPECT_EQ(observer_->ended(Kind::kRequest, EndCause::kCleanupConnection), 1u);
   ASSERT_TRUE(registry_->RevokeLease(lease2).ok());
   EXPECT_EQ(observer_->ended(Kind::kConnection, EndCause::kLeaseRevoked), 1u);
   EXPECT_EQ(observer_->ended(Kind::kRun, EndCause::kLeaseRevoked), 1u);
@@ -2152,9 +2144,8 @@ TEST_F(RegistryTest, ConcurrentIssueAndCleanupStayConsistent) {
   std::atomic<bool> done{false};
   std::vector<std::thread> threads;
   for (int w = 0; w < kWorkers; ++w) {
-    threads.emplace_back([&, w] {
-      Work(*registry_, models[w], 1000 + w, kOps, errors[w]);
-    });
+    threads.emplace_back(
+        [&, w] { Work(*registry_, models[w], 1000 + w, kOps, errors[w]); });
   }
   // A reader alongside: Validate, ListOwned, Describe, Stats, Tick.
   std::thread reader([&] {
@@ -2239,7 +2230,8 @@ TEST_P(LeaseRaceTest, NoLiveConnectionOutlivesItsLease) {
     std::vector<std::vector<std::string>> errors(kIssuers);
     std::vector<Owner> owners;
     for (int i = 0; i < kIssuers; ++i) {
-      owners.push_back({"race" + std::to_string(round), "u" + std::to_string(i)});
+      owners.push_back(
+          {"race" + std::to_string(round), "u" + std::to_string(i)});
     }
     std::vector<std::thread> threads;
     for (int i = 0; i < kIssuers; ++i) {
@@ -2291,8 +2283,8 @@ TEST_P(LeaseRaceTest, NoLiveConnectionOutlivesItsLease) {
       for (const std::string& id : ListAll(owners[i])) {
         const RecordView r = DescribeOk(id);
         if (r.kind == Kind::kConnection) {
-          EXPECT_NE(r.lease, lease_bits) << "live connection on ended lease "
-                                         << id;
+          EXPECT_NE(r.lease, lease_bits)
+              << "live connection on ended lease " << id;
         }
         if (r.kind != Kind::kThread) {
           ADD_FAILURE() << "live " << id << " opened through an ended lease";

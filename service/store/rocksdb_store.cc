@@ -1,0 +1,884 @@
+#include "service/store/rocksdb_store.h"
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <optional>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/convenience.h"
+#include "rocksdb/db.h"
+#include "rocksdb/experimental.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "service/common/absl_compat.h"
+#include "service/common/status_macros.h"
+#include "service/store/record_codec.h"
+
+namespace registrar {
+namespace fs = std::filesystem;
+namespace {
+
+// Column families, in the order of RocksDbHandles::cf.
+constexpr int kMeta = 0, kRecords = 1, kEvents = 2, kLeases = 3, kNumCfs = 4;
+const char* const kCfNames[kNumCfs] = {"default", "records", "events",
+                                      "leases"};
+
+constexpr std::string_view kFormatVersionKey = "registrar/format_version";
+constexpr std::string_view kNodeIdKey = "registrar/node_id";
+constexpr std::string_view kCreatedMsKey = "registrar/created_ms";
+constexpr std::string_view kLastRevisionKey = "registrar/last_revision";
+constexpr std::string_view kClockKey = "registrar/clock_high_water_ms";
+constexpr std::string_view kProbeKey = "registrar/probe";
+
+rocksdb::Slice ToSlice(std::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
+std::string_view ToView(const rocksdb::Slice& s) {
+  return std::string_view(s.data(), s.size());
+}
+std::string RocksMessage(const rocksdb::Status& s) { return s.ToString(); }
+
+bool ParseU64(std::string_view text, uint64_t* out) {
+  if (text.empty()) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+// Maps a RocksDB open error to our codes and words.
+absl::Status OpenError(const std::string& path, const rocksdb::Status& s) {
+  const std::string msg = RocksMessage(s);
+  if (s.IsIOError() && absl::StrContains(msg, "lock hold by current process")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data dir ", path, " is in use by another registrar process (this "
+        "process already has it open): ", msg));
+  }
+  if (s.IsIOError() && absl::StrContains(msg, "While lock file")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data dir ", path, " is in use by another registrar process: ", msg));
+  }
+  if (s.IsCorruption()) {
+    return absl::DataLossError(absl::StrCat(
+        "data dir ", path, " is corrupted; RocksDB says: ", msg));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot open data dir ", path, ": ", msg));
+}
+
+absl::Status NotOurs(const std::string& path, std::string_view why) {
+  return absl::FailedPreconditionError(
+      absl::StrCat(path, " is not a Registrar data directory (",
+                   AsAbsl(why), "); refusing to use it"));
+}
+
+enum class DirState { kFresh, kExisting };
+
+// Whether `path` is a place to create a new database (missing, empty, or
+// holding only what a fresh volume or an interrupted first open leaves), an
+// existing RocksDB database, or something else (refused).
+absl::StatusOr<DirState> ClassifyDir(const std::string& path, bool create) {
+  std::error_code ec;
+  fs::file_status st = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot use data dir ", path, ": ", ec.message()));
+  }
+  if (!fs::exists(st)) {
+    if (!create) {
+      return absl::NotFoundError(absl::StrCat("data dir ", path,
+                                              " does not exist"));
+    }
+    fs::create_directories(path, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot create data dir ", path, ": ", ec.message()));
+    }
+    return DirState::kFresh;
+  }
+  if (!fs::is_directory(st)) {
+    return NotOurs(path, "it is not a directory");
+  }
+  bool has_current = false;
+  std::string foreign;
+  for (fs::directory_iterator it(path, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == "CURRENT") {
+      has_current = true;
+    } else if (name == "lost+found" || name == "LOCK" || name == "LOG" ||
+               name.rfind("LOG.old.", 0) == 0) {
+      // A fresh volume, or a first open that stopped before CURRENT.
+    } else if (foreign.empty()) {
+      foreign = name;
+    }
+  }
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read data dir ", path, ": ", ec.message()));
+  }
+  if (has_current) return DirState::kExisting;
+  if (!foreign.empty()) {
+    return NotOurs(path, absl::StrCat("it holds files such as \"", foreign,
+                                      "\" but no RocksDB database"));
+  }
+  return DirState::kFresh;
+}
+
+uint64_t DirBytes(const std::string& path, uint64_t* wal_bytes) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(path, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code ec2;
+    if (!it->is_regular_file(ec2)) continue;
+    const uint64_t size = it->file_size(ec2);
+    if (ec2) continue;
+    total += size;
+    if (wal_bytes != nullptr && it->path().extension() == ".log") {
+      *wal_bytes += size;
+    }
+  }
+  return total;
+}
+
+// RocksDB options for this workload: small values, appends, a full scan at
+// start, rare point reads.
+rocksdb::Options MakeOptions(const RocksDbStoreOptions& o,
+                             std::shared_ptr<rocksdb::Cache> cache,
+                             std::vector<rocksdb::ColumnFamilyDescriptor>* cfs) {
+  rocksdb::Options options;
+  options.max_background_jobs = 2;         // the machine has 2 cores
+  options.bytes_per_sync = 1 << 20;        // smooth SST writeback
+  options.keep_log_file_num = 5;           // the info LOG, not the WAL
+  options.max_log_file_size = 16 << 20;
+  options.avoid_flush_during_shutdown = false;  // flush unlogged (kNone) data
+  // One flush covers every family, so even without a WAL (kNone) the files
+  // on disk always hold the same prefix of commits in every family.
+  options.atomic_flush = true;
+  options.max_total_wal_size = 4 * o.memtable_bytes;
+  options.db_write_buffer_size = 4 * o.memtable_bytes;  // all families
+
+  // No bloom filter: point lookups are rare (everything is loaded at start).
+  // 16 KiB blocks compress better and make the start-up scan cheaper.
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = std::move(cache);
+  table.block_size = 16 << 10;
+
+  rocksdb::ColumnFamilyOptions large;
+  large.OptimizeLevelStyleCompaction(o.memtable_bytes * 4);  // -> memtable
+  const auto supported = rocksdb::GetSupportedCompressions();
+  auto has = [&](rocksdb::CompressionType c) {
+    return std::find(supported.begin(), supported.end(), c) != supported.end();
+  };
+  // LZ4 is cheap enough for every level (it replaces the per-level choice
+  // of OptimizeLevelStyleCompaction); ZSTD on the last level, where most
+  // bytes end up and which is rewritten least often.
+  large.compression_per_level.clear();
+  large.compression =
+      has(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression
+                                    : rocksdb::kNoCompression;
+  if (has(rocksdb::kZSTD)) large.bottommost_compression = rocksdb::kZSTD;
+  large.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  rocksdb::ColumnFamilyOptions small;  // meta and leases: a few KB
+  small.write_buffer_size = 4 << 20;
+  small.compression = large.compression;
+  small.table_factory = large.table_factory;
+
+  static_cast<rocksdb::ColumnFamilyOptions&>(options) = small;
+  cfs->clear();
+  cfs->emplace_back(kCfNames[kMeta], small);
+  cfs->emplace_back(kCfNames[kRecords], large);
+  cfs->emplace_back(kCfNames[kEvents], large);
+  cfs->emplace_back(kCfNames[kLeases], small);
+  return options;
+}
+
+}  // namespace
+
+// The open database and its families; closes them on destruction.
+struct RocksDbHandles {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> cf;  // kNumCfs, then any others
+  rocksdb::WriteOptions write_options;
+
+  rocksdb::ColumnFamilyHandle* meta() const { return cf[kMeta]; }
+  rocksdb::ColumnFamilyHandle* records() const { return cf[kRecords]; }
+  rocksdb::ColumnFamilyHandle* events() const { return cf[kEvents]; }
+  rocksdb::ColumnFamilyHandle* leases() const { return cf[kLeases]; }
+
+  ~RocksDbHandles() {
+    if (db == nullptr) return;
+    for (rocksdb::ColumnFamilyHandle* h : cf) {
+      if (h != nullptr) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    }
+    db->Close().PermitUncheckedError();
+  }
+};
+
+namespace {
+
+// Opens the database at `path` with our families (plus any others it has, as
+// RocksDB requires), read-only or not. `exists`: there is a database to
+// open; else one is created.
+absl::StatusOr<std::unique_ptr<RocksDbHandles>> OpenDb(
+    const std::string& path, const RocksDbStoreOptions& o, bool read_only,
+    bool exists) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  rocksdb::Options options =
+      MakeOptions(o, rocksdb::NewLRUCache(o.block_cache_bytes), &cfs);
+  if (exists) {
+    std::vector<std::string> existing;
+    rocksdb::Status s =
+        rocksdb::DB::ListColumnFamilies(options, path, &existing);
+    if (!s.ok()) return OpenError(path, s);
+    for (const std::string& name : existing) {
+      bool ours = false;
+      for (const auto& d : cfs) ours |= d.name == name;
+      if (!ours) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    if (read_only) {
+      // A read-only open must not name families the database lacks.
+      std::erase_if(cfs, [&](const rocksdb::ColumnFamilyDescriptor& d) {
+        return std::find(existing.begin(), existing.end(), d.name) ==
+               existing.end();
+      });
+    }
+  }
+  options.create_if_missing = !exists && !read_only;
+  options.create_missing_column_families = !read_only;
+
+  auto h = std::make_unique<RocksDbHandles>();
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      read_only
+          ? rocksdb::DB::OpenForReadOnly(options, path, cfs, &h->cf, &raw)
+          : rocksdb::DB::Open(options, path, cfs, &h->cf, &raw);
+  if (!s.ok()) return OpenError(path, s);
+  h->db.reset(raw);
+  if (read_only) {
+    // Pad missing families with null so the accessors are uniform; callers
+    // of a read-only open check for null.
+    std::vector<rocksdb::ColumnFamilyHandle*> ordered(kNumCfs, nullptr);
+    std::vector<rocksdb::ColumnFamilyHandle*> extra;
+    for (rocksdb::ColumnFamilyHandle* c : h->cf) {
+      bool placed = false;
+      for (int i = 0; i < kNumCfs; ++i) {
+        if (c->GetName() == kCfNames[i]) {
+          ordered[i] = c;
+          placed = true;
+        }
+      }
+      if (!placed) extra.push_back(c);
+    }
+    ordered.insert(ordered.end(), extra.begin(), extra.end());
+    h->cf = std::move(ordered);
+  }
+  return h;
+}
+
+struct Meta {
+  bool present = false;  // the format key exists
+  uint64_t format_version = 0;
+  uint64_t node_id = 0;
+  uint64_t created_ms = 0;
+  uint64_t last_revision = 0;
+  uint64_t clock_high_water_ms = 0;
+};
+
+absl::StatusOr<Meta> ReadMeta(const std::string& path,
+                              const RocksDbHandles& h) {
+  Meta m;
+  if (h.meta() == nullptr) return m;
+  auto get = [&](std::string_view key, uint64_t* out,
+                 bool* found) -> absl::Status {
+    std::string value;
+    rocksdb::Status s =
+        h.db->Get(rocksdb::ReadOptions(), h.meta(), ToSlice(key), &value);
+    if (s.IsNotFound()) {
+      *found = false;
+      return absl::OkStatus();
+    }
+    if (!s.ok()) return OpenError(path, s);
+    if (!ParseU64(value, out)) {
+      return absl::DataLossError(absl::StrCat(
+          "data dir ", path, ": meta key ", AsAbsl(key),
+          " holds \"", absl::CHexEscape(value), "\", not a number"));
+    }
+    *found = true;
+    return absl::OkStatus();
+  };
+  bool found = false;
+  RETURN_IF_ERROR(get(kFormatVersionKey, &m.format_version, &found));
+  if (!found) return m;
+  m.present = true;
+  RETURN_IF_ERROR(get(kNodeIdKey, &m.node_id, &found));
+  if (!found) {
+    return absl::DataLossError(
+        absl::StrCat("data dir ", path, " has no node_id meta key"));
+  }
+  RETURN_IF_ERROR(get(kCreatedMsKey, &m.created_ms, &found));
+  RETURN_IF_ERROR(get(kLastRevisionKey, &m.last_revision, &found));
+  RETURN_IF_ERROR(get(kClockKey, &m.clock_high_water_ms, &found));
+  return m;
+}
+
+// True when no family holds any key: a database whose creation stopped
+// before Registrar wrote its meta keys (safe to adopt).
+absl::StatusOr<bool> IsEmptyDb(const std::string& path,
+                               const RocksDbHandles& h) {
+  for (rocksdb::ColumnFamilyHandle* c : h.cf) {
+    if (c == nullptr) continue;
+    std::unique_ptr<rocksdb::Iterator> it(
+        h.db->NewIterator(rocksdb::ReadOptions(), c));
+    it->SeekToFirst();
+    if (it->Valid()) return false;
+    if (!it->status().ok()) return OpenError(path, it->status());
+  }
+  return true;
+}
+
+// Checks the meta keys of an existing database against what we expect.
+absl::Status CheckMeta(const std::string& path, const Meta& m,
+                       std::optional<uint32_t> node_id) {
+  if (m.format_version > kStoreFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data dir ", path, " has format version ", m.format_version,
+        ", written by a newer Registrar; this binary reads versions up to ",
+        kStoreFormatVersion, ". Refusing to use it: upgrade registrar"));
+  }
+  if (m.format_version == 0) {
+    return absl::DataLossError(
+        absl::StrCat("data dir ", path, " has format version 0"));
+  }
+  if (node_id.has_value() && m.node_id != *node_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data dir ", path, " belongs to node_id ", m.node_id,
+        ", started with --node_id=", *node_id,
+        "; each node needs its own data dir"));
+  }
+  return absl::OkStatus();
+}
+
+// First (or, with `last`, newest) event revision kept; 0 when none.
+absl::StatusOr<uint64_t> EdgeEvent(const std::string& path,
+                                    const RocksDbHandles& h,
+                                    bool last) {
+  if (h.events() == nullptr) return 0;
+  std::unique_ptr<rocksdb::Iterator> it(
+      h.db->NewIterator(rocksdb::ReadOptions(), h.events()));
+  last ? it->SeekToLast() : it->SeekToFirst();
+  if (!it->status().ok()) return OpenError(path, it->status());
+  if (!it->Valid()) return 0;
+  uint64_t rev = 0;
+  if (!DecodeRevisionKey(ToView(it->key()), &rev)) {
+    return absl::DataLossError(absl::StrCat(
+        "data dir ", path, ": event key of ", it->key().size(), " bytes"));
+  }
+  return rev;
+}
+
+rocksdb::WriteOptions WriteOptionsFor(Durability d) {
+  rocksdb::WriteOptions w;
+  w.sync = d == Durability::kFsync;
+  w.disableWAL = d == Durability::kNone;
+  return w;
+}
+
+uint64_t AggregatedProperty(rocksdb::DB* db, const char* name) {
+  uint64_t v = 0;
+  return db->GetAggregatedIntProperty(name, &v) ? v : 0;
+}
+
+uint64_t CfProperty(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                    const char* name) {
+  uint64_t v = 0;
+  return cf != nullptr && db->GetIntProperty(cf, name, &v) ? v : 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
+    const RocksDbStoreOptions& options) {
+  const std::string& path = options.path;
+  if (path.empty()) {
+    return absl::InvalidArgumentError("store: the data dir path is empty");
+  }
+  ASSIGN_OR_RETURN(DirState state, ClassifyDir(path, /*create=*/true));
+
+  bool initialize = state == DirState::kFresh;
+  if (state == DirState::kExisting) {
+    // Look before touching: a read-only open writes nothing, so a foreign
+    // database is left exactly as it was. (It also succeeds while another
+    // process holds the dir; the read-write open below then says so.)
+    ASSIGN_OR_RETURN(auto ro, OpenDb(path, options, /*read_only=*/true,
+                                     /*exists=*/true));
+    ASSIGN_OR_RETURN(Meta meta, ReadMeta(path, *ro));
+    if (!meta.present) {
+      ASSIGN_OR_RETURN(bool empty, IsEmptyDb(path, *ro));
+      if (!empty) {
+        return NotOurs(path,
+                       "it is a RocksDB database without Registrar's "
+                       "format key");
+      }
+      initialize = true;  // an interrupted first open: adopt it
+    } else {
+      RETURN_IF_ERROR(CheckMeta(path, meta, options.node_id));
+    }
+  }
+
+  ASSIGN_OR_RETURN(auto h,
+                   OpenDb(path, options, /*read_only=*/false,
+                          /*exists=*/state == DirState::kExisting));
+  h->write_options = WriteOptionsFor(options.durability);
+
+  if (initialize) {
+    rocksdb::WriteBatch wb;
+    auto put = [&](std::string_view key, uint64_t value) {
+      wb.Put(h->meta(), ToSlice(key), std::to_string(value))
+          .PermitUncheckedError();
+    };
+    put(kFormatVersionKey, kStoreFormatVersion);
+    put(kNodeIdKey, options.node_id);
+    put(kCreatedMsKey, static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())));
+    put(kLastRevisionKey, 0);
+    put(kClockKey, 0);
+    rocksdb::WriteOptions w;
+    w.sync = true;  // whatever the durability: a data dir's identity
+    rocksdb::Status s = h->db->Write(w, &wb);
+    if (!s.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot initialize data dir ", path, ": ", RocksMessage(s)));
+    }
+  }
+
+  // Authoritative read, under the lock.
+  ASSIGN_OR_RETURN(Meta meta, ReadMeta(path, *h));
+  if (!meta.present) return NotOurs(path, "the format key vanished");
+  RETURN_IF_ERROR(CheckMeta(path, meta, options.node_id));
+  ASSIGN_OR_RETURN(uint64_t first, EdgeEvent(path, *h, /*last=*/false));
+  ASSIGN_OR_RETURN(uint64_t newest, EdgeEvent(path, *h, /*last=*/true));
+  if (newest != 0 && newest != meta.last_revision) {
+    return absl::DataLossError(absl::StrCat(
+        "data dir ", path, ": last revision is ", meta.last_revision,
+        " but the newest event is ", newest));
+  }
+  const uint64_t oldest = first != 0 ? first : meta.last_revision + 1;
+  return std::unique_ptr<RocksDbStore>(new RocksDbStore(
+      path, options.durability, options.node_id, std::move(h),
+      meta.last_revision, meta.clock_high_water_ms, oldest));
+}
+
+RocksDbStore::RocksDbStore(std::string path, Durability durability,
+                           uint32_t node_id, std::unique_ptr<Handles> handles,
+                           uint64_t last_revision, uint64_t clock_high_water_ms,
+                           uint64_t oldest_revision)
+    : path_(std::move(path)),
+      durability_(durability),
+      node_id_(node_id),
+      h_(std::move(handles)),
+      clock_high_water_ms_(clock_high_water_ms),
+      oldest_revision_(oldest_revision),
+      committer_(last_revision, [this](const std::vector<WriteBatch*>& group) {
+        return Write(group);
+      }) {}
+
+RocksDbStore::~RocksDbStore() = default;
+
+absl::Status RocksDbStore::Commit(WriteBatch* batch) {
+  return committer_.Commit(batch);
+}
+
+absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
+  rocksdb::WriteBatch wb;
+  std::string record_value, event_value;
+  char id_key[kIdKeySize];
+  char rev_key[kRevisionKeySize];
+  const uint64_t old_clock = clock_high_water_ms_.load(std::memory_order_relaxed);
+  uint64_t clock = old_clock;
+  uint64_t last_revision = 0;
+  // Put/Delete on an in-memory batch fail only past 4 GiB (max_bytes unset).
+  for (const WriteBatch* b : group) {
+    for (const Event& e : b->events) {
+      EncodeIdKey(e.record.id, id_key);
+      EncodeRecordValue(e.record, &record_value);
+      wb.Put(h_->records(), rocksdb::Slice(id_key, kIdKeySize),
+             record_value).PermitUncheckedError();
+      EncodeEventValue(e.type, e.record.id, record_value, &event_value);
+      EncodeRevisionKey(e.revision, rev_key);
+      wb.Put(h_->events(), rocksdb::Slice(rev_key, kRevisionKeySize),
+             event_value).PermitUncheckedError();
+      last_revision = std::max(last_revision, e.revision);
+    }
+    for (const Id128& id : b->drop_records) {
+      EncodeIdKey(id, id_key);
+      wb.Delete(h_->records(), rocksdb::Slice(id_key, kIdKeySize))
+          .PermitUncheckedError();
+    }
+    for (const LeaseView& l : b->put_leases) {
+      EncodeIdKey(l.id, id_key);
+      EncodeLeaseValue(l, &record_value);
+      wb.Put(h_->leases(), rocksdb::Slice(id_key, kIdKeySize), record_value)
+          .PermitUncheckedError();
+    }
+    for (const Id128& id : b->delete_leases) {
+      EncodeIdKey(id, id_key);
+      wb.Delete(h_->leases(), rocksdb::Slice(id_key, kIdKeySize))
+          .PermitUncheckedError();
+    }
+    clock = std::max(clock, b->clock_high_water_ms);
+  }
+  if (last_revision != 0) {
+    wb.Put(h_->meta(), ToSlice(kLastRevisionKey),
+           std::to_string(last_revision)).PermitUncheckedError();
+  }
+  if (clock != old_clock) {
+    wb.Put(h_->meta(), ToSlice(kClockKey), std::to_string(clock))
+        .PermitUncheckedError();
+  }
+  if (wb.Count() == 0) return absl::OkStatus();
+  rocksdb::Status s = h_->db->Write(h_->write_options, &wb);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("store: cannot write: ", RocksMessage(s)));
+  }
+  clock_high_water_ms_.store(clock, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StoreMeta> RocksDbStore::Load(
+    const std::function<void(RecordView&&)>& on_record) {
+  // One sequential pass: no block-cache pollution, large readahead.
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  ro.readahead_size = 4 << 20;
+  ro.adaptive_readahead = true;
+  RecordDecoder decoder;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        h_->db->NewIterator(ro, h_->records()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      RecordView r;
+      Id128 id;
+      if (!DecodeIdKey(ToView(it->key()), &id)) {
+        return absl::DataLossError(absl::StrCat(
+            "store: record key of ", it->key().size(), " bytes in ", path_));
+      }
+      absl::Status s = decoder.DecodeRecord(id, ToView(it->value()), &r);
+      if (!s.ok()) {
+        return absl::DataLossError(absl::StrCat("store: record ",
+                                                FormatUuid(id), " in ", path_,
+                                                ": ", s.message()));
+      }
+      on_record(std::move(r));
+    }
+    if (!it->status().ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "store: cannot read records in ", path_, ": ",
+          RocksMessage(it->status())));
+    }
+  }
+  StoreMeta meta;
+  meta.revision = committer_.last_revision();
+  meta.clock_high_water_ms = clock_high_water_ms_.load();
+  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(ro, h_->leases()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    LeaseView l;
+    Id128 id;
+    if (!DecodeIdKey(ToView(it->key()), &id)) {
+      return absl::DataLossError(absl::StrCat(
+          "store: lease key of ", it->key().size(), " bytes in ", path_));
+    }
+    absl::Status s = decoder.DecodeLease(id, ToView(it->value()), &l);
+    if (!s.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "store: lease ", FormatUuid(id), " in ", path_, ": ", s.message()));
+    }
+    meta.leases.push_back(std::move(l));
+  }
+  if (!it->status().ok()) {
+    return absl::DataLossError(absl::StrCat("store: cannot read leases in ",
+                                            path_, ": ",
+                                            RocksMessage(it->status())));
+  }
+  return meta;
+}
+
+namespace {
+absl::Status TooOld(uint64_t from, uint64_t oldest) {
+  return absl::OutOfRangeError(absl::StrCat(
+      "start_revision ", from, " is older than the retained history; the "
+      "oldest available revision is ", oldest));
+}
+}  // namespace
+
+absl::Status RocksDbStore::ReadEvents(uint64_t from, size_t limit,
+                                      std::vector<Event>* out) {
+  if (from < oldest_revision_.load()) {
+    return TooOld(from, oldest_revision_.load());
+  }
+  if (limit == 0) return absl::OkStatus();
+  const size_t start_size = out->size();
+  RecordDecoder decoder;
+  std::unique_ptr<rocksdb::Iterator> it(
+      h_->db->NewIterator(rocksdb::ReadOptions(), h_->events()));
+  char key[kRevisionKeySize];
+  EncodeRevisionKey(from, key);
+  uint64_t expected = from;
+  for (it->Seek(rocksdb::Slice(key, kRevisionKeySize));
+       it->Valid() && limit > 0; it->Next(), --limit) {
+    uint64_t rev = 0;
+    if (!DecodeRevisionKey(ToView(it->key()), &rev)) {
+      return absl::DataLossError(absl::StrCat(
+          "store: event key of ", it->key().size(), " bytes in ", path_));
+    }
+    if (rev != expected) {
+      // Revisions are gap-free, so a gap means CompactEvents removed events
+      // while we read (it raised oldest_revision_ first).
+      out->resize(start_size);
+      return TooOld(from, std::max(oldest_revision_.load(), from + 1));
+    }
+    ++expected;
+    Event e;
+    absl::Status s = decoder.DecodeEvent(rev, ToView(it->value()), &e);
+    if (!s.ok()) {
+      out->resize(start_size);
+      return absl::DataLossError(
+          absl::StrCat("store: in ", path_, ": ", s.message()));
+    }
+    out->push_back(std::move(e));
+  }
+  if (!it->status().ok()) {
+    out->resize(start_size);
+    return absl::UnavailableError(absl::StrCat(
+        "store: cannot read events: ", RocksMessage(it->status())));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t RocksDbStore::OldestRevision() { return oldest_revision_.load(); }
+
+uint64_t RocksDbStore::LastRevision() { return committer_.last_revision(); }
+
+absl::Status RocksDbStore::CompactEvents(uint64_t below) {
+  below = std::min(below, committer_.last_revision() + 1);
+  uint64_t oldest = oldest_revision_.load();
+  do {
+    if (below <= oldest) return absl::OkStatus();
+  } while (!oldest_revision_.compare_exchange_weak(oldest, below));
+  // Not synced: if it is lost in a crash the events come back, which is
+  // harmless (the next CompactEvents deletes them again).
+  rocksdb::WriteOptions w = h_->write_options;
+  w.sync = false;
+  const std::string begin = RevisionKey(0);
+  const std::string end = RevisionKey(below);
+  rocksdb::Status s = h_->db->DeleteRange(w, h_->events(), begin, end);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("store: cannot delete events: ", RocksMessage(s)));
+  }
+  // Ask for the deleted range to be compacted away in the background: an
+  // append-only family's old files are otherwise rarely rewritten.
+  rocksdb::Slice b(begin), e(end);
+  rocksdb::experimental::SuggestCompactRange(h_->db.get(), h_->events(), &b,
+                                             &e)
+      .PermitUncheckedError();
+  return absl::OkStatus();
+}
+
+void RocksDbStore::SetEventListener(EventListener listener) {
+  committer_.SetListener(std::move(listener));
+}
+
+absl::Status RocksDbStore::CheckWritable() {
+  rocksdb::Status s = h_->db->Resume();  // OK at once when not stopped
+  if (s.IsBusy()) {
+    return absl::UnavailableError(
+        "store: cannot write: RocksDB is recovering from a background error");
+  }
+  if (!s.ok()) {
+    std::string msg = absl::StrCat("store: cannot write: ", RocksMessage(s));
+    if (s.severity() >= rocksdb::Status::Severity::kFatalError) {
+      absl::StrAppend(&msg,
+                      "; RocksDB cannot resume after this error in-process: "
+                      "fix the cause and restart registrar");
+    }
+    return absl::UnavailableError(msg);
+  }
+  // The test write: a real WAL append (fsynced in kFsync) even in kNone.
+  rocksdb::WriteOptions w;
+  w.sync = durability_ == Durability::kFsync;
+  s = h_->db->Put(w, h_->meta(), ToSlice(kProbeKey),
+                  std::to_string(++probe_count_));
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("store: cannot write: ", RocksMessage(s)));
+  }
+  return absl::OkStatus();
+}
+
+StoreDiskUsage RocksDbStore::disk_usage() {
+  rocksdb::DB* db = h_->db.get();
+  StoreDiskUsage u;
+  u.sst_bytes = AggregatedProperty(db, "rocksdb.total-sst-files-size");
+  u.live_sst_bytes = AggregatedProperty(db, "rocksdb.live-sst-files-size");
+  u.records_sst_bytes =
+      CfProperty(db, h_->records(), "rocksdb.live-sst-files-size");
+  u.events_sst_bytes =
+      CfProperty(db, h_->events(), "rocksdb.live-sst-files-size");
+  u.memtable_bytes = AggregatedProperty(db, "rocksdb.cur-size-all-mem-tables");
+  u.dir_bytes = DirBytes(path_, &u.wal_bytes);
+  return u;
+}
+
+absl::Status RocksDbStore::Flush() {
+  rocksdb::FlushOptions f;
+  f.wait = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs(h_->cf.begin(),
+                                                h_->cf.begin() + kNumCfs);
+  rocksdb::Status s = h_->db->Flush(f, cfs);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("store: cannot flush: ", RocksMessage(s)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RocksDbStore::CompactAll() {
+  RETURN_IF_ERROR(Flush());
+  rocksdb::CompactRangeOptions c;
+  c.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (int i = 0; i < kNumCfs; ++i) {
+    rocksdb::Status s = h_->db->CompactRange(c, h_->cf[i], nullptr, nullptr);
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("store: cannot compact: ", RocksMessage(s)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string RocksDbStore::DebugStats(bool rocksdb_stats) {
+  const GroupCommitter::Stats c = committer_.stats();
+  const StoreDiskUsage u = disk_usage();
+  std::string out = absl::StrFormat(
+      "store: rocksdb at %s, node_id %d, durability %s\n"
+      "revisions: last %d, oldest event %d\n"
+      "commits: %d batches in %d writes\n"
+      "disk: %d bytes in the dir (SST %d, of which records %d, events %d; "
+      "WAL %d); memtables %d bytes\n",
+      path_, node_id_, AsAbsl(DurabilityName(durability_)),
+      committer_.last_revision(), oldest_revision_.load(), c.batches,
+      c.writes, u.dir_bytes, u.live_sst_bytes, u.records_sst_bytes,
+      u.events_sst_bytes, u.wal_bytes, u.memtable_bytes);
+  if (rocksdb_stats) {
+    for (int i = 0; i < kNumCfs; ++i) {
+      std::string s;
+      if (h_->db->GetProperty(h_->cf[i], "rocksdb.stats", &s)) {
+        absl::StrAppend(&out, "--- ", kCfNames[i], " ---\n", s);
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<DataDirInfo> RocksDbStore::Inspect(const std::string& path) {
+  ASSIGN_OR_RETURN(DirState state, ClassifyDir(path, /*create=*/false));
+  if (state == DirState::kFresh) {
+    return NotOurs(path, "it holds no database");
+  }
+  RocksDbStoreOptions options;
+  options.path = path;
+  options.block_cache_bytes = 8 << 20;
+  ASSIGN_OR_RETURN(auto h, OpenDb(path, options, /*read_only=*/true,
+                                  /*exists=*/true));
+  ASSIGN_OR_RETURN(Meta meta, ReadMeta(path, *h));
+  if (!meta.present) {
+    return NotOurs(path, "it is a RocksDB database without Registrar's "
+                         "format key");
+  }
+  RETURN_IF_ERROR(CheckMeta(path, meta, std::nullopt));
+
+  DataDirInfo info;
+  info.path = path;
+  info.format_version = static_cast<uint32_t>(meta.format_version);
+  info.node_id = static_cast<uint32_t>(meta.node_id);
+  info.created_ms = static_cast<int64_t>(meta.created_ms);
+  info.last_revision = meta.last_revision;
+  info.clock_high_water_ms = meta.clock_high_water_ms;
+
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  ro.readahead_size = 4 << 20;
+  RecordDecoder decoder;
+  if (h->records() != nullptr) {
+    std::unique_ptr<rocksdb::Iterator> it(h->db->NewIterator(ro, h->records()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Kind kind;
+      State st;
+      RETURN_IF_ERROR(decoder.DecodeKindState(ToView(it->value()), &kind, &st));
+      ++info.records;
+      ++info.records_by[static_cast<int>(kind)][static_cast<int>(st)];
+    }
+    if (!it->status().ok()) return OpenError(path, it->status());
+  }
+  if (h->leases() != nullptr) {
+    std::unique_ptr<rocksdb::Iterator> it(h->db->NewIterator(ro, h->leases()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++info.leases;
+    if (!it->status().ok()) return OpenError(path, it->status());
+  }
+  ASSIGN_OR_RETURN(info.oldest_event_revision, EdgeEvent(path, *h, false));
+  ASSIGN_OR_RETURN(info.newest_event_revision, EdgeEvent(path, *h, true));
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+  for (auto* c : h->cf) {
+    if (c != nullptr) {
+      info.sst_bytes += CfProperty(h->db.get(), c,
+                                   "rocksdb.live-sst-files-size");
+    }
+  }
+  info.dir_bytes = DirBytes(path, &info.wal_bytes);
+  return info;
+}
+
+std::string DataDirInfo::ToString() const {
+  static constexpr const char* kStateNames[4] = {"unspecified", "live",
+                                                 "released", "expired"};
+  std::string out = absl::StrFormat(
+      "data dir: %s\nformat version: %d\nnode_id: %d\ncreated: %s\n"
+      "last revision: %d\nclock high water: %s (%d ms)\nrecords: %d\n",
+      path, format_version, node_id,
+      absl::FormatTime(absl::FromUnixMillis(created_ms), absl::UTCTimeZone()),
+      last_revision,
+      absl::FormatTime(absl::FromUnixMillis(
+                           static_cast<int64_t>(clock_high_water_ms)),
+                       absl::UTCTimeZone()),
+      clock_high_water_ms, records);
+  for (int k = 0; k < kNumKinds; ++k) {
+    for (int s = 0; s < 4; ++s) {
+      if (records_by[k][s] == 0) continue;
+      absl::StrAppendFormat(&out, "  %s %s: %d\n",
+                            AsAbsl(KindName(static_cast<Kind>(k))),
+                            kStateNames[s], records_by[k][s]);
+    }
+  }
+  absl::StrAppendFormat(&out, "leases: %d\n", leases);
+  if (oldest_event_revision == 0) {
+    absl::StrAppend(&out, "events: none kept\n");
+  } else {
+    absl::StrAppendFormat(&out, "events: %d (revisions %d..%d)\n",
+                          newest_event_revision - oldest_event_revision + 1,
+                          oldest_event_revision, newest_event_revision);
+  }
+  absl::StrAppendFormat(&out, "disk: %d bytes (SST %d, WAL %d)\n", dir_bytes,
+                        sst_bytes, wal_bytes);
+  return out;
+}
+
+}  // namespace registrar

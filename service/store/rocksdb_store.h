@@ -1,0 +1,189 @@
+#ifndef REGISTRAR_SERVICE_STORE_ROCKSDB_STORE_H_
+#define REGISTRAR_SERVICE_STORE_ROCKSDB_STORE_H_
+
+// The default store (--store=rocksdb): one RocksDB database in a data
+// directory that belongs to one Registrar node.
+//
+// Layout: four column families, so that each kind of data can be iterated,
+// deleted and measured on its own (Load reads records without stepping over
+// events; CompactEvents range-deletes events without leaving tombstones in
+// the records' key space; disk usage is reported per family). One WAL and
+// atomic flush keep them consistent with each other.
+//   default  meta: "registrar/format_version", "registrar/node_id",
+//            "registrar/created_ms", "registrar/last_revision",
+//            "registrar/clock_high_water_ms" (decimal text, readable with
+//            `ldb`), "registrar/probe" (CheckWritable's test write)
+//   records  16-byte ID (hi, lo big-endian) -> StoredRecord
+//   events   8-byte big-endian revision -> StoredEvent
+//   leases   16-byte lease ID -> StoredLease
+//
+// Commits go through a GroupCommitter: each group of concurrent batches is
+// ONE rocksdb::WriteBatch, written with one WAL sync (kFsync), no sync (kOs)
+// or no WAL at all (kNone; memtables are flushed on a clean close). A failed
+// write applies nothing (RocksDB batches are atomic) and, after a WAL
+// failure, RocksDB refuses writes until CheckWritable recovers it.
+//
+// Thread-safety: every method may be called from any thread, except that
+// Load is called once, before any Commit, and the destructor runs after all
+// other calls have returned.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "service/common/kind.h"
+#include "service/store/group_commit.h"
+#include "service/store/store.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+}  // namespace rocksdb
+
+namespace registrar {
+
+struct RocksDbHandles;  // the open database (rocksdb_store.cc)
+
+// Version of the data-dir format written by this binary. Open refuses a data
+// dir with a newer version (written by a newer Registrar).
+inline constexpr uint32_t kStoreFormatVersion = 1;
+
+struct RocksDbStoreOptions {
+  std::string path;                        // the data directory
+  Durability durability = Durability::kFsync;
+  uint32_t node_id = 0;                    // must match the data dir's
+  size_t block_cache_bytes = 32 << 20;     // shared by all column families
+  size_t memtable_bytes = 64 << 20;        // per large family (records, events)
+};
+
+// What `registrarctl inspect` shows about a data dir.
+struct DataDirInfo {
+  std::string path;
+  uint32_t format_version = 0;
+  uint32_t node_id = 0;
+  int64_t created_ms = 0;             // Unix ms when the dir was created
+  uint64_t last_revision = 0;
+  uint64_t clock_high_water_ms = 0;
+  uint64_t records = 0;
+  // records_by[kind][state], kind and state as their enum values.
+  uint64_t records_by[kNumKinds][4] = {};
+  uint64_t leases = 0;
+  uint64_t oldest_event_revision = 0;  // 0 when no events are kept
+  uint64_t newest_event_revision = 0;
+  uint64_t sst_bytes = 0;              // live SST files, all families
+  uint64_t wal_bytes = 0;              // *.log files
+  uint64_t dir_bytes = 0;              // every file in the directory
+
+  // Several lines of "name: value", for people.
+  std::string ToString() const;
+};
+
+// Bytes a live store uses; see RocksDbStore::disk_usage.
+struct StoreDiskUsage {
+  uint64_t sst_bytes = 0;       // rocksdb.total-sst-files-size, all families
+  uint64_t live_sst_bytes = 0;  // rocksdb.live-sst-files-size, all families
+  uint64_t records_sst_bytes = 0;  // live SSTs of the records family only
+  uint64_t events_sst_bytes = 0;   // live SSTs of the events family only
+  uint64_t wal_bytes = 0;       // WAL files
+  uint64_t memtable_bytes = 0;  // rocksdb.cur-size-all-mem-tables (not disk)
+  uint64_t dir_bytes = 0;       // every file in the directory
+};
+
+class RocksDbStore final : public Store {
+ public:
+  // Opens the data dir at options.path, creating it (and the database) when
+  // it is missing or empty (an empty `lost+found` is fine: a fresh volume).
+  // Errors, all naming the path; nothing is ever deleted or rewritten:
+  //  - FailedPrecondition "… is not a Registrar data directory; refusing to
+  //    use it" when it holds other files, or a RocksDB database without
+  //    Registrar's format key;
+  //  - FailedPrecondition "data dir belongs to node_id N, started with
+  //    --node_id=M" when the node IDs differ;
+  //  - FailedPrecondition when the format version is newer than
+  //    kStoreFormatVersion;
+  //  - FailedPrecondition "… is in use by another registrar process" when
+  //    another process (or another store in this one) has it open;
+  //  - DataLoss with RocksDB's message when the database is corrupt;
+  //  - FailedPrecondition for other I/O errors (e.g. permissions).
+  static absl::StatusOr<std::unique_ptr<RocksDbStore>> Open(
+      const RocksDbStoreOptions& options);
+
+  // Reads a data dir without changing it (read-only RocksDB open, which
+  // works while a server has the dir open; it then sees the state as of its
+  // last WAL write). NotFound when `path` does not exist; the same
+  // refusals as Open for directories that are not Registrar's.
+  static absl::StatusOr<DataDirInfo> Inspect(const std::string& path);
+
+  // Closes the database; with Durability::kNone, flushes memtables first.
+  ~RocksDbStore() override;
+
+  // Store.
+  // Within one batch, record puts come before drop_records and lease puts
+  // before delete_leases, so a drop or delete wins over a put of the same
+  // key. clock_high_water_ms is kept as the maximum ever committed.
+  absl::Status Commit(WriteBatch* batch) override;
+  absl::StatusOr<StoreMeta> Load(
+      const std::function<void(RecordView&&)>& on_record) override;
+  absl::Status ReadEvents(uint64_t from, size_t limit,
+                          std::vector<Event>* out) override;
+  uint64_t OldestRevision() override;
+  uint64_t LastRevision() override;
+  // `below` is capped at LastRevision() + 1: events not yet written cannot
+  // be forgotten. Range-deletes the events and asks RocksDB to compact that
+  // range in the background.
+  absl::Status CompactEvents(uint64_t below) override;
+  void SetEventListener(EventListener listener) override;
+  // Resumes RocksDB after a background error (DB::Resume: for "no space"
+  // errors it flushes memtables to SSTs and starts a new WAL), then makes a
+  // small test write. Unavailable with the cause while writes still fail; a
+  // message that says "restart" when RocksDB cannot resume in-process (it
+  // treats I/O errors other than "no space" on the WAL as fatal).
+  absl::Status CheckWritable() override;
+  Durability durability() const override { return durability_; }
+  std::string_view name() const override { return "rocksdb"; }
+
+  GroupCommitter::Stats commit_stats() const { return committer_.stats(); }
+  const std::string& path() const { return path_; }
+  uint32_t node_id() const { return node_id_; }
+
+  // Bytes on disk (and in memtables) now. For bytes per record, Flush()
+  // first: until then recent commits are only in the WAL and memtables.
+  StoreDiskUsage disk_usage();
+
+  // Writes memtables to SST files and waits.
+  absl::Status Flush();
+  // Compacts every family fully and waits (benchmarks: steady-state size).
+  absl::Status CompactAll();
+
+  // A few lines of counters; with `rocksdb_stats`, RocksDB's own
+  // "rocksdb.stats" for each family as well.
+  std::string DebugStats(bool rocksdb_stats = false);
+
+ private:
+  RocksDbStore(std::string path, Durability durability, uint32_t node_id,
+               std::unique_ptr<RocksDbHandles> handles, uint64_t last_revision,
+               uint64_t clock_high_water_ms, uint64_t oldest_revision);
+
+  absl::Status Write(const std::vector<WriteBatch*>& group);
+
+  const std::string path_;
+  const Durability durability_;
+  const uint32_t node_id_;
+  const std::unique_ptr<RocksDbHandles> h_;  // the open database; never null
+  // Written only by the group-commit leader (one at a time).
+  std::atomic<uint64_t> clock_high_water_ms_;
+  // Raised by CompactEvents before it deletes, so that readers never see a
+  // half-deleted range as history.
+  std::atomic<uint64_t> oldest_revision_;
+  std::atomic<uint64_t> probe_count_{0};
+  GroupCommitter committer_;
+};
+
+}  // namespace registrar
+
+#endif  // REGISTRAR_SERVICE_STORE_ROCKSDB_STORE_H_

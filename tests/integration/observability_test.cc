@@ -1,0 +1,397 @@
+// Observability of the real binary: /metrics scraped over HTTP moves by
+// exactly the calls made; grpc.health.v1 reports SERVING, then NOT_SERVING
+// during the shutdown drain while calls still work; SIGTERM and SIGINT exit
+// with status 0.
+
+#include <signal.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_util.h"
+#include "tests/unit/metrics/http_get.h"
+#include "tests/unit/metrics/prometheus_text.h"
+
+namespace registrar {
+namespace {
+
+using ::grpc::health::v1::Health;
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
+using ::registrar::testing::MakeOwner;
+using ::registrar::testing::PromLabels;
+using ::registrar::testing::PromSample;
+using ::registrar::testing::ServerProcess;
+using ::registrar::testing::StatusText;
+
+constexpr char kService[] = "registrar.v1.Registrar";
+
+// GET /metrics of `server`, parsed. Fails the test (and returns empty) when
+// the scrape fails.
+std::vector<PromSample> Scrape(const ServerProcess& server,
+                               std::string* raw = nullptr) {
+  const std::string& address = server.metrics_address();
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    ADD_FAILURE() << "bad metrics address " << address;
+    return {};
+  }
+  auto response = testing::HttpGet(address.substr(0, colon), port, "/metrics");
+  if (!response.ok()) {
+    ADD_FAILURE() << "scrape failed: " << StatusText(response.status());
+    return {};
+  }
+  EXPECT_EQ(response->status_code, 200);
+  EXPECT_TRUE(absl::StrContains(response->headers, "text/plain"))
+      << response->headers;
+  if (raw != nullptr) *raw = response->body;
+  return testing::ParsePromText(response->body);
+}
+
+double Value(const std::vector<PromSample>& samples, const std::string& name,
+             const PromLabels& labels) {
+  std::optional<double> v = testing::FindSample(samples, name, labels);
+  if (!v.has_value()) {
+    std::string text;
+    for (const auto& [k, val] : labels) text += k + "=" + val + " ";
+    ADD_FAILURE() << "no sample " << name << "{" << text << "}";
+    return -1e18;
+  }
+  return *v;
+}
+
+PromLabels Rpc(const std::string& method,
+               const std::string& service = kService,
+               const std::string& type = "unary") {
+  return {{"grpc_type", type},
+          {"grpc_service", service},
+          {"grpc_method", method}};
+}
+
+PromLabels RpcCode(const std::string& method, const std::string& code,
+                   const std::string& service = kService) {
+  PromLabels labels = Rpc(method, service);
+  labels["grpc_code"] = code;
+  return labels;
+}
+
+// grpc.health.v1 Check: the serving status, or the call's error code.
+struct HealthAnswer {
+  grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
+  HealthCheckResponse::ServingStatus status = HealthCheckResponse::UNKNOWN;
+};
+
+HealthAnswer CheckHealth(Health::Stub& stub, const std::string& service) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  HealthCheckRequest request;
+  request.set_service(service);
+  HealthCheckResponse response;
+  const grpc::Status status = stub.Check(&ctx, request, &response);
+  return {status.error_code(), response.status()};
+}
+
+std::unique_ptr<Health::Stub> HealthStub(const ServerProcess& server) {
+  return Health::NewStub(grpc::CreateChannel(
+      server.grpc_address(), grpc::InsecureChannelCredentials()));
+}
+
+TEST(ObservabilityTest, MetricsMoveByExactlyTheCallsMade) {
+  auto server = ServerProcess::Start();
+  ASSERT_TRUE(server.ok()) << StatusText(server.status());
+  auto client = testing::MakeClient(**server);
+  const v1::Owner alice = MakeOwner("acme", "alice");
+  const v1::Owner bob = MakeOwner("acme", "bob");
+  // Set-up calls, before the first scrape.
+  auto bob_threads = client->IssueIds(v1::KIND_THREAD, bob, 2);
+  ASSERT_TRUE(bob_threads.ok()) << StatusText(bob_threads.status());
+
+  const std::vector<PromSample> before = Scrape(**server);
+  ASSERT_FALSE(before.empty());
+  for (const char* family :
+       {"grpc_server_started_total", "grpc_server_handled_total",
+        "grpc_server_handling_seconds_bucket", "registrar_ids_issued_total",
+        "registrar_validations_total", "registrar_released_total",
+        "registrar_live_records", "registrar_leases"}) {
+    EXPECT_TRUE(testing::HasMetric(before, family)) << family;
+  }
+  EXPECT_EQ(Value(before, "registrar_live_records", {{"kind", "thread"}}), 2);
+
+  // Issue: 3 OK thread batches of 2, 1 OK connection, 1 INVALID_ARGUMENT.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(client->IssueIds(v1::KIND_THREAD, alice, 2).ok());
+  }
+  auto conn = client->IssueIds(v1::KIND_CONNECTION, alice);
+  ASSERT_TRUE(conn.ok());
+  v1::IssueRequest bad;
+  *bad.mutable_owner() = alice;
+  ASSERT_EQ(client->Issue(bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // OpenContext: one new thread through the connection, one reuse.
+  v1::OpenContextRequest open;
+  *open.mutable_owner() = alice;
+  open.set_connection_id(conn->front());
+  auto ctx1 = client->OpenContext(open);
+  ASSERT_TRUE(ctx1.ok()) << StatusText(ctx1.status());
+  open.set_thread_id(ctx1->thread_id());
+  auto ctx2 = client->OpenContext(open);
+  ASSERT_TRUE(ctx2.ok() && ctx2->thread_reused());
+  // Validate: 1 valid, 2 not_owner, 1 malformed, in one call.
+  v1::ValidateRequest validate;
+  *validate.mutable_owner() = alice;
+  validate.add_items()->set_id(ctx1->thread_id());
+  validate.add_items()->set_id((*bob_threads)[0]);
+  validate.add_items()->set_id((*bob_threads)[1]);
+  validate.add_items()->set_id("user_b_thread_2_abc");
+  auto verdicts = client->Validate(validate);
+  ASSERT_TRUE(verdicts.ok()) << StatusText(verdicts.status());
+  // Cleanup by ids: the thread with its 2 runs and 2 requests.
+  v1::CleanupRequest cleanup;
+  *cleanup.mutable_owner() = alice;
+  cleanup.mutable_ids()->add_ids(ctx1->thread_id());
+  auto cleaned = client->Cleanup(cleanup);
+  ASSERT_TRUE(cleaned.ok()) << StatusText(cleaned.status());
+  ASSERT_EQ(cleaned->released_size(), 5);
+  // Cleanup by connection: only the connection is left to end.
+  cleanup.set_connection_id(conn->front());
+  cleaned = client->Cleanup(cleanup);
+  ASSERT_TRUE(cleaned.ok()) << StatusText(cleaned.status());
+  ASSERT_EQ(cleaned->released_size(), 1);
+  // Describe of an unknown but well-formed ID: NOT_FOUND.
+  std::string unknown = ctx1->thread_id();
+  unknown.back() = unknown.back() == '0' ? '1' : '0';
+  v1::DescribeRequest describe;
+  describe.set_id(unknown);
+  ASSERT_EQ(client->Describe(describe).status().code(),
+            absl::StatusCode::kNotFound);
+  // Health: 2 OK checks, 1 NOT_FOUND (unknown service).
+  auto health = HealthStub(**server);
+  EXPECT_EQ(CheckHealth(*health, "").code, grpc::StatusCode::OK);
+  EXPECT_EQ(CheckHealth(*health, kService).code, grpc::StatusCode::OK);
+  EXPECT_EQ(CheckHealth(*health, "no.such.Service").code,
+            grpc::StatusCode::NOT_FOUND);
+
+  std::string raw;
+  const std::vector<PromSample> after = Scrape(**server, &raw);
+  ASSERT_FALSE(after.empty());
+  auto delta = [&](const std::string& name, const PromLabels& labels) {
+    return Value(after, name, labels) - Value(before, name, labels);
+  };
+  SCOPED_TRACE(raw.substr(0, 20000));
+
+  EXPECT_EQ(delta("grpc_server_started_total", Rpc("Issue")), 5);
+  EXPECT_EQ(delta("grpc_server_handled_total", RpcCode("Issue", "OK")), 4);
+  EXPECT_EQ(delta("grpc_server_handled_total",
+                  RpcCode("Issue", "INVALID_ARGUMENT")),
+            1);
+  EXPECT_EQ(delta("grpc_server_handling_seconds_count", Rpc("Issue")), 5);
+  EXPECT_EQ(delta("grpc_server_started_total", Rpc("OpenContext")), 2);
+  EXPECT_EQ(delta("grpc_server_handled_total", RpcCode("OpenContext", "OK")),
+            2);
+  EXPECT_EQ(delta("grpc_server_started_total", Rpc("Validate")), 1);
+  EXPECT_EQ(delta("grpc_server_started_total", Rpc("Cleanup")), 2);
+  EXPECT_EQ(delta("grpc_server_handled_total", RpcCode("Cleanup", "OK")), 2);
+  EXPECT_EQ(delta("grpc_server_handled_total",
+                  RpcCode("Describe", "NOT_FOUND")),
+            1);
+  EXPECT_EQ(delta("grpc_server_started_total", Rpc("ListOwned")), 0);
+  EXPECT_EQ(delta("grpc_server_handled_total",
+                  RpcCode("Check", "OK", "grpc.health.v1.Health")),
+            2);
+  EXPECT_EQ(delta("grpc_server_handled_total",
+                  RpcCode("Check", "NOT_FOUND", "grpc.health.v1.Health")),
+            1);
+
+  EXPECT_EQ(delta("registrar_ids_issued_total", {{"kind", "thread"}}), 7);
+  EXPECT_EQ(delta("registrar_ids_issued_total", {{"kind", "run"}}), 2);
+  EXPECT_EQ(delta("registrar_ids_issued_total", {{"kind", "request"}}), 2);
+  EXPECT_EQ(delta("registrar_ids_issued_total", {{"kind", "connection"}}), 1);
+
+  EXPECT_EQ(delta("registrar_validations_total", {{"verdict", "valid"}}), 1);
+  EXPECT_EQ(delta("registrar_validations_total", {{"verdict", "not_owner"}}),
+            2);
+  EXPECT_EQ(delta("registrar_validations_total", {{"verdict", "malformed"}}),
+            1);
+  EXPECT_EQ(delta("registrar_validations_total", {{"verdict", "forged"}}), 0);
+
+  EXPECT_EQ(delta("registrar_released_total",
+                  {{"kind", "thread"}, {"reason", "cleanup_ids"}}),
+            1);
+  EXPECT_EQ(delta("registrar_released_total",
+                  {{"kind", "run"}, {"reason", "cleanup_ids"}}),
+            2);
+  EXPECT_EQ(delta("registrar_released_total",
+                  {{"kind", "request"}, {"reason", "cleanup_ids"}}),
+            2);
+  EXPECT_EQ(delta("registrar_released_total",
+                  {{"kind", "connection"}, {"reason", "cleanup_connection"}}),
+            1);
+  EXPECT_EQ(delta("registrar_released_total",
+                  {{"kind", "run"}, {"reason", "cleanup_connection"}}),
+            0);
+
+  // Gauges: 6 batch threads stay live (+6 - the cleaned one + its creation).
+  EXPECT_EQ(delta("registrar_live_records", {{"kind", "thread"}}), 6);
+  EXPECT_EQ(delta("registrar_live_records", {{"kind", "run"}}), 0);
+  EXPECT_EQ(delta("registrar_live_records", {{"kind", "request"}}), 0);
+  EXPECT_EQ(delta("registrar_live_records", {{"kind", "connection"}}), 0);
+  EXPECT_EQ(Value(after, "registrar_live_records", {{"kind", "thread"}}), 8);
+  EXPECT_EQ(Value(after, "registrar_tombstones", {}), 6);
+
+  EXPECT_EQ(testing::StopServer(**server), 0) << (*server)->Log();
+}
+
+TEST(ObservabilityTest, LeaseMetricsCountGrantsAndEnds) {
+  ServerProcess::Options options;
+  options.args = {"--tick_interval=50ms"};
+  auto server = ServerProcess::Start(options);
+  ASSERT_TRUE(server.ok()) << StatusText(server.status());
+  auto client = testing::MakeClient(**server);
+  const v1::Owner alice = MakeOwner("acme", "alice");
+  const std::vector<PromSample> before = Scrape(**server);
+
+  v1::GrantLeaseRequest grant;
+  grant.set_holder("gw");
+  grant.set_ttl_seconds(1);
+  auto short_lease = client->GrantLease(grant);
+  ASSERT_TRUE(short_lease.ok());
+  grant.set_ttl_seconds(60);
+  auto long_lease = client->GrantLease(grant);
+  ASSERT_TRUE(long_lease.ok());
+  IssueOptions bind;
+  bind.lease_id = short_lease->lease_id();
+  ASSERT_TRUE(client->IssueIds(v1::KIND_CONNECTION, alice, 2, bind).ok());
+  bind.lease_id = long_lease->lease_id();
+  ASSERT_TRUE(client->IssueIds(v1::KIND_CONNECTION, alice, 3, bind).ok());
+  const std::vector<PromSample> live = Scrape(**server);
+  EXPECT_EQ(Value(live, "registrar_leases", {}) -
+                Value(before, "registrar_leases", {}),
+            2);
+  v1::RevokeLeaseRequest revoke;
+  revoke.set_lease_id(long_lease->lease_id());
+  ASSERT_TRUE(client->RevokeLease(revoke).ok());
+  absl::SleepFor(absl::Milliseconds(1500));  // the short lease expires
+
+  const std::vector<PromSample> after = Scrape(**server);
+  auto delta = [&](const std::string& name, const PromLabels& labels) {
+    return Value(after, name, labels) - Value(before, name, labels);
+  };
+  EXPECT_EQ(delta("registrar_leases_granted_total", {}), 2);
+  EXPECT_EQ(delta("registrar_leases_ended_total", {{"reason", "lease_revoked"}}),
+            1);
+  EXPECT_EQ(delta("registrar_leases_ended_total", {{"reason", "lease_expired"}}),
+            1);
+  EXPECT_EQ(delta("registrar_leases", {}), 0);
+  EXPECT_EQ(delta("registrar_released_total",
+                  {{"kind", "connection"}, {"reason", "lease_revoked"}}),
+            3);
+  EXPECT_EQ(delta("registrar_released_total",
+                  {{"kind", "connection"}, {"reason", "lease_expired"}}),
+            2);
+  EXPECT_EQ(delta("registrar_live_records", {{"kind", "connection"}}), 0);
+
+  EXPECT_EQ(testing::StopServer(**server), 0) << (*server)->Log();
+}
+
+TEST(ObservabilityTest, HealthServingThenNotServingDuringDrainThenExitZero) {
+  ServerProcess::Options options;
+  options.args = {"--shutdown_drain=2s"};
+  auto server = ServerProcess::Start(options);
+  ASSERT_TRUE(server.ok()) << StatusText(server.status());
+  auto health = HealthStub(**server);
+  auto client = testing::MakeClient(**server, absl::Seconds(2));
+  const v1::Owner alice = MakeOwner("acme", "alice");
+
+  for (const std::string service : {"", kService}) {
+    const HealthAnswer answer = CheckHealth(*health, service);
+    EXPECT_EQ(answer.code, grpc::StatusCode::OK) << "'" << service << "'";
+    EXPECT_EQ(HealthCheckResponse::ServingStatus_Name(answer.status),
+              "SERVING")
+        << "'" << service << "'";
+  }
+  EXPECT_EQ(CheckHealth(*health, "no.such.Service").code,
+            grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(client->IssueIds(v1::KIND_THREAD, alice).ok());
+
+  const absl::Time term = absl::Now();
+  (*server)->Signal(SIGTERM);
+  // NOT_SERVING soon after SIGTERM, for both names.
+  HealthAnswer answer;
+  while (absl::Now() - term < absl::Milliseconds(1500)) {
+    answer = CheckHealth(*health, "");
+    if (answer.code == grpc::StatusCode::OK &&
+        answer.status == HealthCheckResponse::NOT_SERVING) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(answer.code, grpc::StatusCode::OK);
+  EXPECT_EQ(HealthCheckResponse::ServingStatus_Name(answer.status),
+            "NOT_SERVING");
+  const HealthAnswer named = CheckHealth(*health, kService);
+  EXPECT_EQ(named.code, grpc::StatusCode::OK);
+  EXPECT_EQ(HealthCheckResponse::ServingStatus_Name(named.status),
+            "NOT_SERVING");
+  // Still answering during the drain.
+  auto during = client->IssueIds(v1::KIND_THREAD, alice);
+  EXPECT_TRUE(during.ok()) << StatusText(during.status());
+  if (during.ok()) {
+    EXPECT_EQ(testing::VerdictOf(*client, during->front(), alice),
+              v1::VERDICT_VALID);
+  }
+  EXPECT_TRUE((*server)->running());
+  ASSERT_LT(absl::Now() - term, absl::Milliseconds(1900))
+      << "too slow to observe the drain window";
+
+  const std::optional<int> code = (*server)->WaitForExit(absl::Seconds(10));
+  const absl::Duration took = absl::Now() - term;
+  EXPECT_EQ(code, 0) << (*server)->Log();
+  EXPECT_GE(took, absl::Milliseconds(1900)) << "drain not honoured";
+  EXPECT_LT(took, absl::Seconds(6)) << "slow exit after the drain";
+
+  // Gone: calls fail.
+  auto after = client->IssueIds(v1::KIND_THREAD, alice, 1, {},
+                                absl::Milliseconds(500));
+  EXPECT_FALSE(after.ok());
+}
+
+TEST(ObservabilityTest, SigintExitsZero) {
+  auto server = ServerProcess::Start();
+  ASSERT_TRUE(server.ok()) << StatusText(server.status());
+  auto client = testing::MakeClient(**server);
+  ASSERT_TRUE(
+      client->IssueIds(v1::KIND_THREAD, MakeOwner("acme", "alice")).ok());
+  (*server)->Signal(SIGINT);
+  EXPECT_EQ((*server)->WaitForExit(absl::Seconds(10)), 0) << (*server)->Log();
+}
+
+TEST(ObservabilityTest, SigtermWithoutDrainExitsZeroPromptly) {
+  auto server = ServerProcess::Start();  // --shutdown_drain=0s
+  ASSERT_TRUE(server.ok()) << StatusText(server.status());
+  auto client = testing::MakeClient(**server);
+  ASSERT_TRUE(
+      client->IssueIds(v1::KIND_THREAD, MakeOwner("acme", "alice")).ok());
+  const absl::Time term = absl::Now();
+  (*server)->Signal(SIGTERM);
+  EXPECT_EQ((*server)->WaitForExit(absl::Seconds(10)), 0) << (*server)->Log();
+  EXPECT_LT(absl::Now() - term, absl::Seconds(4));
+}
+
+}  // namespace
+}  // namespace registrar
