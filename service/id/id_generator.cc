@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -38,7 +39,42 @@ IdGenerator::IdGenerator(const Clock& clock, const KeyRing& keys,
                          uint32_t node_id)
     : clock_(clock), keys_(keys), node_id_(node_id & kMaxNodeId) {}
 
-uint64_t IdGenerator::Reserve(uint32_t count) {
+void IdGenerator::SetHighWater(int64_t persisted_until_ms,
+                               absl::Duration window, PersistFn persist) {
+  absl::MutexLock lock(&extend_mu_);
+  window_ = window;
+  persist_ = std::move(persist);
+  ceiling_ms_.store(persisted_until_ms, std::memory_order_release);
+}
+
+absl::Status IdGenerator::Extend(int64_t needed_ms) {
+  absl::MutexLock lock(&extend_mu_);
+  const int64_t ceiling = ceiling_ms_.load(std::memory_order_acquire);
+  if (needed_ms < ceiling || !persist_) return absl::OkStatus();
+  const int64_t until =
+      std::max<int64_t>(needed_ms, static_cast<int64_t>(NowMs(clock_))) +
+      absl::ToInt64Milliseconds(window_) + 1;
+  if (absl::Status s = persist_(until); !s.ok()) return s;
+  ceiling_ms_.store(until, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::Status IdGenerator::ExtendHighWater() {
+  const int64_t ceiling = ceiling_ms_.load(std::memory_order_acquire);
+  if (ceiling == INT64_MAX) return absl::OkStatus();
+  int64_t window_ms;
+  {
+    absl::MutexLock lock(&extend_mu_);
+    window_ms = absl::ToInt64Milliseconds(window_);
+  }
+  const int64_t used_ms = std::max<int64_t>(
+      static_cast<int64_t>(NowMs(clock_)),
+      static_cast<int64_t>(last_.load(std::memory_order_acquire) >> kSeqBits));
+  if (ceiling - used_ms > window_ms / 2) return absl::OkStatus();
+  return Extend(ceiling);
+}
+
+absl::StatusOr<uint64_t> IdGenerator::Reserve(uint32_t count) {
   const uint64_t now_stamp = NowMs(clock_) << kSeqBits;
   uint64_t last = last_.load(std::memory_order_acquire);
   for (;;) {
@@ -47,6 +83,13 @@ uint64_t IdGenerator::Reserve(uint32_t count) {
     // when a ms's 4096 values are used up.
     const uint64_t start = std::max(now_stamp, last + 1);
     const uint64_t end = start + count - 1;
+    // The mark only grows, so a stamp below it now stays below it.
+    const int64_t end_ms = static_cast<int64_t>(end >> kSeqBits);
+    if (end_ms >= ceiling_ms_.load(std::memory_order_acquire)) {
+      if (absl::Status s = Extend(end_ms); !s.ok()) return s;
+      last = last_.load(std::memory_order_acquire);
+      continue;
+    }
     if (last_.compare_exchange_weak(last, end, std::memory_order_acq_rel,
                                     std::memory_order_acquire)) {
       return start;
@@ -62,20 +105,24 @@ void IdGenerator::AdvancePast(uint64_t stamp) {
   }
 }
 
-void IdGenerator::Mint(Kind kind, std::string_view tenant,
-                       std::string_view user_id, uint32_t count,
-                       std::vector<Id128>* out) {
-  if (count == 0) return;
-  const uint64_t start = Reserve(count);
+absl::Status IdGenerator::Mint(Kind kind, std::string_view tenant,
+                               std::string_view user_id, uint32_t count,
+                               std::vector<Id128>* out) {
+  if (count == 0) return absl::OkStatus();
+  absl::StatusOr<uint64_t> start = Reserve(count);
+  if (!start.ok()) return start.status();
   out->reserve(out->size() + count);
   for (uint32_t i = 0; i < count; ++i) {
-    out->push_back(MakeId(keys_, node_id_, start + i, kind, tenant, user_id));
+    out->push_back(MakeId(keys_, node_id_, *start + i, kind, tenant, user_id));
   }
+  return absl::OkStatus();
 }
 
-Id128 IdGenerator::MintOne(Kind kind, std::string_view tenant,
-                           std::string_view user_id) {
-  return MakeId(keys_, node_id_, Reserve(1), kind, tenant, user_id);
+absl::StatusOr<Id128> IdGenerator::MintOne(Kind kind, std::string_view tenant,
+                                           std::string_view user_id) {
+  absl::StatusOr<uint64_t> stamp = Reserve(1);
+  if (!stamp.ok()) return stamp.status();
+  return MakeId(keys_, node_id_, *stamp, kind, tenant, user_id);
 }
 
 }  // namespace registrar

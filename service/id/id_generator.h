@@ -11,12 +11,23 @@
 //  3. When a millisecond's 4096 sequence values are used up, minting
 //     borrows the next millisecond ahead of the wall clock.
 //  4. A batch of `count` IDs is one contiguous reservation.
+//  5. With a high-water mark configured (SetHighWater), no ID is handed out
+//     at or above the persisted mark: the mark is moved ahead (and persisted
+//     through the callback) before the IDs below it are used, as timestamp
+//     oracles do. After a restart, AdvancePast(mark) keeps every new ID above
+//     everything issued before, even when the wall clock was set back.
 // With a distinct node id per running instance, IDs are unique fleet-wide.
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 #include "service/common/clock.h"
 #include "service/common/kind.h"
@@ -30,11 +41,32 @@ class IdGenerator {
   // `clock` and `keys` must outlive the generator. node_id <= kMaxNodeId.
   IdGenerator(const Clock& clock, const KeyRing& keys, uint32_t node_id);
 
-  // Appends `count` (>= 1) tagged IDs for (kind, owner) to *out, in
-  // increasing order. Thread-safe and lock-free.
-  void Mint(Kind kind, std::string_view tenant, std::string_view user_id,
-            uint32_t count, std::vector<Id128>* out);
-  Id128 MintOne(Kind kind, std::string_view tenant, std::string_view user_id);
+  // Persists a new high-water mark in ms; OK only once it is durable.
+  using PersistFn = std::function<absl::Status(int64_t until_ms)>;
+
+  // From now on, IDs stay below a persisted mark: `persisted_until_ms` is
+  // the mark already durable (0: none), `window` how far ahead of use each
+  // extension reaches. Call before minting starts.
+  void SetHighWater(int64_t persisted_until_ms, absl::Duration window,
+                    PersistFn persist);
+
+  // Appends `count` (>= 1; 0 appends nothing) tagged IDs for (kind, owner)
+  // to *out, in increasing order. Thread-safe; lock-free unless the
+  // high-water mark must move, which fails (nothing appended) when it
+  // cannot be persisted.
+  absl::Status Mint(Kind kind, std::string_view tenant,
+                    std::string_view user_id, uint32_t count,
+                    std::vector<Id128>* out);
+  absl::StatusOr<Id128> MintOne(Kind kind, std::string_view tenant,
+                                std::string_view user_id);
+
+  // Moves the high-water mark ahead when less than half a window is left,
+  // so the minting path rarely waits for it. Call periodically.
+  absl::Status ExtendHighWater();
+  // The persisted high-water mark in ms (0 when none is configured).
+  int64_t high_water_ms() const {
+    return ceiling_ms_.load(std::memory_order_acquire);
+  }
 
   // The greatest (ms << 12 | seq) handed out so far; 0 before the first.
   uint64_t last_stamp() const { return last_.load(std::memory_order_acquire); }
@@ -46,12 +78,19 @@ class IdGenerator {
 
  private:
   // Reserves `count` consecutive stamps; returns the first.
-  uint64_t Reserve(uint32_t count);
+  absl::StatusOr<uint64_t> Reserve(uint32_t count);
+  // Persists a mark above `needed_ms` (and the clock) unless one is already.
+  absl::Status Extend(int64_t needed_ms) ABSL_LOCKS_EXCLUDED(extend_mu_);
 
   const Clock& clock_;
   const KeyRing& keys_;
   const uint32_t node_id_;
   std::atomic<uint64_t> last_{0};
+  // Stamps must stay below ceiling_ms_ << 12. Max value: no mark configured.
+  std::atomic<int64_t> ceiling_ms_{INT64_MAX};
+  absl::Mutex extend_mu_;
+  absl::Duration window_ ABSL_GUARDED_BY(extend_mu_);
+  PersistFn persist_ ABSL_GUARDED_BY(extend_mu_);
 };
 
 }  // namespace registrar

@@ -48,9 +48,25 @@ void Lessor::Detach(Id128 lease, BoundConnection conn) {
 }
 
 EndedLease Lessor::Collect(Id128 id, Lease& lease) {
-  EndedLease ended{id, {}};
+  EndedLease ended{id, lease.holder, lease.ttl, lease.deadline, {}};
   ended.connections.assign(lease.connections.begin(), lease.connections.end());
   return ended;
+}
+
+void Lessor::Reinstate(const EndedLease& ended) {
+  absl::MutexLock lock(&mu_);
+  Lease& l = leases_[ended.lease];
+  l.holder = ended.holder;
+  l.ttl = ended.ttl;
+  l.deadline = ended.deadline;
+  l.connections.insert(ended.connections.begin(), ended.connections.end());
+  queue_.Push(l.deadline, ended.lease);
+}
+
+bool Lessor::IsLive(Id128 lease, absl::Time now) const {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(lease);
+  return it != leases_.end() && it->second.deadline > now;
 }
 
 absl::StatusOr<EndedLease> Lessor::Revoke(Id128 lease, absl::Time now) {

@@ -42,6 +42,9 @@ struct BoundConnection {
 // A lease that ended, with what it carried.
 struct EndedLease {
   Id128 lease;
+  std::string holder;
+  absl::Duration ttl;
+  absl::Time deadline;
   std::vector<BoundConnection> connections;
 };
 
@@ -71,6 +74,13 @@ class Lessor {
   // its deadline (then it is left for TakeExpired, to end as expired).
   absl::StatusOr<EndedLease> Revoke(Id128 lease, absl::Time now)
       ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Puts back a lease whose ending could not be stored, so the ending is
+  // retried (a revoke by the caller, an expiry by the next TakeExpired).
+  void Reinstate(const EndedLease& lease) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // True when the lease exists and its deadline is after `now`.
+  bool IsLive(Id128 lease, absl::Time now) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes and returns every lease whose deadline is <= now.
   std::vector<EndedLease> TakeExpired(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);

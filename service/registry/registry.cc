@@ -14,6 +14,8 @@
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
 #include "service/common/status_macros.h"
+#include "service/store/memory_store.h"
+#include "spdlog/spdlog.h"
 
 namespace registrar {
 namespace registry_internal {
@@ -99,55 +101,52 @@ struct Shard {
     return &r;
   }
 
-  void Insert(Id128 id, Kind kind, OwnerEntry& owner, Id128 parent,
-              Id128 connection, Id128 lease, int64_t now_ms,
-              const std::shared_ptr<const Labels>& labels, Counters& counters)
+  // Records a committed new record.
+  void Insert(const RecordView& v, OwnerEntry& owner, Counters& counters)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    RecordEntry& r = records[id];
-    r.kind = kind;
+    RecordEntry& r = records[v.id];
+    r.kind = v.kind;
     r.state = State::kLive;
     r.owner = &owner;
-    r.parent = parent;
-    r.connection = connection;
-    r.lease = lease;
-    r.created_ms = now_ms;
-    r.revision = counters.revision.fetch_add(1, std::memory_order_relaxed) + 1;
-    r.labels = labels;
-    owner.ids.insert(id);
+    r.parent = v.parent;
+    r.connection = v.connection;
+    r.lease = v.lease;
+    r.created_ms = absl::ToUnixMillis(v.created_at);
+    r.revision = v.revision;
+    r.labels = v.labels;
+    owner.ids.insert(v.id);
     ++owner.live;
-    if (!parent.is_zero()) children[parent].push_back(id);
-    if (!connection.is_zero()) children[connection].push_back(id);
-    counters.live[static_cast<int>(kind)].fetch_add(1,
-                                                    std::memory_order_relaxed);
-  }
-
-  // Ends one live record.
-  void EndOne(Id128 id, RecordEntry& r, int64_t now_ms, Ended& ended,
-              Lessor& lessor, Counters& counters, uint32_t shard_index)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    r.state = ended.state;
-    r.ended_ms = now_ms;
-    r.end_reason = ended.reason;
-    r.revision = counters.revision.fetch_add(1, std::memory_order_relaxed) + 1;
-    --r.owner->live;
-    tombstones.emplace_back(now_ms, id);
-    counters.live[static_cast<int>(r.kind)].fetch_sub(
+    if (!v.parent.is_zero()) children[v.parent].push_back(v.id);
+    if (!v.connection.is_zero()) children[v.connection].push_back(v.id);
+    counters.live[static_cast<int>(v.kind)].fetch_add(
         1, std::memory_order_relaxed);
-    counters.tombstones.fetch_add(1, std::memory_order_relaxed);
-    // A lease that ended already dropped its connections itself.
-    if (r.kind == Kind::kConnection && !r.lease.is_zero() &&
-        ended.cause != EndCause::kLeaseRevoked &&
-        ended.cause != EndCause::kLeaseExpired) {
-      lessor.Detach(r.lease, BoundConnection{id, shard_index});
-    }
-    ++ended.count[static_cast<int>(r.kind)];
-    ended.records.emplace_back(r.kind, id);
   }
 
-  // Ends `root` if live and every live descendant (rule 3 of registry.h).
-  void EndCascade(Id128 root, int64_t now_ms, Ended& ended, Lessor& lessor,
-                  Counters& counters, uint32_t shard_index)
+  // Records a loaded record of any state (recovery).
+  void Restore(RecordView&& v, Counters& counters)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    OwnerEntry& owner = GetOrAddOwner(v.owner);
+    Insert(v, owner, counters);
+    if (v.state != State::kLive) {
+      RecordEntry& r = records[v.id];
+      r.state = v.state;
+      r.ended_ms = absl::ToUnixMillis(v.ended_at);
+      if (!v.end_reason.empty()) {
+        r.end_reason = std::make_shared<const std::string>(v.end_reason);
+      }
+      --owner.live;
+      tombstones.emplace_back(r.ended_ms, v.id);
+      counters.live[static_cast<int>(v.kind)].fetch_sub(
+          1, std::memory_order_relaxed);
+      counters.tombstones.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  // Appends `root` (if live) and its live descendants (rule 3 of
+  // registry.h) to *out, skipping any already in *seen.
+  void CollectCascade(Id128 root, std::vector<Id128>* out,
+                      absl::flat_hash_set<Id128>* seen) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu) {
     auto root_it = records.find(root);
     if (root_it == records.end()) return;
     const OwnerEntry* owner = root_it->second.owner;
@@ -157,9 +156,10 @@ struct Shard {
       stack.pop_back();
       auto it = records.find(id);
       if (it == records.end()) continue;
-      RecordEntry& r = it->second;
+      const RecordEntry& r = it->second;
       if (r.state != State::kLive || r.owner != owner) continue;
-      EndOne(id, r, now_ms, ended, lessor, counters, shard_index);
+      if (!seen->insert(id).second) continue;
+      out->push_back(id);
       auto kids = children.find(id);
       if (kids == children.end()) continue;
       for (const Id128& child : kids->second) {
@@ -172,6 +172,30 @@ struct Shard {
         stack.push_back(child);
       }
     }
+  }
+
+  // Applies a committed end event to its live record.
+  void ApplyEnd(const Event& e, Ended& ended, Lessor& lessor,
+                Counters& counters, uint32_t shard_index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    RecordEntry& r = records.find(e.record.id)->second;
+    r.state = e.record.state;
+    r.ended_ms = absl::ToUnixMillis(e.record.ended_at);
+    r.end_reason = ended.reason;
+    r.revision = e.revision;
+    --r.owner->live;
+    tombstones.emplace_back(r.ended_ms, e.record.id);
+    counters.live[static_cast<int>(r.kind)].fetch_sub(
+        1, std::memory_order_relaxed);
+    counters.tombstones.fetch_add(1, std::memory_order_relaxed);
+    // A lease that ended already dropped its connections itself.
+    if (r.kind == Kind::kConnection && !r.lease.is_zero() &&
+        ended.cause != EndCause::kLeaseRevoked &&
+        ended.cause != EndCause::kLeaseExpired) {
+      lessor.Detach(r.lease, BoundConnection{e.record.id, shard_index});
+    }
+    ++ended.count[static_cast<int>(r.kind)];
+    ended.records.emplace_back(r.kind, e.record.id);
   }
 
   static void EraseFrom(std::vector<Id128>& v, Id128 id) {
@@ -190,7 +214,23 @@ struct Shard {
     if (it->second.empty()) children.erase(it);
   }
 
-  // Drops tombstones that ended at or before `cutoff_ms`.
+  // Tombstones that ended at or before `cutoff_ms`, oldest first.
+  std::vector<Id128> DueTombstones(int64_t cutoff_ms) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu) {
+    std::vector<Id128> due;
+    for (const auto& [ended_ms, id] : tombstones) {
+      if (ended_ms > cutoff_ms) break;
+      auto it = records.find(id);
+      if (it != records.end() && it->second.state != State::kLive &&
+          it->second.ended_ms == ended_ms) {
+        due.push_back(id);
+      }
+    }
+    return due;
+  }
+
+  // Forgets tombstones that ended at or before `cutoff_ms` (their removal
+  // from the store is committed by the caller first).
   void DropTombstones(int64_t cutoff_ms, Counters& counters)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     while (!tombstones.empty() && tombstones.front().first <= cutoff_ms) {
@@ -251,17 +291,6 @@ std::shared_ptr<const Labels> ShareLabels(const Labels& labels) {
   return std::make_shared<const Labels>(labels);
 }
 
-Kind ParentKindOf(Kind kind) {
-  switch (kind) {
-    case Kind::kRun:
-      return Kind::kThread;
-    case Kind::kRequest:
-      return Kind::kRun;
-    default:
-      return Kind::kUnspecified;
-  }
-}
-
 bool IsRecordKind(Kind kind) {
   return kind == Kind::kThread || kind == Kind::kRun ||
          kind == Kind::kRequest || kind == Kind::kConnection;
@@ -299,11 +328,6 @@ std::shared_ptr<const std::string> ReasonFor(EndCause cause,
 
 }  // namespace
 
-std::string ParentIdText(const RecordView& r) {
-  if (r.parent.is_zero()) return "";
-  return FormatId(ParentKindOf(r.kind), r.parent);
-}
-
 std::string_view EndCauseName(EndCause cause) {
   switch (cause) {
     case EndCause::kCleanupIds:
@@ -323,8 +347,13 @@ std::string_view EndCauseName(EndCause cause) {
 // ---------------------------------------------------------------------------
 
 Registry::Registry(const RegistryOptions& options, const Clock& clock,
-                   IdGenerator& ids, RegistryObserver* observer)
-    : options_(options), clock_(clock), ids_(ids), observer_(observer) {
+                   IdGenerator& ids, RegistryObserver* observer, Store* store)
+    : options_(options),
+      clock_(clock),
+      ids_(ids),
+      observer_(observer),
+      owned_store_(store == nullptr ? std::make_unique<MemoryStore>() : nullptr),
+      store_(store == nullptr ? owned_store_.get() : store) {
   const uint32_t n = std::max<uint32_t>(1, options_.shards);
   shards_.reserve(n);
   for (uint32_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
@@ -360,7 +389,134 @@ void Registry::Report(const Ended& ended) {
 }
 
 // ---------------------------------------------------------------------------
+// Recovery
+
+absl::Status Registry::Recover() {
+  const absl::Time now = Now();
+  uint64_t count = 0;
+  ASSIGN_OR_RETURN(StoreMeta meta, store_->Load([&](RecordView&& r) {
+    Shard& shard = ShardFor(r.owner);
+    absl::MutexLock lock(&shard.mu);
+    shard.Restore(std::move(r), counters_);
+    ++count;
+  }));
+  // Loaded in ID order; retention wants end order.
+  for (const auto& shard : shards_) {
+    absl::MutexLock lock(&shard->mu);
+    std::sort(shard->tombstones.begin(), shard->tombstones.end());
+  }
+  // Every lease gets a fresh full TTL, so a restart never mass-expires
+  // connections (as etcd does).
+  for (const LeaseView& lease : meta.leases) {
+    lessor_.Grant(lease.id, lease.holder, lease.ttl, now);
+  }
+  // Rebind live connections to their leases; a connection whose lease is
+  // gone (its ending was cut short by a crash) ends now, as expired.
+  Ended orphans{EndCause::kLeaseExpired, State::kExpired,
+                ReasonFor(EndCause::kLeaseExpired, ""), {}, {}};
+  for (uint32_t i = 0; i < shards_.size(); ++i) {
+    Shard& shard = *shards_[i];
+    absl::MutexLock lock(&shard.mu);
+    std::vector<Id128> lost;
+    for (const auto& [id, r] : shard.records) {
+      if (r.kind != Kind::kConnection || r.state != State::kLive ||
+          r.lease.is_zero()) {
+        continue;
+      }
+      const BoundConnection bound{id, i};
+      if (!lessor_.Attach(r.lease, {&bound, 1}, now).ok()) lost.push_back(id);
+    }
+    if (lost.empty()) continue;
+    std::vector<Id128> ending;
+    absl::flat_hash_set<Id128> seen;
+    for (const Id128& id : lost) shard.CollectCascade(id, &ending, &seen);
+    RETURN_IF_ERROR(
+        EndInShard(shard, i, ending, absl::ToUnixMillis(now), orphans));
+  }
+  Report(orphans);
+
+  // IDs stay above everything that may have been issued before, whatever the
+  // wall clock says now.
+  const int64_t mark = static_cast<int64_t>(meta.clock_high_water_ms);
+  if (mark > 0) ids_.AdvancePast((static_cast<uint64_t>(mark) << 12) - 1);
+  Store* store = store_;
+  ids_.SetHighWater(mark, options_.clock_window, [store](int64_t until_ms) {
+    WriteBatch batch;
+    batch.clock_high_water_ms = static_cast<uint64_t>(until_ms);
+    return store->Commit(&batch);
+  });
+  spdlog::info(
+      "recovered {} records ({} live), {} leases, revision {}, ID clock "
+      "high-water mark {} ms; {} connections without a lease ended",
+      count, count - counters_.tombstones.load(), meta.leases.size(),
+      meta.revision, mark, orphans.records.size());
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Committing changes: one batch per call and shard, applied only once stored.
+
+absl::Status Registry::InsertInShard(Shard& shard, const Owner& owner,
+                                     std::vector<RecordView>& records) {
+  WriteBatch batch;
+  batch.events.reserve(records.size());
+  for (RecordView& r : records) {
+    batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
+  }
+  absl::Status committed = store_->Commit(&batch);
+  records.clear();
+  for (Event& e : batch.events) records.push_back(std::move(e.record));
+  RETURN_IF_ERROR(committed);
+  OwnerEntry& o = shard.GetOrAddOwner(owner);
+  for (const RecordView& r : records) shard.Insert(r, o, counters_);
+  return absl::OkStatus();
+}
+
+absl::Status Registry::EndInShard(Shard& shard, uint32_t shard_index,
+                                  const std::vector<Id128>& ids,
+                                  int64_t now_ms, Ended& ended) {
+  if (ids.empty()) return absl::OkStatus();
+  WriteBatch batch;
+  batch.events.reserve(ids.size());
+  const EventType type = ended.state == State::kExpired ? EventType::kExpired
+                                                        : EventType::kReleased;
+  for (const Id128& id : ids) {
+    RecordView v = shard.View(id, shard.records.find(id)->second);
+    v.state = ended.state;
+    v.ended_at = absl::FromUnixMillis(now_ms);
+    v.end_reason = *ended.reason;
+    batch.events.push_back(Event{0, type, std::move(v)});
+  }
+  RETURN_IF_ERROR(store_->Commit(&batch));
+  for (const Event& e : batch.events) {
+    shard.ApplyEnd(e, ended, lessor_, counters_, shard_index);
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
 // Issue
+
+namespace {
+
+RecordView NewRecord(Id128 id, Kind kind, const Owner& owner, Id128 parent,
+                     Id128 connection, Id128 lease, absl::Time now,
+                     const std::shared_ptr<const Labels>& labels) {
+  RecordView v;
+  v.id = id;
+  v.kind = kind;
+  v.owner = owner;
+  v.parent = parent;
+  v.connection = connection;
+  v.lease = lease;
+  v.labels = labels;
+  v.created_at = absl::FromUnixMillis(absl::ToUnixMillis(now));
+  v.ended_at = absl::InfinitePast();
+  v.state = State::kLive;
+  return v;
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<std::string>> Registry::Issue(
     const IssueSpec& spec) {
@@ -377,8 +533,9 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
   }
   const Kind parent_kind = ParentKindOf(spec.kind);
   if (parent_kind == Kind::kUnspecified && !spec.parent_id.empty()) {
-    return InvalidField("parent_id", absl::StrCat("not allowed for ",
-                                                  AsAbsl(KindName(spec.kind)), "s"));
+    return InvalidField("parent_id",
+                        absl::StrCat("not allowed for ",
+                                     AsAbsl(KindName(spec.kind)), "s"));
   }
   if (spec.kind == Kind::kConnection && !spec.connection_id.empty()) {
     return InvalidField("connection_id", "not allowed for connections");
@@ -397,7 +554,8 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
   // Minting (the keyed tag per ID) happens outside the shard lock.
   std::vector<Id128> minted;
   minted.reserve(count);
-  ids_.Mint(spec.kind, spec.owner.tenant, spec.owner.user_id, count, &minted);
+  RETURN_IF_ERROR(ids_.Mint(spec.kind, spec.owner.tenant, spec.owner.user_id,
+                            count, &minted));
   const std::shared_ptr<const Labels> labels = ShareLabels(spec.labels);
   const uint32_t shard_index = ShardIndex(spec.owner);
   Shard& shard = *shards_[shard_index];
@@ -425,17 +583,21 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
         return absl::InternalError("minted an ID that is already recorded");
       }
     }
+    std::vector<BoundConnection> bound;
     if (!lease.is_zero()) {
-      std::vector<BoundConnection> bound;
       bound.reserve(minted.size());
       for (const Id128& id : minted) bound.push_back({id, shard_index});
       RETURN_IF_ERROR(lessor_.Attach(lease, bound, now));
     }
-    OwnerEntry& o = owner ? *owner : shard.GetOrAddOwner(spec.owner);
-    const int64_t now_ms = absl::ToUnixMillis(now);
+    std::vector<RecordView> records;
+    records.reserve(count);
     for (const Id128& id : minted) {
-      shard.Insert(id, spec.kind, o, parent, connection, lease, now_ms, labels,
-                   counters_);
+      records.push_back(NewRecord(id, spec.kind, spec.owner, parent,
+                                  connection, lease, now, labels));
+    }
+    if (absl::Status s = InsertInShard(shard, spec.owner, records); !s.ok()) {
+      for (const BoundConnection& b : bound) lessor_.Detach(lease, b);
+      return s;
     }
   }
   if (observer_) observer_->OnIssued(spec.kind, count);
@@ -461,12 +623,13 @@ absl::StatusOr<OpenContextResult> Registry::OpenContext(
       wanted_thread = parsed->bits;
     }
   }
-  const Id128 thread_new =
-      ids_.MintOne(Kind::kThread, spec.owner.tenant, spec.owner.user_id);
-  const Id128 run =
-      ids_.MintOne(Kind::kRun, spec.owner.tenant, spec.owner.user_id);
-  const Id128 request =
-      ids_.MintOne(Kind::kRequest, spec.owner.tenant, spec.owner.user_id);
+  const std::string& tenant = spec.owner.tenant;
+  const std::string& user = spec.owner.user_id;
+  ASSIGN_OR_RETURN(const Id128 thread_new,
+                   ids_.MintOne(Kind::kThread, tenant, user));
+  ASSIGN_OR_RETURN(const Id128 run, ids_.MintOne(Kind::kRun, tenant, user));
+  ASSIGN_OR_RETURN(const Id128 request,
+                   ids_.MintOne(Kind::kRequest, tenant, user));
   const std::shared_ptr<const Labels> labels = ShareLabels(spec.labels);
 
   OpenContextResult result;
@@ -474,7 +637,7 @@ absl::StatusOr<OpenContextResult> Registry::OpenContext(
   Shard& shard = ShardFor(spec.owner);
   {
     absl::MutexLock lock(&shard.mu);
-    const int64_t now_ms = absl::ToUnixMillis(Now());
+    const absl::Time now = Now();
     OwnerEntry* owner = shard.FindOwner(spec.owner);
     if (!connection.is_zero() &&
         shard.FindLiveOwned(connection, Kind::kConnection, owner) == nullptr) {
@@ -488,16 +651,17 @@ absl::StatusOr<OpenContextResult> Registry::OpenContext(
     if (live + adding > options_.owner_quota) {
       return QuotaError(live, adding, options_.owner_quota);
     }
-    OwnerEntry& o = owner ? *owner : shard.GetOrAddOwner(spec.owner);
     thread = result.thread_reused ? wanted_thread : thread_new;
+    std::vector<RecordView> records;
     if (!result.thread_reused) {
-      shard.Insert(thread, Kind::kThread, o, Id128{}, connection, Id128{},
-                   now_ms, labels, counters_);
+      records.push_back(NewRecord(thread, Kind::kThread, spec.owner, Id128{},
+                                  connection, Id128{}, now, labels));
     }
-    shard.Insert(run, Kind::kRun, o, thread, connection, Id128{}, now_ms,
-                 labels, counters_);
-    shard.Insert(request, Kind::kRequest, o, run, connection, Id128{}, now_ms,
-                 labels, counters_);
+    records.push_back(NewRecord(run, Kind::kRun, spec.owner, thread,
+                                connection, Id128{}, now, labels));
+    records.push_back(NewRecord(request, Kind::kRequest, spec.owner, run,
+                                connection, Id128{}, now, labels));
+    RETURN_IF_ERROR(InsertInShard(shard, spec.owner, records));
   }
   if (observer_) {
     if (!result.thread_reused) observer_->OnIssued(Kind::kThread, 1);
@@ -566,13 +730,13 @@ absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
                                                 std::string_view reason) {
   CleanupResult result;
   EndCause cause = EndCause::kCleanupIds;
-  // Named IDs (text as given, parsed bits, kind) to resolve in the shard.
+  // Named IDs (text as given and parsed) to resolve in the owner's shard.
   struct Named {
     std::string_view text;
     ParsedId parsed;
   };
   std::vector<Named> named;
-  absl::flat_hash_set<std::string_view> seen;
+  absl::flat_hash_set<std::string_view> seen_text;
   switch (target.type) {
     case CleanupTarget::Type::kIds:
       if (target.ids.size() > options_.max_batch) {
@@ -583,7 +747,7 @@ absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
       }
       for (std::string_view text : target.ids) {
         // Each named ID is reported once, however often it is named.
-        if (!seen.insert(text).second) continue;
+        if (!seen_text.insert(text).second) continue;
         absl::StatusOr<ParsedId> parsed = ParseId(text);
         if (!parsed.ok() || !IsRecordKind(parsed->kind)) {
           result.unknown.emplace_back(text);
@@ -614,40 +778,32 @@ absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
     absl::MutexLock lock(&shard.mu);
     const int64_t now_ms = absl::ToUnixMillis(Now());
     OwnerEntry* o = shard.FindOwner(owner);
+    std::vector<Id128> ending;
+    absl::flat_hash_set<Id128> seen;
     if (target.type == CleanupTarget::Type::kAllOwned) {
       if (o != nullptr) {
         for (const Id128& id : o->ids) {
-          RecordEntry& r = shard.records.find(id)->second;
-          if (r.state == State::kLive) {
-            shard.EndOne(id, r, now_ms, ended, lessor_, counters_, shard_index);
+          if (shard.records.find(id)->second.state == State::kLive) {
+            ending.push_back(id);
           }
         }
       }
     } else {
-      absl::flat_hash_set<Id128> ended_here;
       for (const Named& n : named) {
         auto it = shard.records.find(n.parsed.bits);
         if (it == shard.records.end() || it->second.owner != o ||
             it->second.kind != n.parsed.kind) {
           not_here.push_back(&n);
-          continue;
-        }
-        if (it->second.state != State::kLive) {
-          // Ended by this very call (a cascade or a repeat) counts as
-          // released once, not also as already ended.
-          if (!ended_here.contains(n.parsed.bits)) {
-            result.already_ended.emplace_back(n.text);
-          }
-          continue;
-        }
-        const size_t before = ended.records.size();
-        shard.EndCascade(n.parsed.bits, now_ms, ended, lessor_, counters_,
-                         shard_index);
-        for (size_t i = before; i < ended.records.size(); ++i) {
-          ended_here.insert(ended.records[i].second);
+        } else if (seen.contains(n.parsed.bits)) {
+          // Ended by this call's own cascade: reported as released only.
+        } else if (it->second.state != State::kLive) {
+          result.already_ended.emplace_back(n.text);
+        } else {
+          shard.CollectCascade(n.parsed.bits, &ending, &seen);
         }
       }
     }
+    RETURN_IF_ERROR(EndInShard(shard, shard_index, ending, now_ms, ended));
   }
   // Not among this owner's records: another owner's (refused) or none.
   for (const Named* n : not_here) {
@@ -677,7 +833,10 @@ absl::StatusOr<LeaseGrant> Registry::GrantLease(std::string_view holder,
                      " (--min_lease_ttl, --max_lease_ttl), got ",
                      absl::ToInt64Seconds(ttl)));
   }
-  const Id128 id = ids_.MintOne(Kind::kLease, "", holder);
+  ASSIGN_OR_RETURN(const Id128 id, ids_.MintOne(Kind::kLease, "", holder));
+  WriteBatch batch;
+  batch.put_leases.push_back(LeaseView{id, std::string(holder), ttl});
+  RETURN_IF_ERROR(store_->Commit(&batch));
   lessor_.Grant(id, std::string(holder), ttl, Now());
   if (observer_) observer_->OnLeaseGranted();
   return LeaseGrant{FormatId(Kind::kLease, id), ttl};
@@ -687,27 +846,40 @@ absl::StatusOr<absl::Duration> Registry::KeepAlive(std::string_view lease_id) {
   ASSIGN_OR_RETURN(const Id128 lease,
                    ParseReference("lease_id", lease_id, Kind::kLease));
   if (lease.is_zero()) return InvalidField("lease_id", "is required");
+  // Renewals are not stored: a restart grants every lease a fresh TTL.
   return lessor_.KeepAlive(lease, Now());
 }
 
-void Registry::EndLeaseConnections(const EndedLease& lease, Ended& ended) {
-  // Group by shard so each shard is locked once.
+absl::Status Registry::EndLease(const EndedLease& lease, Ended& ended) {
+  // Group by shard so each shard is locked and committed once.
   std::vector<BoundConnection> conns = lease.connections;
   std::sort(conns.begin(), conns.end(),
             [](const BoundConnection& a, const BoundConnection& b) {
               return a.shard < b.shard;
             });
+  absl::Status status;
   size_t i = 0;
-  while (i < conns.size()) {
+  while (i < conns.size() && status.ok()) {
     const uint32_t shard_index = conns[i].shard;
     Shard& shard = *shards_[shard_index];
     absl::MutexLock lock(&shard.mu);
     const int64_t now_ms = absl::ToUnixMillis(Now());
+    std::vector<Id128> ending;
+    absl::flat_hash_set<Id128> seen;
     for (; i < conns.size() && conns[i].shard == shard_index; ++i) {
-      shard.EndCascade(conns[i].connection, now_ms, ended, lessor_, counters_,
-                       shard_index);
+      shard.CollectCascade(conns[i].connection, &ending, &seen);
     }
+    status = EndInShard(shard, shard_index, ending, now_ms, ended);
   }
+  if (status.ok()) {
+    // The lease goes last: after a crash before this, it is still stored and
+    // its remaining connections are rebound on recovery.
+    WriteBatch batch;
+    batch.delete_leases.push_back(lease.lease);
+    status = store_->Commit(&batch);
+  }
+  if (!status.ok()) lessor_.Reinstate(lease);
+  return status;
 }
 
 absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
@@ -718,29 +890,59 @@ absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
   ASSIGN_OR_RETURN(EndedLease ended_lease, lessor_.Revoke(lease, Now()));
   Ended ended{EndCause::kLeaseRevoked, State::kReleased,
               ReasonFor(EndCause::kLeaseRevoked, ""), {}, {}};
-  EndLeaseConnections(ended_lease, ended);
+  const absl::Status status = EndLease(ended_lease, ended);
   Report(ended);
+  RETURN_IF_ERROR(status);
   if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseRevoked);
   return ended.TakeIds();
 }
 
 std::vector<std::string> Registry::Tick() {
   const absl::Time now = Now();
-  std::vector<EndedLease> expired = lessor_.TakeExpired(now);
   Ended ended{EndCause::kLeaseExpired, State::kExpired,
               ReasonFor(EndCause::kLeaseExpired, ""), {}, {}};
-  for (const EndedLease& lease : expired) {
-    EndLeaseConnections(lease, ended);
+  for (const EndedLease& lease : lessor_.TakeExpired(now)) {
+    if (absl::Status s = EndLease(lease, ended); !s.ok()) {
+      spdlog::warn("lease expiry not stored, will retry: {}",
+                   std::string(s.message()));
+      continue;
+    }
     if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseExpired);
   }
   Report(ended);
+  DropExpiredTombstones(now);
+  if (absl::Status s = ids_.ExtendHighWater(); !s.ok()) {
+    spdlog::warn("ID clock high-water mark not stored: {}",
+                 std::string(s.message()));
+  }
+  const uint64_t last = store_->LastRevision();
+  if (last > options_.event_history &&
+      store_->OldestRevision() + options_.event_history / 10 <
+          last - options_.event_history) {
+    // Compact in steps of a tenth of the history, not on every tick.
+    if (absl::Status s = store_->CompactEvents(last - options_.event_history);
+        !s.ok()) {
+      spdlog::warn("event compaction failed: {}", std::string(s.message()));
+    }
+  }
+  return ended.TakeIds();
+}
+
+void Registry::DropExpiredTombstones(absl::Time now) {
   const int64_t cutoff_ms =
       absl::ToUnixMillis(now - options_.tombstone_retention);
   for (const auto& shard : shards_) {
     absl::MutexLock lock(&shard->mu);
+    WriteBatch batch;
+    batch.drop_records = shard->DueTombstones(cutoff_ms);
+    if (batch.drop_records.empty()) continue;
+    if (absl::Status s = store_->Commit(&batch); !s.ok()) {
+      spdlog::warn("tombstone removal not stored, will retry: {}",
+                   std::string(s.message()));
+      return;
+    }
     shard->DropTombstones(cutoff_ms, counters_);
   }
-  return ended.TakeIds();
 }
 
 // ---------------------------------------------------------------------------

@@ -22,6 +22,11 @@
 //     it (threads outlive connections).
 //  4. Every live record counts against its owner's quota.
 //
+// Durability: every change is committed to the Store (one atomic batch per
+// call and shard) before it is applied in memory and before the call
+// returns, so an acknowledged change is as durable as the store makes it,
+// and a change the store refuses (UNAVAILABLE) changes nothing.
+//
 // Thread-safe. Returned errors name the request field at fault (see
 // service/common/field_error.h).
 
@@ -43,6 +48,8 @@
 #include "service/id/id_generator.h"
 #include "service/registry/lessor.h"
 #include "service/registry/observer.h"
+#include "service/store/record.h"
+#include "service/store/store.h"
 
 namespace registrar {
 
@@ -51,14 +58,10 @@ struct Shard;
 struct Ended;
 // Registry-wide counters, shared by all shards.
 struct Counters {
-  std::atomic<uint64_t> revision{0};
   std::atomic<uint64_t> live[kNumKinds] = {};
   std::atomic<uint64_t> tombstones{0};
 };
 }  // namespace registry_internal
-
-// Caller-supplied labels, sorted by key.
-using Labels = std::vector<std::pair<std::string, std::string>>;
 
 struct RegistryOptions {
   uint32_t shards = 16;
@@ -71,6 +74,10 @@ struct RegistryOptions {
   absl::Duration max_lease_ttl = absl::Hours(24);
   uint32_t default_page_size = 100;
   uint32_t max_page_size = 1000;
+  // How far ahead of use the ID clock's high-water mark is persisted.
+  absl::Duration clock_window = absl::Seconds(3);
+  // Watch events kept in the store (older ones are compacted away).
+  uint64_t event_history = 1'000'000;
 };
 
 // Verdict values; equal to registrar.v1.Verdict.
@@ -85,25 +92,6 @@ enum class Verdict : uint8_t {
   kReleased = 7,
   kExpired = 8,
 };
-
-// A copy of one record, as Describe/Validate/ListOwned return it.
-struct RecordView {
-  Id128 id;
-  Kind kind = Kind::kUnspecified;
-  Owner owner;
-  Id128 parent;      // zero when none; kind follows from `kind`
-  Id128 connection;  // zero when none
-  Id128 lease;       // zero when none
-  std::shared_ptr<const Labels> labels;  // never null
-  absl::Time created_at;
-  absl::Time ended_at;  // InfinitePast while live
-  State state = State::kUnspecified;
-  uint64_t revision = 0;
-  std::string end_reason;
-};
-
-// Text form of a record's parent ID ("" when none).
-std::string ParentIdText(const RecordView& r);
 
 struct IssueSpec {
   Kind kind = Kind::kUnspecified;
@@ -169,9 +157,17 @@ struct ListOwnedResult {
 
 class Registry {
  public:
-  // `clock`, `ids` and `observer` (nullable) must outlive the registry.
+  // `clock`, `ids`, `observer` (nullable) and `store` must outlive the
+  // registry. Without a store the registry keeps a MemoryStore of its own.
   Registry(const RegistryOptions& options, const Clock& clock,
-           IdGenerator& ids, RegistryObserver* observer);
+           IdGenerator& ids, RegistryObserver* observer,
+           Store* store = nullptr);
+
+  // Loads what the store holds (records, tombstones, leases with a fresh
+  // full TTL, the ID clock's high-water mark) and makes the ID generator
+  // persist its high-water mark through the store from now on. Call once,
+  // before serving. Connections whose lease is gone are ended as expired.
+  absl::Status Recover();
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
@@ -221,6 +217,7 @@ class Registry {
   std::vector<std::string> Tick();
 
   RegistryStats Stats() const;
+  Store& store() const { return *store_; }
   const RegistryOptions& options() const { return options_; }
 
  private:
@@ -234,8 +231,18 @@ class Registry {
   // NOT_OWNER/refused answers. Kind of the record found, or kUnspecified.
   Kind FindElsewhere(Id128 id, const Shard* skip) const;
 
-  // Ends every live connection a lease carried (and their cascades).
-  void EndLeaseConnections(const EndedLease& lease, Ended& ended);
+  // Commits the ending of `ids` (live records of `shard`) as one batch,
+  // then applies it. Nothing changes when the commit fails.
+  absl::Status EndInShard(Shard& shard, uint32_t shard_index,
+                          const std::vector<Id128>& ids, int64_t now_ms,
+                          Ended& ended);
+  // Commits new records as one batch, then records them.
+  absl::Status InsertInShard(Shard& shard, const Owner& owner,
+                             std::vector<RecordView>& records);
+  // Ends every live connection a lease carried (and their cascades), then
+  // deletes the lease from the store. On failure the lease is reinstated.
+  absl::Status EndLease(const EndedLease& lease, Ended& ended);
+  void DropExpiredTombstones(absl::Time now);
   // Tells the observer what a call ended.
   void Report(const Ended& ended);
   absl::Time Now() const { return clock_.Now(); }
@@ -246,6 +253,8 @@ class Registry {
   RegistryObserver* const observer_;
   std::vector<std::unique_ptr<Shard>> shards_;
   Lessor lessor_;
+  std::unique_ptr<Store> owned_store_;
+  Store* store_;
   registry_internal::Counters counters_;
 };
 

@@ -65,6 +65,7 @@ absl::Status RegistrarServer::Init() {
   metrics_ = std::make_unique<Metrics>();
   registry_ = std::make_unique<Registry>(config_.registry, clock_, *ids_,
                                          metrics_.get());
+  if (absl::Status s = registry_->Recover(); !s.ok()) return s;
   Registry* registry = registry_.get();
   metrics_->SetStatsProvider([registry] { return registry->Stats(); });
   service_ = std::make_unique<RegistrarService>(*registry_, config_.limits,

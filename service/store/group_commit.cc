@@ -8,7 +8,7 @@ GroupCommitter::GroupCommitter(uint64_t last_revision, WriteFn write)
     : write_(std::move(write)), last_revision_(last_revision) {}
 
 absl::Status GroupCommitter::Commit(WriteBatch* batch) {
-  Waiter self{batch};
+  Waiter self{batch, false, absl::OkStatus()};
   absl::MutexLock lock(&mu_);
   queue_.push_back(&self);
   // Wait until a leader has written our batch, or it is our turn to lead.

@@ -1,15 +1,23 @@
 #include "service/store/rocksdb_store.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <charconv>
 #include <filesystem>
 #include <optional>
 #include <system_error>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/convenience.h"
@@ -64,7 +72,7 @@ absl::Status OpenError(const std::string& path, const rocksdb::Status& s) {
     return absl::FailedPreconditionError(absl::StrCat(
         "data dir ", path, " is in use by another registrar process: ", msg));
   }
-  if (s.IsCorruption()) {
+  if (s.IsCorruption() || s.IsPathNotFound()) {  // e.g. a missing MANIFEST
     return absl::DataLossError(absl::StrCat(
         "data dir ", path, " is corrupted; RocksDB says: ", msg));
   }
@@ -74,8 +82,8 @@ absl::Status OpenError(const std::string& path, const rocksdb::Status& s) {
 
 absl::Status NotOurs(const std::string& path, std::string_view why) {
   return absl::FailedPreconditionError(
-      absl::StrCat(path, " is not a Registrar data directory (",
-                   AsAbsl(why), "); refusing to use it"));
+      absl::StrCat(path, " is not a Registrar data directory; refusing to "
+                   "use it (", AsAbsl(why), "; nothing was changed)"));
 }
 
 enum class DirState { kFresh, kExisting };
@@ -148,6 +156,92 @@ uint64_t DirBytes(const std::string& path, uint64_t* wal_bytes) {
   return total;
 }
 
+// RocksDB's info log ("LOG" in the data dir), written by us rather than by
+// RocksDB's own file logger. Debian's librocksdb is built with assertions
+// enabled, and that logger asserts (aborts the whole server) on the first
+// line after a write of its file failed, which is exactly what happens
+// when the disk fills up. This one ignores write errors: losing log lines
+// is fine, losing the process is not. It rotates at `max_bytes` to
+// LOG.old.<micros> like RocksDB, keeping the newest `keep` old files.
+class DataDirLogger final : public rocksdb::Logger {
+ public:
+  DataDirLogger(std::string dir, size_t max_bytes, size_t keep)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL),
+        dir_(std::move(dir)),
+        max_bytes_(max_bytes),
+        keep_(keep) {
+    absl::MutexLock lock(&mu_);
+    OpenLocked();
+  }
+  ~DataDirLogger() override {
+    absl::MutexLock lock(&mu_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char buf[1024];
+    const absl::Time now = absl::Now();
+    std::string line = absl::FormatTime("%Y/%m/%d-%H:%M:%E6S ", now,
+                                        absl::LocalTimeZone());
+    va_list copy;
+    va_copy(copy, ap);
+    const int n = std::vsnprintf(buf, sizeof(buf), format, copy);
+    va_end(copy);
+    if (n < 0) return;
+    if (static_cast<size_t>(n) < sizeof(buf)) {
+      line.append(buf, n);
+    } else {
+      std::string big(static_cast<size_t>(n) + 1, '\0');
+      std::vsnprintf(big.data(), big.size(), format, ap);
+      line.append(big.data(), n);
+    }
+    if (line.back() != '\n') line.push_back('\n');
+    absl::MutexLock lock(&mu_);
+    if (fd_ < 0) return;
+    if (size_ + line.size() > max_bytes_) RotateLocked();
+    if (fd_ < 0) return;
+    const ssize_t w = ::write(fd_, line.data(), line.size());  // errors ignored
+    if (w > 0) size_ += static_cast<size_t>(w);
+  }
+  size_t GetLogFileSize() const override {
+    absl::MutexLock lock(&mu_);
+    return size_;
+  }
+
+ private:
+  void OpenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    fd_ = ::open((dir_ + "/LOG").c_str(),
+                 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st;
+    size_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 ? st.st_size : 0;
+  }
+  void RotateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    std::error_code ec;
+    fs::rename(dir_ + "/LOG",
+               absl::StrCat(dir_, "/LOG.old.", absl::ToUnixMicros(absl::Now())),
+               ec);
+    std::vector<std::string> old;
+    for (fs::directory_iterator it(dir_, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.rfind("LOG.old.", 0) == 0) old.push_back(it->path().string());
+    }
+    std::sort(old.begin(), old.end());  // same-width timestamps sort by time
+    for (size_t i = 0; i + keep_ < old.size(); ++i) fs::remove(old[i], ec);
+    OpenLocked();
+  }
+
+  const std::string dir_;
+  const size_t max_bytes_;
+  const size_t keep_;
+  mutable absl::Mutex mu_;
+  int fd_ ABSL_GUARDED_BY(mu_) = -1;
+  size_t size_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 // RocksDB options for this workload: small values, appends, a full scan at
 // start, rare point reads.
 rocksdb::Options MakeOptions(const RocksDbStoreOptions& o,
@@ -156,8 +250,6 @@ rocksdb::Options MakeOptions(const RocksDbStoreOptions& o,
   rocksdb::Options options;
   options.max_background_jobs = 2;         // the machine has 2 cores
   options.bytes_per_sync = 1 << 20;        // smooth SST writeback
-  options.keep_log_file_num = 5;           // the info LOG, not the WAL
-  options.max_log_file_size = 16 << 20;
   options.avoid_flush_during_shutdown = false;  // flush unlogged (kNone) data
   // One flush covers every family, so even without a WAL (kNone) the files
   // on disk always hold the same prefix of commits in every family.
@@ -253,6 +345,10 @@ absl::StatusOr<std::unique_ptr<RocksDbHandles>> OpenDb(
     }
   }
   options.create_if_missing = !exists && !read_only;
+  if (!read_only) {
+    options.info_log =
+        std::make_shared<DataDirLogger>(path, 16 << 20, /*keep=*/4);
+  }
   options.create_missing_column_families = !read_only;
 
   auto h = std::make_unique<RocksDbHandles>();
@@ -477,7 +573,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
 }
 
 RocksDbStore::RocksDbStore(std::string path, Durability durability,
-                           uint32_t node_id, std::unique_ptr<Handles> handles,
+                           uint32_t node_id, std::unique_ptr<RocksDbHandles> handles,
                            uint64_t last_revision, uint64_t clock_high_water_ms,
                            uint64_t oldest_revision)
     : path_(std::move(path)),

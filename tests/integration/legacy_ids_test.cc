@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/time/clock.h"
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -209,6 +210,45 @@ TEST_F(LegacyIdsTest, RealIdWithOneCharChangedIsForged) {
   }
 }
 
+// A real ID under another kind's prefix (same 128 bits): the record says
+// it is a thread, so as a connection it is FORGED; it names nothing to
+// Cleanup or Describe.
+TEST_F(LegacyIdsTest, RelabeledRealIdIsForgedAndNamesNothing) {
+  const std::string relabeled = "conn_" + real_thread_.substr(7);
+  EXPECT_EQ(VerdictName(testing::VerdictOf(*client_, relabeled, user_a_)),
+            "VERDICT_FORGED");
+  EXPECT_EQ(VerdictName(testing::VerdictOf(*client_, relabeled, user_a_,
+                                           v1::KIND_CONNECTION)),
+            "VERDICT_FORGED");
+  EXPECT_EQ(VerdictName(testing::VerdictOf(*client_, relabeled, user_a_,
+                                           v1::KIND_THREAD)),
+            "VERDICT_WRONG_KIND");
+  EXPECT_EQ(VerdictName(testing::VerdictOf(*client_, relabeled, user_b_)),
+            "VERDICT_FORGED");
+  v1::CleanupRequest cleanup;
+  *cleanup.mutable_owner() = user_a_;
+  cleanup.mutable_ids()->add_ids(relabeled);
+  cleanup.mutable_ids()->add_ids("run_" + real_thread_.substr(7));
+  auto response = client_->Cleanup(cleanup);
+  ASSERT_TRUE(response.ok()) << StatusText(response.status());
+  EXPECT_THAT(response->released(), IsEmpty());
+  EXPECT_THAT(response->refused(), IsEmpty());
+  EXPECT_EQ(response->unknown_size(), 2);
+  v1::CleanupRequest by_conn;
+  *by_conn.mutable_owner() = user_a_;
+  by_conn.set_connection_id(relabeled);
+  auto conn_response = client_->Cleanup(by_conn);
+  ASSERT_TRUE(conn_response.ok()) << StatusText(conn_response.status());
+  EXPECT_THAT(conn_response->released(), IsEmpty());
+  EXPECT_THAT(conn_response->unknown(), UnorderedElementsAreArray({relabeled}));
+  v1::DescribeRequest describe;
+  describe.set_id(relabeled);
+  EXPECT_EQ(client_->Describe(describe).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(testing::VerdictOf(*client_, real_thread_, user_a_),
+            v1::VERDICT_VALID);
+}
+
 TEST_F(LegacyIdsTest, CleanupWithLegacyStringsReleasesNothing) {
   const auto before_a = testing::Snapshot(*client_, user_a_);
   const auto before_b = testing::Snapshot(*client_, user_b_);
@@ -321,6 +361,59 @@ TEST_F(LegacyIdsTest, LegacyParentIdIsInvalidArgument) {
     EXPECT_EQ(bad->field_violations(0).field(), "parent_id");
   }
   EXPECT_EQ(testing::Snapshot(*client_, user_a_), before);
+}
+
+// Once a released record's tombstone is dropped (--tombstone_retention),
+// its genuine ID is UNKNOWN to its owner and FORGED to anyone else: still
+// never VALID, never another owner's.
+TEST(TombstoneTest, ReleasedIdIsUnknownAfterRetentionAndForgedForOthers) {
+  ServerProcess::Options options;
+  options.args = {"--tombstone_retention=1s", "--tick_interval=50ms"};
+  auto server = ServerProcess::Start(options);
+  ASSERT_TRUE(server.ok()) << StatusText(server.status());
+  auto client = testing::MakeClient(**server);
+  const v1::Owner alice = MakeOwner("acme", "alice");
+  const v1::Owner bob = MakeOwner("acme", "bob");
+  auto ids = client->IssueIds(v1::KIND_THREAD, alice, 2);
+  ASSERT_TRUE(ids.ok()) << StatusText(ids.status());
+  const std::string gone = (*ids)[0];
+  const std::string kept = (*ids)[1];
+  v1::CleanupRequest cleanup;
+  *cleanup.mutable_owner() = alice;
+  cleanup.mutable_ids()->add_ids(gone);
+  ASSERT_TRUE(client->Cleanup(cleanup).ok());
+  EXPECT_EQ(VerdictName(testing::VerdictOf(*client, gone, alice)),
+            "VERDICT_RELEASED");
+
+  absl::SleepFor(absl::Milliseconds(1600));
+  EXPECT_EQ(VerdictName(testing::VerdictOf(*client, gone, alice)),
+            "VERDICT_UNKNOWN");
+  EXPECT_EQ(VerdictName(testing::VerdictOf(*client, gone, bob)),
+            "VERDICT_FORGED");
+  EXPECT_EQ(VerdictName(testing::VerdictOf(*client, kept, alice)),
+            "VERDICT_VALID");
+  v1::DescribeRequest describe;
+  describe.set_id(gone);
+  EXPECT_EQ(client->Describe(describe).status().code(),
+            absl::StatusCode::kNotFound);
+  auto again = client->Cleanup(cleanup);
+  ASSERT_TRUE(again.ok()) << StatusText(again.status());
+  EXPECT_THAT(again->released(), IsEmpty());
+  EXPECT_THAT(again->unknown(), UnorderedElementsAreArray({gone}));
+  auto listed = testing::ListAll(*client, alice, /*include_ended=*/true);
+  ASSERT_TRUE(listed.ok()) << StatusText(listed.status());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id(), kept);
+  // Reusing the dropped thread in OpenContext mints a new one.
+  v1::OpenContextRequest open;
+  *open.mutable_owner() = alice;
+  open.set_thread_id(gone);
+  auto ctx = client->OpenContext(open);
+  ASSERT_TRUE(ctx.ok()) << StatusText(ctx.status());
+  EXPECT_FALSE(ctx->thread_reused());
+  EXPECT_NE(ctx->thread_id(), gone);
+
+  EXPECT_EQ(testing::StopServer(**server), 0) << (*server)->Log();
 }
 
 }  // namespace

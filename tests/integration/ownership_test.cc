@@ -397,5 +397,39 @@ TEST_F(OwnershipTest, RecordsNameTheirOwnerAndIdsCarryNoUserData) {
   EXPECT_EQ(all.size(), n);
 }
 
+TEST_F(OwnershipTest, NamingTheSameIdTwiceReleasesItOnce) {
+  v1::CleanupRequest cleanup;
+  *cleanup.mutable_owner() = a_.owner;
+  // conn1 twice, and run1 which conn1's cascade already ends.
+  cleanup.mutable_ids()->add_ids(a_.conn1);
+  cleanup.mutable_ids()->add_ids(a_.conn1);
+  cleanup.mutable_ids()->add_ids(a_.run1);
+  auto response = client_->Cleanup(cleanup);
+  ASSERT_TRUE(response.ok()) << StatusText(response.status());
+  EXPECT_THAT(response->released(),
+              UnorderedElementsAreArray(a_.OpenedThroughConn1()));
+  EXPECT_THAT(response->already_ended(), IsEmpty());
+  EXPECT_THAT(response->refused(), IsEmpty());
+  EXPECT_THAT(response->unknown(), IsEmpty());
+}
+
+// Owner identity is (tenant, user_id), not their concatenation: "ab"/"c"
+// and "a"/"bc" are different owners.
+TEST_F(OwnershipTest, OwnerFieldsAreNotConcatenated) {
+  const v1::Owner ab_c = MakeOwner("ab", "c");
+  const v1::Owner a_bc = MakeOwner("a", "bc");
+  auto ids = client_->IssueIds(v1::KIND_THREAD, ab_c, 3);
+  ASSERT_TRUE(ids.ok()) << StatusText(ids.status());
+  ExpectVerdicts(a_bc, *ids, v1::VERDICT_NOT_OWNER, "ab/c's IDs");
+  ExpectVerdicts(ab_c, *ids, v1::VERDICT_VALID, "own IDs");
+  v1::CleanupRequest cleanup;
+  *cleanup.mutable_owner() = a_bc;
+  cleanup.set_all_owned(true);
+  auto response = client_->Cleanup(cleanup);
+  ASSERT_TRUE(response.ok()) << StatusText(response.status());
+  EXPECT_THAT(response->released(), IsEmpty());
+  ExpectVerdicts(ab_c, *ids, v1::VERDICT_VALID, "after a/bc's cleanup");
+}
+
 }  // namespace
 }  // namespace registrar

@@ -430,7 +430,7 @@ TEST_F(RegistrarctlTest, UsageErrorsExitTwoWithAMessage) {
       {With({"issue", "--kind=bogus"}, OwnerArgs()), "--kind=bogus"},
       {With({"issue", "--kind=thread", "--count=0"}, OwnerArgs()), "--count"},
       {With({"issue", "--kind=thread", "--no-such-flag"}, OwnerArgs()),
-       "no-such-flag"},
+       "unknown option"},
       {{"frobnicate"}, "unknown command"},
       {With({"cleanup", "--all", "thread_x"}, OwnerArgs()), "exactly one of"},
       {With({"cleanup"}, OwnerArgs()), "exactly one of"},
@@ -513,6 +513,7 @@ TEST_F(RegistrarctlTest, TargetFromTheEnvironment) {
 TEST_F(RegistrarctlTest, HelpListsEveryCommand) {
   CtlResult r = Ctl({"help"}, /*with_target=*/false);
   EXPECT_EQ(r.exit_code, 0);
+  std::vector<std::string> missing;
   for (const char* line :
        {"\n  issue --kind=thread|run|request|connection --tenant=T --user=U",
         "\n  open --tenant=T --user=U",
@@ -524,11 +525,11 @@ TEST_F(RegistrarctlTest, HelpListsEveryCommand) {
         "\n  lease keepalive LEASE_ID",
         "\n  lease revoke LEASE_ID",
         "\nExit status: 0 ok, 1 RPC error, 2 usage error."}) {
-    EXPECT_THAT(r.out, HasSubstr(line)) << "help text lacks: " << line;
+    if (!absl::StrContains(r.out, line)) missing.push_back(line + 1);
   }
-  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("-- tenant = T")))
-      << "help text looks mangled:\n"
-      << r.out;
+  EXPECT_THAT(missing, ::testing::IsEmpty()) << "help text:\n" << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "-- tenant = T"))
+      << "help text looks mangled (reformatted as code?)";
 }
 
 }  // namespace

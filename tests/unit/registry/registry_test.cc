@@ -345,7 +345,7 @@ class RegistryTest : public ::testing::Test {
   }
   // A genuine ID of `owner` that the registry never recorded.
   std::string MintedNotRecorded(Kind kind, const Owner& owner) {
-    return FormatId(kind, ids_.MintOne(kind, owner.tenant, owner.user_id));
+    return FormatId(kind, ids_.MintOne(kind, owner.tenant, owner.user_id).value());
   }
 
   FakeClock clock_;
@@ -551,7 +551,7 @@ TEST_F(RegistryTest, IssueConnectionWithUnusableLeaseIsRefused) {
   const std::string live = Grant(absl::Seconds(60));
   clock_.Advance(absl::Seconds(5));  // `expired` is due; no Tick yet
   const std::string never =
-      FormatId(Kind::kLease, ids_.MintOne(Kind::kLease, "", "gateway-1"));
+      FormatId(Kind::kLease, ids_.MintOne(Kind::kLease, "", "gateway-1").value());
   const std::vector<uint64_t> before = StatsNow();
 
   for (const std::string& lease : {revoked, expired, never}) {
@@ -1527,7 +1527,7 @@ TEST_F(RegistryTest, KeepAliveAfterExpiryOrRevokeIsNotFound) {
   EXPECT_THAT(registry_->KeepAlive(revoked).status(),
               HasCode(absl::StatusCode::kNotFound));
   const std::string never =
-      FormatId(Kind::kLease, ids_.MintOne(Kind::kLease, "", "gw"));
+      FormatId(Kind::kLease, ids_.MintOne(Kind::kLease, "", "gw").value());
   EXPECT_THAT(registry_->KeepAlive(never).status(),
               HasCode(absl::StatusCode::kNotFound));
 }
