@@ -227,6 +227,8 @@ std::vector<GrpcMethod> GrpcHealthAndReflectionMethods() {
       {"/grpc.health.v1.Health/Watch", ServerRpcInfo::Type::SERVER_STREAMING},
       {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
        ServerRpcInfo::Type::BIDI_STREAMING},
+      {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+       ServerRpcInfo::Type::BIDI_STREAMING},
   };
 }
 

@@ -5,7 +5,10 @@
 #include <grpcpp/impl/server_initializer.h>
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace registrar {
 namespace {

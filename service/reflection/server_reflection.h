@@ -50,7 +50,7 @@ struct ReflectionSource {
 class ServerReflectionV1 final
     : public grpc::reflection::v1::ServerReflection::CallbackService {
  public:
-  // `source.index` must not be null.
+  // `source` and `source->index` must not be null.
   explicit ServerReflectionV1(std::shared_ptr<const ReflectionSource> source);
 
   grpc::ServerBidiReactor<grpc::reflection::v1::ServerReflectionRequest,
@@ -65,7 +65,7 @@ class ServerReflectionV1 final
 class ServerReflectionV1Alpha final
     : public grpc::reflection::v1alpha::ServerReflection::CallbackService {
  public:
-  // `source.index` must not be null.
+  // `source` and `source->index` must not be null.
   explicit ServerReflectionV1Alpha(
       std::shared_ptr<const ReflectionSource> source);
 

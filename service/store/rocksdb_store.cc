@@ -23,6 +23,7 @@
 #include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
 #include "rocksdb/experimental.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
@@ -242,6 +243,19 @@ class DataDirLogger final : public rocksdb::Logger {
   size_t size_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Turns off RocksDB's own recovery from background errors (for "no space"
+// it polls every 5 s and waits for a free-space margin; meanwhile a manual
+// DB::Resume returns Busy). Recovery then happens only when the registry
+// calls CheckWritable, which answers at once whether writes work again.
+class ManualRecoveryListener final : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/,
+                            rocksdb::Status /*bg_error*/,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
+
 // RocksDB options for this workload: small values, appends, a full scan at
 // start, rare point reads.
 rocksdb::Options MakeOptions(const RocksDbStoreOptions& o,
@@ -255,6 +269,8 @@ rocksdb::Options MakeOptions(const RocksDbStoreOptions& o,
   // on disk always hold the same prefix of commits in every family.
   options.atomic_flush = true;
   options.max_total_wal_size = 4 * o.memtable_bytes;
+  options.max_bgerror_resume_count = 0;  // see ManualRecoveryListener
+  options.listeners.push_back(std::make_shared<ManualRecoveryListener>());
   options.db_write_buffer_size = 4 * o.memtable_bytes;  // all families
 
   // No bloom filter: point lookups are rare (everything is loaded at start).
@@ -501,6 +517,57 @@ uint64_t CfProperty(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
 
 }  // namespace
 
+namespace {
+
+// Writes the meta keys of a new data dir.
+absl::Status Initialize(const std::string& path, uint32_t node_id,
+                        const RocksDbHandles& h) {
+  rocksdb::WriteBatch wb;
+  auto put = [&](std::string_view key, uint64_t value) {
+    wb.Put(h.meta(), ToSlice(key), std::to_string(value))
+        .PermitUncheckedError();
+  };
+  put(kFormatVersionKey, kStoreFormatVersion);
+  put(kNodeIdKey, node_id);
+  put(kCreatedMsKey, static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())));
+  put(kLastRevisionKey, 0);
+  put(kClockKey, 0);
+  rocksdb::WriteOptions w;
+  w.sync = true;  // whatever the durability: the data dir's identity
+  rocksdb::Status s = h.db->Write(w, &wb);
+  if (!s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot initialize data dir ", path, ": ", RocksMessage(s)));
+  }
+  return absl::OkStatus();
+}
+
+// What Open and Reopen learn from a database they opened read-write.
+struct OpenState {
+  Meta meta;
+  uint64_t oldest_revision = 0;
+};
+
+absl::StatusOr<OpenState> ReadOpenState(const std::string& path,
+                                        uint32_t node_id,
+                                        const RocksDbHandles& h) {
+  OpenState st;
+  ASSIGN_OR_RETURN(st.meta, ReadMeta(path, h));
+  if (!st.meta.present) return NotOurs(path, "the format key vanished");
+  RETURN_IF_ERROR(CheckMeta(path, st.meta, node_id));
+  ASSIGN_OR_RETURN(uint64_t first, EdgeEvent(path, h, /*last=*/false));
+  ASSIGN_OR_RETURN(uint64_t newest, EdgeEvent(path, h, /*last=*/true));
+  if (newest != 0 && newest != st.meta.last_revision) {
+    return absl::DataLossError(absl::StrCat(
+        "data dir ", path, ": last revision is ", st.meta.last_revision,
+        " but the newest event is ", newest));
+  }
+  st.oldest_revision = first != 0 ? first : st.meta.last_revision + 1;
+  return st;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
     const RocksDbStoreOptions& options) {
   const std::string& path = options.path;
@@ -511,9 +578,9 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
 
   bool initialize = state == DirState::kFresh;
   if (state == DirState::kExisting) {
-    // Look before touching: a read-only open writes nothing, so a foreign
-    // database is left exactly as it was. (It also succeeds while another
-    // process holds the dir; the read-write open below then says so.)
+    // Look before touching: a read-only open writes nothing (not even a
+    // LOG), so a foreign database is left exactly as it was. It also works
+    // while another process holds the dir; the read-write open says so.
     ASSIGN_OR_RETURN(auto ro, OpenDb(path, options, /*read_only=*/true,
                                      /*exists=*/true));
     ASSIGN_OR_RETURN(Meta meta, ReadMeta(path, *ro));
@@ -533,71 +600,69 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   ASSIGN_OR_RETURN(auto h,
                    OpenDb(path, options, /*read_only=*/false,
                           /*exists=*/state == DirState::kExisting));
-  h->write_options = WriteOptionsFor(options.durability);
-
-  if (initialize) {
-    rocksdb::WriteBatch wb;
-    auto put = [&](std::string_view key, uint64_t value) {
-      wb.Put(h->meta(), ToSlice(key), std::to_string(value))
-          .PermitUncheckedError();
-    };
-    put(kFormatVersionKey, kStoreFormatVersion);
-    put(kNodeIdKey, options.node_id);
-    put(kCreatedMsKey, static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())));
-    put(kLastRevisionKey, 0);
-    put(kClockKey, 0);
-    rocksdb::WriteOptions w;
-    w.sync = true;  // whatever the durability: a data dir's identity
-    rocksdb::Status s = h->db->Write(w, &wb);
-    if (!s.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot initialize data dir ", path, ": ", RocksMessage(s)));
-    }
-  }
-
-  // Authoritative read, under the lock.
-  ASSIGN_OR_RETURN(Meta meta, ReadMeta(path, *h));
-  if (!meta.present) return NotOurs(path, "the format key vanished");
-  RETURN_IF_ERROR(CheckMeta(path, meta, options.node_id));
-  ASSIGN_OR_RETURN(uint64_t first, EdgeEvent(path, *h, /*last=*/false));
-  ASSIGN_OR_RETURN(uint64_t newest, EdgeEvent(path, *h, /*last=*/true));
-  if (newest != 0 && newest != meta.last_revision) {
-    return absl::DataLossError(absl::StrCat(
-        "data dir ", path, ": last revision is ", meta.last_revision,
-        " but the newest event is ", newest));
-  }
-  const uint64_t oldest = first != 0 ? first : meta.last_revision + 1;
-  return std::unique_ptr<RocksDbStore>(new RocksDbStore(
-      path, options.durability, options.node_id, std::move(h),
-      meta.last_revision, meta.clock_high_water_ms, oldest));
+  if (initialize) RETURN_IF_ERROR(Initialize(path, options.node_id, *h));
+  // Authoritative read, under RocksDB's lock.
+  ASSIGN_OR_RETURN(OpenState st, ReadOpenState(path, options.node_id, *h));
+  return std::unique_ptr<RocksDbStore>(
+      new RocksDbStore(options, std::move(h), st.meta.last_revision,
+                       st.meta.clock_high_water_ms, st.oldest_revision));
 }
 
-RocksDbStore::RocksDbStore(std::string path, Durability durability,
-                           uint32_t node_id, std::unique_ptr<RocksDbHandles> handles,
+RocksDbStore::RocksDbStore(const RocksDbStoreOptions& options,
+                           std::unique_ptr<RocksDbHandles> handles,
                            uint64_t last_revision, uint64_t clock_high_water_ms,
                            uint64_t oldest_revision)
-    : path_(std::move(path)),
-      durability_(durability),
-      node_id_(node_id),
+    : options_(options),
+      durability_(options.durability),
+      node_id_(options.node_id),
       h_(std::move(handles)),
+      written_revision_(last_revision),
       clock_high_water_ms_(clock_high_water_ms),
       oldest_revision_(oldest_revision),
       committer_(last_revision, [this](const std::vector<WriteBatch*>& group) {
         return Write(group);
-      }) {}
+      }) {
+  h_->write_options = WriteOptionsFor(durability_);
+}
 
-RocksDbStore::~RocksDbStore() = default;
+RocksDbStore::~RocksDbStore() {
+  absl::MutexLock lock(&db_mu_);
+  if (h_ != nullptr && durability_ == Durability::kNone) {
+    // Without a WAL the memtables are the only copy. RocksDB's own flush
+    // on close (avoid_flush_during_shutdown=false) was seen to skip them
+    // after a resumed background error, so flush explicitly.
+    rocksdb::FlushOptions f;
+    f.wait = true;
+    std::vector<rocksdb::ColumnFamilyHandle*> cfs(h_->cf.begin(),
+                                                  h_->cf.begin() + kNumCfs);
+    h_->db->Flush(f, cfs).PermitUncheckedError();
+  }
+  h_.reset();  // closes the database
+}
+
+absl::Status RocksDbStore::Closed() const {
+  return absl::UnavailableError(absl::StrCat(
+      "store: cannot write: the database in ", path_,
+      " is closed after a failed reopen; CheckWritable retries"));
+}
 
 absl::Status RocksDbStore::Commit(WriteBatch* batch) {
   return committer_.Commit(batch);
 }
 
 absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
+  if (broken_.load()) {
+    return absl::FailedPreconditionError(
+        "store: cannot write: the data dir holds a commit that was reported "
+        "as failed; restart registrar to load it");
+  }
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return Closed();
   rocksdb::WriteBatch wb;
   std::string record_value, event_value;
   char id_key[kIdKeySize];
   char rev_key[kRevisionKeySize];
-  const uint64_t old_clock = clock_high_water_ms_.load(std::memory_order_relaxed);
+  const uint64_t old_clock = clock_high_water_ms_.load();
   uint64_t clock = old_clock;
   uint64_t last_revision = 0;
   // Put/Delete on an in-memory batch fail only past 4 GiB (max_bytes unset).
@@ -605,12 +670,13 @@ absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
     for (const Event& e : b->events) {
       EncodeIdKey(e.record.id, id_key);
       EncodeRecordValue(e.record, &record_value);
-      wb.Put(h_->records(), rocksdb::Slice(id_key, kIdKeySize),
-             record_value).PermitUncheckedError();
+      wb.Put(h_->records(), rocksdb::Slice(id_key, kIdKeySize), record_value)
+          .PermitUncheckedError();
       EncodeEventValue(e.type, e.record.id, record_value, &event_value);
       EncodeRevisionKey(e.revision, rev_key);
       wb.Put(h_->events(), rocksdb::Slice(rev_key, kRevisionKeySize),
-             event_value).PermitUncheckedError();
+             event_value)
+          .PermitUncheckedError();
       last_revision = std::max(last_revision, e.revision);
     }
     for (const Id128& id : b->drop_records) {
@@ -633,7 +699,8 @@ absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
   }
   if (last_revision != 0) {
     wb.Put(h_->meta(), ToSlice(kLastRevisionKey),
-           std::to_string(last_revision)).PermitUncheckedError();
+           std::to_string(last_revision))
+        .PermitUncheckedError();
   }
   if (clock != old_clock) {
     wb.Put(h_->meta(), ToSlice(kClockKey), std::to_string(clock))
@@ -645,12 +712,15 @@ absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
     return absl::UnavailableError(
         absl::StrCat("store: cannot write: ", RocksMessage(s)));
   }
-  clock_high_water_ms_.store(clock, std::memory_order_relaxed);
+  if (last_revision != 0) written_revision_.store(last_revision);
+  clock_high_water_ms_.store(clock);
   return absl::OkStatus();
 }
 
 absl::StatusOr<StoreMeta> RocksDbStore::Load(
     const std::function<void(RecordView&&)>& on_record) {
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return Closed();
   // One sequential pass: no block-cache pollution, large readahead.
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;
@@ -721,6 +791,8 @@ absl::Status RocksDbStore::ReadEvents(uint64_t from, size_t limit,
     return TooOld(from, oldest_revision_.load());
   }
   if (limit == 0) return absl::OkStatus();
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return Closed();
   const size_t start_size = out->size();
   RecordDecoder decoder;
   std::unique_ptr<rocksdb::Iterator> it(
@@ -732,6 +804,7 @@ absl::Status RocksDbStore::ReadEvents(uint64_t from, size_t limit,
        it->Valid() && limit > 0; it->Next(), --limit) {
     uint64_t rev = 0;
     if (!DecodeRevisionKey(ToView(it->key()), &rev)) {
+      out->resize(start_size);
       return absl::DataLossError(absl::StrCat(
           "store: event key of ", it->key().size(), " bytes in ", path_));
     }
@@ -769,6 +842,8 @@ absl::Status RocksDbStore::CompactEvents(uint64_t below) {
   do {
     if (below <= oldest) return absl::OkStatus();
   } while (!oldest_revision_.compare_exchange_weak(oldest, below));
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return Closed();
   // Not synced: if it is lost in a crash the events come back, which is
   // harmless (the next CompactEvents deletes them again).
   rocksdb::WriteOptions w = h_->write_options;
@@ -793,26 +868,13 @@ void RocksDbStore::SetEventListener(EventListener listener) {
   committer_.SetListener(std::move(listener));
 }
 
-absl::Status RocksDbStore::CheckWritable() {
-  rocksdb::Status s = h_->db->Resume();  // OK at once when not stopped
-  if (s.IsBusy()) {
-    return absl::UnavailableError(
-        "store: cannot write: RocksDB is recovering from a background error");
-  }
-  if (!s.ok()) {
-    std::string msg = absl::StrCat("store: cannot write: ", RocksMessage(s));
-    if (s.severity() >= rocksdb::Status::Severity::kFatalError) {
-      absl::StrAppend(&msg,
-                      "; RocksDB cannot resume after this error in-process: "
-                      "fix the cause and restart registrar");
-    }
-    return absl::UnavailableError(msg);
-  }
-  // The test write: a real WAL append (fsynced in kFsync) even in kNone.
-  rocksdb::WriteOptions w;
-  w.sync = durability_ == Durability::kFsync;
-  s = h_->db->Put(w, h_->meta(), ToSlice(kProbeKey),
-                  std::to_string(++probe_count_));
+absl::Status RocksDbStore::Probe() {
+  // With a WAL: a real WAL append (fsynced in kFsync). A stopped database
+  // refuses it before touching the WAL. Without a WAL (kNone) it only tells
+  // whether RocksDB takes writes, which is all a kNone commit needs.
+  rocksdb::WriteOptions w = h_->write_options;
+  rocksdb::Status s = h_->db->Put(w, h_->meta(), ToSlice(kProbeKey),
+                                  std::to_string(++probe_count_));
   if (!s.ok()) {
     return absl::UnavailableError(
         absl::StrCat("store: cannot write: ", RocksMessage(s)));
@@ -820,9 +882,88 @@ absl::Status RocksDbStore::CheckWritable() {
   return absl::OkStatus();
 }
 
+absl::Status RocksDbStore::CheckWritable() {
+  if (broken_.load()) {
+    return absl::FailedPreconditionError(
+        "store: cannot write: the data dir holds a commit that was reported "
+        "as failed; restart registrar to load it");
+  }
+  absl::Status probe;
+  {
+    absl::ReaderMutexLock lock(&db_mu_);
+    if (h_ != nullptr) {
+      probe = Probe();
+      if (probe.ok()) return probe;
+    }
+  }
+  absl::MutexLock lock(&db_mu_);
+  if (h_ != nullptr) {
+    // Another caller may have recovered it meanwhile.
+    probe = Probe();
+    if (probe.ok()) return probe;
+  }
+  if (durability_ == Durability::kNone && h_ != nullptr) {
+    // No WAL is ever written, so DB::Resume is safe here (see the header).
+    rocksdb::Status s = h_->db->Resume();
+    if (!s.ok()) {
+      std::string msg = absl::StrCat("store: cannot write: ", RocksMessage(s));
+      if (s.severity() >= rocksdb::Status::Severity::kFatalError) {
+        absl::StrAppend(&msg, "; RocksDB cannot resume after this error: "
+                              "fix the cause and restart registrar");
+      }
+      return absl::UnavailableError(msg);
+    }
+    return Probe();
+  }
+  // Only close what we can reopen: a reopen writes a new MANIFEST and WAL
+  // and may flush the replayed WAL, so it needs room for about a memtable.
+  std::error_code ec;
+  const fs::space_info space = fs::space(path_, ec);
+  const uint64_t need = options_.memtable_bytes + (1 << 20);
+  if (!ec && space.available < need) {
+    return absl::UnavailableError(absl::StrCat(
+        probe.ok() ? "store: cannot write" : probe.message(), " (", path_,
+        " has ", space.available, " bytes free; recovery needs ", need, ")"));
+  }
+  return Reopen();
+}
+
+absl::Status RocksDbStore::Reopen() {
+  h_.reset();  // close; a torn last WAL record is dropped when reopening
+  auto opened = OpenDb(path_, options_, /*read_only=*/false, /*exists=*/true);
+  if (!opened.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "store: cannot write: reopening after a write error failed: ",
+        opened.status().message()));
+  }
+  auto st = ReadOpenState(path_, node_id_, **opened);
+  if (!st.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "store: cannot write: reopening after a write error failed: ",
+        st.status().message()));
+  }
+  h_ = std::move(opened).value();
+  h_->write_options = WriteOptionsFor(durability_);
+  ++reopens_;
+  if (st->meta.last_revision != written_revision_.load()) {
+    broken_.store(true);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store: cannot write: after reopening, the data dir's last revision "
+        "is ", st->meta.last_revision, " but only ", written_revision_.load(),
+        " were committed (a write that failed had reached the disk); "
+        "restart registrar to load it"));
+  }
+  return Probe();
+}
+
 StoreDiskUsage RocksDbStore::disk_usage() {
-  rocksdb::DB* db = h_->db.get();
   StoreDiskUsage u;
+  uint64_t wal = 0;
+  u.dir_bytes = DirBytes(path_, &wal);
+  u.wal_bytes = wal;
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return u;
+  rocksdb::DB* db = h_->db.get();
   u.sst_bytes = AggregatedProperty(db, "rocksdb.total-sst-files-size");
   u.live_sst_bytes = AggregatedProperty(db, "rocksdb.live-sst-files-size");
   u.records_sst_bytes =
@@ -830,11 +971,12 @@ StoreDiskUsage RocksDbStore::disk_usage() {
   u.events_sst_bytes =
       CfProperty(db, h_->events(), "rocksdb.live-sst-files-size");
   u.memtable_bytes = AggregatedProperty(db, "rocksdb.cur-size-all-mem-tables");
-  u.dir_bytes = DirBytes(path_, &u.wal_bytes);
   return u;
 }
 
 absl::Status RocksDbStore::Flush() {
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return Closed();
   rocksdb::FlushOptions f;
   f.wait = true;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs(h_->cf.begin(),
@@ -849,6 +991,8 @@ absl::Status RocksDbStore::Flush() {
 
 absl::Status RocksDbStore::CompactAll() {
   RETURN_IF_ERROR(Flush());
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return Closed();
   rocksdb::CompactRangeOptions c;
   c.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   for (int i = 0; i < kNumCfs; ++i) {
@@ -867,15 +1011,16 @@ std::string RocksDbStore::DebugStats(bool rocksdb_stats) {
   std::string out = absl::StrFormat(
       "store: rocksdb at %s, node_id %d, durability %s\n"
       "revisions: last %d, oldest event %d\n"
-      "commits: %d batches in %d writes\n"
+      "commits: %d batches in %d writes; %d reopens after write errors\n"
       "disk: %d bytes in the dir (SST %d, of which records %d, events %d; "
       "WAL %d); memtables %d bytes\n",
       path_, node_id_, AsAbsl(DurabilityName(durability_)),
       committer_.last_revision(), oldest_revision_.load(), c.batches,
-      c.writes, u.dir_bytes, u.live_sst_bytes, u.records_sst_bytes,
-      u.events_sst_bytes, u.wal_bytes, u.memtable_bytes);
+      c.writes, reopens_.load(), u.dir_bytes, u.live_sst_bytes,
+      u.records_sst_bytes, u.events_sst_bytes, u.wal_bytes, u.memtable_bytes);
   if (rocksdb_stats) {
-    for (int i = 0; i < kNumCfs; ++i) {
+    absl::ReaderMutexLock lock(&db_mu_);
+    for (int i = 0; h_ != nullptr && i < kNumCfs; ++i) {
       std::string s;
       if (h_->db->GetProperty(h_->cf[i], "rocksdb.stats", &s)) {
         absl::StrAppend(&out, "--- ", kCfNames[i], " ---\n", s);

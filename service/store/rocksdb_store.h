@@ -20,8 +20,22 @@
 // Commits go through a GroupCommitter: each group of concurrent batches is
 // ONE rocksdb::WriteBatch, written with one WAL sync (kFsync), no sync (kOs)
 // or no WAL at all (kNone; memtables are flushed on a clean close). A failed
-// write applies nothing (RocksDB batches are atomic) and, after a WAL
-// failure, RocksDB refuses writes until CheckWritable recovers it.
+// write applies nothing (RocksDB batches are atomic); after a failed WAL or
+// flush write RocksDB refuses all writes until CheckWritable recovers it.
+//
+// Why recovery reopens the database (RocksDB 7.8 as packaged by Debian):
+//  - DB::Resume() after a failed WAL append can leave the WAL writer in its
+//    error state (facebook/rocksdb#11643, fixed upstream in 9.x by #12448):
+//    the next write then fails again, and Debian builds RocksDB with
+//    assertions on, so it aborts the process instead
+//    (WritableFileWriter::AssertFalseAndGetStatusForPrevError).
+//  - RocksDB's own info-log writer has the same assertion, so a full disk
+//    could abort the server through a log line: the LOG file is therefore
+//    written by our own logger, which ignores write errors.
+//  - I/O errors other than "no space" are fatal to a RocksDB instance anyway.
+// So with a WAL, CheckWritable closes and reopens the database (replaying
+// its WAL; a torn last record is dropped); without one (kNone) it uses
+// DB::Resume(), which then writes no WAL and is safe.
 //
 // Thread-safety: every method may be called from any thread, except that
 // Load is called once, before any Commit, and the destructor runs after all
@@ -36,6 +50,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "service/common/kind.h"
 #include "service/store/group_commit.h"
 #include "service/store/store.h"
@@ -138,17 +153,26 @@ class RocksDbStore final : public Store {
   // range in the background.
   absl::Status CompactEvents(uint64_t below) override;
   void SetEventListener(EventListener listener) override;
-  // Resumes RocksDB after a background error (DB::Resume: for "no space"
-  // errors it flushes memtables to SSTs and starts a new WAL), then makes a
-  // small test write. Unavailable with the cause while writes still fail; a
-  // message that says "restart" when RocksDB cannot resume in-process (it
-  // treats I/O errors other than "no space" on the WAL as fatal).
+  // OK when a small test write succeeds. Otherwise recovers: with a WAL
+  // (kFsync, kOs) by closing and reopening the database, but only when the
+  // disk has room for it (else it says how much is free and changes
+  // nothing); with kNone by DB::Resume(). Unavailable with the cause while
+  // writes still fail; while the database is closed for a failed reopen,
+  // every other call is Unavailable too, and the next CheckWritable tries
+  // again. Meant to be called after a failed Commit and then every second
+  // or so, not in a tight loop (each attempt may flush memtables).
+  // If the reopened database holds more revisions than were committed (a
+  // write that reported failure had reached the disk, e.g. its fsync
+  // failed), the store stops taking writes for good: FailedPrecondition,
+  // restart registrar (which then loads that state).
   absl::Status CheckWritable() override;
   Durability durability() const override { return durability_; }
   std::string_view name() const override { return "rocksdb"; }
 
   GroupCommitter::Stats commit_stats() const { return committer_.stats(); }
   const std::string& path() const { return path_; }
+  // Times CheckWritable reopened the database successfully.
+  uint64_t reopens() const { return reopens_.load(); }
   uint32_t node_id() const { return node_id_; }
 
   // Bytes on disk (and in memtables) now. For bytes per record, Flush()
@@ -165,22 +189,38 @@ class RocksDbStore final : public Store {
   std::string DebugStats(bool rocksdb_stats = false);
 
  private:
-  RocksDbStore(std::string path, Durability durability, uint32_t node_id,
+  RocksDbStore(const RocksDbStoreOptions& options,
                std::unique_ptr<RocksDbHandles> handles, uint64_t last_revision,
                uint64_t clock_high_water_ms, uint64_t oldest_revision);
 
-  absl::Status Write(const std::vector<WriteBatch*>& group);
+  absl::Status Write(const std::vector<WriteBatch*>& group)
+      ABSL_LOCKS_EXCLUDED(db_mu_);
+  // The test write of CheckWritable.
+  absl::Status Probe() ABSL_SHARED_LOCKS_REQUIRED(db_mu_);
+  absl::Status Reopen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status Closed() const;
 
-  const std::string path_;
+  const RocksDbStoreOptions options_;
+  const std::string& path_ = options_.path;
   const Durability durability_;
   const uint32_t node_id_;
-  const std::unique_ptr<RocksDbHandles> h_;  // the open database; never null
+  // Shared by every user of the database; exclusive only to reopen it.
+  mutable absl::Mutex db_mu_;
+  // Null only while a reopen has failed (see CheckWritable).
+  std::unique_ptr<RocksDbHandles> h_ ABSL_GUARDED_BY(db_mu_);
+  // The last revision written to RocksDB, updated inside Write (under
+  // a shared db_mu_, by one leader at a time; a reopen, holding db_mu_
+  // exclusively, sees exactly what RocksDB acknowledged).
+  std::atomic<uint64_t> written_revision_;
+  // Set when a reopened database disagrees with written_revision_.
+  std::atomic<bool> broken_{false};
   // Written only by the group-commit leader (one at a time).
   std::atomic<uint64_t> clock_high_water_ms_;
   // Raised by CompactEvents before it deletes, so that readers never see a
   // half-deleted range as history.
   std::atomic<uint64_t> oldest_revision_;
   std::atomic<uint64_t> probe_count_{0};
+  std::atomic<uint64_t> reopens_{0};
   GroupCommitter committer_;
 };
 

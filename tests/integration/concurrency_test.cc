@@ -1,6 +1,8 @@
 // Many concurrent clients against one server: 16 threads, 50 owners (each
 // owner driven by exactly one thread, so each thread can keep an exact model
-// of its owners' records), mixed Issue / OpenContext / Validate / Cleanup.
+// of its owners' records), mixed Issue / OpenContext / Validate / Cleanup /
+// RevokeLease (each worker holds its own lease, so it knows every
+// connection bound to it).
 // Every reply is checked against the model as it arrives; afterwards every
 // record's state (ListOwned with include_ended, paginated) and verdict
 // (Validate with include_records) must match the model, and no ID may have
@@ -57,6 +59,7 @@ struct ModelRecord {
   int user = -1;
   std::string parent;
   std::string connection;
+  std::string lease;  // connections bound to a lease
   bool live = true;
 };
 
@@ -95,6 +98,7 @@ class Worker {
   }
 
   void Run(absl::Time deadline) {
+    if (!GrantLease()) return;
     for (int op = 0; op < kOpsPerThread && absl::Now() < deadline; ++op) {
       if (failures_ > 5) return;  // enough evidence; stop the noise
       const int user = users_[rng_() % users_.size()];
@@ -113,10 +117,12 @@ class Worker {
         Validate(user);
       } else if (dice < 88) {
         CleanupConnection(user);
-      } else if (dice < 98) {
+      } else if (dice < 97) {
         CleanupIds(user);
-      } else {
+      } else if (dice < 99) {
         CleanupAll(user);
+      } else {
+        RevokeLease();
       }
       ++ops_;
     }
@@ -134,10 +140,11 @@ class Worker {
   }
 
   void Record(const std::string& id, v1::Kind kind, int user,
-              const std::string& parent, const std::string& connection) {
+              const std::string& parent, const std::string& connection,
+              const std::string& lease = "") {
     minted_.push_back(id);
     if (model_.count(id) != 0) Fail("ID issued twice: " + id);
-    model_[id] = ModelRecord{kind, user, parent, connection, true};
+    model_[id] = ModelRecord{kind, user, parent, connection, lease, true};
     by_user_kind_[{user, kind}].push_back(id);
     if (rng_() % 4 == 0) pool_.Add(id, user);
   }
@@ -189,10 +196,56 @@ class Worker {
     }
   }
 
+  // This worker's current lease (one per worker, so the model knows every
+  // connection bound to it).
+  bool GrantLease() {
+    v1::GrantLeaseRequest request;
+    request.set_holder(absl::StrCat("worker-", index_));
+    request.set_ttl_seconds(300);
+    auto granted = client_.GrantLease(request);
+    if (!granted.ok()) {
+      Fail("GrantLease: " + StatusText(granted.status()));
+      return false;
+    }
+    lease_ = granted->lease_id();
+    return true;
+  }
+
   void IssueConnection(int user) {
-    auto ids = client_.IssueIds(v1::KIND_CONNECTION, UserOwner(user));
+    IssueOptions options;
+    if (rng_() % 2 == 0) options.lease_id = lease_;
+    auto ids = client_.IssueIds(v1::KIND_CONNECTION, UserOwner(user), 1,
+                                options);
     if (!ids.ok()) return Fail("Issue conn: " + StatusText(ids.status()));
-    Record(ids->front(), v1::KIND_CONNECTION, user, "", "");
+    Record(ids->front(), v1::KIND_CONNECTION, user, "", "", options.lease_id);
+  }
+
+  void RevokeLease() {
+    v1::RevokeLeaseRequest request;
+    request.set_lease_id(lease_);
+    auto response = client_.RevokeLease(request);
+    if (!response.ok()) {
+      return Fail("RevokeLease: " + StatusText(response.status()));
+    }
+    std::vector<std::string> conns, released;
+    for (const auto& [id, r] : model_) {
+      if (r.kind == v1::KIND_CONNECTION && r.lease == lease_ && r.live) {
+        conns.push_back(id);
+      }
+    }
+    for (const std::string& conn : conns) Cascade(conn, &released);
+    if (testing::Sorted(response->released()) != testing::Sorted(released)) {
+      Fail(absl::StrCat("RevokeLease released ", response->released_size(),
+                        " records, model says ", released.size()));
+    }
+    v1::KeepAliveRequest keep;
+    keep.set_lease_id(lease_);
+    const absl::StatusCode code = client_.KeepAlive(keep).status().code();
+    if (code != absl::StatusCode::kNotFound) {
+      Fail("KeepAlive after revoke: " + std::string(absl::StatusCodeToString(code)));
+    }
+    ++revokes_;
+    GrantLease();
   }
 
   void OpenContext(int user) {
@@ -390,8 +443,13 @@ class Worker {
   std::map<std::string, ModelRecord> model_;
   std::map<std::pair<int, v1::Kind>, std::vector<std::string>> by_user_kind_;
   std::vector<std::string> minted_;
+  std::string lease_;
   int failures_ = 0;
   int ops_ = 0;
+  int revokes_ = 0;
+
+ public:
+  int revokes() const { return revokes_; }
 };
 
 TEST(ConcurrencyTest, ManyClientsKeepEveryOwnersRecordsExact) {
@@ -420,10 +478,15 @@ TEST(ConcurrencyTest, ManyClientsKeepEveryOwnersRecordsExact) {
   for (std::thread& t : threads) t.join();
   const absl::Duration elapsed = absl::Now() - start;
 
-  int total_ops = 0;
-  for (const auto& w : workers) total_ops += w->ops();
-  std::cout << "[          ] " << total_ops << " ops by " << kThreads
-            << " threads in " << absl::FormatDuration(elapsed) << "\n";
+  int total_ops = 0, revokes = 0;
+  for (const auto& w : workers) {
+    total_ops += w->ops();
+    revokes += w->revokes();
+  }
+  std::cout << "[          ] " << total_ops << " ops (" << revokes
+            << " lease revocations) by " << kThreads << " threads in "
+            << absl::FormatDuration(elapsed) << "\n";
+  EXPECT_GT(revokes, 0);
   EXPECT_GE(total_ops, kThreads * kOpsPerThread / 2)
       << "too few operations ran before the deadline";
 
@@ -473,6 +536,7 @@ TEST(ConcurrencyTest, ManyClientsKeepEveryOwnersRecordsExact) {
         EXPECT_EQ(r.owner().user_id(), owner.user_id()) << r.id();
         EXPECT_EQ(r.parent_id(), m.parent) << r.id();
         EXPECT_EQ(r.connection_id(), m.connection) << r.id();
+        EXPECT_EQ(r.lease_id(), m.lease) << r.id();
         EXPECT_EQ(v1::State_Name(r.state()),
                   m.live ? "STATE_LIVE" : "STATE_RELEASED")
             << r.id();

@@ -430,7 +430,7 @@ TYPED_TEST(ReflectionTest, DynamicIssueThroughGenericStub) {
   }
 }
 
-TEST(HealthTest, ServerAndRegistrarServeThroughHealthStub) {
+TEST(ReflectionHealthTest, ServerAndRegistrarServeThroughHealthStub) {
   ASSERT_NE(SharedServer(), nullptr);
   auto stub = grpc::health::v1::Health::NewStub(SharedChannel());
   for (const char* service : {"", "registrar.v1.Registrar"}) {
