@@ -162,4 +162,28 @@ absl::StatusOr<v1::ListOwnedResponse> Client::ListOwned(
   return Call(&Stub::ListOwned, request, timeout, /*retryable=*/true);
 }
 
+absl::Status Client::Watch(
+    const v1::WatchRequest& request,
+    const std::function<bool(const v1::WatchEvent&)>& on_event,
+    grpc::ClientContext* context) {
+  grpc::ClientContext own_context;
+  if (context == nullptr) context = &own_context;
+  std::unique_ptr<grpc::ClientReaderInterface<v1::WatchEvent>> reader =
+      stub_->Watch(context, request);
+  v1::WatchEvent event;
+  bool stopped = false;
+  while (reader->Read(&event)) {
+    if (!on_event(event)) {
+      stopped = true;
+      context->TryCancel();
+      while (reader->Read(&event)) {
+      }
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (stopped) return absl::OkStatus();
+  return grpc_status::ToAbsl(status);
+}
+
 }  // namespace registrar

@@ -9,6 +9,7 @@
 // in client/rpc_status.h, e.g. grpc_status::GetBadRequest(result.status()).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -133,6 +134,23 @@ class Client {
   absl::StatusOr<v1::ListOwnedResponse> ListOwned(
       const v1::ListOwnedRequest& request,
       std::optional<absl::Duration> timeout = std::nullopt);
+
+  // Watch: blocks, calling `on_event` for each event (revision order, from
+  // request.start_revision(); 0 = from now) until on_event returns false
+  // (then OK), or the stream ends: then the server's status, e.g.
+  // OUT_OF_RANGE (start older than the retained history; the message names
+  // the oldest available revision), RESOURCE_EXHAUSTED (too slow a reader,
+  // or too many watchers), UNAVAILABLE (server shutting down or gone),
+  // CANCELLED (`context` cancelled). No deadline and no retry: to resume
+  // without gap or duplicate, call again with start_revision = last
+  // received revision + 1.
+  //
+  // `context` (optional) is the call's context: another thread may
+  // TryCancel() it to stop the watch; the caller may also set a deadline or
+  // metadata on it. It must be fresh (contexts are single-use).
+  absl::Status Watch(const v1::WatchRequest& request,
+                     const std::function<bool(const v1::WatchEvent&)>& on_event,
+                     grpc::ClientContext* context = nullptr);
 
  private:
   using Stub = v1::Registrar::StubInterface;

@@ -55,6 +55,11 @@ Commands:
       Mint IDs; prints one ID per line.
   open --tenant=T --user=U [--thread=ID] [--connection=ID] [--label=k=v ...]
       OpenContext; prints "THREAD_ID RUN_ID REQUEST_ID REUSED(true|false)"
+  watch [--from=REV] [--tenant=T] [--limit=N]
+      Stream events from revision REV (default: from now), optionally of one
+      tenant; stops after N events (default: never; Ctrl-C). Prints
+      "REV TYPE ID owner=TENANT/USER STATE" per event (--json: one JSON
+      object per line). Resume with --from=<last REV + 1>. No deadline.
         .validate-- tenant = T-- user =
         U[--kind = K][--records] ID... Prints "ID<TAB>VERDICT" per ID(
             with-- records, the record indented)
@@ -579,6 +584,57 @@ int RunLeaseRevoke(Context& ctx, const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+int RunWatch(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("from").Value("tenant").Value("limit");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+  if (absl::Status st = RequireNoPositional(args); !st.ok()) {
+    return ctx.UsageError(st);
+  }
+  v1::WatchRequest request;
+  if (std::optional<std::string> from = args.Get("from")) {
+    uint64_t revision = 0;
+    if (!absl::SimpleAtoi(*from, &revision)) {
+      return ctx.UsageError(absl::InvalidArgumentError(
+          absl::StrCat("--from=", *from, " is not a revision number")));
+    }
+    request.set_start_revision(revision);
+  }
+  request.set_tenant(args.GetOr("tenant", ""));
+  uint64_t limit = 0;  // 0: no limit
+  if (std::optional<std::string> text = args.Get("limit")) {
+    absl::StatusOr<uint32_t> n = cli::ParseUint32("limit", *text);
+    if (!n.ok()) return ctx.UsageError(n.status());
+    if (*n == 0) {
+      return ctx.UsageError(
+          absl::InvalidArgumentError("--limit must be at least 1"));
+    }
+    limit = *n;
+  }
+
+  uint64_t seen = 0;
+  int print_status = kExitOk;
+  absl::Status status = ctx.client().Watch(
+      request, [&](const v1::WatchEvent& event) {
+        if (ctx.json()) {
+          print_status = ctx.PrintJson(event);
+        } else {
+          const v1::Record& r = event.record();
+          std::cout << event.revision() << " "
+                    << ShortName(v1::EventType_Name(event.type()),
+                                 "EVENT_TYPE_")
+                    << " " << r.id() << " owner=" << r.owner().tenant() << "/"
+                    << r.owner().user_id() << " " << StateText(r.state())
+                    << "\n";
+        }
+        std::cout.flush();  // a reader may be waiting for each line
+        return print_status == kExitOk && (limit == 0 || ++seen < limit);
+      });
+  if (!status.ok()) return ctx.RpcError(status);
+  return print_status;
+}
+
 using CommandFn = int (*)(Context&, const std::vector<std::string>&);
 
 struct CommandEntry {
@@ -596,6 +652,7 @@ constexpr CommandEntry kCommands[] = {
     {"lease grant", RunLeaseGrant},
     {"lease keepalive", RunLeaseKeepAlive},
     {"lease revoke", RunLeaseRevoke},
+    {"watch", RunWatch},
 };
 
 int Main(int argc, char** argv) {

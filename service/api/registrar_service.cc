@@ -3,16 +3,22 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/str_cat.h"  // Watch
 #include "absl/time/clock.h"
 #include "service/api/proto_conversion.h"
 #include "service/api/status_conversion.h"
+#include "service/api/watch_reactor.h"  // Watch
+#include "service/common/field_error.h"  // Watch
 #include "service/common/status_macros.h"
 
 namespace registrar {
 
 RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
-                                   Metrics* metrics)
-    : registry_(registry), limits_(limits), metrics_(metrics) {}
+                                   Metrics* metrics, WatchHub* watch_hub)
+    : registry_(registry),
+      limits_(limits),
+      metrics_(metrics),
+      watch_hub_(watch_hub) {}
 
 template <typename Body>
 grpc::ServerUnaryReactor* RegistrarService::Handle(
@@ -95,6 +101,27 @@ grpc::ServerUnaryReactor* RegistrarService::ListOwned(
     v1::ListOwnedResponse* response) {
   return Handle(ctx, CoreOp::kListOwned,
                 [&] { return DoListOwned(*request, response); });
+}
+
+// --- Watch: a stream, served by the WatchHub; not counted in in_flight_ (the
+// handler returns at once; shutdown finishes streams via WatchHub::Shutdown).
+grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
+    grpc::CallbackServerContext* /*ctx*/, const v1::WatchRequest* request) {
+  if (watch_hub_ == nullptr) {
+    return WatchReactor::Refuse(
+        absl::UnimplementedError("Watch is not enabled on this server"));
+  }
+  if (stopping_.load(std::memory_order_acquire)) {
+    return WatchReactor::Refuse(
+        absl::UnavailableError("server is shutting down"));
+  }
+  const std::string& tenant = request->tenant();
+  if (tenant.size() > limits_.max_string_bytes || !IsPrintableUtf8(tenant)) {
+    return WatchReactor::Refuse(InvalidField(
+        "tenant", absl::StrCat("must be at most ", limits_.max_string_bytes,
+                               " bytes of printable UTF-8")));
+  }
+  return WatchReactor::Start(*watch_hub_, *request);
 }
 
 // ---------------------------------------------------------------------------

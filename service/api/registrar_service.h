@@ -12,14 +12,16 @@
 #include "service/api/request_validation.h"
 #include "service/metrics/metrics.h"
 #include "service/registry/registry.h"
+#include "service/watch/watch_hub.h"  // Watch
 
 namespace registrar {
 
 class RegistrarService final : public v1::Registrar::CallbackService {
  public:
-  // `registry` and `metrics` (nullable) must outlive the service.
+  // `registry`, `metrics` (nullable) and `watch_hub` (nullable: Watch is
+  // then UNIMPLEMENTED) must outlive the service.
   RegistrarService(Registry& registry, const ApiLimits& limits,
-                   Metrics* metrics);
+                   Metrics* metrics, WatchHub* watch_hub = nullptr);
 
   // After this, every new call answers UNAVAILABLE (shutdown has begun).
   void StopAccepting() { stopping_.store(true, std::memory_order_release); }
@@ -53,7 +55,10 @@ class RegistrarService final : public v1::Registrar::CallbackService {
   grpc::ServerUnaryReactor* ListOwned(grpc::CallbackServerContext* ctx,
                                       const v1::ListOwnedRequest* request,
                                       v1::ListOwnedResponse* response) override;
-  // Watch is left to the default (UNIMPLEMENTED) until the store exists.
+  // Watch: a stream served by the WatchHub (service/watch/watch_hub.h).
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(
+      grpc::CallbackServerContext* ctx,
+      const v1::WatchRequest* request) override;
 
  private:
   // The handlers' bodies, free of gRPC types but the messages.
@@ -83,6 +88,7 @@ class RegistrarService final : public v1::Registrar::CallbackService {
   Registry& registry_;
   const ApiLimits limits_;
   Metrics* const metrics_;
+  WatchHub* const watch_hub_;  // Watch
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> in_flight_{0};
 };

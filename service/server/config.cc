@@ -51,6 +51,24 @@ ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "On SIGTERM: how long in-flight calls may take to finish");
 ABSL_FLAG(std::string, log_level, "info",
           "trace, debug, info, warn, error, critical or off");
+ABSL_FLAG(std::string, store, "rocksdb",
+          "Storage: rocksdb (durable, in --data_dir) or memory (nothing is "
+          "kept across restarts)");
+ABSL_FLAG(std::string, data_dir, "./registrar-data",
+          "Data directory of the rocksdb store");
+ABSL_FLAG(std::string, durability, "fsync",
+          "fsync: acknowledged after the WAL is fsynced (survives power loss); "
+          "os: after the WAL write (survives a process crash); none: no WAL");
+ABSL_FLAG(uint64_t, event_history, 1000000,
+          "Watch events kept for resuming watchers; older ones are compacted");
+ABSL_FLAG(absl::Duration, clock_window, absl::Seconds(3),
+          "How far ahead of use the ID clock's high-water mark is persisted");
+ABSL_FLAG(uint32_t, max_watchers, 1000,
+          "Most concurrent Watch streams; more are refused with "
+          "RESOURCE_EXHAUSTED (0 refuses every Watch)");
+ABSL_FLAG(uint64_t, watch_max_lag, 100000,
+          "Revisions a Watch stream may fall behind before it is ended with "
+          "RESOURCE_EXHAUSTED (it may resume where it stopped)");
 ABSL_FLAG(absl::Duration, clock_offset, absl::ZeroDuration(),
           "Testing only: shift the server's wall clock by this much");
 
@@ -67,7 +85,9 @@ const std::vector<std::string>& EnvFlagNames() {
       "max_page_size",   "max_string_bytes",    "max_labels",
       "max_label_key_bytes", "max_message_bytes", "tick_interval",
       "shutdown_drain",  "shutdown_timeout",    "log_level",
-      "clock_offset"};
+      "max_watchers",    "watch_max_lag",
+      "clock_offset",    "store",               "data_dir",
+      "durability",      "event_history",       "clock_window"};
   return *names;
 }
 
@@ -123,6 +143,20 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   c.shutdown_drain = absl::GetFlag(FLAGS_shutdown_drain);
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   c.clock_offset = absl::GetFlag(FLAGS_clock_offset);
+  c.store = absl::GetFlag(FLAGS_store);
+  if (c.store != "rocksdb" && c.store != "memory") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store must be rocksdb or memory, got \"", c.store,
+                     "\""));
+  }
+  c.data_dir = absl::GetFlag(FLAGS_data_dir);
+  absl::StatusOr<Durability> durability =
+      ParseDurability(absl::GetFlag(FLAGS_durability));
+  if (!durability.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", durability.status().message()));
+  }
+  c.durability = *durability;
   if (c.tick_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--tick_interval must be > 0");
   }
@@ -136,6 +170,11 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   r.max_lease_ttl = absl::Seconds(absl::GetFlag(FLAGS_max_lease_ttl));
   r.default_page_size = absl::GetFlag(FLAGS_default_page_size);
   r.max_page_size = absl::GetFlag(FLAGS_max_page_size);
+  r.event_history = absl::GetFlag(FLAGS_event_history);
+  r.clock_window = absl::GetFlag(FLAGS_clock_window);
+  if (r.clock_window < absl::Milliseconds(10)) {
+    return absl::InvalidArgumentError("--clock_window must be >= 10ms");
+  }
   for (auto [flag, value] : {std::pair<const char*, uint64_t>{"shards", r.shards},
                              {"max_batch", r.max_batch},
                              {"owner_quota", r.owner_quota},
@@ -151,6 +190,12 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   }
   if (r.tombstone_retention < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--tombstone_retention must be >= 0");
+  }
+
+  c.watch.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  c.watch.max_lag = absl::GetFlag(FLAGS_watch_max_lag);
+  if (c.watch.max_lag == 0) {
+    return absl::InvalidArgumentError("--watch_max_lag must be > 0");
   }
 
   ApiLimits& l = c.limits;

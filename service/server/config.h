@@ -8,6 +8,8 @@
 #include "absl/time/time.h"
 #include "service/api/request_validation.h"
 #include "service/registry/registry.h"
+#include "service/watch/watch_hub.h"
+#include "service/store/store.h"
 
 namespace registrar {
 
@@ -24,8 +26,12 @@ struct ServerConfig {
   absl::Duration shutdown_drain = absl::Seconds(1);
   absl::Duration shutdown_timeout = absl::Seconds(10);
   absl::Duration clock_offset = absl::ZeroDuration();  // tests only
+  std::string store = "rocksdb";  // "rocksdb" or "memory"
+  std::string data_dir = "./registrar-data";
+  Durability durability = Durability::kFsync;
   RegistryOptions registry;
   ApiLimits limits;
+  WatchLimits watch;  // --max_watchers, --watch_max_lag
 };
 
 // Parses argv into a ServerConfig. Every flag may also come from the

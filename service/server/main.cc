@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("registrar serving gRPC on {}, metrics on http://{}/metrics "
-               "(node_id {}, storage: memory)",
+               "(node_id {})",
                (*server)->grpc_address(), (*server)->metrics_address(),
                config->node_id);
   if (!config->port_file.empty() &&

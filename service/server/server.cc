@@ -4,12 +4,19 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "service/common/absl_compat.h"
 #include "service/metrics/grpc_server_metrics.h"
+#include "service/store/memory_store.h"
+#include "service/store/rocksdb_store.h"
 #include "service/reflection/server_reflection.h"
 #include "spdlog/spdlog.h"
 
@@ -33,12 +40,43 @@ absl::StatusOr<KeyRing> LoadKeys(const ServerConfig& config) {
     }
     return ring;
   }
-  spdlog::warn(
-      "NO TAG KEY CONFIGURED (--key_file or REGISTRAR_KEY): generated a "
-      "random key for this process only. IDs issued now will read as FORGED "
-      "after a restart, and other instances cannot verify them. Generate a "
-      "key file and pass --key_file for any real deployment.");
-  return KeyRing::Generate();
+  if (config.store == "memory") {
+    spdlog::warn(
+        "NO TAG KEY CONFIGURED (--key_file or REGISTRAR_KEY): generated a "
+        "random key for this process only. Other instances cannot verify "
+        "its IDs. Generate a key file and pass --key_file for any real "
+        "deployment.");
+    return KeyRing::Generate();
+  }
+  // A durable store outlives the process, so a generated key must too: keep
+  // it beside the data, readable only by this user.
+  const std::filesystem::path path =
+      std::filesystem::path(config.data_dir) / "tag.key";
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    spdlog::warn("NO TAG KEY CONFIGURED (--key_file or REGISTRAR_KEY): using "
+                 "the key generated earlier in {}. Other instances cannot "
+                 "verify these IDs; pass --key_file for any real deployment.",
+                 path.string());
+    return KeyRing::LoadFile(path.string());
+  }
+  KeyRing ring = KeyRing::Generate();
+  std::filesystem::create_directories(config.data_dir, ec);
+  {
+    const mode_t old_mask = umask(077);
+    std::ofstream out(path, std::ios::trunc);
+    out << ring.ToFileText();
+    umask(old_mask);
+    if (!out.good()) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot write generated tag key to ", path.string()));
+    }
+  }
+  spdlog::warn("NO TAG KEY CONFIGURED (--key_file or REGISTRAR_KEY): "
+               "generated one and saved it as {}. Other instances cannot "
+               "verify these IDs; pass --key_file for any real deployment.",
+               path.string());
+  return ring;
 }
 
 RegistrarServer::RegistrarServer(const ServerConfig& config)
@@ -58,18 +96,49 @@ absl::StatusOr<std::unique_ptr<RegistrarServer>> RegistrarServer::Start(
 }
 
 absl::Status RegistrarServer::Init() {
+  metrics_ = std::make_unique<Metrics>();
+  if (config_.store == "memory") {
+    store_ = std::make_unique<MemoryStore>(config_.registry.event_history);
+  } else {
+    absl::StatusOr<std::unique_ptr<RocksDbStore>> store =
+        RocksDbStore::Open(RocksDbStoreOptions{
+            .path = config_.data_dir,
+            .durability = config_.durability,
+            .node_id = config_.node_id});
+    if (!store.ok()) {
+      return absl::Status(store.status().code(),
+                          absl::StrCat("--data_dir=", config_.data_dir, ": ",
+                                       store.status().message()));
+    }
+    store_ = *std::move(store);
+  }
+  // After the store: a key generated into a fresh data dir must not make
+  // the dir look foreign to the store.
   absl::StatusOr<KeyRing> keys = LoadKeys(config_);
   if (!keys.ok()) return keys.status();
   keys_ = std::make_unique<KeyRing>(*std::move(keys));
   ids_ = std::make_unique<IdGenerator>(clock_, *keys_, config_.node_id);
-  metrics_ = std::make_unique<Metrics>();
   registry_ = std::make_unique<Registry>(config_.registry, clock_, *ids_,
-                                         metrics_.get());
+                                         metrics_.get(), store_.get());
+  const absl::Time load_start = absl::Now();
   if (absl::Status s = registry_->Recover(); !s.ok()) return s;
+  const RegistryStats loaded = registry_->Stats();
+  uint64_t live = 0;
+  for (uint64_t n : loaded.live_records) live += n;
+  spdlog::info("storage: {} ({}), started in {} with {} live records, {} "
+               "tombstones, {} leases",
+               store_->name(),
+               config_.store == "memory" ? "nothing kept across restarts"
+                                         : absl::StrCat(config_.data_dir, ", durability ", AsAbsl(
+                                                        DurabilityName(config_.durability))),
+               absl::FormatDuration(absl::Now() - load_start), live,
+               loaded.tombstones, loaded.leases);
   Registry* registry = registry_.get();
   metrics_->SetStatsProvider([registry] { return registry->Stats(); });
+  watch_hub_ = std::make_unique<WatchHub>(registry_->store(), config_.watch);
   service_ = std::make_unique<RegistrarService>(*registry_, config_.limits,
-                                                metrics_.get());
+                                                metrics_.get(),
+                                                watch_hub_.get());
 
   if (absl::Status s = metrics_->Serve(config_.metrics_listen); !s.ok()) {
     return absl::UnavailableError(absl::StrCat(
@@ -112,8 +181,24 @@ absl::Status RegistrarServer::Init() {
   return absl::OkStatus();
 }
 
+void RegistrarServer::CheckStoreHealth() {
+  const absl::Status writable = store_->CheckWritable();
+  if (writable.ok() == store_healthy_) return;
+  store_healthy_ = writable.ok();
+  if (store_healthy_) {
+    spdlog::info("store can write again: SERVING");
+  } else {
+    spdlog::error("store cannot write ({}): NOT_SERVING; reads and Validate "
+                  "still answer, changes fail with UNAVAILABLE",
+                  std::string(writable.message()));
+  }
+  server_->GetHealthCheckService()->SetServingStatus(kServiceName,
+                                                     store_healthy_);
+}
+
 void RegistrarServer::RunTicker() {
   while (!stop_ticker_.WaitForNotificationWithTimeout(config_.tick_interval)) {
+    CheckStoreHealth();
     const absl::Time start = absl::Now();
     std::vector<std::string> expired = registry_->Tick();
     metrics_->ObserveCoreOp(CoreOp::kTick, absl::Now() - start);
@@ -139,6 +224,8 @@ void RegistrarServer::Shutdown() {
     spdlog::warn("calls still running after {}; cancelling them",
                  absl::FormatDuration(config_.shutdown_timeout));
   }
+  // Watch streams never go idle by themselves: end them (UNAVAILABLE) first.
+  watch_hub_->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
   stop_ticker_.Notify();

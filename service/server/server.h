@@ -20,6 +20,8 @@
 #include "service/metrics/metrics.h"
 #include "service/registry/registry.h"
 #include "service/server/config.h"
+#include "service/watch/watch_hub.h"
+#include "service/store/store.h"
 
 namespace registrar {
 
@@ -43,13 +45,19 @@ class RegistrarServer {
   explicit RegistrarServer(const ServerConfig& config);
   absl::Status Init();
   void RunTicker();
+  // Reports NOT_SERVING while the store cannot write, SERVING once it can.
+  void CheckStoreHealth();
 
   const ServerConfig config_;
   SystemClock clock_;
   std::unique_ptr<KeyRing> keys_;
   std::unique_ptr<IdGenerator> ids_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<Registry> registry_;
+  // Watch; after the registry (its store), before the service and the
+  // gRPC server, which are destroyed first.
+  std::unique_ptr<WatchHub> watch_hub_;
   std::unique_ptr<RegistrarService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::string grpc_address_;
@@ -57,6 +65,7 @@ class RegistrarServer {
   absl::Notification stop_ticker_;
   std::thread ticker_;
   bool shut_down_ = false;
+  bool store_healthy_ = true;  // ticker thread only
 };
 
 // Loads the tag keys: --key_file, else REGISTRAR_KEY, else a generated key

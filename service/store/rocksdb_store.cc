@@ -279,8 +279,8 @@ rocksdb::Options MakeOptions(const RocksDbStoreOptions& o,
   table.block_cache = std::move(cache);
   table.block_size = 16 << 10;
 
-  rocksdb::ColumnFamilyOptions large;
-  large.OptimizeLevelStyleCompaction(o.memtable_bytes * 4);  // -> memtable
+  rocksdb::ColumnFamilyOptions cf;
+  cf.OptimizeLevelStyleCompaction(o.memtable_bytes * 4);  // -> memtable
   const auto supported = rocksdb::GetSupportedCompressions();
   auto has = [&](rocksdb::CompressionType c) {
     return std::find(supported.begin(), supported.end(), c) != supported.end();
@@ -288,24 +288,20 @@ rocksdb::Options MakeOptions(const RocksDbStoreOptions& o,
   // LZ4 is cheap enough for every level (it replaces the per-level choice
   // of OptimizeLevelStyleCompaction); ZSTD on the last level, where most
   // bytes end up and which is rewritten least often.
-  large.compression_per_level.clear();
-  large.compression =
+  cf.compression_per_level.clear();
+  cf.compression =
       has(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression
                                     : rocksdb::kNoCompression;
-  if (has(rocksdb::kZSTD)) large.bottommost_compression = rocksdb::kZSTD;
-  large.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  if (has(rocksdb::kZSTD)) cf.bottommost_compression = rocksdb::kZSTD;
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 
-  rocksdb::ColumnFamilyOptions small;  // meta and leases: a few KB
-  small.write_buffer_size = 4 << 20;
-  small.compression = large.compression;
-  small.table_factory = large.table_factory;
-
-  static_cast<rocksdb::ColumnFamilyOptions&>(options) = small;
+  // The same options for every family: with atomic flush a small family
+  // with a small memtable would trigger flushes (and small files) of all
+  // of them. Memtable memory is allocated as it fills, so the mostly idle
+  // meta and leases families cost nothing extra.
+  static_cast<rocksdb::ColumnFamilyOptions&>(options) = cf;
   cfs->clear();
-  cfs->emplace_back(kCfNames[kMeta], small);
-  cfs->emplace_back(kCfNames[kRecords], large);
-  cfs->emplace_back(kCfNames[kEvents], large);
-  cfs->emplace_back(kCfNames[kLeases], small);
+  for (const char* name : kCfNames) cfs->emplace_back(name, cf);
   return options;
 }
 
@@ -497,6 +493,39 @@ absl::StatusOr<uint64_t> EdgeEvent(const std::string& path,
   return rev;
 }
 
+// Flushes every family and waits until no flush is pending or running.
+// DB::Flush(wait=true) alone is not enough in RocksDB 7.8: after DB::Resume
+// it was seen to return at once, before the flush had run.
+absl::Status FlushAndWait(const RocksDbHandles& h) {
+  rocksdb::FlushOptions f;
+  f.wait = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs(h.cf.begin(),
+                                                h.cf.begin() + kNumCfs);
+  rocksdb::Status s = h.db->Flush(f, cfs);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("store: cannot flush: ", RocksMessage(s)));
+  }
+  const absl::Time deadline = absl::Now() + absl::Minutes(2);
+  while (true) {
+    uint64_t busy = 0, v = 0;
+    if (h.db->GetIntProperty("rocksdb.num-running-flushes", &v)) busy += v;
+    for (rocksdb::ColumnFamilyHandle* c : cfs) {
+      if (h.db->GetIntProperty(c, "rocksdb.mem-table-flush-pending", &v)) {
+        busy += v;
+      }
+      if (h.db->GetIntProperty(c, "rocksdb.num-immutable-mem-table", &v)) {
+        busy += v;
+      }
+    }
+    if (busy == 0) return absl::OkStatus();
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError("store: flush did not finish");
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
 rocksdb::WriteOptions WriteOptionsFor(Durability d) {
   rocksdb::WriteOptions w;
   w.sync = d == Durability::kFsync;
@@ -627,15 +656,11 @@ RocksDbStore::RocksDbStore(const RocksDbStoreOptions& options,
 
 RocksDbStore::~RocksDbStore() {
   absl::MutexLock lock(&db_mu_);
+  // Without a WAL the memtables are the only copy: flush them explicitly
+  // and wait (RocksDB's own flush on close was seen to race with shutdown
+  // after a resumed background error, losing the last commits).
   if (h_ != nullptr && durability_ == Durability::kNone) {
-    // Without a WAL the memtables are the only copy. RocksDB's own flush
-    // on close (avoid_flush_during_shutdown=false) was seen to skip them
-    // after a resumed background error, so flush explicitly.
-    rocksdb::FlushOptions f;
-    f.wait = true;
-    std::vector<rocksdb::ColumnFamilyHandle*> cfs(h_->cf.begin(),
-                                                  h_->cf.begin() + kNumCfs);
-    h_->db->Flush(f, cfs).PermitUncheckedError();
+    FlushAndWait(*h_).IgnoreError();
   }
   h_.reset();  // closes the database
 }
@@ -646,16 +671,18 @@ absl::Status RocksDbStore::Closed() const {
       " is closed after a failed reopen; CheckWritable retries"));
 }
 
+absl::Status RocksDbStore::Broken() const {
+  return absl::UnavailableError(absl::StrCat(
+      "store: cannot write: the data dir ", path_, " holds a commit that was "
+      "reported as failed; restart registrar to load it"));
+}
+
 absl::Status RocksDbStore::Commit(WriteBatch* batch) {
   return committer_.Commit(batch);
 }
 
 absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
-  if (broken_.load()) {
-    return absl::FailedPreconditionError(
-        "store: cannot write: the data dir holds a commit that was reported "
-        "as failed; restart registrar to load it");
-  }
+  if (broken_.load()) return Broken();
   absl::ReaderMutexLock lock(&db_mu_);
   if (h_ == nullptr) return Closed();
   rocksdb::WriteBatch wb;
@@ -883,11 +910,7 @@ absl::Status RocksDbStore::Probe() {
 }
 
 absl::Status RocksDbStore::CheckWritable() {
-  if (broken_.load()) {
-    return absl::FailedPreconditionError(
-        "store: cannot write: the data dir holds a commit that was reported "
-        "as failed; restart registrar to load it");
-  }
+  if (broken_.load()) return Broken();
   absl::Status probe;
   {
     absl::ReaderMutexLock lock(&db_mu_);
@@ -947,7 +970,7 @@ absl::Status RocksDbStore::Reopen() {
   ++reopens_;
   if (st->meta.last_revision != written_revision_.load()) {
     broken_.store(true);
-    return absl::FailedPreconditionError(absl::StrCat(
+    return absl::UnavailableError(absl::StrCat(
         "store: cannot write: after reopening, the data dir's last revision "
         "is ", st->meta.last_revision, " but only ", written_revision_.load(),
         " were committed (a write that failed had reached the disk); "
@@ -977,16 +1000,7 @@ StoreDiskUsage RocksDbStore::disk_usage() {
 absl::Status RocksDbStore::Flush() {
   absl::ReaderMutexLock lock(&db_mu_);
   if (h_ == nullptr) return Closed();
-  rocksdb::FlushOptions f;
-  f.wait = true;
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs(h_->cf.begin(),
-                                                h_->cf.begin() + kNumCfs);
-  rocksdb::Status s = h_->db->Flush(f, cfs);
-  if (!s.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("store: cannot flush: ", RocksMessage(s)));
-  }
-  return absl::OkStatus();
+  return FlushAndWait(*h_);
 }
 
 absl::Status RocksDbStore::CompactAll() {

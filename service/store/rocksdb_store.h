@@ -163,8 +163,8 @@ class RocksDbStore final : public Store {
   // or so, not in a tight loop (each attempt may flush memtables).
   // If the reopened database holds more revisions than were committed (a
   // write that reported failure had reached the disk, e.g. its fsync
-  // failed), the store stops taking writes for good: FailedPrecondition,
-  // restart registrar (which then loads that state).
+  // failed), the store stops taking writes for good: Unavailable saying
+  // "restart registrar" (which then loads that state).
   absl::Status CheckWritable() override;
   Durability durability() const override { return durability_; }
   std::string_view name() const override { return "rocksdb"; }
@@ -199,6 +199,7 @@ class RocksDbStore final : public Store {
   absl::Status Probe() ABSL_SHARED_LOCKS_REQUIRED(db_mu_);
   absl::Status Reopen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status Closed() const;
+  absl::Status Broken() const;
 
   const RocksDbStoreOptions options_;
   const std::string& path_ = options_.path;

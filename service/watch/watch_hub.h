@@ -12,6 +12,11 @@
 //  - a watcher that falls more than `max_lag` revisions behind is finished
 //    with RESOURCE_EXHAUSTED, one whose cursor falls below the retained
 //    history with OUT_OF_RANGE; both messages say where to resume.
+//    "Behind" counts from the closest the watcher has been to the newest
+//    revision: for one that has kept up, from the newest; one that started
+//    (or resumed) far back may catch up at its pace, and is cut off only if
+//    it falls a further max_lag behind. So following the message's advice
+//    ("resume with start_revision=R") works even after a long lag.
 //
 // Invariants:
 //  1. A watcher receives the events with revision >= its start, filtered by
@@ -46,8 +51,8 @@ namespace registrar {
 struct WatchLimits {
   // Most concurrent watchers; more are refused with RESOURCE_EXHAUSTED.
   size_t max_watchers = 1000;
-  // Revisions a watcher may fall behind the newest one before it is
-  // finished with RESOURCE_EXHAUSTED.
+  // Revisions a watcher may fall behind the newest one (further than it
+  // ever was, see above) before it is finished with RESOURCE_EXHAUSTED.
   uint64_t max_lag = 100'000;
   // Events read per store read, and the most a watcher holds unsent.
   size_t batch = 64;
@@ -127,6 +132,9 @@ class WatchHub {
 
   // Watchers started and not yet stopped.
   size_t watcher_count() const;
+  // Events `watcher` has read and not yet handed to its sink (at most
+  // limits().batch): what a slow reader costs the server, for tests.
+  size_t pending_events(Watcher& watcher) const;
   const WatchLimits& limits() const { return limits_; }
 
  private:
@@ -138,10 +146,6 @@ class WatchHub {
   // One look at one watcher: cut it off, or read and send more. True when
   // it made progress that may allow more progress at once.
   bool Serve(Watcher& w, uint64_t last, uint64_t oldest);
-  // Finishes `w` with `status` (once); requires w.mu.
-  static void FinishLocked(Watcher& w, const absl::Status& status);
-  // Sends w's next pending event; requires w.mu and a pending event.
-  static void SendNextLocked(Watcher& w);
 
   Store& store_;
   const WatchLimits limits_;

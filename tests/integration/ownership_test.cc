@@ -140,6 +140,8 @@ class OwnershipTest : public ::testing::Test {
                       const std::string& what) {
     v1::ValidateRequest request;
     *request.mutable_owner() = claimer;
+    // Records are returned only to their owner: never with NOT_OWNER.
+    request.set_include_records(true);
     for (const std::string& id : ids) {
       v1::ValidateItem* item = request.add_items();
       item->set_id(id);
@@ -157,6 +159,18 @@ class OwnershipTest : public ::testing::Test {
           << what << ": " << request.items(i).id() << " claimed by "
           << OwnerText(claimer) << " (expected_kind "
           << v1::Kind_Name(request.items(i).expected_kind()) << ")";
+      const v1::ValidateResult& result = response->results(i);
+      if (result.verdict() == v1::VERDICT_NOT_OWNER) {
+        EXPECT_FALSE(result.has_record())
+            << what << ": another owner's record leaked to "
+            << OwnerText(claimer) << ": " << result.record().ShortDebugString();
+      } else if (result.verdict() == v1::VERDICT_VALID ||
+                 result.verdict() == v1::VERDICT_RELEASED) {
+        EXPECT_TRUE(result.has_record()) << what << ": " << result.id();
+        EXPECT_EQ(result.record().id(), result.id());
+        EXPECT_EQ(result.record().owner().user_id(), claimer.user_id());
+        EXPECT_EQ(result.record().owner().tenant(), claimer.tenant());
+      }
     }
   }
 

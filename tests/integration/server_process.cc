@@ -56,7 +56,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
 
   std::vector<std::string> args = {
       REGISTRAR_BINARY, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-      "--port_file=" + port_file, "--shutdown_drain=0s"};
+      "--port_file=" + port_file, "--shutdown_drain=0s",
+      "--data_dir=" + (options.data_dir.empty() ? p->dir_ + "/data"
+                                                : options.data_dir)};
   if (options.key_file) {
     const std::string key_file = p->dir_ + "/tag.key";
     std::ofstream(key_file) << KeyRing::Generate().ToFileText();

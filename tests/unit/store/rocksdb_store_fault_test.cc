@@ -9,8 +9,11 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,9 @@
 #include "tests/unit/store/store_test_util.h"
 
 namespace registrar {
+
+void PrintTo(Durability d, std::ostream* os) { *os << DurabilityName(d); }
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -209,16 +215,19 @@ TEST_P(FatalIoErrorTest, WritesFailUntilTheCauseIsGoneThenReopenRecovers) {
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(CommitOne(store, ++last, &rev).ok());
 
     FileSizeLimit limit;
-    // The WAL may not grow any more; new files (a reopen's MANIFEST and
-    // OPTIONS) cannot be written either.
+    // The WAL may not grow any more: EFBIG, which RocksDB treats as fatal.
     ASSERT_TRUE(limit.Set(LargestWal(path) + 16));
     absl::Status failed = CommitOne(store, last + 1, &rev);
     EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
     EXPECT_THAT(std::string(failed.message()), HasSubstr("File too large"));
     EXPECT_EQ(rev, 0u);
     EXPECT_EQ(store.LastRevision(), last);
+    failed = CommitOne(store, last + 1, &rev);  // stopped: fails at once
+    EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
 
-    // The reopen fails too: the store is closed, everything is Unavailable.
+    // No file may grow at all: the reopen cannot write its MANIFEST, so the
+    // store stays closed and every call is Unavailable.
+    ASSERT_TRUE(limit.Set(0));
     absl::Status check = store.CheckWritable();
     EXPECT_EQ(check.code(), absl::StatusCode::kUnavailable) << check;
     EXPECT_THAT(std::string(check.message()), HasSubstr("reopening"));
@@ -228,14 +237,16 @@ TEST_P(FatalIoErrorTest, WritesFailUntilTheCauseIsGoneThenReopenRecovers) {
     std::vector<Event> events;
     EXPECT_EQ(store.ReadEvents(1, 1, &events).code(),
               absl::StatusCode::kUnavailable);
+    EXPECT_EQ(store.reopens(), 0u);
 
     limit.Lift();
     check = store.CheckWritable();
     ASSERT_TRUE(check.ok()) << check;
     EXPECT_EQ(store.reopens(), 1u);
     ASSERT_TRUE(CommitOne(store, last + 1, &rev).ok());
-    EXPECT_EQ(rev, last + 1);
+    EXPECT_EQ(rev, last + 1) << "failed commits used no revision";
     ++last;
+    events.clear();
     ASSERT_TRUE(store.ReadEvents(1, 100, &events).ok());
     EXPECT_EQ(events.size(), last);
   }
