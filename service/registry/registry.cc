@@ -122,9 +122,10 @@ struct Shard {
         1, std::memory_order_relaxed);
   }
 
-  // Records a loaded record of any state (recovery).
-  void Restore(RecordView&& v, Counters& counters)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  // Records a loaded record of any state. Only for Registry::Recover,
+  // while no other thread can reach the shard.
+  void RestoreUnlocked(RecordView&& v, Counters& counters)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
     OwnerEntry& owner = GetOrAddOwner(v.owner);
     Insert(v, owner, counters);
     if (v.state != State::kLive) {
@@ -394,10 +395,12 @@ void Registry::Report(const Ended& ended) {
 absl::Status Registry::Recover() {
   const absl::Time now = Now();
   uint64_t count = 0;
+  // Nothing else touches the registry before Recover returns, and the store
+  // may hold its own locks while it calls back: taking shard locks in the
+  // callback would order store locks before shard locks, the reverse of
+  // every commit (shard lock, then store). So the load does not lock.
   ASSIGN_OR_RETURN(StoreMeta meta, store_->Load([&](RecordView&& r) {
-    Shard& shard = ShardFor(r.owner);
-    absl::MutexLock lock(&shard.mu);
-    shard.Restore(std::move(r), counters_);
+    ShardFor(r.owner).RestoreUnlocked(std::move(r), counters_);
     ++count;
   }));
   // Loaded in ID order; retention wants end order.

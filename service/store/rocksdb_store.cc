@@ -89,6 +89,19 @@ absl::Status NotOurs(const std::string& path, std::string_view why) {
 
 enum class DirState { kFresh, kExisting };
 
+// Files RocksDB writes while creating a database before CURRENT exists (a
+// database without CURRENT and without WAL or SST files holds no data).
+bool IsCreationLeftover(const std::string& name) {
+  auto starts = [&](std::string_view p) { return name.rfind(p, 0) == 0; };
+  auto ends = [&](std::string_view sfx) {
+    return name.size() >= sfx.size() &&
+           name.compare(name.size() - sfx.size(), sfx.size(), sfx) == 0;
+  };
+  return name == "LOCK" || name == "LOG" || name == "IDENTITY" ||
+         starts("LOG.old.") || starts("MANIFEST-") || starts("OPTIONS-") ||
+         ends(".dbtmp");
+}
+
 // Whether `path` is a place to create a new database (missing, empty, or
 // holding only what a fresh volume or an interrupted first open leaves), an
 // existing RocksDB database, or something else (refused).
@@ -121,8 +134,7 @@ absl::StatusOr<DirState> ClassifyDir(const std::string& path, bool create) {
     const std::string name = it->path().filename().string();
     if (name == "CURRENT") {
       has_current = true;
-    } else if (name == "lost+found" || name == "LOCK" || name == "LOG" ||
-               name.rfind("LOG.old.", 0) == 0) {
+    } else if (name == "lost+found" || IsCreationLeftover(name)) {
       // A fresh volume, or a first open that stopped before CURRENT.
     } else if (foreign.empty()) {
       foreign = name;
@@ -598,12 +610,22 @@ absl::StatusOr<OpenState> ReadOpenState(const std::string& path,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
-    const RocksDbStoreOptions& options) {
-  const std::string& path = options.path;
-  if (path.empty()) {
+    const RocksDbStoreOptions& given) {
+  if (given.path.empty()) {
     return absl::InvalidArgumentError("store: the data dir path is empty");
   }
-  ASSIGN_OR_RETURN(DirState state, ClassifyDir(path, /*create=*/true));
+  ASSIGN_OR_RETURN(DirState state, ClassifyDir(given.path, /*create=*/true));
+  // One spelling per directory: RocksDB's in-process lock check compares
+  // path strings (and fcntl locks never conflict within a process), so
+  // "./data" and "/srv/data" must not look like two directories.
+  RocksDbStoreOptions options = given;
+  std::error_code ec;
+  options.path = fs::canonical(given.path, ec).string();
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot use data dir ", given.path, ": ", ec.message()));
+  }
+  const std::string& path = options.path;
 
   bool initialize = state == DirState::kFresh;
   if (state == DirState::kExisting) {
@@ -736,6 +758,7 @@ absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
   if (wb.Count() == 0) return absl::OkStatus();
   rocksdb::Status s = h_->db->Write(h_->write_options, &wb);
   if (!s.ok()) {
+    ++write_failures_;
     return absl::UnavailableError(
         absl::StrCat("store: cannot write: ", RocksMessage(s)));
   }
@@ -911,12 +934,24 @@ absl::Status RocksDbStore::Probe() {
 
 absl::Status RocksDbStore::CheckWritable() {
   if (broken_.load()) return Broken();
+  // A health check may call this often (the server: every tick); a recent
+  // good probe with no failed write since answers without another one.
+  const uint64_t failures = write_failures_.load();
+  const int64_t now_ns = absl::GetCurrentTimeNanos();
+  if (failures == failures_at_good_probe_.load() &&
+      now_ns - good_probe_ns_.load() < kProbeInterval) {
+    return absl::OkStatus();
+  }
   absl::Status probe;
   {
     absl::ReaderMutexLock lock(&db_mu_);
     if (h_ != nullptr) {
       probe = Probe();
-      if (probe.ok()) return probe;
+      if (probe.ok()) {
+        failures_at_good_probe_.store(failures);
+        good_probe_ns_.store(now_ns);
+        return probe;
+      }
     }
   }
   absl::MutexLock lock(&db_mu_);

@@ -63,6 +63,11 @@ class WatchHub::Watcher {
 
 namespace {
 
+// While every watcher is writing (e.g. stalled readers), the pump still
+// wakes once per this many revisions, to notice watchers whose cursor fell
+// below the retained history (compaction does not signal).
+constexpr uint64_t kRecheckRevisions = 1024;
+
 WatchLimits Sanitized(WatchLimits limits) {
   limits.batch = std::max<size_t>(limits.batch, 1);
   return limits;
@@ -93,13 +98,13 @@ WatchHub::~WatchHub() { Shutdown(); }
 
 void WatchHub::OnCommitted(const std::vector<Event>& events) {
   if (events.empty()) return;
+  // Called in revision order, one commit at a time (under the committer's
+  // lock), so a plain store keeps latest_ increasing. Sequentially
+  // consistent, paired with the pump's store of wake_at_ and load of
+  // latest_: either the pump sees this revision or this sees its wake_at_.
   const uint64_t revision = events.back().revision;
-  uint64_t seen = latest_.load(std::memory_order_relaxed);
-  while (seen < revision &&
-         !latest_.compare_exchange_weak(seen, revision,
-                                        std::memory_order_acq_rel)) {
-  }
-  Wake();
+  latest_.store(revision);
+  if (revision >= wake_at_.load()) Wake();
 }
 
 void WatchHub::Wake() {
@@ -222,19 +227,27 @@ void WatchHub::RunPump() {
       }
     }
     bool progress = false;
+    uint64_t wake_at = UINT64_MAX;
     if (!snapshot.empty()) {
       const uint64_t last = latest_.load(std::memory_order_acquire);
       const uint64_t oldest = store_.OldestRevision();
+      wake_at = last + kRecheckRevisions;
       for (const std::shared_ptr<Watcher>& w : snapshot) {
         if (stopping_.load(std::memory_order_acquire)) return;
-        progress |= Serve(*w, last, oldest);
+        progress |= Serve(*w, last, oldest, &wake_at);
       }
     }
-    if (!progress) wake_seq_.wait(seq, std::memory_order_acquire);
+    if (progress) continue;
+    // Sleep until a watcher needs the pump: a WriteDone, a new watcher, or
+    // a commit reaching wake_at (see OnCommitted for the ordering).
+    wake_at_.store(wake_at);
+    if (latest_.load() >= wake_at) continue;
+    wake_seq_.wait(seq, std::memory_order_acquire);
   }
 }
 
-bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest) {
+bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest,
+                     uint64_t* wake_at) {
   uint64_t from;
   {
     absl::MutexLock lock(&w.mu);
@@ -253,8 +266,17 @@ bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest) {
                           "); resume with start_revision=", next)));
       return false;
     }
-    if (w.state_ == Watcher::State::kWriting) return false;  // WriteDone goes on
-    if (w.cursor_ > last) return false;                      // caught up
+    if (w.state_ == Watcher::State::kWriting) {
+      // WriteDone goes on; the pump is needed again only to cut it off, at
+      // the first revision where behind - least_behind_ > max_lag.
+      const uint64_t cut = next + w.least_behind_ + limits_.max_lag;
+      *wake_at = std::min(*wake_at, cut < next ? UINT64_MAX : cut);
+      return false;
+    }
+    if (w.cursor_ > last) {  // caught up: wake for its next revision
+      *wake_at = std::min(*wake_at, w.cursor_);
+      return false;
+    }
     from = w.cursor_;
   }
 
@@ -276,7 +298,10 @@ bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest) {
     }
     return false;
   }
-  if (events.empty()) return false;
+  if (events.empty()) {  // not readable yet: try again at the next commit
+    *wake_at = std::min(*wake_at, last + 1);
+    return false;
+  }
   w.cursor_ = events.back().revision + 1;
   w.pending_.clear();
   w.pos_ = 0;

@@ -144,14 +144,20 @@ class WatchHub {
   void Wake();
   void RunPump();
   // One look at one watcher: cut it off, or read and send more. True when
-  // it made progress that may allow more progress at once.
-  bool Serve(Watcher& w, uint64_t last, uint64_t oldest);
+  // it made progress that may allow more progress at once. Lowers
+  // *wake_at to the newest revision at which this watcher next needs the
+  // pump (its cursor when caught up; its cut-off point while writing).
+  bool Serve(Watcher& w, uint64_t last, uint64_t oldest, uint64_t* wake_at);
 
   Store& store_;
   const WatchLimits limits_;
 
   // Newest committed revision the listener has seen.
   std::atomic<uint64_t> latest_{0};
+  // The listener wakes the pump only once latest_ reaches this: a commit
+  // that no watcher can take now (every one is writing or finished) costs
+  // the committer two atomic operations and no wake-up.
+  std::atomic<uint64_t> wake_at_{0};
   // Bumped for every reason the pump may have work; the pump waits for it
   // to change (C++20 atomic wait: a futex, no lock for the notifier).
   std::atomic<uint32_t> wake_seq_{0};

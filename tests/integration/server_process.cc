@@ -59,7 +59,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
       "--port_file=" + port_file, "--shutdown_drain=0s",
       "--data_dir=" + (options.data_dir.empty() ? p->dir_ + "/data"
                                                 : options.data_dir)};
-  if (options.key_file) {
+  if (options.key_file && !options.key_path.empty()) {
+    args.push_back("--key_file=" + options.key_path);
+  } else if (options.key_file) {
     const std::string key_file = p->dir_ + "/tag.key";
     std::ofstream(key_file) << KeyRing::Generate().ToFileText();
     args.push_back("--key_file=" + key_file);

@@ -25,6 +25,7 @@ class ServerProcess {
     std::vector<std::string> args;  // extra flags, e.g. "--max_batch=10"
     std::map<std::string, std::string> env;  // extra environment
     bool key_file = true;  // write a key file and pass --key_file
+    std::string key_path;  // with key_file: use this existing key file
     // --data_dir; empty: a fresh one inside dir(). A test that restarts the
     // server on the same data passes its own (and removes it itself).
     std::string data_dir;

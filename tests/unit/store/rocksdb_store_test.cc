@@ -479,6 +479,24 @@ TEST(RocksDbStoreTest, EmptyRocksDbFromAnInterruptedFirstOpenIsAdopted) {
   ASSERT_TRUE(store->Commit(&b).ok());
 }
 
+TEST(RocksDbStoreTest, LeftoversOfACreationBeforeCurrentAreAccepted) {
+  TempDir dir;
+  for (const char* name : {"LOCK", "LOG", "IDENTITY", "MANIFEST-000001",
+                           "000001.dbtmp"}) {
+    std::ofstream(dir.Sub(name)) << "x";
+  }
+  auto store = MustOpen(Options(dir.path()));
+  ASSERT_NE(store, nullptr);
+  WriteBatch b;
+  b.events.push_back(Issued(MakeRecord(1)));
+  EXPECT_TRUE(store->Commit(&b).ok());
+  // But a WAL or table file without CURRENT may be data: refused.
+  TempDir other;
+  std::ofstream(other.Sub("000003.log")) << "x";
+  EXPECT_EQ(RocksDbStore::Open(Options(other.path())).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(RocksDbStoreTest, FreshVolumeWithLostAndFoundIsAccepted) {
   TempDir dir;
   std::filesystem::create_directory(dir.Sub("lost+found"));
@@ -507,6 +525,12 @@ TEST(RocksDbStoreTest, SecondOpenInThisProcessIsRefused) {
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(second.status().message()),
               HasSubstr("is in use by another registrar process"));
+  // Another spelling of the same directory is the same directory.
+  const std::string other =
+      dir.path() + "/../" + std::filesystem::path(dir.path()).filename().string();
+  auto third = RocksDbStore::Open(Options(other));
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kFailedPrecondition)
+      << third.status();
   // The first one still works.
   WriteBatch b;
   b.events.push_back(Issued(MakeRecord(1)));
