@@ -41,6 +41,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A file-size limit must fail the write (EFBIG → the store reports it and
+  // the call answers UNAVAILABLE), not kill the server.
+  signal(SIGXFSZ, SIG_IGN);
 
   absl::StatusOr<registrar::ServerConfig> config =
       registrar::ConfigFromFlags(argc, argv);

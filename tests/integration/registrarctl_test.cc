@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
