@@ -27,7 +27,9 @@
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "registrar/v1/registrar.pb.h"
+#include "service/common/kind.h"
 #include "service/common/status_macros.h"
+#include "service/store/rocksdb_store.h"
 
 namespace registrar {
 namespace {
@@ -55,6 +57,10 @@ Commands:
       Mint IDs; prints one ID per line.
   open --tenant=T --user=U [--thread=ID] [--connection=ID] [--label=k=v ...]
       OpenContext; prints "THREAD_ID RUN_ID REQUEST_ID REUSED(true|false)"
+  inspect --data_dir=DIR [--json]
+      Offline: what a RocksDB data dir holds (node, revisions, records by
+      kind and state, leases, events, disk use). Reads it without changing
+      it, also while a server runs on it. Exit 1 when DIR cannot be read.
   watch [--from=REV] [--tenant=T] [--limit=N]
       Stream events from revision REV (default: from now), optionally of one
       tenant; stops after N events (default: never; Ctrl-C). Prints
@@ -516,6 +522,91 @@ int RunList(Context& ctx, const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+// JSON string literal of `text` (quotes included).
+std::string JsonQuote(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          absl::StrAppend(
+              &out, "\\u00",
+              absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// DataDirInfo as one line of JSON; records_by lists only non-zero counts,
+// by kind name and state name.
+std::string DataDirInfoJson(const DataDirInfo& info) {
+  static constexpr const char* kStates[4] = {"unspecified", "live", "released",
+                                             "expired"};
+  std::string by_kind;
+  for (int k = 0; k < kNumKinds; ++k) {
+    std::string states;
+    for (int s = 0; s < 4; ++s) {
+      if (info.records_by[k][s] == 0) continue;
+      absl::StrAppend(&states, states.empty() ? "" : ",", "\"", kStates[s],
+                      "\":", info.records_by[k][s]);
+    }
+    if (states.empty()) continue;
+    absl::StrAppend(&by_kind, by_kind.empty() ? "" : ",",
+                    JsonQuote(KindName(static_cast<Kind>(k))), ":{", states,
+                    "}");
+  }
+  return absl::StrCat(
+      "{\"path\":", JsonQuote(info.path),
+      ",\"format_version\":", info.format_version,
+      ",\"node_id\":", info.node_id, ",\"created_ms\":", info.created_ms,
+      ",\"last_revision\":", info.last_revision,
+      ",\"clock_high_water_ms\":", info.clock_high_water_ms,
+      ",\"records\":", info.records, ",\"records_by\":{", by_kind, "}",
+      ",\"leases\":", info.leases,
+      ",\"oldest_event_revision\":", info.oldest_event_revision,
+      ",\"newest_event_revision\":", info.newest_event_revision,
+      ",\"sst_bytes\":", info.sst_bytes, ",\"wal_bytes\":", info.wal_bytes,
+      ",\"dir_bytes\":", info.dir_bytes, "}");
+}
+
+// Offline: no server involved.
+int RunInspect(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("data_dir").Flag("json");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+  if (absl::Status st = RequireNoPositional(args); !st.ok()) {
+    return ctx.UsageError(st);
+  }
+  const std::string data_dir = args.GetOr("data_dir", "");
+  if (data_dir.empty()) {
+    return ctx.UsageError(absl::InvalidArgumentError("--data_dir is required"));
+  }
+  absl::StatusOr<DataDirInfo> info = RocksDbStore::Inspect(data_dir);
+  if (!info.ok()) return ctx.RpcError(info.status());
+  if (ctx.json() || args.GetFlag("json")) {
+    std::cout << DataDirInfoJson(*info) << "\n";
+  } else {
+    std::cout << info->ToString();
+  }
+  return kExitOk;
+}
+
 int RunLeaseGrant(Context& ctx, const std::vector<std::string>& argv) {
   ArgParser args;
   args.Value("holder").Value("ttl");
@@ -649,6 +740,7 @@ constexpr CommandEntry kCommands[] = {
     {"cleanup", RunCleanup},
     {"describe", RunDescribe},
     {"list", RunList},
+    {"inspect", RunInspect},
     {"lease grant", RunLeaseGrant},
     {"lease keepalive", RunLeaseKeepAlive},
     {"lease revoke", RunLeaseRevoke},

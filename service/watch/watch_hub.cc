@@ -216,6 +216,7 @@ void WatchHub::Shutdown() {
 void WatchHub::RunPump() {
   std::vector<std::shared_ptr<Watcher>> snapshot;
   uint64_t version = ~uint64_t{0};
+  ReadCache cache;
   for (;;) {
     const uint32_t seq = wake_seq_.load(std::memory_order_acquire);
     if (stopping_.load(std::memory_order_acquire)) return;
@@ -228,13 +229,14 @@ void WatchHub::RunPump() {
     }
     bool progress = false;
     uint64_t wake_at = UINT64_MAX;
+    cache.valid = false;  // a read is shared within one round only
     if (!snapshot.empty()) {
       const uint64_t last = latest_.load(std::memory_order_acquire);
       const uint64_t oldest = store_.OldestRevision();
       wake_at = last + kRecheckRevisions;
       for (const std::shared_ptr<Watcher>& w : snapshot) {
         if (stopping_.load(std::memory_order_acquire)) return;
-        progress |= Serve(*w, last, oldest, &wake_at);
+        progress |= Serve(*w, last, oldest, &wake_at, &cache);
       }
     }
     if (progress) continue;
@@ -247,7 +249,7 @@ void WatchHub::RunPump() {
 }
 
 bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest,
-                     uint64_t* wake_at) {
+                     uint64_t* wake_at, ReadCache* cache) {
   uint64_t from;
   {
     absl::MutexLock lock(&w.mu);
@@ -282,9 +284,16 @@ bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest,
 
   // Read without the watcher's lock: while idle, only the pump moves its
   // cursor; Cancel/Shutdown may finish it meanwhile (checked below).
-  std::vector<Event> events;
-  events.reserve(limits_.batch);
-  absl::Status read = store_.ReadEvents(from, limits_.batch, &events);
+  // Watchers at the same cursor (typically all that are caught up) share
+  // one store read per round.
+  if (!cache->valid || cache->from != from) {
+    cache->valid = true;
+    cache->from = from;
+    cache->events.clear();
+    cache->status = store_.ReadEvents(from, limits_.batch, &cache->events);
+  }
+  const absl::Status& read = cache->status;
+  const std::vector<Event>& events = cache->events;
 
   absl::MutexLock lock(&w.mu);
   if (w.state_ != Watcher::State::kIdle) return false;
@@ -305,9 +314,9 @@ bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest,
   w.cursor_ = events.back().revision + 1;
   w.pending_.clear();
   w.pos_ = 0;
-  for (Event& e : events) {
+  for (const Event& e : events) {
     if (w.tenant.empty() || e.record.owner.tenant == w.tenant) {
-      w.pending_.push_back(std::move(e));
+      w.pending_.push_back(e);
     }
   }
   if (!w.pending_.empty()) w.SendNext();

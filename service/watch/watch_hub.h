@@ -143,11 +143,19 @@ class WatchHub {
   // Wakes the pump (lock-free).
   void Wake();
   void RunPump();
+  // The pump's last store read, reused by watchers at the same cursor.
+  struct ReadCache {
+    bool valid = false;
+    uint64_t from = 0;
+    absl::Status status;
+    std::vector<Event> events;
+  };
   // One look at one watcher: cut it off, or read and send more. True when
   // it made progress that may allow more progress at once. Lowers
   // *wake_at to the newest revision at which this watcher next needs the
   // pump (its cursor when caught up; its cut-off point while writing).
-  bool Serve(Watcher& w, uint64_t last, uint64_t oldest, uint64_t* wake_at);
+  bool Serve(Watcher& w, uint64_t last, uint64_t oldest, uint64_t* wake_at,
+             ReadCache* cache);
 
   Store& store_;
   const WatchLimits limits_;

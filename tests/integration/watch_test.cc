@@ -16,6 +16,8 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <atomic>
 #include <fstream>
@@ -26,11 +28,14 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
@@ -524,6 +529,60 @@ TEST_F(WatchTest, StalledWatcherIsCutOffWhileIssuersKeepTheirPace) {
   EXPECT_EQ((*resumed)[0].revision(), resume);
 }
 
+
+// registrarctl watch: one line per event, or JSON lines; --limit ends it;
+// an error is reported with its code.
+TEST_F(WatchTest, RegistrarctlWatch) {
+  StartServer({});
+  const v1::Owner alice = MakeOwner("acme", "alice");
+  const std::vector<std::string> ids = Issue(v1::KIND_THREAD, alice, 2);
+  Issue(v1::KIND_CONNECTION, MakeOwner("globex", "bob"));
+  v1::CleanupRequest cleanup;
+  *cleanup.mutable_owner() = alice;
+  cleanup.mutable_ids()->add_ids(ids[0]);
+  ASSERT_TRUE(client_->Cleanup(cleanup).ok());
+
+  auto run = [&](const std::string& args) {
+    const std::string command =
+        absl::StrCat(REGISTRARCTL_BINARY, " --target=", server_->grpc_address(),
+                     " ", args, " 2>&1");
+    std::string out;
+    FILE* pipe = popen(command.c_str(), "r");
+    if (pipe == nullptr) return std::make_pair(-1, out);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+    const int status = pclose(pipe);
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  };
+
+  auto [code, out] = run("watch --from=1 --limit=4");
+  EXPECT_EQ(code, 0) << out;
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << out;
+  EXPECT_EQ(lines[0], absl::StrCat("1 ISSUED ", ids[0], " owner=acme/alice LIVE"));
+  EXPECT_EQ(lines[1], absl::StrCat("2 ISSUED ", ids[1], " owner=acme/alice LIVE"));
+  EXPECT_THAT(lines[2], ::testing::StartsWith("3 ISSUED conn_"));
+  EXPECT_THAT(lines[2], ::testing::EndsWith(" owner=globex/bob LIVE"));
+  EXPECT_EQ(lines[3],
+            absl::StrCat("4 RELEASED ", ids[0], " owner=acme/alice RELEASED"));
+
+  std::tie(code, out) = run("--json watch --from=2 --tenant=acme --limit=2");
+  EXPECT_EQ(code, 0) << out;
+  lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << out;
+  EXPECT_THAT(lines[0], HasSubstr("\"revision\":\"2\""));
+  EXPECT_THAT(lines[0], HasSubstr("\"type\":\"EVENT_TYPE_ISSUED\""));
+  EXPECT_THAT(lines[1], HasSubstr("\"revision\":\"4\""));
+  EXPECT_THAT(lines[1], HasSubstr("\"type\":\"EVENT_TYPE_RELEASED\""));
+  EXPECT_THAT(lines[1], HasSubstr(ids[0]));
+
+  std::tie(code, out) = run("watch --tenant=\"$(printf '\\001')\"");
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("watch: INVALID_ARGUMENT"));
+  std::tie(code, out) = run("watch --limit=0");
+  EXPECT_EQ(code, 2) << out;
+}
 
 }  // namespace
 }  // namespace registrar

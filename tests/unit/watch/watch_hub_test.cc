@@ -497,5 +497,54 @@ TEST_F(WatchHubTest, ConcurrentCommittersAndReaders) {
   EXPECT_THAT(only_b->sink->revisions(), ElementsAreArray(b_revs));
 }
 
+// Fan-out: many watchers at the same cursor (they share each store read)
+// all get everything, in order.
+TEST_F(WatchHubTest, ManyWatchersAllGetEverything) {
+  MakeHub(WatchLimits{.batch = 16});
+  constexpr int kWatchers = 200;
+  constexpr int kEvents = 300;
+  std::vector<std::unique_ptr<TestWatch>> watches;
+  for (int i = 0; i < kWatchers; ++i) {
+    watches.push_back(MustWatch(1, i % 4 == 0 ? "b" : ""));
+  }
+  std::atomic<bool> done{false};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&, t] {
+      while (!done.load()) {
+        for (int i = t; i < kWatchers; i += 4) {
+          watches[i]->AckNext(absl::ZeroDuration());
+        }
+      }
+    });
+  }
+  std::vector<uint64_t> b_revs;
+  for (int i = 0; i < kEvents; ++i) {
+    const uint64_t rev = Commit({i % 3 == 0 ? "b" : "a"});
+    if (i % 3 == 0) b_revs.push_back(rev);
+  }
+  const absl::Time deadline = absl::Now() + kWait;
+  auto all_done = [&] {
+    for (int i = 0; i < kWatchers; ++i) {
+      const size_t want = i % 4 == 0 ? b_revs.size() : kEvents;
+      if (watches[i]->sink->event_count() < want) return false;
+    }
+    return true;
+  };
+  while (!all_done() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  for (int i = 0; i < kWatchers; ++i) {
+    if (i % 4 == 0) {
+      EXPECT_THAT(watches[i]->sink->revisions(), ElementsAreArray(b_revs));
+    } else {
+      EXPECT_THAT(watches[i]->sink->revisions(),
+                  ElementsAreArray(Range(1, kEvents)));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace registrar
