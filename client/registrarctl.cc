@@ -40,6 +40,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitRpcError = 1;
 constexpr int kExitUsage = 2;
 
+// clang-format off
 constexpr char kUsage[] =
     R"usage(usage: registrarctl [--target=HOST:PORT] [--json] [--timeout=DURATION]
                    COMMAND [options] [args]
@@ -66,31 +67,29 @@ Commands:
       tenant; stops after N events (default: never; Ctrl-C). Prints
       "REV TYPE ID owner=TENANT/USER STATE" per event (--json: one JSON
       object per line). Resume with --from=<last REV + 1>. No deadline.
-        .validate-- tenant = T-- user =
-        U[--kind = K][--records] ID... Prints "ID<TAB>VERDICT" per ID(
-            with-- records, the record indented)
-            .cleanup-- tenant = T-- user =
-            U(--connection =
-                  ID | --all | ID...)[--reason = TEXT] Release owned records;
-prints released, already_ended,
-    refused and unknown
-        sections.describe ID Prints the record as
-    "key: value" lines
-        .list-- tenant = T-- user =
-        U[--kind = K][--include_ended][--page_size = N][--page_token = T] Prints
-            a table of records,
-                then
-                "next_page_token: T" if there is more.lease grant-- holder =
-                    H-- ttl =
-                        SECONDS prints
-                        "LEASE_ID TTL_SECONDS" lease keepalive LEASE_ID prints
-                        "LEASE_ID TTL_SECONDS" lease revoke LEASE_ID prints the
-                            released section help[COMMAND]
+  validate --tenant=T --user=U [--kind=K] [--records] ID...
+      Prints "ID<TAB>VERDICT" per ID (with --records, the record indented).
+  cleanup --tenant=T --user=U (--connection=ID | --all | ID...)
+          [--reason=TEXT]
+      Release owned records; prints released, already_ended, refused and
+      unknown sections.
+  describe ID
+      Prints the record as "key: value" lines.
+  list --tenant=T --user=U [--kind=K] [--include_ended] [--page_size=N]
+       [--page_token=T]
+      Prints a table of records, then "next_page_token: T" if there is more.
+  lease grant --holder=H --ttl=SECONDS
+      Prints "LEASE_ID TTL_SECONDS".
+  lease keepalive LEASE_ID
+      Prints "LEASE_ID TTL_SECONDS".
+  lease revoke LEASE_ID
+      Prints the released section.
+  help [COMMAND]
 
-                        Options take "--name=value" or
-                        "--name value"; "-" may replace "_" in names.
+Options take "--name=value" or "--name value"; "-" may replace "_" in names.
 Exit status: 0 ok, 1 RPC error, 2 usage error.
 )usage";
+// clang-format on
 
 struct Globals {
   std::string target;

@@ -665,8 +665,11 @@ int main(int argc, char** argv) {
   }
   if (int rc = Create(dir); rc != 0) return rc;
   std::string scan_json, recover_json;
-  int rc = RunChild("/proc/self/exe", "scan", dir, &scan_json);
-  if (rc == 0) rc = RunChild("/proc/self/exe", "recover", dir, &recover_json);
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return 1;
+  int rc = RunChild(self.c_str(), "scan", dir, &scan_json);
+  if (rc == 0) rc = RunChild(self.c_str(), "recover", dir, &recover_json);
   if (rc == 0) {
     const uint64_t n = absl::GetFlag(FLAGS_records);
     std::printf(
@@ -680,7 +683,6 @@ int main(int argc, char** argv) {
         JsonNumber(recover_json, "estimate_bytes_per_record"));
   }
   if (!absl::GetFlag(FLAGS_keep)) {
-    std::error_code ec;
     if (std::filesystem::exists(dir + "/STOREBENCH", ec)) {
       std::filesystem::remove_all(dir, ec);
     }

@@ -5,7 +5,12 @@
 
 #include "absl/strings/str_cat.h"  // Watch
 #include "absl/time/clock.h"
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include "google/protobuf/arena.h"
+#include "service/api/lenient.pb.h"
 #include "service/api/proto_conversion.h"
+#include "service/common/field_error.h"
 #include "service/api/status_conversion.h"
 #include "service/api/watch_reactor.h"  // Watch
 #include "service/common/field_error.h"  // Watch
@@ -20,9 +25,80 @@ RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
       metrics_(metrics),
       watch_hub_(watch_hub) {}
 
-template <typename Body>
+namespace {
+
+bool ParseBytes(const grpc::ByteBuffer& bytes,
+                google::protobuf::MessageLite* message) {
+  grpc::ByteBuffer copy(bytes);  // shares the slices; the reader consumes
+  grpc::ProtoBufferReader reader(&copy);
+  return reader.status().ok() && message->ParseFromZeroCopyStream(&reader);
+}
+
+template <typename Req>
+absl::Status StrictParse(const grpc::ByteBuffer& bytes, Req* request) {
+  if (ParseBytes(bytes, request)) return absl::OkStatus();
+  return InvalidField(
+      "request", absl::StrCat("cannot be parsed as ",
+                              request->GetTypeName(),
+                              " (every string field must be valid UTF-8)"));
+}
+
+absl::Status LenientOwner(const api::internal::LenientOwner& in,
+                          const std::string& field, v1::Owner* out) {
+  if (!IsPrintableUtf8(in.tenant())) {
+    return InvalidField(absl::StrCat(field, ".tenant"),
+                        "must be printable UTF-8 without control characters");
+  }
+  if (!IsPrintableUtf8(in.user_id())) {
+    return InvalidField(absl::StrCat(field, ".user_id"),
+                        "must be printable UTF-8 without control characters");
+  }
+  out->set_tenant(in.tenant());
+  out->set_user_id(in.user_id());
+  return absl::OkStatus();
+}
+
+// A Validate request with an ID that is not UTF-8 still gets a verdict per
+// item: such an ID is carried as "" (which no ID parses from), so it is
+// MALFORMED without failing the batch. Owners must still be UTF-8.
+absl::Status LenientValidateParse(const grpc::ByteBuffer& bytes,
+                                  v1::ValidateRequest* request) {
+  if (ParseBytes(bytes, request)) return absl::OkStatus();
+  request->Clear();
+  api::internal::LenientValidateRequest lenient;
+  if (!ParseBytes(bytes, &lenient)) {
+    return InvalidField("request",
+                        "cannot be parsed as registrar.v1.ValidateRequest");
+  }
+  if (lenient.has_owner()) {
+    RETURN_IF_ERROR(
+        LenientOwner(lenient.owner(), "owner", request->mutable_owner()));
+  }
+  request->set_include_records(lenient.include_records());
+  for (int i = 0; i < lenient.items_size(); ++i) {
+    const api::internal::LenientValidateItem& in = lenient.items(i);
+    v1::ValidateItem* item = request->add_items();
+    if (std::string_view(in.id()).size() <= kMaxIdTextLength &&
+        IsPrintableUtf8(in.id())) {
+      item->set_id(in.id());
+    }
+    item->set_expected_kind(static_cast<v1::Kind>(in.expected_kind()));
+    if (in.has_owner()) {
+      RETURN_IF_ERROR(LenientOwner(in.owner(), absl::StrCat("items[", i, "].owner"),
+                                   item->mutable_owner()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* RegistrarService::Handle(
-    grpc::CallbackServerContext* ctx, CoreOp op, Body&& body) {
+    grpc::CallbackServerContext* ctx, CoreOp op,
+    const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+    absl::Status (RegistrarService::*body)(const Req&, Resp*),
+    absl::Status (*parse)(const grpc::ByteBuffer&, Req*)) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   if (stopping_.load(std::memory_order_acquire)) {
@@ -31,10 +107,22 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
     return reactor;
   }
-  const absl::Time start = absl::Now();
-  const absl::Status status = body();
-  if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
-  reactor->Finish(ToGrpcStatus(status));
+  google::protobuf::Arena arena;
+  Req* req = google::protobuf::Arena::CreateMessage<Req>(&arena);
+  Resp* resp = google::protobuf::Arena::CreateMessage<Resp>(&arena);
+  absl::Status status = parse(*request, req);
+  if (status.ok()) {
+    const absl::Time start = absl::Now();
+    status = (this->*body)(*req, resp);
+    if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
+  }
+  grpc::Status result = ToGrpcStatus(status);
+  if (status.ok()) {
+    bool own_buffer = false;
+    result = grpc::SerializationTraits<Resp>::Serialize(*resp, response,
+                                                        &own_buffer);
+  }
+  reactor->Finish(result);
   in_flight_.fetch_sub(1, std::memory_order_acq_rel);
   return reactor;
 }
@@ -49,62 +137,60 @@ bool RegistrarService::WaitIdle(absl::Duration timeout) const {
 }
 
 grpc::ServerUnaryReactor* RegistrarService::Issue(
-    grpc::CallbackServerContext* ctx, const v1::IssueRequest* request,
-    v1::IssueResponse* response) {
-  return Handle(ctx, CoreOp::kIssue,
-                [&] { return DoIssue(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kIssue, request, response,
+                &RegistrarService::DoIssue, &StrictParse<v1::IssueRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::OpenContext(
-    grpc::CallbackServerContext* ctx, const v1::OpenContextRequest* request,
-    v1::OpenContextResponse* response) {
-  return Handle(ctx, CoreOp::kOpenContext,
-                [&] { return DoOpenContext(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kOpenContext, request, response,
+                &RegistrarService::DoOpenContext, &StrictParse<v1::OpenContextRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::Validate(
-    grpc::CallbackServerContext* ctx, const v1::ValidateRequest* request,
-    v1::ValidateResponse* response) {
-  return Handle(ctx, CoreOp::kValidate,
-                [&] { return DoValidate(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kValidate, request, response,
+                &RegistrarService::DoValidate, &LenientValidateParse);
 }
 grpc::ServerUnaryReactor* RegistrarService::Cleanup(
-    grpc::CallbackServerContext* ctx, const v1::CleanupRequest* request,
-    v1::CleanupResponse* response) {
-  return Handle(ctx, CoreOp::kCleanup,
-                [&] { return DoCleanup(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kCleanup, request, response,
+                &RegistrarService::DoCleanup, &StrictParse<v1::CleanupRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::GrantLease(
-    grpc::CallbackServerContext* ctx, const v1::GrantLeaseRequest* request,
-    v1::GrantLeaseResponse* response) {
-  return Handle(ctx, CoreOp::kGrantLease,
-                [&] { return DoGrantLease(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kGrantLease, request, response,
+                &RegistrarService::DoGrantLease, &StrictParse<v1::GrantLeaseRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::KeepAlive(
-    grpc::CallbackServerContext* ctx, const v1::KeepAliveRequest* request,
-    v1::KeepAliveResponse* response) {
-  return Handle(ctx, CoreOp::kKeepAlive,
-                [&] { return DoKeepAlive(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kKeepAlive, request, response,
+                &RegistrarService::DoKeepAlive, &StrictParse<v1::KeepAliveRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::RevokeLease(
-    grpc::CallbackServerContext* ctx, const v1::RevokeLeaseRequest* request,
-    v1::RevokeLeaseResponse* response) {
-  return Handle(ctx, CoreOp::kRevokeLease,
-                [&] { return DoRevokeLease(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kRevokeLease, request, response,
+                &RegistrarService::DoRevokeLease, &StrictParse<v1::RevokeLeaseRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::Describe(
-    grpc::CallbackServerContext* ctx, const v1::DescribeRequest* request,
-    v1::DescribeResponse* response) {
-  return Handle(ctx, CoreOp::kDescribe,
-                [&] { return DoDescribe(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kDescribe, request, response,
+                &RegistrarService::DoDescribe, &StrictParse<v1::DescribeRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::ListOwned(
-    grpc::CallbackServerContext* ctx, const v1::ListOwnedRequest* request,
-    v1::ListOwnedResponse* response) {
-  return Handle(ctx, CoreOp::kListOwned,
-                [&] { return DoListOwned(*request, response); });
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Handle(ctx, CoreOp::kListOwned, request, response,
+                &RegistrarService::DoListOwned, &StrictParse<v1::ListOwnedRequest>);
 }
 
-// --- Watch: a stream, served by the WatchHub; not counted in in_flight_ (the
-// handler returns at once; shutdown finishes streams via WatchHub::Shutdown).
 grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
     grpc::CallbackServerContext* /*ctx*/, const v1::WatchRequest* request) {
   if (watch_hub_ == nullptr) {

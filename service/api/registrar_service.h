@@ -16,7 +16,22 @@
 
 namespace registrar {
 
-class RegistrarService final : public v1::Registrar::CallbackService {
+// The unary methods take raw bytes: protobuf refuses a proto3 string that is
+// not UTF-8, and gRPC would then answer UNIMPLEMENTED before any handler ran.
+// Parsing here lets such a request get INVALID_ARGUMENT (or, in Validate, a
+// MALFORMED verdict for that item alone).
+using RawUnaryService = v1::Registrar::WithRawCallbackMethod_Issue<
+    v1::Registrar::WithRawCallbackMethod_OpenContext<
+        v1::Registrar::WithRawCallbackMethod_Validate<
+            v1::Registrar::WithRawCallbackMethod_Cleanup<
+                v1::Registrar::WithRawCallbackMethod_GrantLease<
+                    v1::Registrar::WithRawCallbackMethod_KeepAlive<
+                        v1::Registrar::WithRawCallbackMethod_RevokeLease<
+                            v1::Registrar::WithRawCallbackMethod_Describe<
+                                v1::Registrar::WithRawCallbackMethod_ListOwned<
+                                    v1::Registrar::CallbackService>>>>>>>>>;
+
+class RegistrarService final : public RawUnaryService {
  public:
   // `registry`, `metrics` (nullable) and `watch_hub` (nullable: Watch is
   // then UNIMPLEMENTED) must outlive the service.
@@ -29,32 +44,32 @@ class RegistrarService final : public v1::Registrar::CallbackService {
   bool WaitIdle(absl::Duration timeout) const;
 
   grpc::ServerUnaryReactor* Issue(grpc::CallbackServerContext* ctx,
-                                  const v1::IssueRequest* request,
-                                  v1::IssueResponse* response) override;
-  grpc::ServerUnaryReactor* OpenContext(
-      grpc::CallbackServerContext* ctx, const v1::OpenContextRequest* request,
-      v1::OpenContextResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* OpenContext(grpc::CallbackServerContext* ctx,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Validate(grpc::CallbackServerContext* ctx,
-                                     const v1::ValidateRequest* request,
-                                     v1::ValidateResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Cleanup(grpc::CallbackServerContext* ctx,
-                                    const v1::CleanupRequest* request,
-                                    v1::CleanupResponse* response) override;
-  grpc::ServerUnaryReactor* GrantLease(
-      grpc::CallbackServerContext* ctx, const v1::GrantLeaseRequest* request,
-      v1::GrantLeaseResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GrantLease(grpc::CallbackServerContext* ctx,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* KeepAlive(grpc::CallbackServerContext* ctx,
-                                      const v1::KeepAliveRequest* request,
-                                      v1::KeepAliveResponse* response) override;
-  grpc::ServerUnaryReactor* RevokeLease(
-      grpc::CallbackServerContext* ctx, const v1::RevokeLeaseRequest* request,
-      v1::RevokeLeaseResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* RevokeLease(grpc::CallbackServerContext* ctx,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Describe(grpc::CallbackServerContext* ctx,
-                                     const v1::DescribeRequest* request,
-                                     v1::DescribeResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListOwned(grpc::CallbackServerContext* ctx,
-                                      const v1::ListOwnedRequest* request,
-                                      v1::ListOwnedResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   // Watch: a stream served by the WatchHub (service/watch/watch_hub.h).
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(
       grpc::CallbackServerContext* ctx,
@@ -80,10 +95,14 @@ class RegistrarService final : public v1::Registrar::CallbackService {
   absl::Status DoListOwned(const v1::ListOwnedRequest& req,
                            v1::ListOwnedResponse* resp);
 
-  // Runs `body` unless stopping, timing it as `op`, and finishes the call.
-  template <typename Body>
-  grpc::ServerUnaryReactor* Handle(grpc::CallbackServerContext* ctx, CoreOp op,
-                                   Body&& body);
+  // Parses the request (with `parse`), runs `body` unless stopping, timing
+  // it as `op`, serialises the response and finishes the call.
+  template <typename Req, typename Resp>
+  grpc::ServerUnaryReactor* Handle(
+      grpc::CallbackServerContext* ctx, CoreOp op,
+      const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+      absl::Status (RegistrarService::*body)(const Req&, Resp*),
+      absl::Status (*parse)(const grpc::ByteBuffer&, Req*));
 
   Registry& registry_;
   const ApiLimits limits_;

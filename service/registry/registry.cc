@@ -906,8 +906,13 @@ std::vector<std::string> Registry::Tick() {
               ReasonFor(EndCause::kLeaseExpired, ""), {}, {}};
   for (const EndedLease& lease : lessor_.TakeExpired(now)) {
     if (absl::Status s = EndLease(lease, ended); !s.ok()) {
-      spdlog::warn("lease expiry not stored, will retry: {}",
-                   std::string(s.message()));
+      // Retried every tick while the store is down: say so once in a while.
+      static std::atomic<int64_t> last_warning_s{0};
+      const int64_t now_s = absl::ToUnixSeconds(now);
+      if (now_s - last_warning_s.exchange(now_s) >= 10) {
+        spdlog::warn("lease expiry not stored, will retry: {}",
+                     std::string(s.message()));
+      }
       continue;
     }
     if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseExpired);

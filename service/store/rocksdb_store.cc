@@ -690,7 +690,7 @@ RocksDbStore::~RocksDbStore() {
 absl::Status RocksDbStore::Closed() const {
   return absl::UnavailableError(absl::StrCat(
       "store: cannot write: the database in ", path_,
-      " is closed after a failed reopen; CheckWritable retries"));
+      " is closed after a failed reopen; the server retries about once a second"));
 }
 
 absl::Status RocksDbStore::Broken() const {

@@ -315,7 +315,9 @@ TEST_F(WatchTest, TenantFilter) {
   for (size_t i = 0; i < events.size(); ++i) {
     got.push_back(events[i].record().id());
     EXPECT_EQ(events[i].record().owner().tenant(), "globex");
-    if (i > 0) EXPECT_GT(events[i].revision(), events[i - 1].revision());
+    if (i > 0) {
+      EXPECT_GT(events[i].revision(), events[i - 1].revision());
+    }
   }
   EXPECT_EQ(got, globex_ids);
 }
