@@ -95,8 +95,14 @@ start_server() {  # start_server MODE
             -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync --)
     fi
   fi
+  local pinning=()
+  if [[ -n $SERVER_CPU ]] && command -v taskset >/dev/null; then
+    pinning=(taskset -c "$SERVER_CPU")
+  fi
   T0=$(date +%s.%N)
-  pin "$SERVER_CPU" "${wrap[@]}" "$SERVER" --listen=127.0.0.1:0 \
+  # Started directly (not through a shell function), so that $! is the
+  # process itself: taskset execs perf (or the server), perf forks it.
+  "${pinning[@]}" "${wrap[@]}" "$SERVER" --listen=127.0.0.1:0 \
     --metrics_listen=127.0.0.1:0 \
     --port_file="$WORK/ports" --key_file="$WORK/key" --log_level=warn \
     --shutdown_drain=0s --shutdown_timeout=2s "${args[@]}" \
@@ -124,7 +130,10 @@ stop_server() {
     sleep 0.05
   done
   kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$LAUNCH_PID" 2>/dev/null || true
+  wait "$LAUNCH_PID" 2>/dev/null || true  # perf, if any, ends with its child
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "registrar $SERVER_PID did not stop" >&2
+  fi
   SERVER_PID=
 }
 

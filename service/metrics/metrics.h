@@ -96,6 +96,7 @@ class Metrics : public RegistryObserver {
   void OnEnded(Kind kind, EndCause cause, uint64_t count) override;
   void OnLeaseGranted() override;
   void OnLeaseEnded(EndCause cause) override;
+  void OnStoreCommit(absl::Duration took, bool ok) override;
 
   // Adds n to registrar_validations_total{verdict=VerdictLabel(verdict)};
   // `verdict` is a registrar.v1.Verdict value. Values without a label
@@ -163,6 +164,8 @@ class Metrics : public RegistryObserver {
       released_{};
   std::array<prometheus::Counter*, 9> verdicts_{};  // by Verdict value
   prometheus::Counter* leases_granted_ = nullptr;
+  prometheus::Histogram* store_commit_ = nullptr;
+  prometheus::Counter* store_commit_failures_ = nullptr;
   std::array<prometheus::Counter*, kNumEndCauses> leases_ended_{};
   std::array<prometheus::Histogram*, kNumCoreOps> core_op_{};
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "absl/time/time.h"
 #include "service/common/kind.h"
 
 namespace registrar {
@@ -31,6 +32,9 @@ class RegistryObserver {
   virtual void OnEnded(Kind kind, EndCause cause, uint64_t count) = 0;
   virtual void OnLeaseGranted() = 0;
   virtual void OnLeaseEnded(EndCause cause) = 0;
+  // One store commit made by the registry, how long it took, and whether
+  // the store took it.
+  virtual void OnStoreCommit(absl::Duration took, bool ok) {}
 };
 
 // Snapshot of sizes, read at scrape time.
@@ -38,6 +42,9 @@ struct RegistryStats {
   uint64_t live_records[kNumKinds] = {};  // indexed by Kind
   uint64_t tombstones = 0;
   uint64_t leases = 0;
+  uint64_t store_revision = 0;  // last committed revision
+  uint64_t store_batches = 0;   // commits (see CommitStats)
+  uint64_t store_writes = 0;    // backend writes: fsyncs in fsync mode
 };
 
 }  // namespace registrar

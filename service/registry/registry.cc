@@ -466,7 +466,7 @@ absl::Status Registry::InsertInShard(Shard& shard, const Owner& owner,
   for (RecordView& r : records) {
     batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
   }
-  absl::Status committed = store_->Commit(&batch);
+  absl::Status committed = Commit(&batch);
   records.clear();
   for (Event& e : batch.events) records.push_back(std::move(e.record));
   RETURN_IF_ERROR(committed);
@@ -490,7 +490,7 @@ absl::Status Registry::EndInShard(Shard& shard, uint32_t shard_index,
     v.end_reason = *ended.reason;
     batch.events.push_back(Event{0, type, std::move(v)});
   }
-  RETURN_IF_ERROR(store_->Commit(&batch));
+  RETURN_IF_ERROR(Commit(&batch));
   for (const Event& e : batch.events) {
     shard.ApplyEnd(e, ended, lessor_, counters_, shard_index);
   }
@@ -839,7 +839,7 @@ absl::StatusOr<LeaseGrant> Registry::GrantLease(std::string_view holder,
   ASSIGN_OR_RETURN(const Id128 id, ids_.MintOne(Kind::kLease, "", holder));
   WriteBatch batch;
   batch.put_leases.push_back(LeaseView{id, std::string(holder), ttl});
-  RETURN_IF_ERROR(store_->Commit(&batch));
+  RETURN_IF_ERROR(Commit(&batch));
   lessor_.Grant(id, std::string(holder), ttl, Now());
   if (observer_) observer_->OnLeaseGranted();
   return LeaseGrant{FormatId(Kind::kLease, id), ttl};
@@ -879,7 +879,7 @@ absl::Status Registry::EndLease(const EndedLease& lease, Ended& ended) {
     // its remaining connections are rebound on recovery.
     WriteBatch batch;
     batch.delete_leases.push_back(lease.lease);
-    status = store_->Commit(&batch);
+    status = Commit(&batch);
   }
   if (!status.ok()) lessor_.Reinstate(lease);
   return status;
@@ -944,7 +944,7 @@ void Registry::DropExpiredTombstones(absl::Time now) {
     WriteBatch batch;
     batch.drop_records = shard->DueTombstones(cutoff_ms);
     if (batch.drop_records.empty()) continue;
-    if (absl::Status s = store_->Commit(&batch); !s.ok()) {
+    if (absl::Status s = Commit(&batch); !s.ok()) {
       spdlog::warn("tombstone removal not stored, will retry: {}",
                    std::string(s.message()));
       return;
@@ -1007,6 +1007,13 @@ absl::StatusOr<ListOwnedResult> Registry::ListOwned(
   return result;
 }
 
+absl::Status Registry::Commit(WriteBatch* batch) {
+  const absl::Time start = absl::Now();
+  absl::Status status = store_->Commit(batch);
+  if (observer_) observer_->OnStoreCommit(absl::Now() - start, status.ok());
+  return status;
+}
+
 RegistryStats Registry::Stats() const {
   RegistryStats stats;
   for (int k = 0; k < kNumKinds; ++k) {
@@ -1014,6 +1021,10 @@ RegistryStats Registry::Stats() const {
   }
   stats.tombstones = counters_.tombstones.load(std::memory_order_relaxed);
   stats.leases = lessor_.size();
+  const CommitStats commits = store_->commit_stats();
+  stats.store_revision = store_->LastRevision();
+  stats.store_batches = commits.batches;
+  stats.store_writes = commits.writes;
   return stats;
 }
 

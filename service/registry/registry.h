@@ -243,6 +243,8 @@ class Registry {
   // deletes the lease from the store. On failure the lease is reinstated.
   absl::Status EndLease(const EndedLease& lease, Ended& ended);
   void DropExpiredTombstones(absl::Time now);
+  // store_->Commit, timed for the observer.
+  absl::Status Commit(WriteBatch* batch);
   // Tells the observer what a call ended.
   void Report(const Ended& ended);
   absl::Time Now() const { return clock_.Now(); }

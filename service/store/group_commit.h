@@ -38,10 +38,7 @@ class GroupCommitter {
   void SetListener(EventListener listener) ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t last_revision() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  struct Stats {
-    uint64_t batches = 0;  // Commit calls that succeeded
-    uint64_t writes = 0;   // backend writes (fsyncs in fsync mode)
-  };
+  using Stats = CommitStats;
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:

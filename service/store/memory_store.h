@@ -32,7 +32,7 @@ class MemoryStore final : public Store {
   Durability durability() const override { return Durability::kNone; }
   std::string_view name() const override { return "memory"; }
 
-  GroupCommitter::Stats commit_stats() const { return committer_.stats(); }
+  CommitStats commit_stats() const override { return committer_.stats(); }
 
  private:
   absl::Status Write(const std::vector<WriteBatch*>& group);

@@ -184,7 +184,7 @@ class RocksDbStore final : public Store {
   Durability durability() const override { return durability_; }
   std::string_view name() const override { return "rocksdb"; }
 
-  GroupCommitter::Stats commit_stats() const { return committer_.stats(); }
+  CommitStats commit_stats() const override { return committer_.stats(); }
   const std::string& path() const { return path_; }
   // Times CheckWritable reopened the database successfully.
   uint64_t reopens() const { return reopens_.load(); }

@@ -62,6 +62,13 @@ struct WriteBatch {
 // not call back into the store.
 using EventListener = std::function<void(const std::vector<Event>&)>;
 
+// Group-commit counters: batches committed and backend writes they took
+// (fsyncs in fsync mode); batches / writes is the calls per fsync.
+struct CommitStats {
+  uint64_t batches = 0;
+  uint64_t writes = 0;
+};
+
 // What a store held at start, besides records.
 struct StoreMeta {
   uint64_t revision = 0;            // last committed revision
@@ -105,6 +112,8 @@ class Store {
   // OK when the store can take writes; when it cannot, tries to recover
   // (e.g. after the disk has space again) and says why it still cannot.
   virtual absl::Status CheckWritable() = 0;
+
+  virtual CommitStats commit_stats() const = 0;
 
   virtual Durability durability() const = 0;
   // "memory" or "rocksdb".
