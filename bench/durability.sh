@@ -114,20 +114,24 @@ start_server() {  # start_server MODE
     kill -0 "$LAUNCH_PID" 2>/dev/null || {
       echo "registrar ($mode) exited:" >&2; cat "$WORK/server-$mode.log" >&2
       exit 1; }
-    sleep 0.05
+    sleep 0.02
   done
   if [[ ${#wrap[@]} -gt 0 ]]; then
     SERVER_PID=$(pgrep -P "$LAUNCH_PID" | head -1)
+    sleep 0.2  # keep the start-up's fsyncs out of the first run's intervals
   fi
   GRPC=$(sed -n 's/^grpc=//p' "$WORK/ports")
   METRICS=$(sed -n 's/^metrics=//p' "$WORK/ports")
 }
 
 stop_server() {
+  # SIGTERM, then SIGKILL after 0.5 s: the server shuts down in a few ms but
+  # its process then lingers ~2 s in the /metrics HTTP server's stop, which
+  # would cost this script 8 s of its 5-minute budget.
   kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 60); do
+  for _ in $(seq 20); do
     kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
+    sleep 0.025
   done
   kill -KILL "$SERVER_PID" 2>/dev/null || true
   wait "$LAUNCH_PID" 2>/dev/null || true  # perf, if any, ends with its child
@@ -146,17 +150,32 @@ fsyncs_between() {  # fsyncs_between REL_START REL_END < perf -I output
     END { print n + 0 }'
 }
 
+HZ=$(getconf CLK_TCK)
+machine_busy() {  # jiffies all CPUs spent busy
+  awk '/^cpu / { printf "%d\n", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+proc_cpu() {  # jiffies a process has used (utime + stime)
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+children_cpu() {  # jiffies used by this shell's finished children
+  times | tail -1 | awk -v hz="$HZ" '
+    function sec(t) { split(t, a, "m"); sub("s", "", a[2]); return a[1] * 60 + a[2] }
+    { printf "%d\n", (sec($1) + sec($2)) * hz }'
+}
+
 scrape() { curl -s --max-time 2 "http://$METRICS/metrics" || true; }
 
 ROWS=()
 FSYNC_SOURCE=
 T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for mode in $MODES; do
   start_server "$mode"
   PENDING=()  # runs of this mode: fields for the row, fsyncs filled in later
   for wl in $WORKLOADS; do
     for c in $CONCURRENCY; do
       before=$(scrape)
+      b0=$(machine_busy); s0=$(proc_cpu "$SERVER_PID"); k0=$(children_cpu)
       rel0=$(now_rel)
       json=$(pin "$CLIENT_CPU" "$BENCH" --target="$GRPC" --workload="$wl" \
                --concurrency="$c" --channels="$CHANNELS" --owners="$OWNERS" \
@@ -164,6 +183,13 @@ for mode in $MODES; do
                --label="durability=$mode" 2>>"$WORK/bench.err" | grep '^{' |
                tail -1)
       rel1=$(now_rel)
+      b1=$(machine_busy); s1=$(proc_cpu "$SERVER_PID"); k1=$(children_cpu)
+      # CPU used by anything but this server and this client during the run,
+      # in % of one CPU: other engineers' builds, leftover processes, ...
+      other=$(awk -v b="$((b1 - b0))" -v s="$((s1 - s0))" -v k="$((k1 - k0))" \
+                  -v hz="$HZ" -v a="$rel0" -v z="$rel1" \
+              'BEGIN { o = (b - s - k) / hz / (z - a) * 100; if (o < 0) o = 0;
+                       printf "%.0f", o }')
       after=$(scrape)
       [[ -n ${RAW:-} ]] && echo "$json" >>"$RAW"
       cps=$(jnum calls_per_s <<<"$json"); p50=$(jnum p50_us <<<"$json")
@@ -183,13 +209,13 @@ for mode in $MODES; do
           FSYNC_SOURCE="metrics (registrar_store_commits_total / registrar_store_writes_total)"
         fi
       fi
-      PENDING+=("$wl $c ${cps:-0} ${p50:-0} ${p99:-0} ${errs:-?} ${all:-0} $rel0 $rel1 ${per_fsync:-?}")
+      PENDING+=("$wl $c ${cps:-0} ${p50:-0} ${p99:-0} ${errs:-?} ${all:-0} $rel0 $rel1 ${per_fsync:-?} $other")
       echo "  done: $mode $wl c=$c: ${cps:-?} calls/s p50 ${p50:-?} us p99 ${p99:-?} us" >&2
     done
   done
   stop_server
   for p in "${PENDING[@]}"; do
-    read -r wl c cps p50 p99 errs all rel0 rel1 per_fsync <<<"$p"
+    read -r wl c cps p50 p99 errs all rel0 rel1 per_fsync other <<<"$p"
     if [[ $per_fsync == "?" ]]; then
       per_fsync=n/a
       if [[ -s $WORK/perf.txt ]]; then
@@ -199,8 +225,8 @@ for mode in $MODES; do
         FSYNC_SOURCE=${FSYNC_SOURCE:-"perf stat: the server's fsync+fdatasync syscalls during the run / the run's calls (setup and warm-up included)"}
       fi
     fi
-    ROWS+=("$(printf '%-7s %-11s %5s %10.0f %9.0f %9.0f %11s %7s' \
-      "$mode" "$wl" "$c" "$cps" "$p50" "$p99" "$per_fsync" "$errs")")
+    ROWS+=("$(printf '%-7s %-11s %5s %10.0f %9.0f %9.0f %11s %7s %10s' \
+      "$mode" "$wl" "$c" "$cps" "$p50" "$p99" "$per_fsync" "$errs" "$other")")
   done
 done
 T_END=$(date +%s)
@@ -209,8 +235,9 @@ echo
 echo "registrar durability comparison ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs," \
      "server on CPU ${SERVER_CPU:-any}, client on CPU ${CLIENT_CPU:-any};" \
      "${DURATION}s + ${WARMUP}s warm-up per run, $OWNERS owners, $CHANNELS channel(s))"
-printf '%-7s %-11s %5s %10s %9s %9s %11s %7s\n' mode workload conc calls/s \
-  p50_us p99_us calls/fsync errors
+printf '%-7s %-11s %5s %10s %9s %9s %11s %7s %10s\n' mode workload conc calls/s \
+  p50_us p99_us calls/fsync errors other_cpu%
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo "calls/fsync source: ${FSYNC_SOURCE:-n/a (server exports no store commit metrics and perf is unavailable)}"
-echo "total $((T_END - T_START)) s; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "other_cpu%: CPU used during the run by processes other than this server and client, in % of one CPU (0 = a quiet machine)"
+echo "total $((T_END - T_START)) s; load average at start: $LOAD_START, now: $(cut -d' ' -f1-3 /proc/loadavg)"

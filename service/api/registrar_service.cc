@@ -19,11 +19,13 @@
 namespace registrar {
 
 RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
-                                   Metrics* metrics, WatchHub* watch_hub)
+                                   Metrics* metrics, WatchHub* watch_hub,
+                                   BlockingExecutor* blocking)
     : registry_(registry),
       limits_(limits),
       metrics_(metrics),
-      watch_hub_(watch_hub) {}
+      watch_hub_(watch_hub),
+      blocking_(blocking) {}
 
 namespace {
 
@@ -93,6 +95,25 @@ absl::Status LenientValidateParse(const grpc::ByteBuffer& bytes,
 
 }  // namespace
 
+namespace {
+
+// Calls that commit to the store, and so may wait for an fsync.
+bool Commits(CoreOp op) {
+  return op == CoreOp::kIssue || op == CoreOp::kOpenContext ||
+         op == CoreOp::kCleanup || op == CoreOp::kGrantLease ||
+         op == CoreOp::kRevokeLease;
+}
+
+// One call's messages, on an arena that lives as long as the call's work.
+template <typename Req, typename Resp>
+struct CallMessages {
+  google::protobuf::Arena arena;
+  Req* request = google::protobuf::Arena::CreateMessage<Req>(&arena);
+  Resp* response = google::protobuf::Arena::CreateMessage<Resp>(&arena);
+};
+
+}  // namespace
+
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* RegistrarService::Handle(
     grpc::CallbackServerContext* ctx, CoreOp op,
@@ -107,23 +128,32 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
     return reactor;
   }
-  google::protobuf::Arena arena;
-  Req* req = google::protobuf::Arena::CreateMessage<Req>(&arena);
-  Resp* resp = google::protobuf::Arena::CreateMessage<Resp>(&arena);
-  absl::Status status = parse(*request, req);
-  if (status.ok()) {
+  auto call = std::make_unique<CallMessages<Req, Resp>>();
+  if (absl::Status parsed = parse(*request, call->request); !parsed.ok()) {
+    reactor->Finish(ToGrpcStatus(parsed));
+    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    return reactor;
+  }
+  auto run = [this, reactor, op, body, response,
+              call = std::move(call)]() mutable {
     const absl::Time start = absl::Now();
-    status = (this->*body)(*req, resp);
+    const absl::Status status = (this->*body)(*call->request, call->response);
     if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
+    grpc::Status result = ToGrpcStatus(status);
+    if (status.ok()) {
+      bool own_buffer = false;
+      result = grpc::SerializationTraits<Resp>::Serialize(*call->response,
+                                                          response, &own_buffer);
+    }
+    call.reset();
+    reactor->Finish(result);
+    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  };
+  if (blocking_ != nullptr && Commits(op)) {
+    blocking_->Submit(std::move(run));
+  } else {
+    run();
   }
-  grpc::Status result = ToGrpcStatus(status);
-  if (status.ok()) {
-    bool own_buffer = false;
-    result = grpc::SerializationTraits<Resp>::Serialize(*resp, response,
-                                                        &own_buffer);
-  }
-  reactor->Finish(result);
-  in_flight_.fetch_sub(1, std::memory_order_acq_rel);
   return reactor;
 }
 

@@ -9,6 +9,7 @@
 #include <atomic>
 
 #include "registrar/v1/registrar.grpc.pb.h"
+#include "service/api/blocking_executor.h"
 #include "service/api/request_validation.h"
 #include "service/metrics/metrics.h"
 #include "service/registry/registry.h"
@@ -35,8 +36,11 @@ class RegistrarService final : public RawUnaryService {
  public:
   // `registry`, `metrics` (nullable) and `watch_hub` (nullable: Watch is
   // then UNIMPLEMENTED) must outlive the service.
+  // `blocking` (nullable): where calls that change state run when commits
+  // block (fsync); without it every handler runs on gRPC's thread.
   RegistrarService(Registry& registry, const ApiLimits& limits,
-                   Metrics* metrics, WatchHub* watch_hub = nullptr);
+                   Metrics* metrics, WatchHub* watch_hub = nullptr,
+                   BlockingExecutor* blocking = nullptr);
 
   // After this, every new call answers UNAVAILABLE (shutdown has begun).
   void StopAccepting() { stopping_.store(true, std::memory_order_release); }
@@ -108,6 +112,7 @@ class RegistrarService final : public RawUnaryService {
   const ApiLimits limits_;
   Metrics* const metrics_;
   WatchHub* const watch_hub_;  // Watch
+  BlockingExecutor* const blocking_;
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> in_flight_{0};
 };

@@ -64,7 +64,7 @@ struct Counters {
 }  // namespace registry_internal
 
 struct RegistryOptions {
-  uint32_t shards = 16;
+  uint32_t shards = 32;
   // Most IDs one Issue mints, items one Validate checks, ids one Cleanup names.
   uint32_t max_batch = 1000;
   // Most live records one owner may hold.

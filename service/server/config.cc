@@ -1,5 +1,6 @@
 #include "service/server/config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -25,7 +26,9 @@ ABSL_FLAG(std::string, key_file, "",
 ABSL_FLAG(uint32_t, node_id, 0,
           "Node id written into every ID, unique per running instance "
           "(0..16383)");
-ABSL_FLAG(uint32_t, shards, 16, "Registry shards (lock stripes)");
+ABSL_FLAG(uint32_t, shards, 32,
+          "Registry shards (lock stripes, by owner); commits of different "
+          "shards proceed in parallel and share fsyncs");
 ABSL_FLAG(uint32_t, max_batch, 1000,
           "Most IDs per Issue, items per Validate, ids per Cleanup");
 ABSL_FLAG(uint64_t, owner_quota, 100000, "Most live records per owner");
@@ -59,6 +62,10 @@ ABSL_FLAG(std::string, data_dir, "./registrar-data",
 ABSL_FLAG(std::string, durability, "fsync",
           "fsync: acknowledged after the WAL is fsynced (survives power loss); "
           "os: after the WAL write (survives a process crash); none: no WAL");
+ABSL_FLAG(uint32_t, commit_threads, 64,
+          "fsync mode: threads that run changing calls while they wait for "
+          "their fsync, so concurrent calls share fsyncs (0: run them on "
+          "gRPC's few callback threads)");
 ABSL_FLAG(uint64_t, event_history, 1000000,
           "Watch events kept for resuming watchers; older ones are compacted");
 ABSL_FLAG(absl::Duration, clock_window, absl::Seconds(3),
@@ -87,7 +94,8 @@ const std::vector<std::string>& EnvFlagNames() {
       "shutdown_drain",  "shutdown_timeout",    "log_level",
       "max_watchers",    "watch_max_lag",
       "clock_offset",    "store",               "data_dir",
-      "durability",      "event_history",       "clock_window"};
+      "durability",      "event_history",       "clock_window",
+      "commit_threads"};
   return *names;
 }
 
@@ -157,6 +165,8 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
         absl::StrCat("--", durability.status().message()));
   }
   c.durability = *durability;
+  c.commit_threads = static_cast<int>(
+      std::min<uint32_t>(absl::GetFlag(FLAGS_commit_threads), 1024));
   if (c.tick_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--tick_interval must be > 0");
   }

@@ -136,9 +136,14 @@ absl::Status RegistrarServer::Init() {
   Registry* registry = registry_.get();
   metrics_->SetStatsProvider([registry] { return registry->Stats(); });
   watch_hub_ = std::make_unique<WatchHub>(registry_->store(), config_.watch);
-  service_ = std::make_unique<RegistrarService>(*registry_, config_.limits,
-                                                metrics_.get(),
-                                                watch_hub_.get());
+  // Only fsync makes a commit wait long enough to be worth a thread handoff.
+  if (config_.store == "rocksdb" && config_.durability == Durability::kFsync &&
+      config_.commit_threads > 0) {
+    blocking_ = std::make_unique<BlockingExecutor>(config_.commit_threads);
+  }
+  service_ = std::make_unique<RegistrarService>(
+      *registry_, config_.limits, metrics_.get(), watch_hub_.get(),
+      blocking_.get());
 
   if (absl::Status s = metrics_->Serve(config_.metrics_listen); !s.ok()) {
     return absl::UnavailableError(absl::StrCat(

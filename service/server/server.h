@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "service/api/blocking_executor.h"
 #include "service/api/registrar_service.h"
 #include "service/common/clock.h"
 #include "service/id/id_generator.h"
@@ -58,6 +59,7 @@ class RegistrarServer {
   // Watch; after the registry (its store), before the service and the
   // gRPC server, which are destroyed first.
   std::unique_ptr<WatchHub> watch_hub_;
+  std::unique_ptr<BlockingExecutor> blocking_;  // fsync mode only
   std::unique_ptr<RegistrarService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::string grpc_address_;

@@ -33,30 +33,16 @@ constexpr absl::StatusCode kPrecondition =
 
 // One server for the suite (bad requests change nothing; every test uses
 // its own owner): --max_batch=10, --max_message_bytes=64 KiB.
-class BadRequestsTest : public ::testing::Test {
+class BadRequestsTest : public testing::SharedServerTest {
  protected:
   static void SetUpTestSuite() {
     ServerProcess::Options options;
     options.args = {"--max_batch=10", "--max_message_bytes=65536"};
-    auto server = ServerProcess::Start(options);
-    ASSERT_TRUE(server.ok()) << StatusText(server.status());
-    server_ = server->release();
-  }
-
-  static void TearDownTestSuite() {
-    if (server_ != nullptr) {
-      EXPECT_EQ(testing::StopServer(*server_), 0) << server_->Log();
-      delete server_;
-      server_ = nullptr;
-    }
+    StartSharedServer(options);
   }
 
   void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    client_ = testing::MakeClient(*server_);
-    owner_ = MakeOwner(
-        "acme",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    ASSERT_NO_FATAL_FAILURE(SharedServerTest::SetUp());
     auto thread = client_->IssueIds(v1::KIND_THREAD, owner_);
     ASSERT_TRUE(thread.ok()) << StatusText(thread.status());
     thread_ = thread->front();
@@ -119,14 +105,9 @@ class BadRequestsTest : public ::testing::Test {
     return r;
   }
 
-  static ServerProcess* server_;
-  std::unique_ptr<Client> client_;
-  v1::Owner owner_;
   std::string thread_, run_, conn_;
   std::vector<std::string> before_;
 };
-
-ServerProcess* BadRequestsTest::server_ = nullptr;
 
 // --- Issue ------------------------------------------------------------------
 

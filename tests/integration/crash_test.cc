@@ -10,12 +10,8 @@
 //  - no ID was ever issued twice, and every ID minted after a restart sorts
 //    after every ID seen before it (the ID clock never goes back).
 
-#include <signal.h>
-
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -30,13 +26,16 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
-#include "service/id/key_ring.h"
+#include "tests/integration/data_dir.h"
 #include "tests/integration/server_process.h"
+#include "tests/integration/test_util.h"
 
 namespace registrar {
 namespace {
 
+using testing::KillNine;
 using testing::ServerProcess;
+using testing::TestDir;
 
 constexpr int kWorkers = 4;
 constexpr int kUsersPerWorker = 3;
@@ -128,10 +127,7 @@ class Model {
 };
 
 v1::Owner OwnerOf(const std::string& user) {
-  v1::Owner o;
-  o.set_tenant("crash");
-  o.set_user_id(user);
-  return o;
+  return testing::MakeOwner("crash", user);
 }
 
 // The 26 base32 characters: ordered like the ID's time and sequence.
@@ -345,20 +341,15 @@ void Verify(Client& client, Model& model, std::string* max_suffix) {
 }
 
 TEST(CrashTest, KillNineNeverLosesAcknowledgedWorkNorRepeatsAnId) {
-  const std::string dir = ::testing::TempDir() + "/crash-test-" +
-                          std::to_string(getpid());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  const std::string key_path = dir + "/tag.key";
-  std::ofstream(key_path) << KeyRing::Generate().ToFileText();
+  TestDir dir("crash-test");
 
   Model model;
   std::mt19937 rng(20261125);
   std::string max_suffix_before;  // greatest ID suffix seen in earlier runs
   for (int run = 0; run < kRestarts; ++run) {
     ServerProcess::Options options;
-    options.key_path = key_path;
-    options.data_dir = dir + "/data";
+    options.key_path = dir.key_path();
+    options.data_dir = dir.data_dir();
     options.args = {"--durability=fsync"};
     // Every third run starts with the wall clock 30 minutes behind (less
     // than the 1 h tombstone retention: records ended under a clock set
@@ -388,8 +379,7 @@ TEST(CrashTest, KillNineNeverLosesAcknowledgedWorkNorRepeatsAnId) {
     ASSERT_FALSE((*server)->WaitForExit(absl::ZeroDuration()).has_value())
         << "server died on its own in run " << run << ":\n"
         << (*server)->Log();
-    (*server)->Signal(SIGKILL);
-    ASSERT_EQ((*server)->WaitForExit(absl::Seconds(10)), 128 + SIGKILL);
+    ASSERT_NO_FATAL_FAILURE(KillNine(**server));
     stop = true;
     for (std::thread& t : workers) t.join();
 
@@ -405,8 +395,8 @@ TEST(CrashTest, KillNineNeverLosesAcknowledgedWorkNorRepeatsAnId) {
   }
   // A final clean start verifies the last crash too.
   ServerProcess::Options options;
-  options.key_path = key_path;
-  options.data_dir = dir + "/data";
+  options.key_path = dir.key_path();
+  options.data_dir = dir.data_dir();
   auto server = ServerProcess::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   ClientOptions copts;
@@ -415,9 +405,7 @@ TEST(CrashTest, KillNineNeverLosesAcknowledgedWorkNorRepeatsAnId) {
   std::string max_suffix;
   Verify(client, model, &max_suffix);
   EXPECT_GT(model.AckedCalls().size(), 100u) << "the load did too little";
-  (*server)->Signal(SIGTERM);
-  EXPECT_EQ((*server)->WaitForExit(absl::Seconds(20)), 0);
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(testing::StopServer(**server), 0);
 }
 
 }  // namespace

@@ -11,16 +11,11 @@
 // And `registrarctl inspect --data_dir=DIR`, offline: on a stopped server's
 // data dir, on one a server has open (read-only open), and its refusals.
 
-#include <signal.h>
-#include <stdio.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -32,74 +27,27 @@
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "service/id/key_ring.h"
+#include "tests/integration/data_dir.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_util.h"
-
-#ifndef REGISTRARCTL_BINARY
-#error "REGISTRARCTL_BINARY must be defined to the CLI's path"
-#endif
 
 namespace registrar {
 namespace {
 
 namespace fs = std::filesystem;
+using ::registrar::testing::CliResult;
+using ::registrar::testing::KillNine;
 using ::registrar::testing::ListAll;
 using ::registrar::testing::MakeOwner;
+using ::registrar::testing::OptionsFor;
+using ::registrar::testing::ReadFile;
 using ::registrar::testing::ServerProcess;
+using ::registrar::testing::StartOrFail;
 using ::registrar::testing::StatusText;
+using ::registrar::testing::TestDir;
 using ::registrar::testing::VerdictName;
 using ::registrar::testing::VerdictOf;
 using ::testing::HasSubstr;
-
-// A directory of the test's own (data dirs outlive one ServerProcess).
-class TestDir {
- public:
-  explicit TestDir(const std::string& name)
-      : path_(absl::StrCat(::testing::TempDir(), "/", name, "-", getpid())) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-    key_path_ = path_ + "/tag.key";
-    std::ofstream(key_path_) << KeyRing::Generate().ToFileText();
-  }
-  ~TestDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  const std::string& key_path() const { return key_path_; }
-  std::string data_dir() const { return path_ + "/data"; }
-
- private:
-  std::string path_;
-  std::string key_path_;
-};
-
-ServerProcess::Options OptionsFor(const TestDir& dir,
-                                  std::vector<std::string> extra = {}) {
-  ServerProcess::Options options;
-  options.key_path = dir.key_path();
-  options.data_dir = dir.data_dir();
-  options.args = {"--durability=fsync", "--tick_interval=50ms"};
-  options.args.insert(options.args.end(), extra.begin(), extra.end());
-  return options;
-}
-
-// Starts a server; fails the test (and returns null) when it does not.
-std::unique_ptr<ServerProcess> StartOrFail(
-    const ServerProcess::Options& options) {
-  auto server = ServerProcess::Start(options);
-  if (!server.ok()) {
-    ADD_FAILURE() << StatusText(server.status());
-    return nullptr;
-  }
-  return *std::move(server);
-}
-
-void KillNine(ServerProcess& server) {
-  server.Signal(SIGKILL);
-  ASSERT_EQ(server.WaitForExit(absl::Seconds(10)), 128 + SIGKILL);
-}
 
 std::string Grant(Client& client, uint32_t ttl) {
   v1::GrantLeaseRequest request;
@@ -324,13 +272,7 @@ TEST(RecoveryTest, GeneratedKeyIsKeptInTheDataDir) {
   ASSERT_EQ(VerdictName(dropped), VerdictName(v1::VERDICT_UNKNOWN));
   EXPECT_EQ(VerdictName(VerdictOf(*client, threads[2], other)),
             VerdictName(v1::VERDICT_FORGED));
-  std::string key_text;
-  {
-    std::ifstream in(key_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    key_text = ss.str();
-  }
+  const std::string key_text = ReadFile(key_file);
 
   KillNine(*server);
   server = StartOrFail(options);
@@ -338,12 +280,7 @@ TEST(RecoveryTest, GeneratedKeyIsKeptInTheDataDir) {
   client = testing::MakeClient(*server);
   EXPECT_THAT(server->Log(), HasSubstr("using the key generated earlier"));
   EXPECT_THAT(server->Log(), HasSubstr("with 2 live records, 0 tombstones"));
-  {
-    std::ifstream in(key_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    EXPECT_EQ(ss.str(), key_text) << "the kept key was rewritten";
-  }
+  EXPECT_EQ(ReadFile(key_file), key_text) << "the kept key was rewritten";
   for (int i = 0; i < 2; ++i) {
     EXPECT_EQ(VerdictName(VerdictOf(*client, threads[i], owner)),
               VerdictName(v1::VERDICT_VALID));
@@ -367,46 +304,10 @@ TEST(RecoveryTest, GeneratedKeyIsKeptInTheDataDir) {
 
 // --- registrarctl inspect ----------------------------------------------------
 
-struct CtlResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
-// Runs `registrarctl args...`; its exit code, stdout and stderr.
-CtlResult Ctl(const TestDir& dir, const std::vector<std::string>& args) {
-  std::string command = ShellQuote(REGISTRARCTL_BINARY);
-  for (const std::string& a : args) command += " " + ShellQuote(a);
-  const std::string err_file = dir.path() + "/ctl.stderr";
-  command += " 2>" + ShellQuote(err_file);
-  CtlResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    ADD_FAILURE() << "popen failed: " << command;
-    return result;
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) result.out.append(buf, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  result.err = ss.str();
-  return result;
+// Runs `registrarctl args...` (stderr through a file in `dir`); its exit
+// code, stdout and stderr.
+CliResult Ctl(const TestDir& dir, const std::vector<std::string>& args) {
+  return testing::RunCli(args, dir.path() + "/ctl.stderr");
 }
 
 // The value of "name: value" in inspect's text output.
@@ -452,7 +353,7 @@ TEST(InspectTest, ShowsAStoppedAndARunningServersDataDir) {
   ASSERT_TRUE(client->Cleanup(cleanup).ok());
   const uint64_t last_revision = MaxRevision(*client, owner);
 
-  auto expect_contents = [&](const CtlResult& r, const std::string& when) {
+  auto expect_contents = [&](const CliResult& r, const std::string& when) {
     SCOPED_TRACE(when);
     ASSERT_EQ(r.exit_code, 0) << "stdout:\n" << r.out << "\nstderr:\n" << r.err;
     EXPECT_THAT(r.out, HasSubstr("data dir: "));
@@ -471,7 +372,7 @@ TEST(InspectTest, ShowsAStoppedAndARunningServersDataDir) {
   };
 
   // While the server has the dir open: a read-only open works.
-  CtlResult running = Ctl(dir, {"inspect", "--data_dir=" + dir.data_dir()});
+  CliResult running = Ctl(dir, {"inspect", "--data_dir=" + dir.data_dir()});
   expect_contents(running, "while the server runs");
   // ...and the server did not notice.
   EXPECT_EQ(Threads(*client, owner, 1).size(), 1u);
@@ -480,7 +381,7 @@ TEST(InspectTest, ShowsAStoppedAndARunningServersDataDir) {
   EXPECT_EQ(Field(running.out, "records"), "7") << running.out;
 
   EXPECT_EQ(testing::StopServer(*server), 0) << server->Log();
-  CtlResult stopped = Ctl(dir, {"inspect", "--data_dir", dir.data_dir()});
+  CliResult stopped = Ctl(dir, {"inspect", "--data_dir", dir.data_dir()});
   ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
   EXPECT_EQ(Field(stopped.out, "records"), "7") << stopped.out;
   EXPECT_EQ(Field(stopped.out, "  thread live"), "4") << stopped.out;
@@ -492,7 +393,7 @@ TEST(InspectTest, ShowsAStoppedAndARunningServersDataDir) {
                                  "--data_dir=" + dir.data_dir()},
         std::vector<std::string>{"inspect", "--data_dir=" + dir.data_dir(),
                                  "--json"}}) {
-    CtlResult json = Ctl(dir, args);
+    CliResult json = Ctl(dir, args);
     ASSERT_EQ(json.exit_code, 0) << json.err;
     ASSERT_FALSE(json.out.empty());
     EXPECT_EQ(json.out.front(), '{') << json.out;
@@ -521,7 +422,7 @@ TEST(InspectTest, ShowsAStoppedAndARunningServersDataDir) {
 TEST(InspectTest, RefusesWhatIsNotADataDir) {
   TestDir dir("recovery-inspect-bad");
   // Missing.
-  CtlResult missing =
+  CliResult missing =
       Ctl(dir, {"inspect", "--data_dir=" + dir.path() + "/nope"});
   EXPECT_EQ(missing.exit_code, 1) << missing.out << missing.err;
   EXPECT_THAT(missing.err, HasSubstr("does not exist"));
@@ -530,7 +431,7 @@ TEST(InspectTest, RefusesWhatIsNotADataDir) {
   const std::string foreign = dir.path() + "/foreign";
   fs::create_directories(foreign);
   std::ofstream(foreign + "/precious.txt") << "do not touch\n";
-  CtlResult refused = Ctl(dir, {"inspect", "--data_dir=" + foreign});
+  CliResult refused = Ctl(dir, {"inspect", "--data_dir=" + foreign});
   EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
   EXPECT_THAT(refused.err, HasSubstr("is not a Registrar data directory"));
   size_t entries = 0;
@@ -542,15 +443,15 @@ TEST(InspectTest, RefusesWhatIsNotADataDir) {
   // Empty: there is no database to show.
   const std::string empty = dir.path() + "/empty";
   fs::create_directories(empty);
-  CtlResult nothing = Ctl(dir, {"inspect", "--data_dir=" + empty});
+  CliResult nothing = Ctl(dir, {"inspect", "--data_dir=" + empty});
   EXPECT_EQ(nothing.exit_code, 1) << nothing.out << nothing.err;
   EXPECT_THAT(nothing.err, HasSubstr("holds no database"));
   EXPECT_TRUE(fs::is_empty(empty));
   // Usage errors.
-  CtlResult usage = Ctl(dir, {"inspect"});
+  CliResult usage = Ctl(dir, {"inspect"});
   EXPECT_EQ(usage.exit_code, 2) << usage.out << usage.err;
   EXPECT_THAT(usage.err, HasSubstr("--data_dir"));
-  CtlResult extra = Ctl(dir, {"inspect", "--data_dir=" + empty, "extra"});
+  CliResult extra = Ctl(dir, {"inspect", "--data_dir=" + empty, "extra"});
   EXPECT_EQ(extra.exit_code, 2) << extra.out << extra.err;
 }
 

@@ -2,13 +2,8 @@
 // and --json form, exit status 0 / 1 (RPC error, code name on stderr) /
 // 2 (usage error, message on stderr).
 
-#include <stdio.h>
-#include <sys/wait.h>
-
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,43 +17,15 @@
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_util.h"
 
-#ifndef REGISTRARCTL_BINARY
-#error "REGISTRARCTL_BINARY must be defined to the CLI's path"
-#endif
-
 namespace registrar {
 namespace {
 
+using ::registrar::testing::CliResult;
 using ::registrar::testing::MakeOwner;
-using ::registrar::testing::ServerProcess;
+using ::registrar::testing::ShellQuote;
 using ::registrar::testing::StatusText;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
-
-struct CtlResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Non-empty lines of `text`.
 std::vector<std::string> Lines(const std::string& text) {
@@ -107,60 +74,24 @@ int Count(const std::string& haystack, const std::string& needle) {
   return n;
 }
 
-class RegistrarctlTest : public ::testing::Test {
+// One server for the suite; a fresh client and owner per test.
+class RegistrarctlTest : public testing::SharedServerTest {
  protected:
-  static void SetUpTestSuite() {
-    auto server = ServerProcess::Start();
-    ASSERT_TRUE(server.ok()) << StatusText(server.status());
-    server_ = server->release();
-  }
-
-  static void TearDownTestSuite() {
-    if (server_ != nullptr) {
-      EXPECT_EQ(testing::StopServer(*server_), 0) << server_->Log();
-      delete server_;
-      server_ = nullptr;
-    }
-  }
-
-  void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    client_ = testing::MakeClient(*server_);
-    // A fresh owner per test.
-    owner_ = MakeOwner(
-        "acme",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  }
+  static void SetUpTestSuite() { StartSharedServer(); }
 
   // Runs `registrarctl --target=<server> args...` (no --target when
   // `with_target` is false), with `env_prefix` (e.g. "VAR=x ") before it.
-  CtlResult Ctl(const std::vector<std::string>& args, bool with_target = true,
+  CliResult Ctl(const std::vector<std::string>& args, bool with_target = true,
                 const std::string& env_prefix = "") {
-    std::string command = env_prefix + ShellQuote(REGISTRARCTL_BINARY);
-    if (with_target) {
-      command += " " + ShellQuote("--target=" + server_->grpc_address());
-    }
-    for (const std::string& a : args) command += " " + ShellQuote(a);
-    const std::string err_file = server_->dir() + "/ctl.stderr";
-    command += " 2>" + ShellQuote(err_file);
-    CtlResult result;
-    FILE* pipe = popen(command.c_str(), "r");
-    if (pipe == nullptr) {
-      ADD_FAILURE() << "popen failed: " << command;
-      return result;
-    }
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) result.out.append(buf, n);
-    const int status = pclose(pipe);
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.err = ReadFile(err_file);
-    return result;
+    std::vector<std::string> argv;
+    if (with_target) argv.push_back("--target=" + server_->grpc_address());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::RunCli(argv, server_->dir() + "/ctl.stderr", env_prefix);
   }
 
   // Runs and expects exit 0; the result.
-  CtlResult Ok(const std::vector<std::string>& args) {
-    CtlResult r = Ctl(args);
+  CliResult Ok(const std::vector<std::string>& args) {
+    CliResult r = Ctl(args);
     EXPECT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << "\nstdout:\n"
                               << r.out << "\nstderr:\n" << r.err;
     return r;
@@ -175,18 +106,12 @@ class RegistrarctlTest : public ::testing::Test {
     head.insert(head.end(), tail.begin(), tail.end());
     return head;
   }
-
-  static ServerProcess* server_;
-  std::unique_ptr<Client> client_;
-  v1::Owner owner_;
 };
-
-ServerProcess* RegistrarctlTest::server_ = nullptr;
 
 constexpr char kIdRegex[] = "[0-7][0-9a-hjkmnp-tv-z]{25}";
 
 TEST_F(RegistrarctlTest, IssuePrintsOneIdPerLine) {
-  CtlResult r = Ok(With({"issue", "--kind=thread", "--count=3"}, OwnerArgs()));
+  CliResult r = Ok(With({"issue", "--kind=thread", "--count=3"}, OwnerArgs()));
   const std::vector<std::string> ids = Lines(r.out);
   ASSERT_EQ(ids.size(), 3u) << r.out;
   for (const std::string& id : ids) {
@@ -197,14 +122,14 @@ TEST_F(RegistrarctlTest, IssuePrintsOneIdPerLine) {
   }
   EXPECT_TRUE(r.err.empty()) << r.err;
   // "--name value" form and the "-" spelling work too.
-  CtlResult r2 = Ok({"issue", "--kind", "run", "--tenant", owner_.tenant(),
+  CliResult r2 = Ok({"issue", "--kind", "run", "--tenant", owner_.tenant(),
                      "--user", owner_.user_id(), "--parent", ids[0]});
   ASSERT_EQ(Lines(r2.out).size(), 1u);
   EXPECT_THAT(Lines(r2.out)[0], MatchesRegex(absl::StrCat("run_", kIdRegex)));
 }
 
 TEST_F(RegistrarctlTest, IssueJson) {
-  CtlResult r = Ok(With({"--json", "issue", "--kind=connection",
+  CliResult r = Ok(With({"--json", "issue", "--kind=connection",
                          "--label=pod=gw-1", "--label=zone=a"},
                         OwnerArgs()));
   ASSERT_EQ(Lines(r.out).size(), 1u) << r.out;
@@ -224,7 +149,7 @@ TEST_F(RegistrarctlTest, IssueJson) {
 TEST_F(RegistrarctlTest, OpenTextAndJson) {
   auto conn = client_->IssueIds(v1::KIND_CONNECTION, owner_);
   ASSERT_TRUE(conn.ok());
-  CtlResult r =
+  CliResult r =
       Ok(With({"open", "--connection=" + conn->front()}, OwnerArgs()));
   const std::vector<std::string> fields =
       absl::StrSplit(std::string(absl::StripTrailingAsciiWhitespace(r.out)),
@@ -241,7 +166,7 @@ TEST_F(RegistrarctlTest, OpenTextAndJson) {
   EXPECT_EQ(run->record().parent_id(), fields[0]);
   EXPECT_EQ(run->record().connection_id(), conn->front());
 
-  CtlResult j = Ok(With({"--json", "open", "--thread=" + fields[0]},
+  CliResult j = Ok(With({"--json", "open", "--thread=" + fields[0]},
                         OwnerArgs()));
   EXPECT_EQ(JsonString(j.out, "thread_id"), fields[0]) << j.out;
   EXPECT_THAT(j.out, HasSubstr("\"thread_reused\":true"));
@@ -255,7 +180,7 @@ TEST_F(RegistrarctlTest, ValidateTextAndJson) {
   auto foreign = client_->IssueIds(v1::KIND_THREAD, MakeOwner("acme", "zed"));
   ASSERT_TRUE(foreign.ok());
   const std::string t = thread->front();
-  CtlResult r = Ok(With({"validate"},
+  CliResult r = Ok(With({"validate"},
                         With(OwnerArgs(), {t, foreign->front(),
                                            "user_a_ws_1_xyz"})));
   EXPECT_THAT(Lines(r.out),
@@ -264,17 +189,17 @@ TEST_F(RegistrarctlTest, ValidateTextAndJson) {
                                      "user_a_ws_1_xyz\tMALFORMED"))
       << r.out;
 
-  CtlResult wrong = Ok(With({"validate", "--kind=run"}, With(OwnerArgs(), {t})));
+  CliResult wrong = Ok(With({"validate", "--kind=run"}, With(OwnerArgs(), {t})));
   EXPECT_EQ(wrong.out, t + "\tWRONG_KIND\n");
 
-  CtlResult records =
+  CliResult records =
       Ok(With({"validate", "--records"}, With(OwnerArgs(), {t})));
   EXPECT_THAT(records.out, HasSubstr(t + "\tVALID\n"));
   EXPECT_THAT(records.out, HasSubstr("  kind: THREAD\n"));
   EXPECT_THAT(records.out, HasSubstr("  state: LIVE\n"));
   EXPECT_THAT(records.out, HasSubstr("  user_id: " + owner_.user_id() + "\n"));
 
-  CtlResult j = Ok(With({"--json", "validate"}, With(OwnerArgs(), {t})));
+  CliResult j = Ok(With({"--json", "validate"}, With(OwnerArgs(), {t})));
   EXPECT_EQ(JsonString(j.out, "id"), t) << j.out;
   EXPECT_EQ(JsonString(j.out, "verdict"), "VERDICT_VALID") << j.out;
 }
@@ -283,7 +208,7 @@ TEST_F(RegistrarctlTest, DescribeTextAndJson) {
   auto thread = client_->IssueIds(v1::KIND_THREAD, owner_);
   ASSERT_TRUE(thread.ok());
   const std::string t = thread->front();
-  CtlResult r = Ok({"describe", t});
+  CliResult r = Ok({"describe", t});
   EXPECT_THAT(r.out, HasSubstr("id: " + t + "\n"));
   EXPECT_THAT(r.out, HasSubstr("kind: THREAD\n"));
   EXPECT_THAT(r.out, HasSubstr("tenant: acme\n"));
@@ -292,7 +217,7 @@ TEST_F(RegistrarctlTest, DescribeTextAndJson) {
   EXPECT_THAT(r.out, HasSubstr("parent_id: -\n"));
   EXPECT_THAT(r.out, HasSubstr("ended_at: -\n"));
 
-  CtlResult j = Ok({"--json", "describe", t});
+  CliResult j = Ok({"--json", "describe", t});
   EXPECT_EQ(JsonString(j.out, "id"), t) << j.out;
   EXPECT_EQ(JsonString(j.out, "kind"), "KIND_THREAD") << j.out;
   EXPECT_EQ(JsonString(j.out, "state"), "STATE_LIVE") << j.out;
@@ -304,7 +229,7 @@ TEST_F(RegistrarctlTest, ListTextJsonAndPages) {
   ASSERT_TRUE(threads.ok());
   auto conn = client_->IssueIds(v1::KIND_CONNECTION, owner_);
   ASSERT_TRUE(conn.ok());
-  CtlResult r = Ok(With({"list"}, OwnerArgs()));
+  CliResult r = Ok(With({"list"}, OwnerArgs()));
   const std::vector<std::string> lines = Lines(r.out);
   ASSERT_EQ(lines.size(), 5u) << r.out;  // header + 4 records
   EXPECT_THAT(lines[0], MatchesRegex("ID +KIND +STATE +CREATED +PARENT +"
@@ -313,21 +238,21 @@ TEST_F(RegistrarctlTest, ListTextJsonAndPages) {
   EXPECT_THAT(r.out, HasSubstr(conn->front()));
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("next_page_token")));
 
-  CtlResult only_threads = Ok(With({"list", "--kind=thread"}, OwnerArgs()));
+  CliResult only_threads = Ok(With({"list", "--kind=thread"}, OwnerArgs()));
   EXPECT_EQ(Lines(only_threads.out).size(), 4u) << only_threads.out;
 
-  CtlResult page1 = Ok(With({"list", "--page_size=2"}, OwnerArgs()));
+  CliResult page1 = Ok(With({"list", "--page_size=2"}, OwnerArgs()));
   const std::vector<std::string> p1 = Lines(page1.out);
   ASSERT_EQ(p1.size(), 4u) << page1.out;  // header, 2 rows, token
   ASSERT_TRUE(absl::StartsWith(p1.back(), "next_page_token: ")) << page1.out;
   const std::string token = p1.back().substr(strlen("next_page_token: "));
-  CtlResult page2 =
+  CliResult page2 =
       Ok(With({"list", "--page_size=2", "--page_token=" + token}, OwnerArgs()));
   EXPECT_EQ(Lines(page2.out).size(), 3u) << page2.out;  // header + 2 rows
   EXPECT_THAT(page2.out, HasSubstr((*threads)[2]));
   EXPECT_THAT(page2.out, HasSubstr(conn->front()));
 
-  CtlResult j = Ok(With({"--json", "list", "--include_ended"}, OwnerArgs()));
+  CliResult j = Ok(With({"--json", "list", "--include_ended"}, OwnerArgs()));
   EXPECT_EQ(Count(j.out, "\"id\":\"thread_"), 3) << j.out;
   EXPECT_EQ(Count(j.out, "\"id\":\"conn_"), 1) << j.out;
   EXPECT_EQ(JsonString(j.out, "next_page_token"), "");
@@ -342,7 +267,7 @@ TEST_F(RegistrarctlTest, CleanupTextAndJson) {
   auto ctx = client_->OpenContext(open);
   ASSERT_TRUE(ctx.ok());
 
-  CtlResult r =
+  CliResult r =
       Ok(With({"cleanup", "--connection=" + conn->front()}, OwnerArgs()));
   EXPECT_THAT(r.out, HasSubstr("released: 3\n"));
   EXPECT_THAT(r.out, HasSubstr("  " + conn->front() + "\n"));
@@ -357,7 +282,7 @@ TEST_F(RegistrarctlTest, CleanupTextAndJson) {
   // By IDs: own thread released, a foreign one refused, junk unknown.
   auto foreign = client_->IssueIds(v1::KIND_THREAD, MakeOwner("acme", "zed"));
   ASSERT_TRUE(foreign.ok());
-  CtlResult j = Ok(With({"--json", "cleanup", "--reason=test"},
+  CliResult j = Ok(With({"--json", "cleanup", "--reason=test"},
                         With(OwnerArgs(), {ctx->thread_id(), foreign->front(),
                                            "user_b_thread_2_abc"})));
   EXPECT_THAT(JsonStrings(j.out, "released"),
@@ -374,7 +299,7 @@ TEST_F(RegistrarctlTest, CleanupTextAndJson) {
   // --all.
   auto more = client_->IssueIds(v1::KIND_THREAD, owner_, 2);
   ASSERT_TRUE(more.ok());
-  CtlResult all = Ok(With({"cleanup", "--all"}, OwnerArgs()));
+  CliResult all = Ok(With({"cleanup", "--all"}, OwnerArgs()));
   EXPECT_THAT(all.out, HasSubstr("released: 2\n"));
   auto live = testing::ListAll(*client_, owner_, /*include_ended=*/false);
   ASSERT_TRUE(live.ok());
@@ -382,7 +307,7 @@ TEST_F(RegistrarctlTest, CleanupTextAndJson) {
 }
 
 TEST_F(RegistrarctlTest, LeaseGrantKeepAliveRevoke) {
-  CtlResult grant = Ok({"lease", "grant", "--holder=gw-1", "--ttl=30"});
+  CliResult grant = Ok({"lease", "grant", "--holder=gw-1", "--ttl=30"});
   const std::vector<std::string> fields = absl::StrSplit(
       std::string(absl::StripTrailingAsciiWhitespace(grant.out)), ' ');
   ASSERT_EQ(fields.size(), 2u) << grant.out;
@@ -390,32 +315,32 @@ TEST_F(RegistrarctlTest, LeaseGrantKeepAliveRevoke) {
   EXPECT_EQ(fields[1], "30");
   const std::string lease = fields[0];
 
-  CtlResult conn = Ok(With({"issue", "--kind=connection", "--lease=" + lease},
+  CliResult conn = Ok(With({"issue", "--kind=connection", "--lease=" + lease},
                            OwnerArgs()));
   const std::string conn_id = Lines(conn.out).at(0);
 
-  CtlResult keep = Ok({"lease", "keepalive", lease});
+  CliResult keep = Ok({"lease", "keepalive", lease});
   EXPECT_EQ(keep.out, lease + " 30\n");
-  CtlResult keep_json = Ok({"--json", "lease", "keepalive", lease});
+  CliResult keep_json = Ok({"--json", "lease", "keepalive", lease});
   EXPECT_EQ(JsonString(keep_json.out, "lease_id"), lease);
   EXPECT_THAT(keep_json.out, HasSubstr("\"ttl_seconds\":30"));
 
-  CtlResult revoke = Ok({"lease", "revoke", lease});
+  CliResult revoke = Ok({"lease", "revoke", lease});
   EXPECT_EQ(revoke.out, "released: 1\n  " + conn_id + "\n");
   EXPECT_EQ(testing::VerdictOf(*client_, conn_id, owner_),
             v1::VERDICT_RELEASED);
 
   // Gone now: NOT_FOUND, exit 1.
-  CtlResult again = Ctl({"lease", "keepalive", lease});
+  CliResult again = Ctl({"lease", "keepalive", lease});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_THAT(again.err, HasSubstr("NOT_FOUND"));
 
-  CtlResult grant_json =
+  CliResult grant_json =
       Ok({"--json", "lease", "grant", "--holder=gw-2", "--ttl=10"});
   EXPECT_THAT(JsonString(grant_json.out, "lease_id"),
               MatchesRegex(absl::StrCat("lease_", kIdRegex)));
   EXPECT_THAT(grant_json.out, HasSubstr("\"ttl_seconds\":10"));
-  CtlResult revoke_json = Ok(
+  CliResult revoke_json = Ok(
       {"--json", "lease", "revoke", JsonString(grant_json.out, "lease_id")});
   EXPECT_THAT(revoke_json.out, HasSubstr("\"released\":[]"));
 }
@@ -445,13 +370,13 @@ TEST_F(RegistrarctlTest, UsageErrorsExitTwoWithAMessage) {
   };
   for (const Case& c : cases) {
     const std::string what = absl::StrJoin(c.args, " ");
-    CtlResult r = Ctl(c.args);
+    CliResult r = Ctl(c.args);
     EXPECT_EQ(r.exit_code, 2) << what << "\nstderr: " << r.err;
     EXPECT_THAT(r.err, HasSubstr(c.message)) << what;
     EXPECT_TRUE(r.out.empty()) << what << "\nstdout: " << r.out;
   }
   // No command at all: usage on stderr, exit 2.
-  CtlResult none = Ctl({});
+  CliResult none = Ctl({});
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_THAT(none.err, HasSubstr("usage: registrarctl"));
 }
@@ -465,24 +390,24 @@ TEST_F(RegistrarctlTest, RpcErrorsExitOneWithTheCodeName) {
   for (bool json : {false, true}) {
     std::vector<std::string> args = {"describe", unknown};
     if (json) args.insert(args.begin(), "--json");
-    CtlResult r = Ctl(args);
+    CliResult r = Ctl(args);
     EXPECT_EQ(r.exit_code, 1) << r.err;
     EXPECT_THAT(r.err, HasSubstr("registrarctl: describe: NOT_FOUND"));
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
   // Malformed ID: the server's INVALID_ARGUMENT with its field violation.
-  CtlResult bad = Ctl({"describe", "user_a_ws_1_xyz"});
+  CliResult bad = Ctl({"describe", "user_a_ws_1_xyz"});
   EXPECT_EQ(bad.exit_code, 1) << bad.err;
   EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT"));
   EXPECT_THAT(bad.err, HasSubstr("  id: "));
   // An empty tenant passes the CLI and is refused by the server.
-  CtlResult empty_tenant =
+  CliResult empty_tenant =
       Ctl({"issue", "--kind=thread", "--tenant=", "--user=alice"});
   EXPECT_EQ(empty_tenant.exit_code, 1) << empty_tenant.err;
   EXPECT_THAT(empty_tenant.err, HasSubstr("INVALID_ARGUMENT"));
   EXPECT_THAT(empty_tenant.err, HasSubstr("owner.tenant"));
   // Over the batch limit.
-  CtlResult too_many = Ctl(With({"issue", "--kind=thread", "--count=5000"},
+  CliResult too_many = Ctl(With({"issue", "--kind=thread", "--count=5000"},
                                 OwnerArgs()));
   EXPECT_EQ(too_many.exit_code, 1);
   EXPECT_THAT(too_many.err, HasSubstr("RESOURCE_EXHAUSTED"));
@@ -490,7 +415,7 @@ TEST_F(RegistrarctlTest, RpcErrorsExitOneWithTheCodeName) {
 }
 
 TEST_F(RegistrarctlTest, UnreachableServerExitsOneWithUnavailable) {
-  CtlResult r = Ctl({"--target=127.0.0.1:1", "--timeout=2s", "describe",
+  CliResult r = Ctl({"--target=127.0.0.1:1", "--timeout=2s", "describe",
                      "thread_01jf8x2k3m4n5p6q7r8s9t0v1w"},
                     /*with_target=*/false);
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -499,7 +424,7 @@ TEST_F(RegistrarctlTest, UnreachableServerExitsOneWithUnavailable) {
 }
 
 TEST_F(RegistrarctlTest, TargetFromTheEnvironment) {
-  CtlResult r = Ctl(With({"issue", "--kind=thread"}, OwnerArgs()),
+  CliResult r = Ctl(With({"issue", "--kind=thread"}, OwnerArgs()),
                     /*with_target=*/false,
                     "REGISTRAR_TARGET=" + ShellQuote(server_->grpc_address()) +
                         " ");
@@ -512,7 +437,7 @@ TEST_F(RegistrarctlTest, TargetFromTheEnvironment) {
 // `registrarctl help` documents every command in the same shape as the
 // first two ("  <command> <options>" at the start of a line).
 TEST_F(RegistrarctlTest, HelpListsEveryCommand) {
-  CtlResult r = Ctl({"help"}, /*with_target=*/false);
+  CliResult r = Ctl({"help"}, /*with_target=*/false);
   EXPECT_EQ(r.exit_code, 0);
   std::vector<std::string> missing;
   for (const char* line :

@@ -17,7 +17,6 @@
 // Note: the limit applies to every file of the server, so its own log
 // (stdout, a file here) loses the lines written during the fault.
 
-#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -30,7 +29,6 @@
 #include <memory>
 #include <random>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,7 +40,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "service/id/key_ring.h"
+#include "tests/integration/data_dir.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_util.h"
 
@@ -53,48 +51,20 @@ namespace fs = std::filesystem;
 using ::grpc::health::v1::Health;
 using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
+using ::registrar::testing::KillNine;
 using ::registrar::testing::ListAll;
 using ::registrar::testing::MakeOwner;
+using ::registrar::testing::OptionsFor;
+using ::registrar::testing::ReadFile;
 using ::registrar::testing::ServerProcess;
+using ::registrar::testing::StartOrFail;
 using ::registrar::testing::StatusText;
+using ::registrar::testing::TestDir;
 using ::registrar::testing::VerdictName;
 using ::registrar::testing::VerdictOf;
 using ::testing::HasSubstr;
 
 constexpr char kService[] = "registrar.v1.Registrar";
-
-// A directory of the test's own (data dirs outlive one ServerProcess).
-class TestDir {
- public:
-  explicit TestDir(const std::string& name)
-      : path_(absl::StrCat(::testing::TempDir(), "/", name, "-", getpid())) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-    key_path_ = path_ + "/tag.key";
-    std::ofstream(key_path_) << KeyRing::Generate().ToFileText();
-  }
-  ~TestDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  const std::string& key_path() const { return key_path_; }
-  std::string data_dir() const { return path_ + "/data"; }
-
- private:
-  std::string path_;
-  std::string key_path_;
-};
-
-ServerProcess::Options OptionsFor(const TestDir& dir,
-                                  std::vector<std::string> extra = {}) {
-  ServerProcess::Options options;
-  options.key_path = dir.key_path();
-  options.data_dir = dir.data_dir();
-  options.args = {"--durability=fsync", "--tick_interval=50ms"};
-  options.args.insert(options.args.end(), extra.begin(), extra.end());
-  return options;
-}
 
 std::unique_ptr<Client> NoRetryClient(const ServerProcess& server) {
   ClientOptions options;
@@ -194,9 +164,8 @@ void ExpectStoreRefusal(const absl::Status& status, const std::string& what) {
 
 TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
   TestDir dir("store-fault");
-  auto started = ServerProcess::Start(OptionsFor(dir));
-  ASSERT_TRUE(started.ok()) << StatusText(started.status());
-  std::unique_ptr<ServerProcess> server = *std::move(started);
+  std::unique_ptr<ServerProcess> server = StartOrFail(OptionsFor(dir));
+  ASSERT_NE(server, nullptr);
   auto client = NoRetryClient(*server);
   auto health = Health::NewStub(grpc::CreateChannel(
       server->grpc_address(), grpc::InsecureChannelCredentials()));
@@ -407,13 +376,11 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
   ASSERT_TRUE(rev_before_kill.ok()) << StatusText(rev_before_kill);
 
   // --- kill -9 and restart on the same data dir. --------------------------
-  server->Signal(SIGKILL);
-  ASSERT_EQ(server->WaitForExit(absl::Seconds(10)), 128 + SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(KillNine(*server));
   const std::string first_log = server->Log();
   server.reset();
-  started = ServerProcess::Start(OptionsFor(dir));
-  ASSERT_TRUE(started.ok()) << StatusText(started.status());
-  server = *std::move(started);
+  server = StartOrFail(OptionsFor(dir));
+  ASSERT_NE(server, nullptr);
   client = NoRetryClient(*server);
 
   std::multiset<std::string> want;
@@ -476,9 +443,8 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
 // acknowledged.
 TEST(StoreFaultTest, KillNineDuringTheFaultLosesNothingAcknowledged) {
   TestDir dir("store-fault-kill");
-  auto started = ServerProcess::Start(OptionsFor(dir));
-  ASSERT_TRUE(started.ok()) << StatusText(started.status());
-  std::unique_ptr<ServerProcess> server = *std::move(started);
+  std::unique_ptr<ServerProcess> server = StartOrFail(OptionsFor(dir));
+  ASSERT_NE(server, nullptr);
   auto client = NoRetryClient(*server);
   const v1::Owner dave = MakeOwner("fault", "dave");
   auto ids = client->Issue(IssueThreads(dave, 4, "acked"));
@@ -498,15 +464,12 @@ TEST(StoreFaultTest, KillNineDuringTheFaultLosesNothingAcknowledged) {
   ASSERT_FALSE(refused_cleanup.ok());
   ExpectStoreRefusal(refused_cleanup.status(), "Cleanup");
   absl::SleepFor(absl::Milliseconds(1200));  // recovery attempts fail
-  server->Signal(SIGKILL);
-  ASSERT_EQ(server->WaitForExit(absl::Seconds(10)), 128 + SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(KillNine(*server));
   const std::string first_log = server->Log();
   server.reset();
 
-  started = ServerProcess::Start(OptionsFor(dir));
-  ASSERT_TRUE(started.ok()) << StatusText(started.status()) << "\n"
-                            << first_log;
-  server = *std::move(started);
+  server = StartOrFail(OptionsFor(dir));
+  ASSERT_NE(server, nullptr) << first_log;
   client = NoRetryClient(*server);
   EXPECT_THAT(server->Log(), HasSubstr("with 3 live records, 1 tombstones"));
   EXPECT_EQ(CallLabels(*client, dave),
@@ -551,9 +514,8 @@ uint64_t BytesRead(pid_t pid) {
 // core and the disk busy for as long as the fault lasts.
 TEST(StoreFaultTest, RecoveryAttemptsUnderAFaultAreThrottled) {
   TestDir dir("store-fault-throttle");
-  auto started = ServerProcess::Start(OptionsFor(dir));
-  ASSERT_TRUE(started.ok()) << StatusText(started.status());
-  std::unique_ptr<ServerProcess> server = *std::move(started);
+  std::unique_ptr<ServerProcess> server = StartOrFail(OptionsFor(dir));
+  ASSERT_NE(server, nullptr);
   auto client = NoRetryClient(*server);
   // A WAL of several MB: 1000 records with a 200-byte label per call.
   const std::string pad(200, 'p');
@@ -594,14 +556,13 @@ TEST(StoreFaultTest, RecoveryAttemptsUnderAFaultAreThrottled) {
       WaitForHealth(*health, HealthCheckResponse::SERVING, absl::Seconds(5))
           .has_value())
       << server->Log();
-  server->Signal(SIGKILL);
-  ASSERT_EQ(server->WaitForExit(absl::Seconds(10)), 128 + SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(KillNine(*server));
   server.reset();
-  started = ServerProcess::Start(OptionsFor(dir));
-  ASSERT_TRUE(started.ok()) << StatusText(started.status());
-  EXPECT_THAT((*started)->Log(),
+  server = StartOrFail(OptionsFor(dir));
+  ASSERT_NE(server, nullptr);
+  EXPECT_THAT(server->Log(),
               HasSubstr(absl::StrCat("with ", issued, " live records")));
-  EXPECT_EQ(testing::StopServer(**started), 0);
+  EXPECT_EQ(testing::StopServer(*server), 0);
 }
 
 // The exit code in ServerProcess::Start's "registrar exited with N before
@@ -615,9 +576,9 @@ int ExitCodeOf(const absl::Status& status) {
 
 TEST(StoreFaultTest, SecondServerOnADataDirInUseIsRefused) {
   TestDir dir("store-in-use");
-  auto first = ServerProcess::Start(OptionsFor(dir));
-  ASSERT_TRUE(first.ok()) << StatusText(first.status());
-  auto client = NoRetryClient(**first);
+  std::unique_ptr<ServerProcess> first = StartOrFail(OptionsFor(dir));
+  ASSERT_NE(first, nullptr);
+  auto client = NoRetryClient(*first);
   const v1::Owner bob = MakeOwner("fault", "bob");
   auto ids = client->Issue(IssueThreads(bob, 2, "first"));
   ASSERT_TRUE(ids.ok()) << StatusText(ids);
@@ -643,18 +604,18 @@ TEST(StoreFaultTest, SecondServerOnADataDirInUseIsRefused) {
   auto more = client->Issue(IssueThreads(bob, 1, "first"));
   EXPECT_TRUE(more.ok()) << StatusText(more);
   EXPECT_EQ(CallLabels(*client, bob).size(), 3u);
-  EXPECT_EQ(testing::StopServer(**first), 0) << (*first)->Log();
+  EXPECT_EQ(testing::StopServer(*first), 0) << first->Log();
 }
 
 TEST(StoreFaultTest, DataDirOfAnotherNodeIsRefused) {
   TestDir dir("store-node");
   {
-    auto server = ServerProcess::Start(OptionsFor(dir, {"--node_id=7"}));
-    ASSERT_TRUE(server.ok()) << StatusText(server.status());
-    auto client = NoRetryClient(**server);
+    auto server = StartOrFail(OptionsFor(dir, {"--node_id=7"}));
+    ASSERT_NE(server, nullptr);
+    auto client = NoRetryClient(*server);
     ASSERT_TRUE(
         client->Issue(IssueThreads(MakeOwner("fault", "carol"), 1, "x")).ok());
-    EXPECT_EQ(testing::StopServer(**server), 0) << (*server)->Log();
+    EXPECT_EQ(testing::StopServer(*server), 0) << server->Log();
   }
   for (const char* flag : {"--node_id=8", "--node_id=0"}) {
     auto server = ServerProcess::Start(OptionsFor(dir, {flag}));
@@ -666,10 +627,10 @@ TEST(StoreFaultTest, DataDirOfAnotherNodeIsRefused) {
     EXPECT_TRUE(code > 0 && code < 128) << flag << ": " << message;
   }
   // The refusals changed nothing: the right node still starts on it.
-  auto server = ServerProcess::Start(OptionsFor(dir, {"--node_id=7"}));
-  ASSERT_TRUE(server.ok()) << StatusText(server.status());
-  EXPECT_THAT((*server)->Log(), HasSubstr("with 1 live records"));
-  EXPECT_EQ(testing::StopServer(**server), 0) << (*server)->Log();
+  auto server = StartOrFail(OptionsFor(dir, {"--node_id=7"}));
+  ASSERT_NE(server, nullptr);
+  EXPECT_THAT(server->Log(), HasSubstr("with 1 live records"));
+  EXPECT_EQ(testing::StopServer(*server), 0) << server->Log();
 }
 
 TEST(StoreFaultTest, ForeignDirectoryIsRefusedAndLeftIntact) {
@@ -684,14 +645,8 @@ TEST(StoreFaultTest, ForeignDirectoryIsRefusedAndLeftIntact) {
   auto listing = [&] {
     std::map<std::string, std::string> out;
     for (const auto& e : fs::recursive_directory_iterator(foreign)) {
-      std::string content;
-      if (e.is_regular_file()) {
-        std::ifstream in(e.path(), std::ios::binary);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        content = ss.str();
-      }
-      out[e.path().string()] = content;
+      out[e.path().string()] =
+          e.is_regular_file() ? ReadFile(e.path().string()) : "";
     }
     return out;
   };

@@ -2,14 +2,20 @@
 #define REGISTRAR_TESTS_INTEGRATION_TEST_UTIL_H_
 
 // Small helpers shared by the integration tests: owners, clients, status
-// text for gtest output, and a few one-call wrappers. Header-only.
+// text for gtest output, starting and stopping servers, a fixture base for
+// suites that share one server, running registrarctl, and a few one-call
+// wrappers. Header-only.
 
 #include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
 
 #include <algorithm>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +29,10 @@
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.pb.h"
 #include "tests/integration/server_process.h"
+
+#ifndef REGISTRARCTL_BINARY
+#error "REGISTRARCTL_BINARY must be defined to the CLI's path"
+#endif
 
 namespace registrar::testing {
 
@@ -67,12 +77,116 @@ inline std::unique_ptr<Client> MakeClient(const ServerProcess& server,
   return std::make_unique<Client>(options);
 }
 
+// Starts a server; fails the test (and returns null) when it does not.
+inline std::unique_ptr<ServerProcess> StartOrFail(
+    const ServerProcess::Options& options) {
+  auto server = ServerProcess::Start(options);
+  if (!server.ok()) {
+    ADD_FAILURE() << StatusText(server.status());
+    return nullptr;
+  }
+  return *std::move(server);
+}
+
 // SIGTERM and wait; the exit code (nullopt on timeout).
 inline std::optional<int> StopServer(ServerProcess& server,
                                      absl::Duration timeout =
                                          absl::Seconds(20)) {
   server.Signal(SIGTERM);
   return server.WaitForExit(timeout);
+}
+
+// SIGKILL and wait; a fatal failure unless it died of the signal within
+// 10 s (wrap in ASSERT_NO_FATAL_FAILURE to stop the test there).
+inline void KillNine(ServerProcess& server) {
+  server.Signal(SIGKILL);
+  ASSERT_EQ(server.WaitForExit(absl::Seconds(10)), 128 + SIGKILL);
+}
+
+// Base of a fixture whose tests share one server: the suite's
+// SetUpTestSuite calls StartSharedServer, and the server is stopped (exit 0
+// expected) after the suite. Every test gets its own client and owner
+// "acme/<test name>". A fixture that overrides SetUp calls this one first,
+// in ASSERT_NO_FATAL_FAILURE.
+class SharedServerTest : public ::testing::Test {
+ protected:
+  static void StartSharedServer(const ServerProcess::Options& options = {}) {
+    auto server = ServerProcess::Start(options);
+    ASSERT_TRUE(server.ok()) << StatusText(server.status());
+    server_ = server->release();
+  }
+
+  static void TearDownTestSuite() {
+    if (server_ != nullptr) {
+      EXPECT_EQ(StopServer(*server_), 0) << server_->Log();
+      delete server_;
+      server_ = nullptr;
+    }
+  }
+
+  void SetUp() override {
+    ASSERT_NE(server_, nullptr);
+    client_ = MakeClient(*server_);
+    owner_ = MakeOwner(
+        "acme",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+
+  static inline ServerProcess* server_ = nullptr;
+  std::unique_ptr<Client> client_;
+  v1::Owner owner_;
+};
+
+// The whole content of the file at `path` ("" when it cannot be read).
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// `s` in single quotes for /bin/sh.
+inline std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+struct CliResult {
+  int exit_code = -1;  // -1: did not exit normally (or did not start)
+  std::string out;
+  std::string err;
+};
+
+// Runs `registrarctl args...` through /bin/sh, each argument quoted, with
+// `env_prefix` (e.g. "VAR=x ") before it; its exit code, stdout and stderr.
+// Its stderr goes to the file `err_file` and is read back from there; with
+// an empty `err_file` it goes to stdout instead (2>&1) and err stays empty.
+inline CliResult RunCli(const std::vector<std::string>& args,
+                        const std::string& err_file,
+                        const std::string& env_prefix = "") {
+  std::string command = env_prefix + ShellQuote(REGISTRARCTL_BINARY);
+  for (const std::string& a : args) command += " " + ShellQuote(a);
+  command += err_file.empty() ? " 2>&1" : " 2>" + ShellQuote(err_file);
+  CliResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    ADD_FAILURE() << "popen failed: " << command;
+    return result;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) result.out.append(buf, n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (!err_file.empty()) result.err = ReadFile(err_file);
+  return result;
 }
 
 template <typename Container>

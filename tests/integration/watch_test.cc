@@ -16,8 +16,6 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <atomic>
 #include <fstream>
@@ -544,21 +542,14 @@ TEST_F(WatchTest, RegistrarctlWatch) {
   cleanup.mutable_ids()->add_ids(ids[0]);
   ASSERT_TRUE(client_->Cleanup(cleanup).ok());
 
-  auto run = [&](const std::string& args) {
-    const std::string command =
-        absl::StrCat(REGISTRARCTL_BINARY, " --target=", server_->grpc_address(),
-                     " ", args, " 2>&1");
-    std::string out;
-    FILE* pipe = popen(command.c_str(), "r");
-    if (pipe == nullptr) return std::make_pair(-1, out);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-    const int status = pclose(pipe);
-    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  // Runs `registrarctl --target=<server> args...`, stderr into stdout.
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "--target=" + server_->grpc_address());
+    testing::CliResult r = testing::RunCli(args, /*err_file=*/"");
+    return std::make_pair(r.exit_code, r.out);
   };
 
-  auto [code, out] = run("watch --from=1 --limit=4");
+  auto [code, out] = run({"watch", "--from=1", "--limit=4"});
   EXPECT_EQ(code, 0) << out;
   std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 4u) << out;
@@ -569,7 +560,8 @@ TEST_F(WatchTest, RegistrarctlWatch) {
   EXPECT_EQ(lines[3],
             absl::StrCat("4 RELEASED ", ids[0], " owner=acme/alice RELEASED"));
 
-  std::tie(code, out) = run("--json watch --from=2 --tenant=acme --limit=2");
+  std::tie(code, out) =
+      run({"--json", "watch", "--from=2", "--tenant=acme", "--limit=2"});
   EXPECT_EQ(code, 0) << out;
   lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 2u) << out;
@@ -579,10 +571,10 @@ TEST_F(WatchTest, RegistrarctlWatch) {
   EXPECT_THAT(lines[1], HasSubstr("\"type\":\"EVENT_TYPE_RELEASED\""));
   EXPECT_THAT(lines[1], HasSubstr(ids[0]));
 
-  std::tie(code, out) = run("watch --tenant=\"$(printf '\\001')\"");
+  std::tie(code, out) = run({"watch", "--tenant=\x01"});  // a control character
   EXPECT_EQ(code, 1) << out;
   EXPECT_THAT(out, HasSubstr("watch: INVALID_ARGUMENT"));
-  std::tie(code, out) = run("watch --limit=0");
+  std::tie(code, out) = run({"watch", "--limit=0"});
   EXPECT_EQ(code, 2) << out;
 }
 

@@ -4,10 +4,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/unit/store/store_test_util.h"
 
 namespace registrar {
 namespace {
 
+using ::registrar::testing_util::ExpectSameRecord;
 using ::testing::HasSubstr;
 
 RecordView FullRecord() {
@@ -26,23 +28,6 @@ RecordView FullRecord() {
   r.revision = 77;
   r.end_reason = "lease expired";
   return r;
-}
-
-void ExpectSameRecord(const RecordView& a, const RecordView& b) {
-  EXPECT_EQ(a.id, b.id);
-  EXPECT_EQ(a.kind, b.kind);
-  EXPECT_EQ(a.owner, b.owner);
-  EXPECT_EQ(a.parent, b.parent);
-  EXPECT_EQ(a.connection, b.connection);
-  EXPECT_EQ(a.lease, b.lease);
-  ASSERT_NE(a.labels, nullptr);
-  ASSERT_NE(b.labels, nullptr);
-  EXPECT_EQ(*a.labels, *b.labels);
-  EXPECT_EQ(a.created_at, b.created_at);
-  EXPECT_EQ(a.ended_at, b.ended_at);
-  EXPECT_EQ(a.state, b.state);
-  EXPECT_EQ(a.revision, b.revision);
-  EXPECT_EQ(a.end_reason, b.end_reason);
 }
 
 TEST(RecordCodecTest, KeysSortLikeIdsAndRevisions) {

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -49,6 +50,16 @@ absl::Status CommitOne(RocksDbStore& store, uint64_t n, uint64_t* revision) {
   absl::Status s = store.Commit(&b);
   *revision = b.events[0].revision;
   return s;
+}
+
+// Opens the store at `path` into `*store` and loads it; a fatal failure
+// when either fails (call in ASSERT_NO_FATAL_FAILURE).
+void OpenAndLoad(const std::string& path, Durability d,
+                 std::unique_ptr<RocksDbStore>* store) {
+  auto opened = RocksDbStore::Open(SmallOptions(path, d));
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE((*opened)->Load([](RecordView&&) {}).ok());
+  *store = *std::move(opened);
 }
 
 // After reopening: every committed record is there and the event log is
@@ -114,10 +125,9 @@ TEST_P(DiskFullTest, CommitsFailWhileFullAndCheckWritableRecovers) {
   const std::string path = tmpfs.Sub("data");
   uint64_t last = 0;
   {
-    auto opened = RocksDbStore::Open(SmallOptions(path, durability));
-    ASSERT_TRUE(opened.ok()) << opened.status();
-    RocksDbStore& store = **opened;
-    ASSERT_TRUE(store.Load([](RecordView&&) {}).ok());
+    std::unique_ptr<RocksDbStore> opened;
+    ASSERT_NO_FATAL_FAILURE(OpenAndLoad(path, durability, &opened));
+    RocksDbStore& store = *opened;
     uint64_t rev = 0;
     for (int i = 0; i < 10; ++i) {
       ASSERT_TRUE(CommitOne(store, ++last, &rev).ok());
@@ -207,10 +217,9 @@ TEST_P(FatalIoErrorTest, WritesFailUntilTheCauseIsGoneThenReopenRecovers) {
   const std::string path = dir.Sub("data");
   uint64_t last = 0;
   {
-    auto opened = RocksDbStore::Open(SmallOptions(path, durability));
-    ASSERT_TRUE(opened.ok()) << opened.status();
-    RocksDbStore& store = **opened;
-    ASSERT_TRUE(store.Load([](RecordView&&) {}).ok());
+    std::unique_ptr<RocksDbStore> opened;
+    ASSERT_NO_FATAL_FAILURE(OpenAndLoad(path, durability, &opened));
+    RocksDbStore& store = *opened;
     uint64_t rev = 0;
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(CommitOne(store, ++last, &rev).ok());
 
