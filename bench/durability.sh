@@ -14,6 +14,9 @@
 #   SERVER_CPU [1] CLIENT_CPU [0]   taskset pinning ("" disables it)
 #   DATA_ROOT [$TMPDIR or /tmp]     where the temp data dirs go
 #   RAW [unset]                     also append the JSON lines to this file
+#   BENCH_ARGS [unset]              extra registrar-bench flags, e.g.
+#                                   "--rate=2000" (open loop) or "--batch=10"
+#   SERVER_ARGS [unset]             extra registrar flags
 # Calls per fsync: from /metrics when the server exports
 # registrar_store_commits_total and registrar_store_writes_total (group
 # commit: Commit calls and backend writes); otherwise counted with
@@ -105,7 +108,7 @@ start_server() {  # start_server MODE
   "${pinning[@]}" "${wrap[@]}" "$SERVER" --listen=127.0.0.1:0 \
     --metrics_listen=127.0.0.1:0 \
     --port_file="$WORK/ports" --key_file="$WORK/key" --log_level=warn \
-    --shutdown_drain=0s --shutdown_timeout=2s "${args[@]}" \
+    --shutdown_drain=0s --shutdown_timeout=2s "${args[@]}" ${SERVER_ARGS:-} \
     >"$WORK/server-$mode.log" 2>&1 &
   LAUNCH_PID=$!
   SERVER_PID=$LAUNCH_PID
@@ -180,7 +183,8 @@ for mode in $MODES; do
       json=$(pin "$CLIENT_CPU" "$BENCH" --target="$GRPC" --workload="$wl" \
                --concurrency="$c" --channels="$CHANNELS" --owners="$OWNERS" \
                --duration="${DURATION}s" --warmup="${WARMUP}s" \
-               --label="durability=$mode" 2>>"$WORK/bench.err" | grep '^{' |
+               --label="durability=$mode" ${BENCH_ARGS:-} \
+               2>>"$WORK/bench.err" | grep '^{' |
                tail -1)
       rel1=$(now_rel)
       b1=$(machine_busy); s1=$(proc_cpu "$SERVER_PID"); k1=$(children_cpu)
@@ -234,7 +238,7 @@ T_END=$(date +%s)
 echo
 echo "registrar durability comparison ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs," \
      "server on CPU ${SERVER_CPU:-any}, client on CPU ${CLIENT_CPU:-any};" \
-     "${DURATION}s + ${WARMUP}s warm-up per run, $OWNERS owners, $CHANNELS channel(s))"
+     "${DURATION}s + ${WARMUP}s warm-up per run, $OWNERS owners, $CHANNELS channel(s)${BENCH_ARGS:+, bench: $BENCH_ARGS}${SERVER_ARGS:+, server: $SERVER_ARGS})"
 printf '%-7s %-11s %5s %10s %9s %9s %11s %7s %10s\n' mode workload conc calls/s \
   p50_us p99_us calls/fsync errors other_cpu%
 for r in "${ROWS[@]}"; do echo "$r"; done

@@ -767,6 +767,15 @@ absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
   return absl::OkStatus();
 }
 
+uint64_t RocksDbStore::ApproximateRecordCount() {
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return 0;
+  uint64_t n = 0;
+  return h_->db->GetIntProperty(h_->records(), "rocksdb.estimate-num-keys", &n)
+             ? n
+             : 0;
+}
+
 absl::StatusOr<StoreMeta> RocksDbStore::Load(
     const std::function<void(RecordView&&)>& on_record) {
   absl::ReaderMutexLock lock(&db_mu_);

@@ -185,6 +185,7 @@ class RocksDbStore final : public Store {
   std::string_view name() const override { return "rocksdb"; }
 
   CommitStats commit_stats() const override { return committer_.stats(); }
+  uint64_t ApproximateRecordCount() override;
   const std::string& path() const { return path_; }
   // Times CheckWritable reopened the database successfully.
   uint64_t reopens() const { return reopens_.load(); }

@@ -92,6 +92,10 @@ class Store {
   virtual absl::StatusOr<StoreMeta> Load(
       const std::function<void(RecordView&&)>& on_record) = 0;
 
+  // About how many records Load will stream (0 when unknown); lets the
+  // caller size its tables once instead of growing them.
+  virtual uint64_t ApproximateRecordCount() { return 0; }
+
   // Appends to *out the events with revision >= from, in order, at most
   // `limit`. OutOfRange (naming the oldest available revision) when `from`
   // is older than the retained history.
