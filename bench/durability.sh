@@ -17,11 +17,13 @@
 #   BENCH_ARGS [unset]              extra registrar-bench flags, e.g.
 #                                   "--rate=2000" (open loop) or "--batch=10"
 #   SERVER_ARGS [unset]             extra registrar flags
-# Calls per fsync: from /metrics when the server exports
-# registrar_store_commits_total and registrar_store_writes_total (group
-# commit: Commit calls and backend writes); otherwise counted with
-# `perf stat` (fsync + fdatasync syscalls of the server during the run,
-# divided by the run's calls); otherwise "n/a".
+# Calls per fsync (fsync mode): from /metrics, registrar_store_batches_total /
+# registrar_store_writes_total over the run (group commit: committed batches,
+# about one per changing call, and backend writes = fsyncs); with a server
+# that lacks them, counted with `perf stat` (the server's fsync + fdatasync
+# syscalls during the run, divided by the run's calls); else "n/a". For os
+# and none, where writes are not fsyncs, the perf count of real fsyncs
+# (memtable flushes) is shown when perf is available.
 # At 10 s + 2 s per run the default matrix is 24 runs, about 4 min 50 s.
 set -euo pipefail
 
@@ -77,8 +79,13 @@ printf '0 %s\n' "$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
   > "$WORK/key"
 chmod 600 "$WORK/key"
 
+# perf (which slows the server's syscalls a little) only when the server
+# does not count its own writes.
 HAVE_PERF=0
-if command -v perf >/dev/null &&
+STORE_METRICS=0
+if grep -q registrar_store_writes_total "$SERVER"; then
+  STORE_METRICS=1
+elif command -v perf >/dev/null &&
    perf stat -x, -e syscalls:sys_enter_fdatasync -- true >/dev/null 2>&1; then
   HAVE_PERF=1
 fi
@@ -160,11 +167,6 @@ machine_busy() {  # jiffies all CPUs spent busy
 proc_cpu() {  # jiffies a process has used (utime + stime)
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
-children_cpu() {  # jiffies used by this shell's finished children
-  times | tail -1 | awk -v hz="$HZ" '
-    function sec(t) { split(t, a, "m"); sub("s", "", a[2]); return a[1] * 60 + a[2] }
-    { printf "%d\n", (sec($1) + sec($2)) * hz }'
-}
 
 scrape() { curl -s --max-time 2 "http://$METRICS/metrics" || true; }
 
@@ -178,7 +180,7 @@ for mode in $MODES; do
   for wl in $WORKLOADS; do
     for c in $CONCURRENCY; do
       before=$(scrape)
-      b0=$(machine_busy); s0=$(proc_cpu "$SERVER_PID"); k0=$(children_cpu)
+      b0=$(machine_busy); s0=$(proc_cpu "$SERVER_PID")
       rel0=$(now_rel)
       json=$(pin "$CLIENT_CPU" "$BENCH" --target="$GRPC" --workload="$wl" \
                --concurrency="$c" --channels="$CHANNELS" --owners="$OWNERS" \
@@ -187,10 +189,12 @@ for mode in $MODES; do
                2>>"$WORK/bench.err" | grep '^{' |
                tail -1)
       rel1=$(now_rel)
-      b1=$(machine_busy); s1=$(proc_cpu "$SERVER_PID"); k1=$(children_cpu)
+      b1=$(machine_busy); s1=$(proc_cpu "$SERVER_PID")
       # CPU used by anything but this server and this client during the run,
       # in % of one CPU: other engineers' builds, leftover processes, ...
-      other=$(awk -v b="$((b1 - b0))" -v s="$((s1 - s0))" -v k="$((k1 - k0))" \
+      k=$(awk -v c="$(jnum client_cpu_s <<<"$json")" -v hz="$HZ" \
+          'BEGIN { printf "%d", c * hz }')
+      other=$(awk -v b="$((b1 - b0))" -v s="$((s1 - s0))" -v k="$k" \
                   -v hz="$HZ" -v a="$rel0" -v z="$rel1" \
               'BEGIN { o = (b - s - k) / hz / (z - a) * 100; if (o < 0) o = 0;
                        printf "%.0f", o }')
@@ -200,17 +204,17 @@ for mode in $MODES; do
       p99=$(jnum p99_us <<<"$json"); errs=$(jnum errors <<<"$json")
       all=$(jnum all_calls <<<"$json")
       per_fsync=
-      if [[ $mode == memory ]]; then
+      if [[ $mode == memory ]] || [[ $mode != fsync && $STORE_METRICS == 1 ]]; then
         per_fsync="-"
       else
-        c0=$(metric_sum registrar_store_commits_total <<<"$before")
-        c1=$(metric_sum registrar_store_commits_total <<<"$after")
+        c0=$(metric_sum registrar_store_batches_total <<<"$before")
+        c1=$(metric_sum registrar_store_batches_total <<<"$after")
         w0=$(metric_sum registrar_store_writes_total <<<"$before")
         w1=$(metric_sum registrar_store_writes_total <<<"$after")
         if [[ -n $c1 && -n $w1 && $mode == fsync ]]; then
           per_fsync=$(awk -v a="$((c1 - ${c0:-0}))" -v b="$((w1 - ${w0:-0}))" \
                       'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }')
-          FSYNC_SOURCE="metrics (registrar_store_commits_total / registrar_store_writes_total)"
+          FSYNC_SOURCE="/metrics: registrar_store_batches_total / registrar_store_writes_total over the run (setup and warm-up included)"
         fi
       fi
       PENDING+=("$wl $c ${cps:-0} ${p50:-0} ${p99:-0} ${errs:-?} ${all:-0} $rel0 $rel1 ${per_fsync:-?} $other")
@@ -243,5 +247,6 @@ printf '%-7s %-11s %5s %10s %9s %9s %11s %7s %10s\n' mode workload conc calls/s 
   p50_us p99_us calls/fsync errors other_cpu%
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo "calls/fsync source: ${FSYNC_SOURCE:-n/a (server exports no store commit metrics and perf is unavailable)}"
+echo "calls/fsync: '-' where commits are not fsynced (os: WAL written, not synced; none: no WAL; memory)"
 echo "other_cpu%: CPU used during the run by processes other than this server and client, in % of one CPU (0 = a quiet machine)"
 echo "total $((T_END - T_START)) s; load average at start: $LOAD_START, now: $(cut -d' ' -f1-3 /proc/loadavg)"

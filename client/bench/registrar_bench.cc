@@ -38,6 +38,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <vector>
 
@@ -716,6 +717,14 @@ void Bench::Report() const {
     absl::StrAppend(&errors_json, errors_json.empty() ? "" : ",", "\"",
                     CodeName(c), "\":", n);
   }
+  // This process's CPU time (all threads, setup included): for scripts that
+  // tell the client's share of the machine from everyone else's.
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  const double cpu_s = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+  std::printf("  client CPU: %.2f s (%.1f us per call)\n", cpu_s,
+              all_calls_.load() ? cpu_s * 1e6 / all_calls_.load() : 0.0);
   std::string label_json;
   for (char ch : absl::GetFlag(FLAGS_label)) {
     if (ch == '"' || ch == '\\') label_json.push_back('\\');
@@ -728,7 +737,8 @@ void Bench::Report() const {
       "\"calls_per_s\":%.1f,\"ok_per_s\":%.1f,\"items_per_s\":%.1f,\"item\":\"%s\","
       "\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,\"p999_us\":%s,"
       "\"max_us\":%s,\"mean_us\":%.1f,\"unexpected\":%llu,"
-      "\"late_sends\":%llu,\"all_calls\":%llu,\"errors_by_code\":{%s}}\n",
+      "\"late_sends\":%llu,\"all_calls\":%llu,\"client_cpu_s\":%.3f,"
+      "\"errors_by_code\":{%s}}\n",
       workload_name_.c_str(), label_json.c_str(), target_.c_str(),
       concurrency_, channels_n_, batch_, owners_n_, rate_, secs,
       static_cast<unsigned long long>(calls),
@@ -738,7 +748,8 @@ void Bench::Report() const {
       Us(hist_.max()).c_str(), hist_.mean() / 1000.0,
       static_cast<unsigned long long>(unexpected_.load()),
       static_cast<unsigned long long>(late_sends_.load()),
-      static_cast<unsigned long long>(all_calls_.load()), errors_json.c_str());
+      static_cast<unsigned long long>(all_calls_.load()), cpu_s,
+      errors_json.c_str());
   std::fflush(stdout);
 }
 

@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/btree_set.h"
@@ -69,7 +70,8 @@ ABSL_FLAG(std::string, dir, "",
 ABSL_FLAG(std::string, phase, "all", "all | create | scan | recover");
 ABSL_FLAG(bool, keep, false, "Keep the work directory");
 ABSL_FLAG(uint32_t, commit_batch, 20'000, "Events per Commit while creating");
-ABSL_FLAG(uint32_t, shards, 16, "Registry shards (as the server's --shards)");
+ABSL_FLAG(uint32_t, shards, registrar::RegistryOptions{}.shards,
+          "Registry shards (as the server's --shards)");
 ABSL_FLAG(uint64_t, event_history, 1'000'000,
           "Events kept in the store after creation (server default)");
 ABSL_FLAG(std::string, durability, "fsync",
@@ -348,19 +350,27 @@ struct MirrorRecordEntry {
   std::shared_ptr<const std::string> end_reason;
 };
 
-// Capacity of an abseil swiss table after inserting n elements one by one:
-// capacities are 2^k - 1, growth limit capacity - capacity/8 (7 -> 6... as
-// abseil 20220623 CapacityToGrowth).
-uint64_t SwissCapacity(uint64_t n) {
-  if (n == 0) return 0;
-  uint64_t cap = 1;
+// Capacity of an abseil (20220623) swiss table holding n elements after
+// reserve(reserved) (0: none) and n inserts: capacities are 2^k - 1 with a
+// growth limit of capacity - capacity/8 (7 -> 6); reserve(g) allocates the
+// smallest such capacity >= g + (g - 1) / 7; inserts beyond the growth
+// limit double it.
+uint64_t SwissCapacity(uint64_t n, uint64_t reserved = 0) {
   auto growth = [](uint64_t c) { return c == 7 ? 6 : c - c / 8; };
+  uint64_t cap = 0;
+  if (reserved > 0) {
+    const uint64_t want = reserved + (reserved - 1) / 7;
+    cap = 1;
+    while (cap < want) cap = cap * 2 + 1;
+  }
+  if (n == 0) return cap;
+  if (cap == 0) cap = 1;
   while (growth(cap) < n) cap = cap * 2 + 1;
   return cap;
 }
 // Bytes of a swiss table's one allocation: slots + control bytes.
-uint64_t SwissBytes(uint64_t n, uint64_t slot) {
-  const uint64_t cap = SwissCapacity(n);
+uint64_t SwissBytes(uint64_t n, uint64_t slot, uint64_t reserved = 0) {
+  const uint64_t cap = SwissCapacity(n, reserved);
   if (cap == 0) return 0;
   const uint64_t ctrl = (cap + 1 + 15 + 7) & ~uint64_t{7};
   return ctrl + cap * slot;
@@ -386,18 +396,27 @@ struct Breakdown {
   }
 };
 
+// `hint`: the store's record estimate Recover sized the tables from (each
+// shard reserves hint/shards + 1/8 records and hint/shards/2 children keys,
+// as Shard::ReserveUnlocked does).
 Breakdown Estimate(uint64_t n, uint64_t owners, uint32_t shards,
-                   uint32_t nleases) {
+                   uint32_t nleases, uint64_t hint) {
   const Plan plan{n, owners};
   Breakdown b;
   const uint64_t per_shard = (n + shards - 1) / shards;
+  const uint64_t hint_shard = hint / shards;
   const uint64_t record_slot = sizeof(Id128) + sizeof(MirrorRecordEntry);
+  const uint64_t record_reserve = hint_shard + hint_shard / 8;
   b.Add(absl::StrFormat("records: flat_hash_map<Id128, RecordEntry> slot %u B "
-                        "(+1 ctrl), %llu slots/shard for %llu",
+                        "(+1 ctrl), %llu slots/shard for %llu (load %.2f)",
                         static_cast<unsigned>(record_slot),
-                        static_cast<unsigned long long>(SwissCapacity(per_shard)),
-                        static_cast<unsigned long long>(per_shard)),
-        static_cast<double>(SwissBytes(per_shard, record_slot)) * shards);
+                        static_cast<unsigned long long>(
+                            SwissCapacity(per_shard, record_reserve)),
+                        static_cast<unsigned long long>(per_shard),
+                        static_cast<double>(per_shard) /
+                            SwissCapacity(per_shard, record_reserve)),
+        static_cast<double>(SwissBytes(per_shard, record_slot, record_reserve)) *
+            shards);
 
   // Owners: node_hash_map<Owner, OwnerEntry>: a node each + an 8-byte slot.
   const uint64_t owner_node = Chunk(sizeof(Owner) + sizeof(MirrorOwnerEntry));
@@ -466,7 +485,8 @@ Breakdown Estimate(uint64_t n, uint64_t owners, uint32_t shards,
   b.Add(absl::StrFormat("children index: flat_hash_map slot %u B, %llu keys",
                         static_cast<unsigned>(child_slot),
                         static_cast<unsigned long long>(keys)),
-        static_cast<double>(SwissBytes(keys_per_shard, child_slot)) * shards);
+        static_cast<double>(SwissBytes(keys_per_shard, child_slot, hint_shard / 2)) *
+            shards);
   b.Add("children index: vector<Id128> heap blocks", static_cast<double>(vec_heap));
   // Lessor: every connection in its lease's flat_hash_set<BoundConnection>.
   const uint64_t conns_per_lease = (owners + nleases - 1) / nleases;
@@ -543,6 +563,7 @@ int Recover(const std::string& dir) {
   const uint64_t rss_open = TrimmedRss();
   const uint64_t heap_open = HeapInUse();
 
+  const uint64_t hint = store->ApproximateRecordCount();
   RegistryOptions options;
   options.shards = shards;
   options.event_history = absl::GetFlag(FLAGS_event_history);
@@ -576,8 +597,10 @@ int Recover(const std::string& dir) {
       static_cast<unsigned long long>(stats.live_records[3]),
       static_cast<unsigned long long>(stats.tombstones),
       static_cast<unsigned long long>(stats.leases), shards);
-  std::printf("  start-up %.2f s = store open %.2f s + Registry::Recover %.2f s\n",
-              total_s, open_s, recover_s);
+  std::printf("  start-up %.2f s = store open %.2f s + Registry::Recover %.2f s "
+              "(store's record estimate %llu; %u hardware threads)\n",
+              total_s, open_s, recover_s, static_cast<unsigned long long>(hint),
+              std::thread::hardware_concurrency());
   std::printf(
       "  resident: VmRSS %.1f -> %.1f MiB (after open %.1f MiB); +%.1f B per "
       "live record (open + recover), +%.1f B (recover only); malloc heap in "
@@ -585,7 +608,8 @@ int Recover(const std::string& dir) {
       MiB(rss0), MiB(rss1), MiB(rss_open), rss_per, rss_reg_per, heap_per,
       MiB(hwm));
   const Breakdown est =
-      Estimate(n, absl::GetFlag(FLAGS_owners), shards, absl::GetFlag(FLAGS_leases));
+      Estimate(n, absl::GetFlag(FLAGS_owners), shards, absl::GetFlag(FLAGS_leases),
+               hint);
   std::printf("  estimated registry bytes per record (sizeof RecordEntry %zu, "
               "OwnerEntry %zu):\n",
               sizeof(MirrorRecordEntry), sizeof(MirrorOwnerEntry));
