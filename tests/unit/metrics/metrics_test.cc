@@ -255,6 +255,9 @@ TEST(MetricsTest, StatsProviderIsEvaluatedAtEachScrape) {
     stats.live_records[static_cast<int>(Kind::kLease)] = 99;  // not exported
     stats.leases = 5;
     stats.tombstones = 6;
+    stats.store_revision = 41;
+    stats.store_batches = 30;
+    stats.store_writes = 10;
     return stats;
   });
   EXPECT_EQ(calls.load(), 0);  // not evaluated until scraped
@@ -270,6 +273,9 @@ TEST(MetricsTest, StatsProviderIsEvaluatedAtEachScrape) {
       FindSample(s, "registrar_live_records", {{"kind", "lease"}}).has_value());
   EXPECT_EQ(FindSample(s, "registrar_leases"), 5);
   EXPECT_EQ(FindSample(s, "registrar_tombstones"), 6);
+  EXPECT_EQ(FindSample(s, "registrar_store_revision"), 41);
+  EXPECT_EQ(FindSample(s, "registrar_store_batches_total"), 30);
+  EXPECT_EQ(FindSample(s, "registrar_store_writes_total"), 10);
 
   threads = 8;
   s = Scrape(port);
@@ -316,6 +322,25 @@ TEST(MetricsTest, DestroyingMetricsStopsServing) {
     ASSERT_TRUE(HttpGet("127.0.0.1", port, "/metrics").ok());
   }
   EXPECT_FALSE(HttpGet("127.0.0.1", port, "/metrics", 1000).ok());
+}
+
+}  // namespace
+}  // namespace registrar
+
+namespace registrar {
+namespace {
+
+TEST(MetricsTest, StoreCommitsAreTimedAndFailuresCounted) {
+  Metrics metrics;
+  metrics.OnStoreCommit(absl::Microseconds(300), true);
+  metrics.OnStoreCommit(absl::Milliseconds(2), false);
+  const std::string text = metrics.ExpositionText();
+  EXPECT_NE(text.find("registrar_store_commit_seconds_count 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("registrar_store_commit_failures_total 1"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace
