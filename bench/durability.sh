@@ -21,9 +21,10 @@
 # registrar_store_writes_total over the run (group commit: committed batches,
 # about one per changing call, and backend writes = fsyncs); with a server
 # that lacks them, counted with `perf stat` (the server's fsync + fdatasync
-# syscalls during the run, divided by the run's calls); else "n/a". For os
-# and none, where writes are not fsyncs, the perf count of real fsyncs
-# (memtable flushes) is shown when perf is available.
+# syscalls during the run, divided by the run's calls); else "n/a". "-" for
+# os, none and memory (commits are not fsynced) and for read-only workloads.
+# other_cpu%: CPU used during each run by anything but this server and
+# client (other builds on a shared machine), in % of one CPU.
 # At 10 s + 2 s per run the default matrix is 24 runs, about 4 min 50 s.
 set -euo pipefail
 
@@ -212,8 +213,13 @@ for mode in $MODES; do
         w0=$(metric_sum registrar_store_writes_total <<<"$before")
         w1=$(metric_sum registrar_store_writes_total <<<"$after")
         if [[ -n $c1 && -n $w1 && $mode == fsync ]]; then
+          # "-" for read-only workloads: their few commits are the
+          # server's own (clock, probes), not the calls'.
           per_fsync=$(awk -v a="$((c1 - ${c0:-0}))" -v b="$((w1 - ${w0:-0}))" \
-                      'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }')
+                          -v calls="${all:-0}" \
+                      'BEGIN { if (a * 100 < calls) print "-";
+                               else if (b > 0) printf "%.1f", a / b;
+                               else print "n/a" }')
           FSYNC_SOURCE="/metrics: registrar_store_batches_total / registrar_store_writes_total over the run (setup and warm-up included)"
         fi
       fi
