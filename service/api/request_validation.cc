@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
+#include "service/common/kind.h"
 #include "service/common/status_macros.h"
 
 namespace registrar {
@@ -34,9 +35,9 @@ absl::Status CheckText(std::string_view value, std::string_view field,
 absl::Status CheckIdField(std::string_view value, std::string_view field,
                           const ApiLimits& limits) {
   if (value.size() > limits.max_id_bytes) {
-    return InvalidField(field, absl::StrCat("is ", value.size(),
-                                            " bytes, limit is ",
-                                            limits.max_id_bytes));
+    return InvalidField(field,
+                        absl::StrCat("is ", value.size(), " bytes, limit is ",
+                                     limits.max_id_bytes));
   }
   return absl::OkStatus();
 }
@@ -45,28 +46,25 @@ absl::Status CheckLabels(
     const google::protobuf::Map<std::string, std::string>& labels,
     std::string_view field, const ApiLimits& limits) {
   if (labels.size() > limits.max_labels) {
-    return InvalidField(field, absl::StrCat("has ", labels.size(),
-                                            " labels, limit is ",
-                                            limits.max_labels));
+    return InvalidField(
+        field, absl::StrCat("has ", labels.size(), " labels, limit is ",
+                            limits.max_labels));
   }
   for (const auto& [key, value] : labels) {
     const std::string key_field = absl::StrCat(AsAbsl(field), "[key]");
     RETURN_IF_ERROR(CheckText(key, key_field, limits.max_label_key_bytes,
                               /*required=*/true));
-    RETURN_IF_ERROR(CheckText(
-        value, absl::StrCat(AsAbsl(field), "[\"", key, "\"]"),
-        limits.max_string_bytes, /*required=*/false));
+    RETURN_IF_ERROR(CheckText(value,
+                              absl::StrCat(AsAbsl(field), "[\"", key, "\"]"),
+                              limits.max_string_bytes, /*required=*/false));
   }
   return absl::OkStatus();
 }
 
-bool IsRecordKind(int kind) {
-  return kind >= v1::KIND_THREAD && kind <= v1::KIND_CONNECTION;
-}
-
 absl::Status CheckKind(int kind, std::string_view field, bool required) {
   if (kind == v1::KIND_UNSPECIFIED && !required) return absl::OkStatus();
-  if (!IsRecordKind(kind)) {
+  // Proto enums are open: any int may arrive; IsRecordKind names the four.
+  if (kind < 0 || kind >= kNumKinds || !IsRecordKind(static_cast<Kind>(kind))) {
     return InvalidField(
         field, absl::StrCat("must be KIND_THREAD, KIND_RUN, KIND_REQUEST or "
                             "KIND_CONNECTION, got ",
@@ -76,9 +74,9 @@ absl::Status CheckKind(int kind, std::string_view field, bool required) {
 }
 
 absl::Status BatchTooLarge(std::string_view field, size_t n, uint32_t limit) {
-  return FieldError(absl::StatusCode::kResourceExhausted, field,
-                    absl::StrCat("has ", n, " entries, limit is ", limit,
-                                 " (--max_batch)"));
+  return FieldError(
+      absl::StatusCode::kResourceExhausted, field,
+      absl::StrCat("has ", n, " entries, limit is ", limit, " (--max_batch)"));
 }
 
 }  // namespace
@@ -163,8 +161,7 @@ absl::Status CheckValidate(const v1::ValidateRequest& r,
   for (int i = 0; i < r.items_size(); ++i) {
     const v1::ValidateItem& item = r.items(i);
     const std::string base = absl::StrCat("items[", i, "]");
-    RETURN_IF_ERROR(CheckKind(item.expected_kind(),
-                              Path(base, "expected_kind"),
+    RETURN_IF_ERROR(CheckKind(item.expected_kind(), Path(base, "expected_kind"),
                               /*required=*/false));
     if (item.has_owner()) {
       RETURN_IF_ERROR(CheckOwner(item.owner(), Path(base, "owner"), limits));
@@ -202,8 +199,9 @@ absl::Status CheckCleanup(const v1::CleanupRequest& r,
     case v1::CleanupRequest::TARGET_NOT_SET:
       break;
   }
-  return InvalidField("target", "one of ids, connection_id or all_owned is "
-                                "required");
+  return InvalidField("target",
+                      "one of ids, connection_id or all_owned is "
+                      "required");
 }
 
 absl::Status CheckGrantLease(const v1::GrantLeaseRequest& r,
@@ -231,9 +229,10 @@ absl::Status CheckListOwned(const v1::ListOwnedRequest& r,
   RETURN_IF_ERROR(CheckOwner(r.owner(), "owner", limits));
   RETURN_IF_ERROR(CheckKind(r.kind(), "kind", /*required=*/false));
   if (r.page_token().size() > limits.max_page_token_bytes) {
-    return InvalidField("page_token", absl::StrCat("is ", r.page_token().size(),
-                                                   " bytes, limit is ",
-                                                   limits.max_page_token_bytes));
+    return InvalidField(
+        "page_token",
+        absl::StrCat("is ", r.page_token().size(), " bytes, limit is ",
+                     limits.max_page_token_bytes));
   }
   return absl::OkStatus();
 }

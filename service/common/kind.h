@@ -20,6 +20,12 @@ enum class Kind : uint8_t {
 
 inline constexpr int kNumKinds = 6;
 
+// True for the kinds that have records (thread, run, request, connection).
+constexpr bool IsRecordKind(Kind kind) {
+  return kind == Kind::kThread || kind == Kind::kRun ||
+         kind == Kind::kRequest || kind == Kind::kConnection;
+}
+
 // Lowercase name for logs and metric labels: "thread", "run", "request",
 // "connection", "lease", "unspecified".
 std::string_view KindName(Kind kind);

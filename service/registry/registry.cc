@@ -132,8 +132,8 @@ struct Shard {
 
   // Records a loaded record of any state. Only for Registry::Recover,
   // while no other thread can reach the shard.
-  void RestoreUnlocked(RecordView&& v, Counters& counters)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  void RestoreUnlocked(RecordView&& v,
+                       Counters& counters) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     OwnerEntry& owner = GetOrAddOwner(v.owner);
     Insert(v, owner, counters);
     if (v.state != State::kLive) {
@@ -300,33 +300,28 @@ std::shared_ptr<const Labels> ShareLabels(const Labels& labels) {
   return std::make_shared<const Labels>(labels);
 }
 
-bool IsRecordKind(Kind kind) {
-  return kind == Kind::kThread || kind == Kind::kRun ||
-         kind == Kind::kRequest || kind == Kind::kConnection;
-}
-
 // Parses an optional reference field: zero Id128 when empty. InvalidArgument
 // naming `field` when the text is not an ID of kind `want`.
 absl::StatusOr<Id128> ParseReference(std::string_view field,
                                      std::string_view text, Kind want) {
   if (text.empty()) return Id128{};
   absl::StatusOr<ParsedId> parsed = ParseId(text);
-  if (!parsed.ok()) return InvalidField(field, AsStd(parsed.status().message()));
+  if (!parsed.ok())
+    return InvalidField(field, AsStd(parsed.status().message()));
   if (parsed->kind != want) {
-    return InvalidField(field, absl::StrCat("must be a ", AsAbsl(KindPrefix(want)),
-                                            "_ ID, got a ",
-                                            AsAbsl(KindPrefix(parsed->kind)),
-                                            "_ ID"));
+    return InvalidField(
+        field,
+        absl::StrCat("must be a ", AsAbsl(KindPrefix(want)), "_ ID, got a ",
+                     AsAbsl(KindPrefix(parsed->kind)), "_ ID"));
   }
   return parsed->bits;
 }
 
 absl::Status QuotaError(uint64_t live, uint64_t adding, uint64_t quota) {
-  return FieldError(
-      absl::StatusCode::kResourceExhausted, "owner",
-      absl::StrCat("live record quota exceeded: owner holds ", live,
-                   ", this call adds ", adding, ", limit is ", quota,
-                   " (--owner_quota)"));
+  return FieldError(absl::StatusCode::kResourceExhausted, "owner",
+                    absl::StrCat("live record quota exceeded: owner holds ",
+                                 live, ", this call adds ", adding,
+                                 ", limit is ", quota, " (--owner_quota)"));
 }
 
 std::shared_ptr<const std::string> ReasonFor(EndCause cause,
@@ -361,7 +356,8 @@ Registry::Registry(const RegistryOptions& options, const Clock& clock,
       clock_(clock),
       ids_(ids),
       observer_(observer),
-      owned_store_(store == nullptr ? std::make_unique<MemoryStore>() : nullptr),
+      owned_store_(store == nullptr ? std::make_unique<MemoryStore>()
+                                    : nullptr),
       store_(store == nullptr ? owned_store_.get() : store) {
   const uint32_t n = std::max<uint32_t>(1, options_.shards);
   shards_.reserve(n);
@@ -409,7 +405,7 @@ namespace registry_internal {
 class ParallelLoader {
  public:
   ParallelLoader(std::vector<std::unique_ptr<Shard>>& shards,
-                 Counters& counters, const void* /*registry*/)
+                 Counters& counters)
       : shards_(shards), counters_(counters) {
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     workers_.resize(std::min<size_t>(cores, shards.size()));
@@ -496,13 +492,14 @@ absl::Status Registry::Recover() {
   uint64_t count = 0;
   // Size the tables once rather than growing (and rehashing) them.
   const uint64_t hint = store_->ApproximateRecordCount();
-  for (const auto& shard : shards_) shard->ReserveUnlocked(hint / shards_.size());
+  for (const auto& shard : shards_)
+    shard->ReserveUnlocked(hint / shards_.size());
   // Nothing else touches the registry before Recover returns, and the store
   // may hold its own locks while it calls back: taking shard locks in the
   // callback would order store locks before shard locks, the reverse of
   // every commit (shard lock, then store). So the load does not lock; each
   // shard is filled by exactly one loader thread.
-  ParallelLoader loader(shards_, counters_, this);
+  ParallelLoader loader(shards_, counters_);
   ASSIGN_OR_RETURN(StoreMeta meta, store_->Load([&](RecordView&& r) {
     loader.Add(ShardIndex(r.owner), std::move(r));
     ++count;
@@ -520,8 +517,11 @@ absl::Status Registry::Recover() {
   }
   // Rebind live connections to their leases; a connection whose lease is
   // gone (its ending was cut short by a crash) ends now, as expired.
-  Ended orphans{EndCause::kLeaseExpired, State::kExpired,
-                ReasonFor(EndCause::kLeaseExpired, ""), {}, {}};
+  Ended orphans{EndCause::kLeaseExpired,
+                State::kExpired,
+                ReasonFor(EndCause::kLeaseExpired, ""),
+                {},
+                {}};
   for (uint32_t i = 0; i < shards_.size(); ++i) {
     Shard& shard = *shards_[i];
     absl::MutexLock lock(&shard.mu);
@@ -581,8 +581,8 @@ absl::Status Registry::InsertInShard(Shard& shard, const Owner& owner,
 }
 
 absl::Status Registry::EndInShard(Shard& shard, uint32_t shard_index,
-                                  const std::vector<Id128>& ids,
-                                  int64_t now_ms, Ended& ended) {
+                                  const std::vector<Id128>& ids, int64_t now_ms,
+                                  Ended& ended) {
   if (ids.empty()) return absl::OkStatus();
   WriteBatch batch;
   batch.events.reserve(ids.size());
@@ -641,9 +641,9 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
   }
   const Kind parent_kind = ParentKindOf(spec.kind);
   if (parent_kind == Kind::kUnspecified && !spec.parent_id.empty()) {
-    return InvalidField("parent_id",
-                        absl::StrCat("not allowed for ",
-                                     AsAbsl(KindName(spec.kind)), "s"));
+    return InvalidField(
+        "parent_id",
+        absl::StrCat("not allowed for ", AsAbsl(KindName(spec.kind)), "s"));
   }
   if (spec.kind == Kind::kConnection && !spec.connection_id.empty()) {
     return InvalidField("connection_id", "not allowed for connections");
@@ -700,8 +700,8 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
     std::vector<RecordView> records;
     records.reserve(count);
     for (const Id128& id : minted) {
-      records.push_back(NewRecord(id, spec.kind, spec.owner, parent,
-                                  connection, lease, now, labels));
+      records.push_back(NewRecord(id, spec.kind, spec.owner, parent, connection,
+                                  lease, now, labels));
     }
     if (absl::Status s = InsertInShard(shard, spec.owner, records); !s.ok()) {
       for (const BoundConnection& b : bound) lessor_.Detach(lease, b);
@@ -765,8 +765,8 @@ absl::StatusOr<OpenContextResult> Registry::OpenContext(
       records.push_back(NewRecord(thread, Kind::kThread, spec.owner, Id128{},
                                   connection, Id128{}, now, labels));
     }
-    records.push_back(NewRecord(run, Kind::kRun, spec.owner, thread,
-                                connection, Id128{}, now, labels));
+    records.push_back(NewRecord(run, Kind::kRun, spec.owner, thread, connection,
+                                Id128{}, now, labels));
     records.push_back(NewRecord(request, Kind::kRequest, spec.owner, run,
                                 connection, Id128{}, now, labels));
     RETURN_IF_ERROR(InsertInShard(shard, spec.owner, records));
@@ -996,8 +996,11 @@ absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
                    ParseReference("lease_id", lease_id, Kind::kLease));
   if (lease.is_zero()) return InvalidField("lease_id", "is required");
   ASSIGN_OR_RETURN(EndedLease ended_lease, lessor_.Revoke(lease, Now()));
-  Ended ended{EndCause::kLeaseRevoked, State::kReleased,
-              ReasonFor(EndCause::kLeaseRevoked, ""), {}, {}};
+  Ended ended{EndCause::kLeaseRevoked,
+              State::kReleased,
+              ReasonFor(EndCause::kLeaseRevoked, ""),
+              {},
+              {}};
   const absl::Status status = EndLease(ended_lease, ended);
   Report(ended);
   RETURN_IF_ERROR(status);
@@ -1007,8 +1010,11 @@ absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
 
 std::vector<std::string> Registry::Tick() {
   const absl::Time now = Now();
-  Ended ended{EndCause::kLeaseExpired, State::kExpired,
-              ReasonFor(EndCause::kLeaseExpired, ""), {}, {}};
+  Ended ended{EndCause::kLeaseExpired,
+              State::kExpired,
+              ReasonFor(EndCause::kLeaseExpired, ""),
+              {},
+              {}};
   for (const EndedLease& lease : lessor_.TakeExpired(now)) {
     if (absl::Status s = EndLease(lease, ended); !s.ok()) {
       // Retried every tick while the store is down: say so once in a while.
