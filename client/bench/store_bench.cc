@@ -113,7 +113,8 @@ uint64_t DirBytes(const std::filesystem::path& dir) {
   uint64_t total = 0;
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+       it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec)) {
     if (ec) break;
     if (it->is_regular_file(ec)) total += it->file_size(ec);
   }
@@ -132,9 +133,13 @@ struct Plan {
   static Kind KindAt(uint64_t j) {
     if (j == 0) return Kind::kConnection;
     switch ((j - 1) % 7) {
-      case 0: return Kind::kThread;
-      case 1: case 4: return Kind::kRun;
-      default: return Kind::kRequest;
+      case 0:
+        return Kind::kThread;
+      case 1:
+      case 4:
+        return Kind::kRun;
+      default:
+        return Kind::kRequest;
     }
   }
 };
@@ -153,7 +158,8 @@ int Create(const std::string& dir) {
   const uint64_t n = absl::GetFlag(FLAGS_records);
   const uint64_t owners = std::max<uint64_t>(1, absl::GetFlag(FLAGS_owners));
   const uint32_t nleases = std::max<uint32_t>(1, absl::GetFlag(FLAGS_leases));
-  const uint32_t commit_batch = std::max<uint32_t>(1, absl::GetFlag(FLAGS_commit_batch));
+  const uint32_t commit_batch =
+      std::max<uint32_t>(1, absl::GetFlag(FLAGS_commit_batch));
   const Plan plan{n, owners};
 
   std::error_code ec;
@@ -293,25 +299,28 @@ int Create(const std::string& dir) {
   store.reset();
   const uint64_t dir_bytes = DirBytes(DataDir(dir));
 
-  std::printf("create: %llu records (%llu connections, %llu threads, %llu runs, "
-              "%llu requests) of %llu owners, %u leases\n",
-              static_cast<unsigned long long>(written),
-              static_cast<unsigned long long>(by_kind[4]),
-              static_cast<unsigned long long>(by_kind[1]),
-              static_cast<unsigned long long>(by_kind[2]),
-              static_cast<unsigned long long>(by_kind[3]),
-              static_cast<unsigned long long>(owners), nleases);
-  std::printf("  written in %.1f s (%.0f records/s, durability none, batches of "
-              "%u); flush + full compaction %.1f s\n",
-              t_write, written / t_write, commit_batch, compact_s);
-  std::printf("  disk: records family %.1f MiB = %.1f B/record; all SSTs "
-              "%.1f MiB (events kept: %llu); data dir %.1f MiB = %.1f "
-              "B/record\n",
-              MiB(usage.records_sst_bytes),
-              static_cast<double>(usage.records_sst_bytes) / written,
-              MiB(usage.live_sst_bytes),
-              static_cast<unsigned long long>(std::min(last, history)),
-              MiB(dir_bytes), static_cast<double>(dir_bytes) / written);
+  std::printf(
+      "create: %llu records (%llu connections, %llu threads, %llu runs, "
+      "%llu requests) of %llu owners, %u leases\n",
+      static_cast<unsigned long long>(written),
+      static_cast<unsigned long long>(by_kind[4]),
+      static_cast<unsigned long long>(by_kind[1]),
+      static_cast<unsigned long long>(by_kind[2]),
+      static_cast<unsigned long long>(by_kind[3]),
+      static_cast<unsigned long long>(owners), nleases);
+  std::printf(
+      "  written in %.1f s (%.0f records/s, durability none, batches of "
+      "%u); flush + full compaction %.1f s\n",
+      t_write, written / t_write, commit_batch, compact_s);
+  std::printf(
+      "  disk: records family %.1f MiB = %.1f B/record; all SSTs "
+      "%.1f MiB (events kept: %llu); data dir %.1f MiB = %.1f "
+      "B/record\n",
+      MiB(usage.records_sst_bytes),
+      static_cast<double>(usage.records_sst_bytes) / written,
+      MiB(usage.live_sst_bytes),
+      static_cast<unsigned long long>(std::min(last, history)), MiB(dir_bytes),
+      static_cast<double>(dir_bytes) / written);
   std::printf(
       "{\"phase\":\"create\",\"records\":%llu,\"owners\":%llu,"
       "\"write_s\":%.2f,\"compact_s\":%.2f,\"records_sst_bytes\":%llu,"
@@ -327,174 +336,6 @@ int Create(const std::string& dir) {
       static_cast<double>(dir_bytes) / written);
   std::fflush(stdout);
   return 0;
-}
-
-// ---------------------------------------------------------------------------
-// Estimate of the registry's memory, from sizeof()s of mirrors of its
-// private structs (service/registry/registry.cc, registry_internal; keep in
-// step with them) and of abseil's container layouts.
-
-struct MirrorOwnerEntry {
-  const Owner* owner;
-  uint64_t live;
-  absl::btree_set<Id128> ids;
-};
-struct MirrorRecordEntry {
-  Kind kind;
-  State state;
-  MirrorOwnerEntry* owner;
-  Id128 parent, connection, lease;
-  int64_t created_ms, ended_ms;
-  uint64_t revision;
-  std::shared_ptr<const Labels> labels;
-  std::shared_ptr<const std::string> end_reason;
-};
-
-// Capacity of an abseil (20220623) swiss table holding n elements after
-// reserve(reserved) (0: none) and n inserts: capacities are 2^k - 1 with a
-// growth limit of capacity - capacity/8 (7 -> 6); reserve(g) allocates the
-// smallest such capacity >= g + (g - 1) / 7; inserts beyond the growth
-// limit double it.
-uint64_t SwissCapacity(uint64_t n, uint64_t reserved = 0) {
-  auto growth = [](uint64_t c) { return c == 7 ? 6 : c - c / 8; };
-  uint64_t cap = 0;
-  if (reserved > 0) {
-    const uint64_t want = reserved + (reserved - 1) / 7;
-    cap = 1;
-    while (cap < want) cap = cap * 2 + 1;
-  }
-  if (n == 0) return cap;
-  if (cap == 0) cap = 1;
-  while (growth(cap) < n) cap = cap * 2 + 1;
-  return cap;
-}
-// Bytes of a swiss table's one allocation: slots + control bytes.
-uint64_t SwissBytes(uint64_t n, uint64_t slot, uint64_t reserved = 0) {
-  const uint64_t cap = SwissCapacity(n, reserved);
-  if (cap == 0) return 0;
-  const uint64_t ctrl = (cap + 1 + 15 + 7) & ~uint64_t{7};
-  return ctrl + cap * slot;
-}
-// glibc malloc chunk for a request of `b` bytes (8-byte header, 16-aligned,
-// 32 minimum).
-uint64_t Chunk(uint64_t b) { return std::max<uint64_t>(32, (b + 8 + 15) & ~uint64_t{15}); }
-// std::vector<Id128> capacity after n push_backs (libstdc++ doubles).
-uint64_t VecCap(uint64_t n) {
-  uint64_t c = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    if (i == c) c = c == 0 ? 1 : 2 * c;
-  }
-  return c;
-}
-
-struct Breakdown {
-  std::vector<std::pair<std::string, double>> parts;  // bytes in total
-  double total = 0;
-  void Add(std::string name, double bytes) {
-    parts.emplace_back(std::move(name), bytes);
-    total += bytes;
-  }
-};
-
-// `hint`: the store's record estimate Recover sized the tables from (each
-// shard reserves hint/shards + 1/8 records and hint/shards/2 children keys,
-// as Shard::ReserveUnlocked does).
-Breakdown Estimate(uint64_t n, uint64_t owners, uint32_t shards,
-                   uint32_t nleases, uint64_t hint) {
-  const Plan plan{n, owners};
-  Breakdown b;
-  const uint64_t per_shard = (n + shards - 1) / shards;
-  const uint64_t hint_shard = hint / shards;
-  const uint64_t record_slot = sizeof(Id128) + sizeof(MirrorRecordEntry);
-  const uint64_t record_reserve = hint_shard + hint_shard / 8;
-  b.Add(absl::StrFormat("records: flat_hash_map<Id128, RecordEntry> slot %u B "
-                        "(+1 ctrl), %llu slots/shard for %llu (load %.2f)",
-                        static_cast<unsigned>(record_slot),
-                        static_cast<unsigned long long>(
-                            SwissCapacity(per_shard, record_reserve)),
-                        static_cast<unsigned long long>(per_shard),
-                        static_cast<double>(per_shard) /
-                            SwissCapacity(per_shard, record_reserve)),
-        static_cast<double>(SwissBytes(per_shard, record_slot, record_reserve)) *
-            shards);
-
-  // Owners: node_hash_map<Owner, OwnerEntry>: a node each + an 8-byte slot.
-  const uint64_t owner_node = Chunk(sizeof(Owner) + sizeof(MirrorOwnerEntry));
-  const uint64_t owners_per_shard = (owners + shards - 1) / shards;
-  b.Add(absl::StrFormat("owners: node_hash_map node %llu B + slot 8 B",
-                        static_cast<unsigned long long>(owner_node)),
-        static_cast<double>(owner_node * owners +
-                            SwissBytes(owners_per_shard, 8) * shards));
-  // Owner strings: heap only beyond the 15-byte SSO (none here).
-  // btree_set<Id128> per owner: leaves of 15 IDs (256 B), appended in
-  // order so leaves are full; small roots grow 1,2,4,8,15 slots.
-  double btree = 0;
-  {
-    const uint64_t r = plan.PerOwner(0);
-    auto leaf_bytes = [](uint64_t slots) { return Chunk(16 + 16 * slots); };
-    uint64_t per_owner;
-    if (r <= 15) {
-      uint64_t slots = 1;
-      while (slots < r) slots = std::min<uint64_t>(15, slots * 2);
-      per_owner = leaf_bytes(slots);
-    } else {
-      const uint64_t leaves = (r + 14) / 15;
-      const uint64_t internals = (leaves + 15) / 16;  // one level suffices
-      per_owner = leaves * leaf_bytes(15) + internals * Chunk(16 + 15 * 16 + 16 * 8);
-    }
-    btree = static_cast<double>(per_owner) * owners;
-  }
-  b.Add("owner index: btree_set<Id128> per owner", btree);
-
-  // children: flat_hash_map<Id128, vector<Id128>>: keys are connections,
-  // threads (with runs), runs (with requests); every non-connection record
-  // is in its connection's vector, runs and requests also in their parent's.
-  uint64_t keys = 0, vec_heap = 0;
-  {
-    // Owners differ by at most one record: model all as PerOwner(0).
-    const uint64_t r = plan.PerOwner(0);
-    std::vector<uint64_t> kids;  // children per thread / run
-    size_t cur_thread = 0, cur_run = 0;
-    for (uint64_t j = 1; j < r; ++j) {
-      switch (Plan::KindAt(j)) {
-        case Kind::kThread:
-          cur_thread = kids.size();
-          kids.push_back(0);
-          break;
-        case Kind::kRun:
-          ++kids[cur_thread];
-          cur_run = kids.size();
-          kids.push_back(0);
-          break;
-        default:
-          ++kids[cur_run];
-      }
-    }
-    uint64_t k = r > 1 ? 1 : 0;
-    uint64_t heap = r > 1 ? Chunk(16 * VecCap(r - 1)) : 0;
-    for (uint64_t c : kids) {
-      if (c == 0) continue;
-      ++k;
-      heap += Chunk(16 * VecCap(c));
-    }
-    keys = k * owners;
-    vec_heap = heap * owners;
-  }
-  const uint64_t keys_per_shard = (keys + shards - 1) / shards;
-  const uint64_t child_slot = sizeof(Id128) + sizeof(std::vector<Id128>);
-  b.Add(absl::StrFormat("children index: flat_hash_map slot %u B, %llu keys",
-                        static_cast<unsigned>(child_slot),
-                        static_cast<unsigned long long>(keys)),
-        static_cast<double>(SwissBytes(keys_per_shard, child_slot, hint_shard / 2)) *
-            shards);
-  b.Add("children index: vector<Id128> heap blocks", static_cast<double>(vec_heap));
-  // Lessor: every connection in its lease's flat_hash_set<BoundConnection>.
-  const uint64_t conns_per_lease = (owners + nleases - 1) / nleases;
-  b.Add(absl::StrFormat("lessor: flat_hash_set<BoundConnection> slot %u B",
-                        static_cast<unsigned>(sizeof(BoundConnection))),
-        static_cast<double>(SwissBytes(conns_per_lease, sizeof(BoundConnection))) *
-            nleases);
-  return b;
 }
 
 // ---------------------------------------------------------------------------
@@ -528,15 +369,17 @@ int Scan(const std::string& dir) {
   }
   const double load_s = SecondsSince(t1);
   const uint64_t rss1 = TrimmedRss();
-  std::printf("scan: open %.2f s, Load of %llu records (%llu live) %.2f s "
-              "(%.0f records/s); RSS +%.1f MiB (store caches)\n",
-              open_s, static_cast<unsigned long long>(count),
-              static_cast<unsigned long long>(live), load_s,
-              count / std::max(load_s, 1e-9), MiB(rss1 - rss0));
-  std::printf("{\"phase\":\"scan\",\"records\":%llu,\"open_s\":%.3f,"
-              "\"load_s\":%.3f,\"rss_delta_bytes\":%llu}\n",
-              static_cast<unsigned long long>(count), open_s, load_s,
-              static_cast<unsigned long long>(rss1 - rss0));
+  std::printf(
+      "scan: open %.2f s, Load of %llu records (%llu live) %.2f s "
+      "(%.0f records/s); RSS +%.1f MiB (store caches)\n",
+      open_s, static_cast<unsigned long long>(count),
+      static_cast<unsigned long long>(live), load_s,
+      count / std::max(load_s, 1e-9), MiB(rss1 - rss0));
+  std::printf(
+      "{\"phase\":\"scan\",\"records\":%llu,\"open_s\":%.3f,"
+      "\"load_s\":%.3f,\"rss_delta_bytes\":%llu}\n",
+      static_cast<unsigned long long>(count), open_s, load_s,
+      static_cast<unsigned long long>(rss1 - rss0));
   std::fflush(stdout);
   return 0;
 }
@@ -567,8 +410,8 @@ int Recover(const std::string& dir) {
   RegistryOptions options;
   options.shards = shards;
   options.event_history = absl::GetFlag(FLAGS_event_history);
-  auto registry = std::make_unique<Registry>(options, clock, ids, nullptr,
-                                             store.get());
+  auto registry =
+      std::make_unique<Registry>(options, clock, ids, nullptr, store.get());
   const auto t1 = SteadyClock::now();
   if (auto s = registry->Recover(); !s.ok()) {
     std::fprintf(stderr, "recover: %s\n", s.ToString().c_str());
@@ -588,7 +431,8 @@ int Recover(const std::string& dir) {
   const double rss_reg_per = static_cast<double>(rss1 - rss_open) / n;
   const double heap_per = static_cast<double>(heap1 - heap_open) / n;
   std::printf(
-      "recover: %llu live records (%llu conn, %llu thread, %llu run, %llu req), "
+      "recover: %llu live records (%llu conn, %llu thread, %llu run, %llu "
+      "req), "
       "%llu tombstones, %llu leases, %u shards\n",
       static_cast<unsigned long long>(live),
       static_cast<unsigned long long>(stats.live_records[4]),
@@ -597,38 +441,48 @@ int Recover(const std::string& dir) {
       static_cast<unsigned long long>(stats.live_records[3]),
       static_cast<unsigned long long>(stats.tombstones),
       static_cast<unsigned long long>(stats.leases), shards);
-  std::printf("  start-up %.2f s = store open %.2f s + Registry::Recover %.2f s "
-              "(store's record estimate %llu; %u hardware threads)\n",
-              total_s, open_s, recover_s, static_cast<unsigned long long>(hint),
-              std::thread::hardware_concurrency());
+  std::printf(
+      "  start-up %.2f s = store open %.2f s + Registry::Recover %.2f s "
+      "(store's record estimate %llu; %u hardware threads)\n",
+      total_s, open_s, recover_s, static_cast<unsigned long long>(hint),
+      std::thread::hardware_concurrency());
   std::printf(
       "  resident: VmRSS %.1f -> %.1f MiB (after open %.1f MiB); +%.1f B per "
       "live record (open + recover), +%.1f B (recover only); malloc heap in "
       "use +%.1f B/record (recover); peak VmHWM %.1f MiB\n",
       MiB(rss0), MiB(rss1), MiB(rss_open), rss_per, rss_reg_per, heap_per,
       MiB(hwm));
-  const Breakdown est =
-      Estimate(n, absl::GetFlag(FLAGS_owners), shards, absl::GetFlag(FLAGS_leases),
-               hint);
-  std::printf("  estimated registry bytes per record (sizeof RecordEntry %zu, "
-              "OwnerEntry %zu):\n",
-              sizeof(MirrorRecordEntry), sizeof(MirrorOwnerEntry));
-  for (const auto& [name, bytes] : est.parts) {
-    std::printf("    %6.1f B  %s\n", bytes / n, name.c_str());
+  // The registry's own account of its tables (capacity, not use).
+  const RecordTable::Memory mem = registry->MemoryUsage();
+  const double table_bytes =
+      static_cast<double>(mem.nodes + mem.id_index + mem.extras + mem.owners +
+                          mem.owner_ids + mem.tombstones);
+  std::printf(
+      "  registry tables, bytes per record (RecordTable::MemoryUsage):\n");
+  const std::pair<const char*, uint64_t> parts[] = {
+      {"nodes (64-byte node, 4096-node chunks)", mem.nodes},
+      {"ID index (hash set of 32-bit refs)", mem.id_index},
+      {"extras (lease, labels, end) side table", mem.extras},
+      {"owners (entries + hash map)", mem.owners},
+      {"owner ID order (B-trees of refs, estimate)", mem.owner_ids},
+      {"tombstone queue", mem.tombstones}};
+  for (const auto& [name, bytes] : parts) {
+    std::printf("    %6.1f B  %s\n", static_cast<double>(bytes) / n, name);
   }
-  std::printf("    %6.1f B  total estimate (rest of the measured figure: "
-              "allocator slack, RocksDB caches, transient)\n",
-              est.total / n);
+  std::printf(
+      "    %6.1f B  total (rest of the measured figure: allocator "
+      "slack, RocksDB caches, lessor, transient)\n",
+      table_bytes / n);
   std::printf(
       "{\"phase\":\"recover\",\"records\":%llu,\"live\":%llu,\"open_s\":%.3f,"
       "\"recover_s\":%.3f,\"startup_s\":%.3f,\"rss_before_bytes\":%llu,"
       "\"rss_after_bytes\":%llu,\"rss_bytes_per_record\":%.1f,"
       "\"rss_recover_bytes_per_record\":%.1f,\"heap_bytes_per_record\":%.1f,"
-      "\"estimate_bytes_per_record\":%.1f,\"vmhwm_bytes\":%llu}\n",
+      "\"table_bytes_per_record\":%.1f,\"vmhwm_bytes\":%llu}\n",
       static_cast<unsigned long long>(n), static_cast<unsigned long long>(live),
       open_s, recover_s, total_s, static_cast<unsigned long long>(rss0),
       static_cast<unsigned long long>(rss1), rss_per, rss_reg_per, heap_per,
-      est.total / n, static_cast<unsigned long long>(hwm));
+      table_bytes / n, static_cast<unsigned long long>(hwm));
   std::fflush(stdout);
   // Exit without tearing down 10M entries: that is not start-up.
   std::_Exit(0);
@@ -637,14 +491,14 @@ int Recover(const std::string& dir) {
 // Runs this binary again with --phase=<phase> and the same flags.
 int RunChild(const char* self, const std::string& phase, const std::string& dir,
              std::string* json) {
-  std::string cmd = absl::StrCat(
-      "'", self, "' --phase=", phase, " --dir='", dir,
-      "' --records=", absl::GetFlag(FLAGS_records),
-      " --owners=", absl::GetFlag(FLAGS_owners),
-      " --leases=", absl::GetFlag(FLAGS_leases),
-      " --shards=", absl::GetFlag(FLAGS_shards),
-      " --event_history=", absl::GetFlag(FLAGS_event_history),
-      " --durability=", absl::GetFlag(FLAGS_durability));
+  std::string cmd =
+      absl::StrCat("'", self, "' --phase=", phase, " --dir='", dir,
+                   "' --records=", absl::GetFlag(FLAGS_records),
+                   " --owners=", absl::GetFlag(FLAGS_owners),
+                   " --leases=", absl::GetFlag(FLAGS_leases),
+                   " --shards=", absl::GetFlag(FLAGS_shards),
+                   " --event_history=", absl::GetFlag(FLAGS_event_history),
+                   " --durability=", absl::GetFlag(FLAGS_durability));
   std::fflush(stdout);
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return 1;
@@ -660,7 +514,9 @@ int RunChild(const char* self, const std::string& phase, const std::string& dir,
 double JsonNumber(const std::string& json, const std::string& key) {
   const std::string k = "\"" + key + "\":";
   const size_t at = json.find(k);
-  return at == std::string::npos ? -1 : std::strtod(json.c_str() + at + k.size(), nullptr);
+  return at == std::string::npos
+             ? -1
+             : std::strtod(json.c_str() + at + k.size(), nullptr);
 }
 
 }  // namespace
@@ -677,7 +533,8 @@ int main(int argc, char** argv) {
   mallopt(M_ARENA_MAX, 1);
   std::string dir = absl::GetFlag(FLAGS_dir);
   if (dir.empty()) {
-    dir = absl::StrCat("/tmp/registrar-storebench-", absl::GetFlag(FLAGS_records));
+    dir = absl::StrCat("/tmp/registrar-storebench-",
+                       absl::GetFlag(FLAGS_records));
   }
   const std::string phase = absl::GetFlag(FLAGS_phase);
   if (phase == "create") return Create(dir);
@@ -699,12 +556,12 @@ int main(int argc, char** argv) {
     std::printf(
         "SUMMARY records=%llu owners=%llu: start-up %.2f s (target <= 10 s at "
         "10M), Load alone %.2f s; resident %.1f B/live record (target <= 160), "
-        "estimate %.1f B\n",
+        "registry tables %.1f B\n",
         static_cast<unsigned long long>(n),
         static_cast<unsigned long long>(absl::GetFlag(FLAGS_owners)),
         JsonNumber(recover_json, "startup_s"), JsonNumber(scan_json, "load_s"),
         JsonNumber(recover_json, "rss_bytes_per_record"),
-        JsonNumber(recover_json, "estimate_bytes_per_record"));
+        JsonNumber(recover_json, "table_bytes_per_record"));
   }
   if (!absl::GetFlag(FLAGS_keep)) {
     if (std::filesystem::exists(dir + "/STOREBENCH", ec)) {

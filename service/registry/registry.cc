@@ -21,26 +21,9 @@
 namespace registrar {
 namespace registry_internal {
 
-struct OwnerEntry {
-  const Owner* owner = nullptr;  // the map key; stable in a node_hash_map
-  uint64_t live = 0;
-  absl::btree_set<Id128> ids;  // live records and tombstones, in time order
-};
-
-struct RecordEntry {
-  Kind kind = Kind::kUnspecified;
-  State state = State::kLive;
-  OwnerEntry* owner = nullptr;
-  Id128 parent;
-  Id128 connection;
-  Id128 lease;
-  int64_t created_ms = 0;
-  int64_t ended_ms = 0;
-  uint64_t revision = 0;
-  // Shared by every record of one call: a batch of 1000 holds one copy.
-  std::shared_ptr<const Labels> labels;
-  std::shared_ptr<const std::string> end_reason;
-};
+using Ref = RecordTable::Ref;
+using OwnerRef = RecordTable::OwnerRef;
+constexpr Ref kNone = RecordTable::kNone;
 
 // What one call ended, for its reply and for the observer.
 struct Ended {
@@ -59,241 +42,20 @@ struct Ended {
   }
 };
 
-// One slice of the records. Every method requires `mu` held (the
-// annotations say which mode); none of them calls out of the shard except
-// into the Lessor, which never calls back.
+// One slice of the records, guarded by its mutex. Calls out of a shard go
+// only into the Lessor, which never calls back.
 struct Shard {
   mutable absl::Mutex mu;
-  absl::flat_hash_map<Id128, RecordEntry> records ABSL_GUARDED_BY(mu);
-  absl::node_hash_map<Owner, OwnerEntry> owners ABSL_GUARDED_BY(mu);
-  // Parent or connection → records that name it.
-  absl::flat_hash_map<Id128, std::vector<Id128>> children ABSL_GUARDED_BY(mu);
-  // Ended records in end order, for retention.
-  std::deque<std::pair<int64_t, Id128>> tombstones ABSL_GUARDED_BY(mu);
-
-  OwnerEntry* FindOwner(const Owner& owner) ABSL_SHARED_LOCKS_REQUIRED(mu) {
-    auto it = owners.find(owner);
-    return it == owners.end() ? nullptr : &it->second;
-  }
-  const OwnerEntry* FindOwner(const Owner& owner) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu) {
-    auto it = owners.find(owner);
-    return it == owners.end() ? nullptr : &it->second;
-  }
-
-  OwnerEntry& GetOrAddOwner(const Owner& owner)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    auto [it, inserted] = owners.try_emplace(owner);
-    if (inserted) it->second.owner = &it->first;
-    return it->second;
-  }
-
-  // The live record `id` of `kind` owned by `owner`, or null.
-  const RecordEntry* FindLiveOwned(Id128 id, Kind kind,
-                                   const OwnerEntry* owner) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu) {
-    if (owner == nullptr || id.is_zero()) return nullptr;
-    auto it = records.find(id);
-    if (it == records.end()) return nullptr;
-    const RecordEntry& r = it->second;
-    if (r.kind != kind || r.owner != owner || r.state != State::kLive) {
-      return nullptr;
-    }
-    return &r;
-  }
-
-  // Records a committed new record.
-  void Insert(const RecordView& v, OwnerEntry& owner, Counters& counters)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    RecordEntry& r = records[v.id];
-    r.kind = v.kind;
-    r.state = State::kLive;
-    r.owner = &owner;
-    r.parent = v.parent;
-    r.connection = v.connection;
-    r.lease = v.lease;
-    r.created_ms = absl::ToUnixMillis(v.created_at);
-    r.revision = v.revision;
-    r.labels = v.labels;
-    owner.ids.insert(v.id);
-    ++owner.live;
-    if (!v.parent.is_zero()) children[v.parent].push_back(v.id);
-    if (!v.connection.is_zero()) children[v.connection].push_back(v.id);
-    counters.live[static_cast<int>(v.kind)].fetch_add(
-        1, std::memory_order_relaxed);
-  }
-
-  // Makes room for about `n` records. Only for Registry::Recover.
-  void ReserveUnlocked(uint64_t n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    if (n == 0) return;
-    records.reserve(n + n / 8);
-    children.reserve(n / 2);
-  }
-
-  // Records a loaded record of any state. Only for Registry::Recover,
-  // while no other thread can reach the shard.
-  void RestoreUnlocked(RecordView&& v,
-                       Counters& counters) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    OwnerEntry& owner = GetOrAddOwner(v.owner);
-    Insert(v, owner, counters);
-    if (v.state != State::kLive) {
-      RecordEntry& r = records[v.id];
-      r.state = v.state;
-      r.ended_ms = absl::ToUnixMillis(v.ended_at);
-      if (!v.end_reason.empty()) {
-        r.end_reason = std::make_shared<const std::string>(v.end_reason);
-      }
-      --owner.live;
-      tombstones.emplace_back(r.ended_ms, v.id);
-      counters.live[static_cast<int>(v.kind)].fetch_sub(
-          1, std::memory_order_relaxed);
-      counters.tombstones.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
-
-  // Appends `root` (if live) and its live descendants (rule 3 of
-  // registry.h) to *out, skipping any already in *seen.
-  void CollectCascade(Id128 root, std::vector<Id128>* out,
-                      absl::flat_hash_set<Id128>* seen) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu) {
-    auto root_it = records.find(root);
-    if (root_it == records.end()) return;
-    const OwnerEntry* owner = root_it->second.owner;
-    std::vector<Id128> stack{root};
-    while (!stack.empty()) {
-      const Id128 id = stack.back();
-      stack.pop_back();
-      auto it = records.find(id);
-      if (it == records.end()) continue;
-      const RecordEntry& r = it->second;
-      if (r.state != State::kLive || r.owner != owner) continue;
-      if (!seen->insert(id).second) continue;
-      out->push_back(id);
-      auto kids = children.find(id);
-      if (kids == children.end()) continue;
-      for (const Id128& child : kids->second) {
-        auto c = records.find(child);
-        if (c == records.end() || c->second.state != State::kLive) continue;
-        // Threads outlive the connection they were opened through.
-        if (r.kind == Kind::kConnection && c->second.kind == Kind::kThread) {
-          continue;
-        }
-        stack.push_back(child);
-      }
-    }
-  }
-
-  // Applies a committed end event to its live record.
-  void ApplyEnd(const Event& e, Ended& ended, Lessor& lessor,
-                Counters& counters, uint32_t shard_index)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    RecordEntry& r = records.find(e.record.id)->second;
-    r.state = e.record.state;
-    r.ended_ms = absl::ToUnixMillis(e.record.ended_at);
-    r.end_reason = ended.reason;
-    r.revision = e.revision;
-    --r.owner->live;
-    tombstones.emplace_back(r.ended_ms, e.record.id);
-    counters.live[static_cast<int>(r.kind)].fetch_sub(
-        1, std::memory_order_relaxed);
-    counters.tombstones.fetch_add(1, std::memory_order_relaxed);
-    // A lease that ended already dropped its connections itself.
-    if (r.kind == Kind::kConnection && !r.lease.is_zero() &&
-        ended.cause != EndCause::kLeaseRevoked &&
-        ended.cause != EndCause::kLeaseExpired) {
-      lessor.Detach(r.lease, BoundConnection{e.record.id, shard_index});
-    }
-    ++ended.count[static_cast<int>(r.kind)];
-    ended.records.emplace_back(r.kind, e.record.id);
-  }
-
-  static void EraseFrom(std::vector<Id128>& v, Id128 id) {
-    auto it = std::find(v.begin(), v.end(), id);
-    if (it != v.end()) {
-      *it = v.back();
-      v.pop_back();
-    }
-  }
-
-  void UnlinkChild(Id128 link, Id128 child) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (link.is_zero()) return;
-    auto it = children.find(link);
-    if (it == children.end()) return;
-    EraseFrom(it->second, child);
-    if (it->second.empty()) children.erase(it);
-  }
-
-  // Tombstones that ended at or before `cutoff_ms`, oldest first.
-  std::vector<Id128> DueTombstones(int64_t cutoff_ms) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu) {
-    std::vector<Id128> due;
-    for (const auto& [ended_ms, id] : tombstones) {
-      if (ended_ms > cutoff_ms) break;
-      auto it = records.find(id);
-      if (it != records.end() && it->second.state != State::kLive &&
-          it->second.ended_ms == ended_ms) {
-        due.push_back(id);
-      }
-    }
-    return due;
-  }
-
-  // Forgets tombstones that ended at or before `cutoff_ms` (their removal
-  // from the store is committed by the caller first).
-  void DropTombstones(int64_t cutoff_ms, Counters& counters)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    while (!tombstones.empty() && tombstones.front().first <= cutoff_ms) {
-      const auto [ended_ms, id] = tombstones.front();
-      tombstones.pop_front();
-      auto it = records.find(id);
-      if (it == records.end() || it->second.state == State::kLive ||
-          it->second.ended_ms != ended_ms) {
-        continue;
-      }
-      RecordEntry& r = it->second;
-      UnlinkChild(r.parent, id);
-      UnlinkChild(r.connection, id);
-      children.erase(id);
-      OwnerEntry* owner = r.owner;
-      owner->ids.erase(id);
-      records.erase(it);
-      counters.tombstones.fetch_sub(1, std::memory_order_relaxed);
-      if (owner->ids.empty()) owners.erase(*owner->owner);
-    }
-  }
-
-  RecordView View(Id128 id, const RecordEntry& r) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu) {
-    RecordView v;
-    v.id = id;
-    v.kind = r.kind;
-    v.owner = *r.owner->owner;
-    v.parent = r.parent;
-    v.connection = r.connection;
-    v.lease = r.lease;
-    v.labels = r.labels ? r.labels : std::make_shared<const Labels>();
-    v.created_at = absl::FromUnixMillis(r.created_ms);
-    v.ended_at = r.state == State::kLive ? absl::InfinitePast()
-                                         : absl::FromUnixMillis(r.ended_ms);
-    v.state = r.state;
-    v.revision = r.revision;
-    if (r.end_reason) v.end_reason = *r.end_reason;
-    return v;
-  }
+  RecordTable table ABSL_GUARDED_BY(mu);
 };
 
 }  // namespace registry_internal
 
-using registry_internal::OwnerEntry;
-using registry_internal::RecordEntry;
+using registry_internal::kNone;
+using registry_internal::OwnerRef;
+using registry_internal::Ref;
 
 namespace {
-
-const std::shared_ptr<const Labels>& EmptyLabels() {
-  static const auto* empty =
-      new std::shared_ptr<const Labels>(std::make_shared<const Labels>());
-  return *empty;
-}
 
 std::shared_ptr<const Labels> ShareLabels(const Labels& labels) {
   if (labels.empty()) return EmptyLabels();
@@ -378,8 +140,8 @@ Kind Registry::FindElsewhere(Id128 id, const Shard* skip) const {
   for (const auto& shard : shards_) {
     if (shard.get() == skip) continue;
     absl::ReaderMutexLock lock(&shard->mu);
-    auto it = shard->records.find(id);
-    if (it != shard->records.end()) return it->second.kind;
+    const Ref r = shard->table.Find(id);
+    if (r != kNone) return shard->table.kind(r);
   }
   return Kind::kUnspecified;
 }
@@ -471,10 +233,28 @@ class ParallelLoader {
         batch = std::move(w.queue.front());
         w.queue.pop_front();
       }
+      // Counted per batch: shared atomics per record would bounce a cache
+      // line between the workers.
+      uint64_t live[kNumKinds] = {};
+      uint64_t tombstones = 0;
       for (auto& [shard, r] : batch) {
-        shards_[shard]->RestoreUnlocked(std::move(r), counters_);
+        if (r.state == State::kLive) {
+          ++live[static_cast<int>(r.kind)];
+        } else {
+          ++tombstones;
+        }
+        Restore(*shards_[shard], std::move(r));
       }
+      for (int k = 0; k < kNumKinds; ++k) {
+        counters_.live[k].fetch_add(live[k], std::memory_order_relaxed);
+      }
+      counters_.tombstones.fetch_add(tombstones, std::memory_order_relaxed);
     }
+  }
+
+  // Only the one worker that owns the shard touches it while loading.
+  void Restore(Shard& shard, RecordView&& r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    shard.table.Restore(std::move(r));
   }
 
   std::vector<std::unique_ptr<Shard>>& shards_;
@@ -492,8 +272,10 @@ absl::Status Registry::Recover() {
   uint64_t count = 0;
   // Size the tables once rather than growing (and rehashing) them.
   const uint64_t hint = store_->ApproximateRecordCount();
-  for (const auto& shard : shards_)
-    shard->ReserveUnlocked(hint / shards_.size());
+  for (const auto& shard : shards_) {
+    absl::MutexLock lock(&shard->mu);
+    shard->table.Reserve(hint / shards_.size() + hint / shards_.size() / 8);
+  }
   // Nothing else touches the registry before Recover returns, and the store
   // may hold its own locks while it calls back: taking shard locks in the
   // callback would order store locks before shard locks, the reverse of
@@ -505,10 +287,9 @@ absl::Status Registry::Recover() {
     ++count;
   }));
   loader.Finish();
-  // Loaded in ID order; retention wants end order.
   for (const auto& shard : shards_) {
     absl::MutexLock lock(&shard->mu);
-    std::sort(shard->tombstones.begin(), shard->tombstones.end());
+    shard->table.FinishRestore();
   }
   // Every lease gets a fresh full TTL, so a restart never mass-expires
   // connections (as etcd does).
@@ -525,19 +306,15 @@ absl::Status Registry::Recover() {
   for (uint32_t i = 0; i < shards_.size(); ++i) {
     Shard& shard = *shards_[i];
     absl::MutexLock lock(&shard.mu);
-    std::vector<Id128> lost;
-    for (const auto& [id, r] : shard.records) {
-      if (r.kind != Kind::kConnection || r.state != State::kLive ||
-          r.lease.is_zero()) {
-        continue;
-      }
-      const BoundConnection bound{id, i};
-      if (!lessor_.Attach(r.lease, {&bound, 1}, now).ok()) lost.push_back(id);
-    }
+    std::vector<Ref> lost;
+    shard.table.ForEachLeasedConnection([&](Ref r, Id128 lease) {
+      const BoundConnection bound{shard.table.id(r), i};
+      if (!lessor_.Attach(lease, {&bound, 1}, now).ok()) lost.push_back(r);
+    });
     if (lost.empty()) continue;
-    std::vector<Id128> ending;
-    absl::flat_hash_set<Id128> seen;
-    for (const Id128& id : lost) shard.CollectCascade(id, &ending, &seen);
+    std::vector<Ref> ending;
+    absl::flat_hash_set<Ref> seen;
+    for (const Ref r : lost) shard.table.CollectCascade(r, &ending, &seen);
     RETURN_IF_ERROR(
         EndInShard(shard, i, ending, absl::ToUnixMillis(now), orphans));
   }
@@ -575,29 +352,48 @@ absl::Status Registry::InsertInShard(Shard& shard, const Owner& owner,
   records.clear();
   for (Event& e : batch.events) records.push_back(std::move(e.record));
   RETURN_IF_ERROR(committed);
-  OwnerEntry& o = shard.GetOrAddOwner(owner);
-  for (const RecordView& r : records) shard.Insert(r, o, counters_);
+  for (const RecordView& r : records) {
+    shard.table.Insert(r);
+    counters_.live[static_cast<int>(r.kind)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
   return absl::OkStatus();
 }
 
 absl::Status Registry::EndInShard(Shard& shard, uint32_t shard_index,
-                                  const std::vector<Id128>& ids, int64_t now_ms,
+                                  const std::vector<Ref>& refs, int64_t now_ms,
                                   Ended& ended) {
-  if (ids.empty()) return absl::OkStatus();
+  if (refs.empty()) return absl::OkStatus();
+  RecordTable& table = shard.table;
   WriteBatch batch;
-  batch.events.reserve(ids.size());
+  batch.events.reserve(refs.size());
   const EventType type = ended.state == State::kExpired ? EventType::kExpired
                                                         : EventType::kReleased;
-  for (const Id128& id : ids) {
-    RecordView v = shard.View(id, shard.records.find(id)->second);
+  for (const Ref r : refs) {
+    RecordView v = table.View(r);
     v.state = ended.state;
     v.ended_at = absl::FromUnixMillis(now_ms);
     v.end_reason = *ended.reason;
     batch.events.push_back(Event{0, type, std::move(v)});
   }
   RETURN_IF_ERROR(Commit(&batch));
-  for (const Event& e : batch.events) {
-    shard.ApplyEnd(e, ended, lessor_, counters_, shard_index);
+  for (size_t i = 0; i < refs.size(); ++i) {
+    const Ref r = refs[i];
+    const Event& e = batch.events[i];
+    const Kind kind = table.kind(r);
+    table.End(r, ended.state, now_ms, ended.reason, e.revision);
+    counters_.live[static_cast<int>(kind)].fetch_sub(1,
+                                                     std::memory_order_relaxed);
+    counters_.tombstones.fetch_add(1, std::memory_order_relaxed);
+    // A lease that ended already dropped its connections itself.
+    const Id128 lease = table.lease_of(r);
+    if (kind == Kind::kConnection && !lease.is_zero() &&
+        ended.cause != EndCause::kLeaseRevoked &&
+        ended.cause != EndCause::kLeaseExpired) {
+      lessor_.Detach(lease, BoundConnection{e.record.id, shard_index});
+    }
+    ++ended.count[static_cast<int>(kind)];
+    ended.records.emplace_back(kind, e.record.id);
   }
   return absl::OkStatus();
 }
@@ -607,8 +403,9 @@ absl::Status Registry::EndInShard(Shard& shard, uint32_t shard_index,
 
 namespace {
 
+// A record's creation time is the time in its ID (see RecordTable).
 RecordView NewRecord(Id128 id, Kind kind, const Owner& owner, Id128 parent,
-                     Id128 connection, Id128 lease, absl::Time now,
+                     Id128 connection, Id128 lease,
                      const std::shared_ptr<const Labels>& labels) {
   RecordView v;
   v.id = id;
@@ -618,7 +415,7 @@ RecordView NewRecord(Id128 id, Kind kind, const Owner& owner, Id128 parent,
   v.connection = connection;
   v.lease = lease;
   v.labels = labels;
-  v.created_at = absl::FromUnixMillis(absl::ToUnixMillis(now));
+  v.created_at = absl::FromUnixMillis(UnpackId(id).unix_ms);
   v.ended_at = absl::InfinitePast();
   v.state = State::kLive;
   return v;
@@ -670,24 +467,25 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
   {
     absl::MutexLock lock(&shard.mu);
     const absl::Time now = Now();
-    OwnerEntry* owner = shard.FindOwner(spec.owner);
-    const uint64_t live = owner ? owner->live : 0;
+    RecordTable& table = shard.table;
+    const OwnerRef owner = table.FindOwner(spec.owner);
+    const uint64_t live = table.live_count(owner);
     if (live + count > options_.owner_quota) {
       return QuotaError(live, count, options_.owner_quota);
     }
     if (!parent.is_zero() &&
-        shard.FindLiveOwned(parent, parent_kind, owner) == nullptr) {
+        table.FindLiveOwned(parent, parent_kind, owner) == kNone) {
       return FieldError(absl::StatusCode::kFailedPrecondition, "parent_id",
                         absl::StrCat("no live ", AsAbsl(KindName(parent_kind)),
                                      " of this owner with this id"));
     }
     if (!connection.is_zero() &&
-        shard.FindLiveOwned(connection, Kind::kConnection, owner) == nullptr) {
+        table.FindLiveOwned(connection, Kind::kConnection, owner) == kNone) {
       return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
                         "no live connection of this owner with this id");
     }
     for (const Id128& id : minted) {
-      if (shard.records.contains(id)) {
+      if (table.Find(id) != kNone) {
         return absl::InternalError("minted an ID that is already recorded");
       }
     }
@@ -701,7 +499,7 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
     records.reserve(count);
     for (const Id128& id : minted) {
       records.push_back(NewRecord(id, spec.kind, spec.owner, parent, connection,
-                                  lease, now, labels));
+                                  lease, labels));
     }
     if (absl::Status s = InsertInShard(shard, spec.owner, records); !s.ok()) {
       for (const BoundConnection& b : bound) lessor_.Detach(lease, b);
@@ -745,17 +543,17 @@ absl::StatusOr<OpenContextResult> Registry::OpenContext(
   Shard& shard = ShardFor(spec.owner);
   {
     absl::MutexLock lock(&shard.mu);
-    const absl::Time now = Now();
-    OwnerEntry* owner = shard.FindOwner(spec.owner);
+    RecordTable& table = shard.table;
+    const OwnerRef owner = table.FindOwner(spec.owner);
     if (!connection.is_zero() &&
-        shard.FindLiveOwned(connection, Kind::kConnection, owner) == nullptr) {
+        table.FindLiveOwned(connection, Kind::kConnection, owner) == kNone) {
       return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
                         "no live connection of this owner with this id");
     }
     result.thread_reused =
-        shard.FindLiveOwned(wanted_thread, Kind::kThread, owner) != nullptr;
+        table.FindLiveOwned(wanted_thread, Kind::kThread, owner) != kNone;
     const uint64_t adding = result.thread_reused ? 2 : 3;
-    const uint64_t live = owner ? owner->live : 0;
+    const uint64_t live = table.live_count(owner);
     if (live + adding > options_.owner_quota) {
       return QuotaError(live, adding, options_.owner_quota);
     }
@@ -763,12 +561,12 @@ absl::StatusOr<OpenContextResult> Registry::OpenContext(
     std::vector<RecordView> records;
     if (!result.thread_reused) {
       records.push_back(NewRecord(thread, Kind::kThread, spec.owner, Id128{},
-                                  connection, Id128{}, now, labels));
+                                  connection, Id128{}, labels));
     }
     records.push_back(NewRecord(run, Kind::kRun, spec.owner, thread, connection,
-                                Id128{}, now, labels));
+                                Id128{}, labels));
     records.push_back(NewRecord(request, Kind::kRequest, spec.owner, run,
-                                connection, Id128{}, now, labels));
+                                connection, Id128{}, labels));
     RETURN_IF_ERROR(InsertInShard(shard, spec.owner, records));
   }
   if (observer_) {
@@ -800,18 +598,19 @@ ValidateResult Registry::Validate(std::string_view id, Kind expected_kind,
   const Shard& shard = ShardFor(owner);
   {
     absl::ReaderMutexLock lock(&shard.mu);
-    auto it = shard.records.find(parsed->bits);
-    if (it != shard.records.end()) {
-      const RecordEntry& r = it->second;
-      if (r.kind != parsed->kind) {
+    const RecordTable& table = shard.table;
+    const Ref r = table.Find(parsed->bits);
+    if (r != kNone) {
+      const State state = table.state(r);
+      if (table.kind(r) != parsed->kind) {
         result.verdict = Verdict::kForged;
-      } else if (*r.owner->owner != owner) {
+      } else if (table.owner(table.owner_of(r)) != owner) {
         result.verdict = Verdict::kNotOwner;
       } else {
-        result.verdict = r.state == State::kLive      ? Verdict::kValid
-                         : r.state == State::kExpired ? Verdict::kExpired
-                                                      : Verdict::kReleased;
-        if (want_record) result.record = shard.View(parsed->bits, r);
+        result.verdict = state == State::kLive      ? Verdict::kValid
+                         : state == State::kExpired ? Verdict::kExpired
+                                                    : Verdict::kReleased;
+        if (want_record) result.record = table.View(r);
       }
       return result;
     }
@@ -885,29 +684,27 @@ absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
   {
     absl::MutexLock lock(&shard.mu);
     const int64_t now_ms = absl::ToUnixMillis(Now());
-    OwnerEntry* o = shard.FindOwner(owner);
-    std::vector<Id128> ending;
-    absl::flat_hash_set<Id128> seen;
+    RecordTable& table = shard.table;
+    const OwnerRef o = table.FindOwner(owner);
+    std::vector<Ref> ending;
+    absl::flat_hash_set<Ref> seen;
     if (target.type == CleanupTarget::Type::kAllOwned) {
-      if (o != nullptr) {
-        for (const Id128& id : o->ids) {
-          if (shard.records.find(id)->second.state == State::kLive) {
-            ending.push_back(id);
-          }
-        }
-      }
+      table.ForEachOwned(o, Id128{}, [&](Ref r) {
+        if (table.state(r) == State::kLive) ending.push_back(r);
+        return true;
+      });
     } else {
       for (const Named& n : named) {
-        auto it = shard.records.find(n.parsed.bits);
-        if (it == shard.records.end() || it->second.owner != o ||
-            it->second.kind != n.parsed.kind) {
+        const Ref r = table.Find(n.parsed.bits);
+        if (r == kNone || o == kNone || table.owner_of(r) != o ||
+            table.kind(r) != n.parsed.kind) {
           not_here.push_back(&n);
-        } else if (seen.contains(n.parsed.bits)) {
+        } else if (seen.contains(r)) {
           // Ended by this call's own cascade: reported as released only.
-        } else if (it->second.state != State::kLive) {
+        } else if (table.state(r) != State::kLive) {
           result.already_ended.emplace_back(n.text);
         } else {
-          shard.CollectCascade(n.parsed.bits, &ending, &seen);
+          table.CollectCascade(r, &ending, &seen);
         }
       }
     }
@@ -972,10 +769,11 @@ absl::Status Registry::EndLease(const EndedLease& lease, Ended& ended) {
     Shard& shard = *shards_[shard_index];
     absl::MutexLock lock(&shard.mu);
     const int64_t now_ms = absl::ToUnixMillis(Now());
-    std::vector<Id128> ending;
-    absl::flat_hash_set<Id128> seen;
+    std::vector<Ref> ending;
+    absl::flat_hash_set<Ref> seen;
     for (; i < conns.size() && conns[i].shard == shard_index; ++i) {
-      shard.CollectCascade(conns[i].connection, &ending, &seen);
+      const Ref r = shard.table.Find(conns[i].connection);
+      if (r != kNone) shard.table.CollectCascade(r, &ending, &seen);
     }
     status = EndInShard(shard, shard_index, ending, now_ms, ended);
   }
@@ -1053,14 +851,15 @@ void Registry::DropExpiredTombstones(absl::Time now) {
   for (const auto& shard : shards_) {
     absl::MutexLock lock(&shard->mu);
     WriteBatch batch;
-    batch.drop_records = shard->DueTombstones(cutoff_ms);
+    batch.drop_records = shard->table.DueTombstones(cutoff_ms);
     if (batch.drop_records.empty()) continue;
     if (absl::Status s = Commit(&batch); !s.ok()) {
       spdlog::warn("tombstone removal not stored, will retry: {}",
                    std::string(s.message()));
       return;
     }
-    shard->DropTombstones(cutoff_ms, counters_);
+    counters_.tombstones.fetch_sub(shard->table.DropTombstones(cutoff_ms),
+                                   std::memory_order_relaxed);
   }
 }
 
@@ -1072,9 +871,9 @@ absl::StatusOr<RecordView> Registry::Describe(std::string_view id) const {
   if (!parsed.ok()) return InvalidField("id", AsStd(parsed.status().message()));
   for (const auto& shard : shards_) {
     absl::ReaderMutexLock lock(&shard->mu);
-    auto it = shard->records.find(parsed->bits);
-    if (it != shard->records.end() && it->second.kind == parsed->kind) {
-      return shard->View(parsed->bits, it->second);
+    const Ref r = shard->table.Find(parsed->bits);
+    if (r != kNone && shard->table.kind(r) == parsed->kind) {
+      return shard->table.View(r);
     }
   }
   return absl::NotFoundError(absl::StrCat("id: no record of ", AsAbsl(id)));
@@ -1100,21 +899,20 @@ absl::StatusOr<ListOwnedResult> Registry::ListOwned(
   ListOwnedResult result;
   const Shard& shard = ShardFor(spec.owner);
   absl::ReaderMutexLock lock(&shard.mu);
-  const OwnerEntry* owner = shard.FindOwner(spec.owner);
-  if (owner == nullptr) return result;
-  auto it = spec.page_token.empty() ? owner->ids.begin()
-                                    : owner->ids.upper_bound(after);
-  for (; it != owner->ids.end(); ++it) {
-    const RecordEntry& r = shard.records.find(*it)->second;
-    if (spec.kind != Kind::kUnspecified && r.kind != spec.kind) continue;
-    if (!spec.include_ended && r.state != State::kLive) continue;
+  const RecordTable& table = shard.table;
+  table.ForEachOwned(table.FindOwner(spec.owner), after, [&](Ref r) {
+    if (spec.kind != Kind::kUnspecified && table.kind(r) != spec.kind) {
+      return true;
+    }
+    if (!spec.include_ended && table.state(r) != State::kLive) return true;
     if (result.records.size() == page_size) {
       // One more match exists: hand out a token for the next page.
       result.next_page_token = EncodeSuffix(result.records.back().id);
-      break;
+      return false;
     }
-    result.records.push_back(shard.View(*it, r));
-  }
+    result.records.push_back(table.View(r));
+    return true;
+  });
   return result;
 }
 
@@ -1123,6 +921,22 @@ absl::Status Registry::Commit(WriteBatch* batch) {
   absl::Status status = store_->Commit(batch);
   if (observer_) observer_->OnStoreCommit(absl::Now() - start, status.ok());
   return status;
+}
+
+RecordTable::Memory Registry::MemoryUsage() const {
+  RecordTable::Memory total;
+  for (const auto& shard : shards_) {
+    absl::ReaderMutexLock lock(&shard->mu);
+    const RecordTable::Memory m = shard->table.MemoryUsage();
+    total.nodes += m.nodes;
+    total.id_index += m.id_index;
+    total.extras += m.extras;
+    total.owners += m.owners;
+    total.owner_ids += m.owner_ids;
+    total.tombstones += m.tombstones;
+    total.ghosts += m.ghosts;
+  }
+  return total;
 }
 
 RegistryStats Registry::Stats() const {

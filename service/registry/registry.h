@@ -48,6 +48,7 @@
 #include "service/id/id_generator.h"
 #include "service/registry/lessor.h"
 #include "service/registry/observer.h"
+#include "service/registry/record_table.h"
 #include "service/store/record.h"
 #include "service/store/store.h"
 
@@ -217,6 +218,8 @@ class Registry {
   std::vector<std::string> Tick();
 
   RegistryStats Stats() const;
+  // What the record tables of all shards hold (walks every shard).
+  RecordTable::Memory MemoryUsage() const;
   Store& store() const { return *store_; }
   const RegistryOptions& options() const { return options_; }
 
@@ -231,11 +234,11 @@ class Registry {
   // NOT_OWNER/refused answers. Kind of the record found, or kUnspecified.
   Kind FindElsewhere(Id128 id, const Shard* skip) const;
 
-  // Commits the ending of `ids` (live records of `shard`) as one batch,
+  // Commits the ending of `refs` (live records of `shard`) as one batch,
   // then applies it. Nothing changes when the commit fails.
   absl::Status EndInShard(Shard& shard, uint32_t shard_index,
-                          const std::vector<Id128>& ids, int64_t now_ms,
-                          Ended& ended);
+                          const std::vector<RecordTable::Ref>& refs,
+                          int64_t now_ms, Ended& ended);
   // Commits new records as one batch, then records them.
   absl::Status InsertInShard(Shard& shard, const Owner& owner,
                              std::vector<RecordView>& records);

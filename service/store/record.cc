@@ -13,6 +13,12 @@ Kind ParentKindOf(Kind kind) {
   }
 }
 
+const std::shared_ptr<const Labels>& EmptyLabels() {
+  static const auto* empty =
+      new std::shared_ptr<const Labels>(std::make_shared<const Labels>());
+  return *empty;
+}
+
 std::string ParentIdText(const RecordView& r) {
   if (r.parent.is_zero()) return "";
   return FormatId(ParentKindOf(r.kind), r.parent);

@@ -34,6 +34,9 @@ struct RecordView {
   std::string end_reason;
 };
 
+// One shared empty label set, for records without labels.
+const std::shared_ptr<const Labels>& EmptyLabels();
+
 // Kind of a record's parent: thread for a run, run for a request, else
 // kUnspecified (no parent allowed).
 Kind ParentKindOf(Kind kind);

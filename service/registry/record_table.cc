@@ -1,0 +1,468 @@
+#include "service/registry/record_table.h"
+
+#include <algorithm>
+
+namespace registrar {
+
+RecordTable::RecordTable() : index_(0, RefHash{this}, RefEq{this}) {}
+
+RecordTable::~RecordTable() = default;
+
+void RecordTable::Reserve(uint64_t n) {
+  if (n == 0) return;
+  index_.reserve(index_.size() + n);
+}
+
+// ---------------------------------------------------------------------------
+// Lookups
+
+RecordTable::Ref RecordTable::Find(Id128 id) const {
+  auto it = index_.find(id);
+  return it == index_.end() ? kNone : *it;
+}
+
+RecordTable::Ref RecordTable::FindLiveOwned(Id128 id, Kind kind,
+                                            OwnerRef owner) const {
+  if (owner == kNone || id.is_zero()) return kNone;
+  const Ref r = Find(id);
+  if (r == kNone) return kNone;
+  const Node& n = node(r);
+  if (n.kind != kind || n.owner != owner || n.state != State::kLive) {
+    return kNone;
+  }
+  return r;
+}
+
+RecordTable::OwnerRef RecordTable::FindOwner(const Owner& owner) const {
+  auto it = owners_by_key_.find(owner);
+  return it == owners_by_key_.end() ? kNone : it->second;
+}
+
+uint64_t RecordTable::live_count(OwnerRef o) const {
+  return o == kNone ? 0 : owners_[o]->live;
+}
+
+Id128 RecordTable::lease_of(Ref r) const {
+  const Node& n = node(r);
+  return n.extra == kNone ? Id128{} : extras_[n.extra].lease;
+}
+
+int64_t RecordTable::ended_ms(Ref r) const {
+  const Node& n = node(r);
+  return n.extra == kNone ? 0 : extras_[n.extra].ended_ms;
+}
+
+RecordView RecordTable::View(Ref r) const {
+  const Node& n = node(r);
+  RecordView v;
+  v.id = n.id;
+  v.kind = n.kind;
+  v.owner = owner(n.owner);
+  if (n.parent != kNone) v.parent = node(n.parent).id;
+  if (n.connection != kNone) v.connection = node(n.connection).id;
+  v.created_at = absl::FromUnixMillis(UnpackId(n.id).unix_ms);
+  v.ended_at = absl::InfinitePast();
+  v.state = n.state;
+  v.revision = n.revision;
+  v.labels = EmptyLabels();
+  if (n.extra != kNone) {
+    const Extra& e = extras_[n.extra];
+    v.lease = e.lease;
+    if (e.labels) v.labels = e.labels;
+    if (n.state != State::kLive) v.ended_at = absl::FromUnixMillis(e.ended_ms);
+    if (e.end_reason) v.end_reason = *e.end_reason;
+  }
+  return v;
+}
+
+void RecordTable::CollectCascade(Ref root, std::vector<Ref>* out,
+                                 absl::flat_hash_set<Ref>* seen) const {
+  const OwnerRef owner = node(root).owner;
+  std::vector<Ref> stack{root};
+  while (!stack.empty()) {
+    const Ref r = stack.back();
+    stack.pop_back();
+    const Node& n = node(r);
+    if (n.state != State::kLive || n.owner != owner) continue;
+    if (!seen->insert(r).second) continue;
+    out->push_back(r);
+    const bool is_connection = n.kind == Kind::kConnection;
+    for (Ref c = n.first_child; c != kNone;) {
+      const Node& child = node(c);
+      // Threads outlive the connection they were opened through.
+      if (child.state == State::kLive &&
+          !(is_connection && child.kind == Kind::kThread)) {
+        stack.push_back(c);
+      }
+      c = is_connection ? child.next_on_conn : child.next_sibling;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Storage of nodes, extras and owners
+
+RecordTable::Ref RecordTable::AllocNode() {
+  Ref r;
+  if (free_nodes_ != kNone) {
+    r = free_nodes_;
+    free_nodes_ = node(r).next_sibling;
+  } else {
+    if ((allocated_ & (kChunkSize - 1)) == 0) {
+      // Default-initialised (not zeroed): pages are touched only when used.
+      chunks_.emplace_back(new Node[kChunkSize]);
+    }
+    r = allocated_++;
+  }
+  Node& n = node(r);
+  n = Node{};
+  n.owner = n.parent = n.connection = kNone;
+  n.first_child = n.next_sibling = n.prev_sibling = kNone;
+  n.next_on_conn = n.prev_on_conn = n.extra = kNone;
+  return r;
+}
+
+void RecordTable::FreeNode(Ref r) {
+  FreeExtra(r);
+  Node& n = node(r);
+  n.flags = 0;
+  n.state = State::kUnspecified;
+  n.next_sibling = free_nodes_;
+  free_nodes_ = r;
+}
+
+RecordTable::Extra& RecordTable::MutableExtra(Ref r) {
+  Node& n = node(r);
+  if (n.extra == kNone) {
+    if (!free_extras_.empty()) {
+      n.extra = free_extras_.back();
+      free_extras_.pop_back();
+    } else {
+      n.extra = static_cast<uint32_t>(extras_.size());
+      extras_.emplace_back();
+    }
+  }
+  return extras_[n.extra];
+}
+
+void RecordTable::FreeExtra(Ref r) {
+  Node& n = node(r);
+  if (n.extra == kNone) return;
+  extras_[n.extra] = Extra{};
+  free_extras_.push_back(n.extra);
+  n.extra = kNone;
+}
+
+RecordTable::OwnerRef RecordTable::GetOrAddOwner(const Owner& owner) {
+  auto [it, inserted] = owners_by_key_.try_emplace(owner, kNone);
+  if (!inserted) return it->second;
+  OwnerRef o;
+  if (!free_owners_.empty()) {
+    o = free_owners_.back();
+    free_owners_.pop_back();
+  } else {
+    o = static_cast<OwnerRef>(owners_.size());
+    owners_.emplace_back();
+  }
+  owners_[o] = std::make_unique<OwnerEntry>(this, owner);
+  it->second = o;
+  return o;
+}
+
+void RecordTable::RemoveOwner(OwnerRef o) {
+  owners_by_key_.erase(owners_[o]->key);
+  owners_[o].reset();
+  free_owners_.push_back(o);
+}
+
+// ---------------------------------------------------------------------------
+// Links
+
+void RecordTable::LinkParent(Ref child, Ref parent) {
+  Node& c = node(child);
+  Node& p = node(parent);
+  c.parent = parent;
+  c.prev_sibling = kNone;
+  c.next_sibling = p.first_child;
+  if (p.first_child != kNone) node(p.first_child).prev_sibling = child;
+  p.first_child = child;
+}
+
+void RecordTable::LinkConnection(Ref child, Ref connection) {
+  Node& c = node(child);
+  Node& p = node(connection);
+  c.connection = connection;
+  c.prev_on_conn = kNone;
+  c.next_on_conn = p.first_child;
+  if (p.first_child != kNone) node(p.first_child).prev_on_conn = child;
+  p.first_child = child;
+}
+
+void RecordTable::UnlinkParent(Ref child) {
+  Node& c = node(child);
+  if (c.parent == kNone) return;
+  const Ref parent = c.parent;
+  if (c.prev_sibling != kNone) {
+    node(c.prev_sibling).next_sibling = c.next_sibling;
+  } else {
+    node(parent).first_child = c.next_sibling;
+  }
+  if (c.next_sibling != kNone)
+    node(c.next_sibling).prev_sibling = c.prev_sibling;
+  c.parent = c.next_sibling = c.prev_sibling = kNone;
+  MaybeFreeGhost(parent);
+}
+
+void RecordTable::UnlinkConnection(Ref child) {
+  Node& c = node(child);
+  if (c.connection == kNone) return;
+  const Ref connection = c.connection;
+  if (c.prev_on_conn != kNone) {
+    node(c.prev_on_conn).next_on_conn = c.next_on_conn;
+  } else {
+    node(connection).first_child = c.next_on_conn;
+  }
+  if (c.next_on_conn != kNone)
+    node(c.next_on_conn).prev_on_conn = c.prev_on_conn;
+  c.connection = c.next_on_conn = c.prev_on_conn = kNone;
+  MaybeFreeGhost(connection);
+}
+
+void RecordTable::MaybeFreeGhost(Ref r) {
+  if (is_ghost(r) && node(r).first_child == kNone) {
+    FreeNode(r);
+    --ghosts_;
+  }
+}
+
+RecordTable::Ref RecordTable::MakeGhost(Id128 id, Kind kind) {
+  const Ref r = AllocNode();
+  Node& n = node(r);
+  n.id = id;
+  n.kind = kind;
+  n.state = State::kReleased;
+  n.flags = kGhost;
+  ++ghosts_;
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Changes
+
+RecordTable::Ref RecordTable::AddNode(const RecordView& v, State state) {
+  const OwnerRef o = GetOrAddOwner(v.owner);
+  const Ref r = AllocNode();
+  Node& n = node(r);
+  n.id = v.id;
+  n.kind = v.kind;
+  n.state = state;
+  n.revision = v.revision;
+  n.owner = o;
+  if (!v.lease.is_zero() || (v.labels && !v.labels->empty())) {
+    Extra& e = MutableExtra(r);
+    e.lease = v.lease;
+    if (v.labels && !v.labels->empty()) e.labels = v.labels;
+  }
+  index_.insert(r);
+  // IDs mostly arrive in increasing order (minted so, loaded so): hinting
+  // the end spares the B-tree's descent, whose compares each read a node.
+  auto& ids = owners_[o]->ids;
+  if (!ids.empty() && id(*ids.rbegin()) < v.id) {
+    ids.insert(ids.end(), r);
+  } else {
+    ids.insert(r);
+  }
+  if (state == State::kLive) ++owners_[o]->live;
+  return r;
+}
+
+RecordTable::Ref RecordTable::Insert(const RecordView& v) {
+  const Ref r = AddNode(v, State::kLive);
+  if (!v.parent.is_zero()) {
+    if (const Ref p = Find(v.parent); p != kNone) LinkParent(r, p);
+  }
+  if (!v.connection.is_zero()) {
+    if (const Ref c = Find(v.connection); c != kNone) LinkConnection(r, c);
+  }
+  return r;
+}
+
+RecordTable::Ref RecordTable::Restore(RecordView&& v) {
+  const Ref r = AddNode(v, v.state);
+  if (v.state != State::kLive) {
+    Extra& e = MutableExtra(r);
+    e.ended_ms = absl::ToUnixMillis(v.ended_at);
+    if (!v.end_reason.empty()) {
+      // Records ended together share one reason; so do neighbours here.
+      if (!tombstones_.empty()) {
+        const Node& prev = node(tombstones_.back().second);
+        if (prev.extra != kNone && extras_[prev.extra].end_reason &&
+            *extras_[prev.extra].end_reason == v.end_reason) {
+          e.end_reason = extras_[prev.extra].end_reason;
+        }
+      }
+      if (!e.end_reason) {
+        e.end_reason = std::make_shared<const std::string>(v.end_reason);
+      }
+    }
+    tombstones_.emplace_back(e.ended_ms, r);
+  }
+  // Parents are usually loaded first (lower IDs), and usually are the
+  // owner's latest of their kind; the rest wait for FinishRestore.
+  const OwnerRef o = node(r).owner;
+  if (o >= recent_.size()) recent_.resize(o + 1);
+  Recent& recent = recent_[o];
+  auto link = [&](Id128 target, bool is_connection) {
+    if (target.is_zero()) return;
+    const int slot = RecentSlot(LinkKind(r, is_connection));
+    if (slot >= 0 && recent.ref[slot] != kNone && recent.id[slot] == target) {
+      if (is_connection) {
+        LinkConnection(r, recent.ref[slot]);
+      } else {
+        LinkParent(r, recent.ref[slot]);
+      }
+    } else if (!TryLink(r, target, is_connection)) {
+      pending_links_.push_back({r, target, is_connection});
+    }
+  };
+  link(v.parent, false);
+  link(v.connection, true);
+  if (const int slot = RecentSlot(v.kind); slot >= 0) {
+    recent.id[slot] = v.id;
+    recent.ref[slot] = r;
+  }
+  return r;
+}
+
+int RecordTable::RecentSlot(Kind kind) {
+  switch (kind) {
+    case Kind::kThread:
+      return 0;
+    case Kind::kRun:
+      return 1;
+    case Kind::kConnection:
+      return 2;
+    default:
+      return -1;
+  }
+}
+
+Kind RecordTable::LinkKind(Ref child, bool is_connection) const {
+  return is_connection ? Kind::kConnection : ParentKindOf(kind(child));
+}
+
+bool RecordTable::TryLink(Ref child, Id128 target_id, bool is_connection) {
+  const Ref target = Find(target_id);
+  if (target == kNone) return false;
+  // A reference to a record of the wrong kind is not a link (never written
+  // by this server); dropped rather than followed.
+  if (kind(target) != LinkKind(child, is_connection)) return true;
+  if (is_connection) {
+    LinkConnection(child, target);
+  } else {
+    LinkParent(child, target);
+  }
+  return true;
+}
+
+void RecordTable::FinishRestore() {
+  // Records the store no longer holds (dropped tombstones) become ghosts.
+  absl::flat_hash_map<Id128, Ref> ghosts;
+  for (const PendingLink& link : pending_links_) {
+    if (TryLink(link.child, link.target, link.is_connection)) continue;
+    const Kind want = LinkKind(link.child, link.is_connection);
+    if (want == Kind::kUnspecified) continue;
+    auto [it, inserted] = ghosts.try_emplace(link.target, kNone);
+    if (inserted) it->second = MakeGhost(link.target, want);
+    if (link.is_connection) {
+      LinkConnection(link.child, it->second);
+    } else {
+      LinkParent(link.child, it->second);
+    }
+  }
+  pending_links_.clear();
+  pending_links_.shrink_to_fit();
+  recent_.clear();
+  recent_.shrink_to_fit();
+  // Loaded in ID order; retention wants end order.
+  std::stable_sort(
+      tombstones_.begin(), tombstones_.end(),
+      [](const auto& a, const auto& b) { return a.first < b.first; });
+}
+
+void RecordTable::End(Ref r, State state, int64_t ended_ms,
+                      const std::shared_ptr<const std::string>& reason,
+                      uint64_t revision) {
+  Node& n = node(r);
+  n.state = state;
+  n.revision = revision;
+  Extra& e = MutableExtra(r);
+  e.ended_ms = ended_ms;
+  e.end_reason = reason;
+  --owners_[n.owner]->live;
+  tombstones_.emplace_back(ended_ms, r);
+}
+
+std::vector<Id128> RecordTable::DueTombstones(int64_t cutoff_ms) const {
+  std::vector<Id128> due;
+  for (const auto& [ended, r] : tombstones_) {
+    if (ended > cutoff_ms) break;
+    due.push_back(id(r));
+  }
+  return due;
+}
+
+uint64_t RecordTable::DropTombstones(int64_t cutoff_ms) {
+  uint64_t dropped = 0;
+  while (!tombstones_.empty() && tombstones_.front().first <= cutoff_ms) {
+    const Ref r = tombstones_.front().second;
+    tombstones_.pop_front();
+    Drop(r);
+    ++dropped;
+  }
+  return dropped;
+}
+
+void RecordTable::Drop(Ref r) {
+  // Hashing and ordering read the node's ID: take it out of both first.
+  index_.erase(r);
+  const OwnerRef o = node(r).owner;
+  owners_[o]->ids.erase(r);
+  if (owners_[o]->ids.empty()) RemoveOwner(o);
+  UnlinkParent(r);
+  UnlinkConnection(r);
+  Node& n = node(r);
+  n.owner = kNone;
+  if (n.first_child == kNone) {
+    FreeNode(r);
+  } else {
+    FreeExtra(r);
+    n.flags |= kGhost;
+    ++ghosts_;
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+RecordTable::Memory RecordTable::MemoryUsage() const {
+  Memory m;
+  m.nodes = chunks_.size() * kChunkSize * sizeof(Node);
+  // Swiss table: a Ref and a control byte a slot.
+  m.id_index = index_.bucket_count() * (sizeof(Ref) + 1);
+  m.extras = extras_.capacity() * sizeof(Extra) +
+             free_extras_.capacity() * sizeof(uint32_t);
+  m.owners =
+      owners_.capacity() * sizeof(void*) +
+      owners_by_key_.bucket_count() * (sizeof(Owner) + sizeof(OwnerRef) + 1);
+  for (const auto& entry : owners_) {
+    if (entry == nullptr) continue;
+    m.owners += sizeof(OwnerEntry);
+    // B-tree nodes of 256 bytes hold about 60 Refs when appended in order.
+    m.owner_ids += (entry->ids.size() + 59) / 60 * 256;
+  }
+  m.tombstones = tombstones_.size() * sizeof(tombstones_.front());
+  m.ghosts = ghosts_;
+  return m;
+}
+
+}  // namespace registrar
