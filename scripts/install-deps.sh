@@ -10,6 +10,8 @@ packages=(
   libabsl-dev prometheus-cpp-dev librocksdb-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsodium-dev
   grpc-proto python3-grpcio openssl curl
+  clang libclang-rt-14-dev
+  etcd-server etcd-client redis-server libhiredis-dev
 )
 
 if [[ "$(id -u)" -eq 0 ]]; then
