@@ -1,18 +1,18 @@
 #include "service/api/registrar_service.h"
 
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"  // Watch
 #include "absl/time/clock.h"
-#include <grpcpp/support/proto_buffer_reader.h>
-
 #include "google/protobuf/arena.h"
 #include "service/api/lenient.pb.h"
 #include "service/api/proto_conversion.h"
-#include "service/common/field_error.h"
 #include "service/api/status_conversion.h"
 #include "service/api/watch_reactor.h"  // Watch
+#include "service/common/field_error.h"
 #include "service/common/field_error.h"  // Watch
 #include "service/common/status_macros.h"
 
@@ -20,9 +20,13 @@ namespace registrar {
 
 RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
                                    Metrics* metrics, WatchHub* watch_hub,
-                                   BlockingExecutor* blocking)
+                                   BlockingExecutor* blocking,
+                                   const AccessControl* access,
+                                   RateLimiter* limiter)
     : registry_(registry),
       limits_(limits),
+      access_(access),
+      limiter_(limiter),
       metrics_(metrics),
       watch_hub_(watch_hub),
       blocking_(blocking) {}
@@ -40,8 +44,7 @@ template <typename Req>
 absl::Status StrictParse(const grpc::ByteBuffer& bytes, Req* request) {
   if (ParseBytes(bytes, request)) return absl::OkStatus();
   return InvalidField(
-      "request", absl::StrCat("cannot be parsed as ",
-                              request->GetTypeName(),
+      "request", absl::StrCat("cannot be parsed as ", request->GetTypeName(),
                               " (every string field must be valid UTF-8)"));
 }
 
@@ -86,7 +89,8 @@ absl::Status LenientValidateParse(const grpc::ByteBuffer& bytes,
     }
     item->set_expected_kind(static_cast<v1::Kind>(in.expected_kind()));
     if (in.has_owner()) {
-      RETURN_IF_ERROR(LenientOwner(in.owner(), absl::StrCat("items[", i, "].owner"),
+      RETURN_IF_ERROR(LenientOwner(in.owner(),
+                                   absl::StrCat("items[", i, "].owner"),
                                    item->mutable_owner()));
     }
   }
@@ -104,9 +108,19 @@ bool Commits(CoreOp op) {
          op == CoreOp::kRevokeLease;
 }
 
+// The host of a gRPC peer string ("ipv4:10.0.0.7:51234" -> "ipv4:10.0.0.7"):
+// the rate-limit key of an unauthenticated caller.
+std::string PeerHost(const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  return colon == std::string::npos || colon < peer.find(':') + 1
+             ? peer
+             : peer.substr(0, colon);
+}
+
 // One call's messages, on an arena that lives as long as the call's work.
 template <typename Req, typename Resp>
 struct CallMessages {
+  CallerPtr caller;  // null without authentication
   google::protobuf::Arena arena;
   Req* request = google::protobuf::Arena::CreateMessage<Req>(&arena);
   Resp* response = google::protobuf::Arena::CreateMessage<Resp>(&arena);
@@ -118,7 +132,7 @@ template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* RegistrarService::Handle(
     grpc::CallbackServerContext* ctx, CoreOp op,
     const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
-    absl::Status (RegistrarService::*body)(const Req&, Resp*),
+    absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
     absl::Status (*parse)(const grpc::ByteBuffer&, Req*)) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
@@ -129,21 +143,32 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     return reactor;
   }
   auto call = std::make_unique<CallMessages<Req, Resp>>();
-  if (absl::Status parsed = parse(*request, call->request); !parsed.ok()) {
-    reactor->Finish(ToGrpcStatus(parsed));
+  absl::Status admitted = parse(*request, call->request);
+  if (admitted.ok()) {
+    absl::StatusOr<CallerPtr> caller =
+        Admit(ctx, RpcOf(op), TenantsOf(*call->request));
+    if (caller.ok()) {
+      call->caller = *std::move(caller);
+    } else {
+      admitted = caller.status();
+    }
+  }
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(admitted));
     in_flight_.fetch_sub(1, std::memory_order_acq_rel);
     return reactor;
   }
   auto run = [this, reactor, op, body, response,
               call = std::move(call)]() mutable {
     const absl::Time start = absl::Now();
-    const absl::Status status = (this->*body)(*call->request, call->response);
+    const absl::Status status =
+        (this->*body)(call->caller.get(), *call->request, call->response);
     if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
     grpc::Status result = ToGrpcStatus(status);
     if (status.ok()) {
       bool own_buffer = false;
-      result = grpc::SerializationTraits<Resp>::Serialize(*call->response,
-                                                          response, &own_buffer);
+      result = grpc::SerializationTraits<Resp>::Serialize(
+          *call->response, response, &own_buffer);
     }
     call.reset();
     reactor->Finish(result);
@@ -155,6 +180,44 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     run();
   }
   return reactor;
+}
+
+absl::StatusOr<CallerPtr> RegistrarService::Admit(
+    grpc::CallbackServerContext* ctx, Rpc rpc,
+    const std::vector<TenantUse>& tenants) {
+  CallerPtr caller;
+  if (access_ != nullptr) {
+    ASSIGN_OR_RETURN(caller, access_->Authenticate(*ctx));
+    RETURN_IF_ERROR(access_->Authorize(caller.get(), rpc, tenants));
+  }
+  if (limiter_ != nullptr && limiter_->enabled()) {
+    absl::Status admitted = limiter_->Admit(
+        caller ? caller->name() : PeerHost(ctx->peer()), absl::Now());
+    if (!admitted.ok()) {
+      if (metrics_) metrics_->CountRejection(Rejection::kRateLimited);
+      return admitted;
+    }
+  }
+  // Counted on entry to Handle, this call included.
+  const int64_t in_flight = in_flight_.load(std::memory_order_acquire);
+  if (rpc != Rpc::kWatch && limits_.max_in_flight > 0 &&
+      in_flight > static_cast<int64_t>(limits_.max_in_flight)) {
+    if (metrics_) metrics_->CountRejection(Rejection::kOverloaded);
+    return QuotaExceeded(
+        "server",
+        absl::StrCat("server overloaded: ", in_flight - 1,
+                     " calls in flight, limit ", limits_.max_in_flight,
+                     " (--max_in_flight)"),
+        absl::Milliseconds(50));
+  }
+  return caller;
+}
+
+std::optional<std::string> RegistrarService::LeaseCaller(const Caller* caller) {
+  if (caller == nullptr || caller->role() == CallerRole::kAdmin) {
+    return std::nullopt;
+  }
+  return caller->name();
 }
 
 bool RegistrarService::WaitIdle(absl::Duration timeout) const {
@@ -176,7 +239,8 @@ grpc::ServerUnaryReactor* RegistrarService::OpenContext(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle(ctx, CoreOp::kOpenContext, request, response,
-                &RegistrarService::DoOpenContext, &StrictParse<v1::OpenContextRequest>);
+                &RegistrarService::DoOpenContext,
+                &StrictParse<v1::OpenContextRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::Validate(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
@@ -194,35 +258,40 @@ grpc::ServerUnaryReactor* RegistrarService::GrantLease(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle(ctx, CoreOp::kGrantLease, request, response,
-                &RegistrarService::DoGrantLease, &StrictParse<v1::GrantLeaseRequest>);
+                &RegistrarService::DoGrantLease,
+                &StrictParse<v1::GrantLeaseRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::KeepAlive(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle(ctx, CoreOp::kKeepAlive, request, response,
-                &RegistrarService::DoKeepAlive, &StrictParse<v1::KeepAliveRequest>);
+                &RegistrarService::DoKeepAlive,
+                &StrictParse<v1::KeepAliveRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::RevokeLease(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle(ctx, CoreOp::kRevokeLease, request, response,
-                &RegistrarService::DoRevokeLease, &StrictParse<v1::RevokeLeaseRequest>);
+                &RegistrarService::DoRevokeLease,
+                &StrictParse<v1::RevokeLeaseRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::Describe(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle(ctx, CoreOp::kDescribe, request, response,
-                &RegistrarService::DoDescribe, &StrictParse<v1::DescribeRequest>);
+                &RegistrarService::DoDescribe,
+                &StrictParse<v1::DescribeRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::ListOwned(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle(ctx, CoreOp::kListOwned, request, response,
-                &RegistrarService::DoListOwned, &StrictParse<v1::ListOwnedRequest>);
+                &RegistrarService::DoListOwned,
+                &StrictParse<v1::ListOwnedRequest>);
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
-    grpc::CallbackServerContext* /*ctx*/, const v1::WatchRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::WatchRequest* request) {
   if (watch_hub_ == nullptr) {
     return WatchReactor::Refuse(
         absl::UnimplementedError("Watch is not enabled on this server"));
@@ -231,6 +300,9 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
     return WatchReactor::Refuse(
         absl::UnavailableError("server is shutting down"));
   }
+  absl::StatusOr<CallerPtr> caller =
+      Admit(ctx, Rpc::kWatch, TenantsOf(*request));
+  if (!caller.ok()) return WatchReactor::Refuse(caller.status());
   const std::string& tenant = request->tenant();
   if (tenant.size() > limits_.max_string_bytes || !IsPrintableUtf8(tenant)) {
     return WatchReactor::Refuse(InvalidField(
@@ -242,7 +314,8 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
 
 // ---------------------------------------------------------------------------
 
-absl::Status RegistrarService::DoIssue(const v1::IssueRequest& req,
+absl::Status RegistrarService::DoIssue(const Caller* caller,
+                                       const v1::IssueRequest& req,
                                        v1::IssueResponse* resp) {
   RETURN_IF_ERROR(CheckIssue(req, limits_));
   IssueSpec spec;
@@ -252,6 +325,7 @@ absl::Status RegistrarService::DoIssue(const v1::IssueRequest& req,
   spec.parent_id = req.parent_id();
   spec.connection_id = req.connection_id();
   spec.lease_id = req.lease_id();
+  spec.lease_caller = LeaseCaller(caller);
   spec.labels = LabelsFromProto(req.labels());
   ASSIGN_OR_RETURN(std::vector<std::string> ids, registry_.Issue(spec));
   resp->mutable_ids()->Reserve(ids.size());
@@ -259,7 +333,8 @@ absl::Status RegistrarService::DoIssue(const v1::IssueRequest& req,
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoOpenContext(const v1::OpenContextRequest& req,
+absl::Status RegistrarService::DoOpenContext(const Caller* caller,
+                                             const v1::OpenContextRequest& req,
                                              v1::OpenContextResponse* resp) {
   RETURN_IF_ERROR(CheckOpenContext(req, limits_));
   OpenContextSpec spec;
@@ -275,7 +350,8 @@ absl::Status RegistrarService::DoOpenContext(const v1::OpenContextRequest& req,
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoValidate(const v1::ValidateRequest& req,
+absl::Status RegistrarService::DoValidate(const Caller* caller,
+                                          const v1::ValidateRequest& req,
                                           v1::ValidateResponse* resp) {
   RETURN_IF_ERROR(CheckValidate(req, limits_));
   const Owner default_owner = OwnerFromProto(req.owner());
@@ -304,7 +380,8 @@ absl::Status RegistrarService::DoValidate(const v1::ValidateRequest& req,
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoCleanup(const v1::CleanupRequest& req,
+absl::Status RegistrarService::DoCleanup(const Caller* caller,
+                                         const v1::CleanupRequest& req,
                                          v1::CleanupResponse* resp) {
   RETURN_IF_ERROR(CheckCleanup(req, limits_));
   CleanupTarget target;
@@ -322,9 +399,9 @@ absl::Status RegistrarService::DoCleanup(const v1::CleanupRequest& req,
       target.type = CleanupTarget::Type::kAllOwned;
       break;
   }
-  ASSIGN_OR_RETURN(CleanupResult result,
-                   registry_.Cleanup(OwnerFromProto(req.owner()), target,
-                                     req.reason()));
+  ASSIGN_OR_RETURN(
+      CleanupResult result,
+      registry_.Cleanup(OwnerFromProto(req.owner()), target, req.reason()));
   for (std::string& id : result.released) resp->add_released(std::move(id));
   for (std::string& id : result.already_ended) {
     resp->add_already_ended(std::move(id));
@@ -337,44 +414,59 @@ absl::Status RegistrarService::DoCleanup(const v1::CleanupRequest& req,
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoGrantLease(const v1::GrantLeaseRequest& req,
+absl::Status RegistrarService::DoGrantLease(const Caller* caller,
+                                            const v1::GrantLeaseRequest& req,
                                             v1::GrantLeaseResponse* resp) {
   RETURN_IF_ERROR(CheckGrantLease(req, limits_));
-  ASSIGN_OR_RETURN(LeaseGrant grant,
-                   registry_.GrantLease(req.holder(),
-                                        absl::Seconds(req.ttl_seconds())));
+  ASSIGN_OR_RETURN(
+      LeaseGrant grant,
+      registry_.GrantLease(req.holder(), absl::Seconds(req.ttl_seconds()),
+                           caller ? caller->name() : ""));
   resp->set_lease_id(std::move(grant.lease_id));
   resp->set_ttl_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(grant.ttl)));
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoKeepAlive(const v1::KeepAliveRequest& req,
+absl::Status RegistrarService::DoKeepAlive(const Caller* caller,
+                                           const v1::KeepAliveRequest& req,
                                            v1::KeepAliveResponse* resp) {
   RETURN_IF_ERROR(CheckLeaseId(req.lease_id(), limits_));
-  ASSIGN_OR_RETURN(absl::Duration ttl, registry_.KeepAlive(req.lease_id()));
+  ASSIGN_OR_RETURN(absl::Duration ttl,
+                   registry_.KeepAlive(req.lease_id(), LeaseCaller(caller)));
   resp->set_lease_id(req.lease_id());
   resp->set_ttl_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(ttl)));
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoRevokeLease(const v1::RevokeLeaseRequest& req,
+absl::Status RegistrarService::DoRevokeLease(const Caller* caller,
+                                             const v1::RevokeLeaseRequest& req,
                                              v1::RevokeLeaseResponse* resp) {
   RETURN_IF_ERROR(CheckLeaseId(req.lease_id(), limits_));
   ASSIGN_OR_RETURN(std::vector<std::string> released,
-                   registry_.RevokeLease(req.lease_id()));
+                   registry_.RevokeLease(req.lease_id(), LeaseCaller(caller)));
   for (std::string& id : released) resp->add_released(std::move(id));
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoDescribe(const v1::DescribeRequest& req,
+absl::Status RegistrarService::DoDescribe(const Caller* caller,
+                                          const v1::DescribeRequest& req,
                                           v1::DescribeResponse* resp) {
   RETURN_IF_ERROR(CheckDescribe(req, limits_));
-  ASSIGN_OR_RETURN(RecordView record, registry_.Describe(req.id()));
-  RecordToProto(record, resp->mutable_record());
+  absl::StatusOr<RecordView> record = registry_.Describe(req.id());
+  if (caller != nullptr && !caller->all_tenants() &&
+      (record.ok() || absl::IsNotFound(record.status()))) {
+    // Unknown and another tenant's record look the same to such a caller.
+    if (!record.ok() || !caller->AllowsTenant(record->owner.tenant)) {
+      return access_->Deny(*caller, "may not read a record with this id");
+    }
+  }
+  if (!record.ok()) return record.status();
+  RecordToProto(*record, resp->mutable_record());
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoListOwned(const v1::ListOwnedRequest& req,
+absl::Status RegistrarService::DoListOwned(const Caller* caller,
+                                           const v1::ListOwnedRequest& req,
                                            v1::ListOwnedResponse* resp) {
   RETURN_IF_ERROR(CheckListOwned(req, limits_));
   ListOwnedSpec spec;

@@ -7,9 +7,14 @@
 // core never blocks on I/O).
 
 #include <atomic>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "registrar/v1/registrar.grpc.pb.h"
+#include "service/api/access_control.h"
 #include "service/api/blocking_executor.h"
+#include "service/api/rate_limiter.h"
 #include "service/api/request_validation.h"
 #include "service/metrics/metrics.h"
 #include "service/registry/registry.h"
@@ -38,9 +43,13 @@ class RegistrarService final : public RawUnaryService {
   // then UNIMPLEMENTED) must outlive the service.
   // `blocking` (nullable): where calls that change state run when commits
   // block (fsync); without it every handler runs on gRPC's thread.
+  // `access` (nullable: no authentication) and `limiter` (nullable: no
+  // per-caller rate) are checked before any call does anything.
   RegistrarService(Registry& registry, const ApiLimits& limits,
                    Metrics* metrics, WatchHub* watch_hub = nullptr,
-                   BlockingExecutor* blocking = nullptr);
+                   BlockingExecutor* blocking = nullptr,
+                   const AccessControl* access = nullptr,
+                   RateLimiter* limiter = nullptr);
 
   // After this, every new call answers UNAVAILABLE (shutdown has begun).
   void StopAccepting() { stopping_.store(true, std::memory_order_release); }
@@ -51,29 +60,29 @@ class RegistrarService final : public RawUnaryService {
                                   const grpc::ByteBuffer* request,
                                   grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* OpenContext(grpc::CallbackServerContext* ctx,
-                                  const grpc::ByteBuffer* request,
-                                  grpc::ByteBuffer* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Validate(grpc::CallbackServerContext* ctx,
-                                  const grpc::ByteBuffer* request,
-                                  grpc::ByteBuffer* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Cleanup(grpc::CallbackServerContext* ctx,
-                                  const grpc::ByteBuffer* request,
-                                  grpc::ByteBuffer* response) override;
+                                    const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GrantLease(grpc::CallbackServerContext* ctx,
-                                  const grpc::ByteBuffer* request,
-                                  grpc::ByteBuffer* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* KeepAlive(grpc::CallbackServerContext* ctx,
-                                  const grpc::ByteBuffer* request,
-                                  grpc::ByteBuffer* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* RevokeLease(grpc::CallbackServerContext* ctx,
-                                  const grpc::ByteBuffer* request,
-                                  grpc::ByteBuffer* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Describe(grpc::CallbackServerContext* ctx,
-                                  const grpc::ByteBuffer* request,
-                                  grpc::ByteBuffer* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListOwned(grpc::CallbackServerContext* ctx,
-                                  const grpc::ByteBuffer* request,
-                                  grpc::ByteBuffer* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   // Watch: a stream served by the WatchHub (service/watch/watch_hub.h).
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(
       grpc::CallbackServerContext* ctx,
@@ -81,22 +90,28 @@ class RegistrarService final : public RawUnaryService {
 
  private:
   // The handlers' bodies, free of gRPC types but the messages.
-  absl::Status DoIssue(const v1::IssueRequest& req, v1::IssueResponse* resp);
-  absl::Status DoOpenContext(const v1::OpenContextRequest& req,
+  absl::Status DoIssue(const Caller* caller, const v1::IssueRequest& req,
+                       v1::IssueResponse* resp);
+  absl::Status DoOpenContext(const Caller* caller,
+                             const v1::OpenContextRequest& req,
                              v1::OpenContextResponse* resp);
-  absl::Status DoValidate(const v1::ValidateRequest& req,
+  absl::Status DoValidate(const Caller* caller, const v1::ValidateRequest& req,
                           v1::ValidateResponse* resp);
-  absl::Status DoCleanup(const v1::CleanupRequest& req,
+  absl::Status DoCleanup(const Caller* caller, const v1::CleanupRequest& req,
                          v1::CleanupResponse* resp);
-  absl::Status DoGrantLease(const v1::GrantLeaseRequest& req,
+  absl::Status DoGrantLease(const Caller* caller,
+                            const v1::GrantLeaseRequest& req,
                             v1::GrantLeaseResponse* resp);
-  absl::Status DoKeepAlive(const v1::KeepAliveRequest& req,
+  absl::Status DoKeepAlive(const Caller* caller,
+                           const v1::KeepAliveRequest& req,
                            v1::KeepAliveResponse* resp);
-  absl::Status DoRevokeLease(const v1::RevokeLeaseRequest& req,
+  absl::Status DoRevokeLease(const Caller* caller,
+                             const v1::RevokeLeaseRequest& req,
                              v1::RevokeLeaseResponse* resp);
-  absl::Status DoDescribe(const v1::DescribeRequest& req,
+  absl::Status DoDescribe(const Caller* caller, const v1::DescribeRequest& req,
                           v1::DescribeResponse* resp);
-  absl::Status DoListOwned(const v1::ListOwnedRequest& req,
+  absl::Status DoListOwned(const Caller* caller,
+                           const v1::ListOwnedRequest& req,
                            v1::ListOwnedResponse* resp);
 
   // Parses the request (with `parse`), runs `body` unless stopping, timing
@@ -105,11 +120,20 @@ class RegistrarService final : public RawUnaryService {
   grpc::ServerUnaryReactor* Handle(
       grpc::CallbackServerContext* ctx, CoreOp op,
       const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
-      absl::Status (RegistrarService::*body)(const Req&, Resp*),
+      absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
       absl::Status (*parse)(const grpc::ByteBuffer&, Req*));
+
+  // Authentication, authorization, rate and in-flight bounds, in that
+  // order; the caller (null without authentication) or the refusal.
+  absl::StatusOr<CallerPtr> Admit(grpc::CallbackServerContext* ctx, Rpc rpc,
+                                  const std::vector<TenantUse>& tenants);
+  // Who a lease call must have granted the lease (nullopt: anyone).
+  static std::optional<std::string> LeaseCaller(const Caller* caller);
 
   Registry& registry_;
   const ApiLimits limits_;
+  const AccessControl* const access_;
+  RateLimiter* const limiter_;
   Metrics* const metrics_;
   WatchHub* const watch_hub_;  // Watch
   BlockingExecutor* const blocking_;

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "registrar/v1/registrar.pb.h"
+#include "service/common/text.h"  // IsPrintableUtf8, used with these checks
 
 namespace registrar {
 
@@ -27,10 +28,10 @@ struct ApiLimits {
   // Issue count, Validate items, Cleanup ids.
   uint32_t max_batch = 1000;
   uint32_t max_page_token_bytes = 64;
+  // Unary calls being handled at once; beyond it RESOURCE_EXHAUSTED with a
+  // retry delay instead of an unbounded queue (0: no bound).
+  uint32_t max_in_flight = 4096;
 };
-
-// True for well-formed UTF-8 with no control characters (C0, DEL, C1).
-bool IsPrintableUtf8(std::string_view s);
 
 // Checks an Owner at `field` ("owner", "items[3].owner"): both parts
 // non-empty, at most max_string_bytes, printable UTF-8.

@@ -15,11 +15,28 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   const auto code = static_cast<grpc::StatusCode>(status.code());
   std::string message(status.message());
   std::optional<std::string> field = ErrorField(status);
-  if (!field) return grpc::Status(code, message);
+  std::optional<std::string> quota_subject = QuotaSubject(status);
+  if (!field && !quota_subject) return grpc::Status(code, message);
 
   google::rpc::Status details;
   details.set_code(static_cast<int>(code));
   details.set_message(message);
+  if (quota_subject) {
+    google::rpc::QuotaFailure quota;
+    auto* v = quota.add_violations();
+    v->set_subject(*quota_subject);
+    v->set_description(message);
+    details.add_details()->PackFrom(quota);
+    if (std::optional<absl::Duration> delay = RetryDelay(status)) {
+      google::rpc::RetryInfo retry;
+      const int64_t ms = absl::ToInt64Milliseconds(*delay);
+      retry.mutable_retry_delay()->set_seconds(ms / 1000);
+      retry.mutable_retry_delay()->set_nanos(
+          static_cast<int32_t>((ms % 1000) * 1'000'000));
+      details.add_details()->PackFrom(retry);
+    }
+    return grpc::Status(code, message, details.SerializeAsString());
+  }
   const std::string description = ErrorDescription(status);
   google::rpc::BadRequest bad_request;
   auto* violation = bad_request.add_field_violations();

@@ -2,23 +2,56 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "service/common/absl_compat.h"
 
 namespace registrar {
 namespace {
 constexpr std::string_view kFieldPayloadUrl = "registrar.dev/field";
+constexpr std::string_view kQuotaPayloadUrl = "registrar.dev/quota_subject";
+constexpr std::string_view kRetryPayloadUrl = "registrar.dev/retry_delay_ms";
 }  // namespace
+
+absl::Status QuotaExceeded(std::string_view subject,
+                           std::string_view description,
+                           absl::Duration retry_after) {
+  absl::Status status(absl::StatusCode::kResourceExhausted,
+                      AsAbsl(description));
+  status.SetPayload(AsAbsl(kQuotaPayloadUrl), absl::Cord(AsAbsl(subject)));
+  if (retry_after > absl::ZeroDuration()) {
+    status.SetPayload(AsAbsl(kRetryPayloadUrl),
+                      absl::Cord(absl::StrCat(absl::ToInt64Milliseconds(
+                          absl::Ceil(retry_after, absl::Milliseconds(1))))));
+  }
+  return status;
+}
+
+std::optional<std::string> QuotaSubject(const absl::Status& status) {
+  absl::optional<absl::Cord> subject =
+      status.GetPayload(AsAbsl(kQuotaPayloadUrl));
+  if (!subject) return std::nullopt;
+  return std::string(*subject);
+}
+
+std::optional<absl::Duration> RetryDelay(const absl::Status& status) {
+  absl::optional<absl::Cord> ms = status.GetPayload(AsAbsl(kRetryPayloadUrl));
+  int64_t value = 0;
+  if (!ms || !absl::SimpleAtoi(std::string(*ms), &value)) return std::nullopt;
+  return absl::Milliseconds(value);
+}
 
 absl::Status FieldError(absl::StatusCode code, std::string_view field,
                         std::string_view description) {
-  absl::Status status(code, absl::StrCat(AsAbsl(field), ": ", AsAbsl(description)));
+  absl::Status status(code,
+                      absl::StrCat(AsAbsl(field), ": ", AsAbsl(description)));
   status.SetPayload(AsAbsl(kFieldPayloadUrl), absl::Cord(AsAbsl(field)));
   return status;
 }
 
 std::optional<std::string> ErrorField(const absl::Status& status) {
-  absl::optional<absl::Cord> field = status.GetPayload(AsAbsl(kFieldPayloadUrl));
+  absl::optional<absl::Cord> field =
+      status.GetPayload(AsAbsl(kFieldPayloadUrl));
   if (!field) return std::nullopt;
   return std::string(*field);
 }
@@ -27,7 +60,8 @@ std::string ErrorDescription(const absl::Status& status) {
   std::string_view message = AsStd(status.message());
   if (std::optional<std::string> field = ErrorField(status)) {
     std::string prefix = absl::StrCat(*field, ": ");
-    if (absl::StartsWith(AsAbsl(message), prefix)) message.remove_prefix(prefix.size());
+    if (absl::StartsWith(AsAbsl(message), prefix))
+      message.remove_prefix(prefix.size());
   }
   return std::string(message);
 }

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace registrar {
 
@@ -22,6 +23,17 @@ inline absl::Status InvalidField(std::string_view field,
                                  std::string_view description) {
   return FieldError(absl::StatusCode::kInvalidArgument, field, description);
 }
+
+// RESOURCE_EXHAUSTED for a limit that is not a request field (a caller's
+// request rate, the server's in-flight bound). The RPC layer reports
+// `subject` in a google.rpc.QuotaFailure and, when `retry_after` > 0, a
+// google.rpc.RetryInfo: the call did nothing and may be repeated then.
+absl::Status QuotaExceeded(std::string_view subject,
+                           std::string_view description,
+                           absl::Duration retry_after);
+// What QuotaExceeded attached, if anything.
+std::optional<std::string> QuotaSubject(const absl::Status& status);
+std::optional<absl::Duration> RetryDelay(const absl::Status& status);
 
 // The field attached by FieldError, if any.
 std::optional<std::string> ErrorField(const absl::Status& status);

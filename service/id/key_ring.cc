@@ -107,11 +107,13 @@ absl::StatusOr<KeyRing> KeyRing::Parse(std::string_view text) {
     std::memcpy(key.data(), bytes.data(), key.size());
     sodium_memzero(bytes.data(), bytes.size());
     ring.keys_.emplace(version, key);
+    // The last key listed signs: with only four versions, rotation wraps
+    // (after 3 comes 0 again), so "highest" would not name the newest.
+    ring.signing_version_ = version;
   }
   if (ring.keys_.empty()) {
     return absl::InvalidArgumentError("key file has no keys");
   }
-  ring.signing_version_ = ring.keys_.rbegin()->first;
   return ring;
 }
 
@@ -213,14 +215,18 @@ bool KeyRing::Verify(Kind kind, Id128 id, std::string_view tenant,
 
 std::string KeyRing::ToFileText() const {
   std::string out =
-      "# registrar ID tag keys: <version> <32 hex digits>; the highest "
-      "version signs.\n";
-  for (const auto& [version, key] : keys_) {
+      "# registrar ID tag keys: <version> <32 hex digits>; the last line "
+      "signs, every line verifies.\n";
+  auto line = [&](uint32_t version, const TagKeyBytes& key) {
     absl::StrAppend(&out, version, " ",
                     absl::BytesToHexString(absl::string_view(
                         reinterpret_cast<const char*>(key.data()), key.size())),
                     "\n");
+  };
+  for (const auto& [version, key] : keys_) {
+    if (version != signing_version_) line(version, key);
   }
+  line(signing_version_, keys_.at(signing_version_));
   return out;
 }
 

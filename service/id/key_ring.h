@@ -25,8 +25,8 @@ class KeyRing {
  public:
   // Parses a key file: one key per line, `<version> <32 hex digits>` with
   // version 0..3, or a single bare `<32 hex digits>` line meaning version 0.
-  // Blank lines and lines starting with '#' are ignored. The highest version
-  // signs; every listed version verifies.
+  // Blank lines and lines starting with '#' are ignored. The last key listed
+  // signs (so versions can wrap: 3 then 0); every listed version verifies.
   static absl::StatusOr<KeyRing> Parse(std::string_view text);
   // Reads and parses a file; errors name the path.
   static absl::StatusOr<KeyRing> LoadFile(const std::string& path);

@@ -30,6 +30,22 @@ bool ValidKind(Kind kind) { return static_cast<int>(kind) < kNumKinds; }
 
 }  // namespace
 
+std::string_view RejectionName(Rejection r) {
+  switch (r) {
+    case Rejection::kNoCredentials:
+      return "no_credentials";
+    case Rejection::kUnknownToken:
+      return "unknown_token";
+    case Rejection::kPermissionDenied:
+      return "permission_denied";
+    case Rejection::kRateLimited:
+      return "rate_limited";
+    case Rejection::kOverloaded:
+      return "overloaded";
+  }
+  return "unknown";
+}
+
 std::string_view CoreOpName(CoreOp op) {
   switch (op) {
     case CoreOp::kIssue:
@@ -177,6 +193,16 @@ Metrics::Metrics()
     verdicts_[v] = &verdicts.Add({{"verdict", std::string(VerdictLabel(v))}});
   }
 
+  auto& rejected = prometheus::BuildCounter()
+                       .Name("registrar_rejected_calls_total")
+                       .Help("Calls turned away before doing anything, by "
+                             "reason (authentication, permission, rate "
+                             "limit, overload).")
+                       .Register(*registry_);
+  for (int r = 0; r < kNumRejections; ++r) {
+    rejections_[r] = &rejected.Add(
+        {{"reason", std::string(RejectionName(static_cast<Rejection>(r)))}});
+  }
   leases_granted_ = &prometheus::BuildCounter()
                          .Name("registrar_leases_granted_total")
                          .Help("Leases granted.")
@@ -254,6 +280,11 @@ void Metrics::CountVerdict(int verdict, uint64_t n) {
   if (prometheus::Counter* c = verdicts_[verdict]) {
     c->Increment(static_cast<double>(n));
   }
+}
+
+void Metrics::CountRejection(Rejection r) {
+  const int i = static_cast<int>(r);
+  if (i >= 0 && i < kNumRejections) rejections_[i]->Increment();
 }
 
 void Metrics::ObserveCoreOp(CoreOp op, absl::Duration d) {

@@ -46,6 +46,19 @@ inline constexpr int kNumCoreOps = 10;
 // "tick"; "unknown" for a value outside the enum.
 std::string_view CoreOpName(CoreOp op);
 
+// Why a call was turned away before it did anything.
+enum class Rejection : uint8_t {
+  kNoCredentials = 0,     // auth on, no token or known certificate
+  kUnknownToken = 1,      // a bearer token no caller has
+  kPermissionDenied = 2,  // role or tenant does not allow it
+  kRateLimited = 3,       // the caller's request rate
+  kOverloaded = 4,        // the server's in-flight bound
+};
+inline constexpr int kNumRejections = 5;
+// "no_credentials", "unknown_token", "permission_denied", "rate_limited",
+// "overloaded".
+std::string_view RejectionName(Rejection r);
+
 // Label of a registrar.v1.Verdict value in registrar_validations_total:
 // "valid", "malformed", "wrong_kind", "forged", "unknown", "not_owner",
 // "released", "expired" for 1..8; "" for anything else (not counted).
@@ -66,6 +79,9 @@ const std::vector<double>& CoreOpBuckets();
 //   registrar_leases_granted_total
 //   registrar_leases_ended_total{reason}        reason: EndCauseName
 //   registrar_core_op_seconds{op}               histogram, CoreOpBuckets()
+//   registrar_rejected_calls_total{reason}      reason: RejectionName; the
+//                                               first three are the
+//                                               authentication failures
 // Read at scrape time from the stats provider (absent until one is set):
 //   registrar_live_records{kind}                gauge, the four record kinds
 //   registrar_leases                            gauge
@@ -102,6 +118,9 @@ class Metrics : public RegistryObserver {
   // `verdict` is a registrar.v1.Verdict value. Values without a label
   // (VERDICT_UNSPECIFIED, out of range) are ignored.
   void CountVerdict(int verdict, uint64_t n = 1);
+
+  // Counts a call turned away (authentication, permission, rate, load).
+  void CountRejection(Rejection r);
 
   // Records one observation of `op` taking `d` in registrar_core_op_seconds.
   void ObserveCoreOp(CoreOp op, absl::Duration d);
@@ -164,6 +183,7 @@ class Metrics : public RegistryObserver {
       released_{};
   std::array<prometheus::Counter*, 9> verdicts_{};  // by Verdict value
   prometheus::Counter* leases_granted_ = nullptr;
+  std::array<prometheus::Counter*, kNumRejections> rejections_{};
   prometheus::Histogram* store_commit_ = nullptr;
   prometheus::Counter* store_commit_failures_ = nullptr;
   std::array<prometheus::Counter*, kNumEndCauses> leases_ended_{};

@@ -7,21 +7,35 @@
 namespace registrar {
 
 void Lessor::Grant(Id128 lease, std::string holder, absl::Duration ttl,
-                   absl::Time now) {
+                   absl::Time now, std::string grantor) {
   absl::MutexLock lock(&mu_);
   Lease& l = leases_[lease];
   l.holder = std::move(holder);
+  l.grantor = std::move(grantor);
   l.ttl = ttl;
   l.deadline = now + ttl;
   queue_.Push(l.deadline, lease);
 }
 
-absl::StatusOr<absl::Duration> Lessor::KeepAlive(Id128 lease, absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  auto it = leases_.find(lease);
-  if (it == leases_.end() || it->second.deadline <= now) {
+absl::Status Lessor::CheckUsable(const Lease* lease, absl::Time now,
+                                 const std::optional<std::string>& caller) {
+  if (lease == nullptr || lease->deadline <= now) {
     return absl::NotFoundError("lease_id: no live lease with this id");
   }
+  if (caller.has_value() && *caller != lease->grantor) {
+    return absl::PermissionDeniedError(
+        "lease_id: the lease was granted to another caller");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::Duration> Lessor::KeepAlive(
+    Id128 lease, absl::Time now, const std::optional<std::string>& caller) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(lease);
+  const absl::Status usable =
+      CheckUsable(it == leases_.end() ? nullptr : &it->second, now, caller);
+  if (!usable.ok()) return usable;
   // The queue keeps one entry per lease; TakeExpired re-queues an entry that
   // surfaces before the (renewed) deadline, so renewals cost no heap work.
   it->second.deadline = now + it->second.ttl;
@@ -30,12 +44,17 @@ absl::StatusOr<absl::Duration> Lessor::KeepAlive(Id128 lease, absl::Time now) {
 
 absl::Status Lessor::Attach(Id128 lease,
                             absl::Span<const BoundConnection> conns,
-                            absl::Time now) {
+                            absl::Time now,
+                            const std::optional<std::string>& caller) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(lease);
   if (it == leases_.end() || it->second.deadline <= now) {
     return FieldError(absl::StatusCode::kFailedPrecondition, "lease_id",
                       "no live lease with this id");
+  }
+  if (caller.has_value() && *caller != it->second.grantor) {
+    return FieldError(absl::StatusCode::kPermissionDenied, "lease_id",
+                      "the lease was granted to another caller");
   }
   it->second.connections.insert(conns.begin(), conns.end());
   return absl::OkStatus();
@@ -48,7 +67,8 @@ void Lessor::Detach(Id128 lease, BoundConnection conn) {
 }
 
 EndedLease Lessor::Collect(Id128 id, Lease& lease) {
-  EndedLease ended{id, lease.holder, lease.ttl, lease.deadline, {}};
+  EndedLease ended{id,        lease.holder,   lease.grantor,
+                   lease.ttl, lease.deadline, {}};
   ended.connections.assign(lease.connections.begin(), lease.connections.end());
   return ended;
 }
@@ -57,6 +77,7 @@ void Lessor::Reinstate(const EndedLease& ended) {
   absl::MutexLock lock(&mu_);
   Lease& l = leases_[ended.lease];
   l.holder = ended.holder;
+  l.grantor = ended.grantor;
   l.ttl = ended.ttl;
   l.deadline = ended.deadline;
   l.connections.insert(ended.connections.begin(), ended.connections.end());
@@ -69,14 +90,15 @@ bool Lessor::IsLive(Id128 lease, absl::Time now) const {
   return it != leases_.end() && it->second.deadline > now;
 }
 
-absl::StatusOr<EndedLease> Lessor::Revoke(Id128 lease, absl::Time now) {
+absl::StatusOr<EndedLease> Lessor::Revoke(
+    Id128 lease, absl::Time now, const std::optional<std::string>& caller) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(lease);
   // Past its deadline the lease has expired, even before TakeExpired reaps
   // it: it ends as expired, never as revoked.
-  if (it == leases_.end() || it->second.deadline <= now) {
-    return absl::NotFoundError("lease_id: no live lease with this id");
-  }
+  const absl::Status usable =
+      CheckUsable(it == leases_.end() ? nullptr : &it->second, now, caller);
+  if (!usable.ok()) return usable;
   EndedLease ended = Collect(lease, it->second);
   leases_.erase(it);
   return ended;

@@ -11,6 +11,7 @@
 // Lessor's mutex is dropped.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,7 @@ struct BoundConnection {
 struct EndedLease {
   Id128 lease;
   std::string holder;
+  std::string grantor;
   absl::Duration ttl;
   absl::Time deadline;
   std::vector<BoundConnection> connections;
@@ -54,26 +56,36 @@ class Lessor {
   Lessor(const Lessor&) = delete;
   Lessor& operator=(const Lessor&) = delete;
 
-  // Records a new lease expiring at now + ttl.
+  // Records a new lease expiring at now + ttl, granted by `grantor` (the
+  // authenticated caller; "" without authentication).
   void Grant(Id128 lease, std::string holder, absl::Duration ttl,
-             absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+             absl::Time now, std::string grantor = "") ABSL_LOCKS_EXCLUDED(mu_);
 
   // Renews for another full TTL and returns it. NotFound when the lease is
   // unknown, revoked, or past its deadline (even if not reaped yet).
-  absl::StatusOr<absl::Duration> KeepAlive(Id128 lease, absl::Time now)
+  // PermissionDenied when `caller` is set and is not the lease's grantor.
+  absl::StatusOr<absl::Duration> KeepAlive(
+      Id128 lease, absl::Time now,
+      const std::optional<std::string>& caller = std::nullopt)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Binds connections. FailedPrecondition (and nothing bound) when the
-  // lease is not live.
+  // lease is not live; PermissionDenied when `caller` is set and is not the
+  // lease's grantor.
   absl::Status Attach(Id128 lease, absl::Span<const BoundConnection> conns,
-                      absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+                      absl::Time now,
+                      const std::optional<std::string>& caller = std::nullopt)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Unbinds a connection released on its own. No-op if already gone.
   void Detach(Id128 lease, BoundConnection conn) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes the lease. NotFound when it is unknown, already ended, or past
   // its deadline (then it is left for TakeExpired, to end as expired).
-  absl::StatusOr<EndedLease> Revoke(Id128 lease, absl::Time now)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // PermissionDenied (and nothing changes) when `caller` is set and is not
+  // the lease's grantor.
+  absl::StatusOr<EndedLease> Revoke(Id128 lease, absl::Time now,
+                                    const std::optional<std::string>& caller =
+                                        std::nullopt) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Puts back a lease whose ending could not be stored, so the ending is
   // retried (a revoke by the caller, an expiry by the next TakeExpired).
@@ -92,12 +104,16 @@ class Lessor {
  private:
   struct Lease {
     std::string holder;
+    std::string grantor;
     absl::Duration ttl;
     absl::Time deadline;
     absl::flat_hash_set<BoundConnection> connections;
   };
 
   static EndedLease Collect(Id128 id, Lease& lease);
+  // NotFound / PermissionDenied for a lease `caller` may not use.
+  static absl::Status CheckUsable(const Lease* lease, absl::Time now,
+                                  const std::optional<std::string>& caller);
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<Id128, Lease> leases_ ABSL_GUARDED_BY(mu_);

@@ -294,7 +294,7 @@ absl::Status Registry::Recover() {
   // Every lease gets a fresh full TTL, so a restart never mass-expires
   // connections (as etcd does).
   for (const LeaseView& lease : meta.leases) {
-    lessor_.Grant(lease.id, lease.holder, lease.ttl, now);
+    lessor_.Grant(lease.id, lease.holder, lease.ttl, now, lease.grantor);
   }
   // Rebind live connections to their leases; a connection whose lease is
   // gone (its ending was cut short by a crash) ends now, as expired.
@@ -493,7 +493,7 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
     if (!lease.is_zero()) {
       bound.reserve(minted.size());
       for (const Id128& id : minted) bound.push_back({id, shard_index});
-      RETURN_IF_ERROR(lessor_.Attach(lease, bound, now));
+      RETURN_IF_ERROR(lessor_.Attach(lease, bound, now, spec.lease_caller));
     }
     std::vector<RecordView> records;
     records.reserve(count);
@@ -727,7 +727,8 @@ absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
 // Leases
 
 absl::StatusOr<LeaseGrant> Registry::GrantLease(std::string_view holder,
-                                                absl::Duration ttl) {
+                                                absl::Duration ttl,
+                                                std::string grantor) {
   if (holder.empty()) return InvalidField("holder", "is required");
   if (ttl < options_.min_lease_ttl || ttl > options_.max_lease_ttl) {
     return InvalidField(
@@ -740,19 +741,20 @@ absl::StatusOr<LeaseGrant> Registry::GrantLease(std::string_view holder,
   }
   ASSIGN_OR_RETURN(const Id128 id, ids_.MintOne(Kind::kLease, "", holder));
   WriteBatch batch;
-  batch.put_leases.push_back(LeaseView{id, std::string(holder), ttl});
+  batch.put_leases.push_back(LeaseView{id, std::string(holder), ttl, grantor});
   RETURN_IF_ERROR(Commit(&batch));
-  lessor_.Grant(id, std::string(holder), ttl, Now());
+  lessor_.Grant(id, std::string(holder), ttl, Now(), std::move(grantor));
   if (observer_) observer_->OnLeaseGranted();
   return LeaseGrant{FormatId(Kind::kLease, id), ttl};
 }
 
-absl::StatusOr<absl::Duration> Registry::KeepAlive(std::string_view lease_id) {
+absl::StatusOr<absl::Duration> Registry::KeepAlive(
+    std::string_view lease_id, const std::optional<std::string>& caller) {
   ASSIGN_OR_RETURN(const Id128 lease,
                    ParseReference("lease_id", lease_id, Kind::kLease));
   if (lease.is_zero()) return InvalidField("lease_id", "is required");
   // Renewals are not stored: a restart grants every lease a fresh TTL.
-  return lessor_.KeepAlive(lease, Now());
+  return lessor_.KeepAlive(lease, Now(), caller);
 }
 
 absl::Status Registry::EndLease(const EndedLease& lease, Ended& ended) {
@@ -789,11 +791,12 @@ absl::Status Registry::EndLease(const EndedLease& lease, Ended& ended) {
 }
 
 absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
-    std::string_view lease_id) {
+    std::string_view lease_id, const std::optional<std::string>& caller) {
   ASSIGN_OR_RETURN(const Id128 lease,
                    ParseReference("lease_id", lease_id, Kind::kLease));
   if (lease.is_zero()) return InvalidField("lease_id", "is required");
-  ASSIGN_OR_RETURN(EndedLease ended_lease, lessor_.Revoke(lease, Now()));
+  ASSIGN_OR_RETURN(EndedLease ended_lease,
+                   lessor_.Revoke(lease, Now(), caller));
   Ended ended{EndCause::kLeaseRevoked,
               State::kReleased,
               ReasonFor(EndCause::kLeaseRevoked, ""),

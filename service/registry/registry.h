@@ -101,6 +101,8 @@ struct IssueSpec {
   std::string_view parent_id;      // optional text
   std::string_view connection_id;  // optional text
   std::string_view lease_id;       // optional text; connections only
+  // When set, the lease must have been granted by this caller.
+  std::optional<std::string> lease_caller;
   Labels labels;
 };
 
@@ -199,12 +201,21 @@ class Registry {
 
   // Leases. InvalidArgument for a TTL outside [min_lease_ttl, max_lease_ttl]
   // or an empty holder; NotFound for a lease that is not live.
+  //
+  // `grantor` is the authenticated caller granting the lease ("" without
+  // authentication). KeepAlive and RevokeLease with `caller` set refuse a
+  // lease granted by anyone else (PermissionDenied, nothing changed);
+  // nullopt skips the check (no authentication, or an admin).
   absl::StatusOr<LeaseGrant> GrantLease(std::string_view holder,
-                                        absl::Duration ttl);
-  absl::StatusOr<absl::Duration> KeepAlive(std::string_view lease_id);
+                                        absl::Duration ttl,
+                                        std::string grantor = "");
+  absl::StatusOr<absl::Duration> KeepAlive(
+      std::string_view lease_id,
+      const std::optional<std::string>& caller = std::nullopt);
   // Ends the lease and everything bound to it; returns the IDs it ended.
   absl::StatusOr<std::vector<std::string>> RevokeLease(
-      std::string_view lease_id);
+      std::string_view lease_id,
+      const std::optional<std::string>& caller = std::nullopt);
 
   // The record of an ID. InvalidArgument when the text does not parse,
   // NotFound when no record of that kind is held.

@@ -76,6 +76,40 @@ ABSL_FLAG(uint32_t, max_watchers, 1000,
 ABSL_FLAG(uint64_t, watch_max_lag, 100000,
           "Revisions a Watch stream may fall behind before it is ended with "
           "RESOURCE_EXHAUSTED (it may resume where it stopped)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain to serve TLS with (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: require client certificates signed by it (mTLS)");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
+          "How often the TLS files are re-read; new certificates apply to new "
+          "connections without dropping open ones");
+ABSL_FLAG(bool, allow_insecure, false,
+          "Serve plaintext on a non-loopback --listen address (only behind a "
+          "trusted network layer)");
+ABSL_FLAG(std::string, callers_file, "",
+          "JSON callers file (roles, tenants, token hashes, certificate "
+          "identities); enables authentication. Re-read on SIGHUP and when "
+          "it changes");
+ABSL_FLAG(double, caller_rate, 0,
+          "Calls per second each caller may make (0: unlimited); excess gets "
+          "RESOURCE_EXHAUSTED with a retry delay");
+ABSL_FLAG(double, caller_burst, 0,
+          "Calls a caller may make at once above --caller_rate (0: one "
+          "second's worth)");
+ABSL_FLAG(uint32_t, max_in_flight, 4096,
+          "Calls handled at once; beyond it RESOURCE_EXHAUSTED with a retry "
+          "delay (0: unbounded)");
+ABSL_FLAG(uint32_t, max_concurrent_streams, 1000,
+          "HTTP/2 streams one connection may have open");
+ABSL_FLAG(absl::Duration, min_ping_interval, absl::Seconds(10),
+          "Shortest keepalive ping interval a client may use; faster pingers "
+          "are disconnected");
+ABSL_FLAG(absl::Duration, max_connection_idle, absl::Minutes(30),
+          "Idle connections are closed after this (0: never)");
+ABSL_FLAG(uint64_t, grpc_memory_limit, uint64_t{1} << 30,
+          "Bytes gRPC may buffer for all connections (resource quota); past "
+          "it, reading from peers pauses");
 ABSL_FLAG(absl::Duration, clock_offset, absl::ZeroDuration(),
           "Testing only: shift the server's wall clock by this much");
 
@@ -84,18 +118,50 @@ namespace {
 
 // Flags that may come from REGISTRAR_<NAME> environment variables.
 const std::vector<std::string>& EnvFlagNames() {
-  static const auto* names = new std::vector<std::string>{
-      "listen",          "metrics_listen",      "port_file",
-      "key_file",        "node_id",             "shards",
-      "max_batch",       "owner_quota",         "tombstone_retention",
-      "min_lease_ttl",   "max_lease_ttl",       "default_page_size",
-      "max_page_size",   "max_string_bytes",    "max_labels",
-      "max_label_key_bytes", "max_message_bytes", "tick_interval",
-      "shutdown_drain",  "shutdown_timeout",    "log_level",
-      "max_watchers",    "watch_max_lag",
-      "clock_offset",    "store",               "data_dir",
-      "durability",      "event_history",       "clock_window",
-      "commit_threads"};
+  static const auto* names =
+      new std::vector<std::string>{"listen",
+                                   "metrics_listen",
+                                   "port_file",
+                                   "key_file",
+                                   "node_id",
+                                   "shards",
+                                   "max_batch",
+                                   "owner_quota",
+                                   "tombstone_retention",
+                                   "min_lease_ttl",
+                                   "max_lease_ttl",
+                                   "default_page_size",
+                                   "max_page_size",
+                                   "max_string_bytes",
+                                   "max_labels",
+                                   "max_label_key_bytes",
+                                   "max_message_bytes",
+                                   "tick_interval",
+                                   "shutdown_drain",
+                                   "shutdown_timeout",
+                                   "log_level",
+                                   "max_watchers",
+                                   "watch_max_lag",
+                                   "clock_offset",
+                                   "store",
+                                   "data_dir",
+                                   "durability",
+                                   "event_history",
+                                   "clock_window",
+                                   "commit_threads",
+                                   "tls_cert",
+                                   "tls_key",
+                                   "tls_client_ca",
+                                   "tls_reload_interval",
+                                   "allow_insecure",
+                                   "callers_file",
+                                   "caller_rate",
+                                   "caller_burst",
+                                   "max_in_flight",
+                                   "max_concurrent_streams",
+                                   "min_ping_interval",
+                                   "max_connection_idle",
+                                   "grpc_memory_limit"};
   return *names;
 }
 
@@ -143,8 +209,8 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   if (const char* key = std::getenv("REGISTRAR_KEY")) c.key_text = key;
   c.node_id = absl::GetFlag(FLAGS_node_id);
   if (c.node_id > kMaxNodeId) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--node_id must be 0..", kMaxNodeId, ", got ", c.node_id));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--node_id must be 0..", kMaxNodeId, ", got ", c.node_id));
   }
   c.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   c.tick_interval = absl::GetFlag(FLAGS_tick_interval);
@@ -153,9 +219,8 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   c.clock_offset = absl::GetFlag(FLAGS_clock_offset);
   c.store = absl::GetFlag(FLAGS_store);
   if (c.store != "rocksdb" && c.store != "memory") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--store must be rocksdb or memory, got \"", c.store,
-                     "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--store must be rocksdb or memory, got \"", c.store, "\""));
   }
   c.data_dir = absl::GetFlag(FLAGS_data_dir);
   absl::StatusOr<Durability> durability =
@@ -185,13 +250,14 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   if (r.clock_window < absl::Milliseconds(10)) {
     return absl::InvalidArgumentError("--clock_window must be >= 10ms");
   }
-  for (auto [flag, value] : {std::pair<const char*, uint64_t>{"shards", r.shards},
-                             {"max_batch", r.max_batch},
-                             {"owner_quota", r.owner_quota},
-                             {"min_lease_ttl", absl::GetFlag(FLAGS_min_lease_ttl)},
-                             {"default_page_size", r.default_page_size},
-                             {"max_page_size", r.max_page_size},
-                             {"max_message_bytes", c.max_message_bytes}}) {
+  for (auto [flag, value] :
+       {std::pair<const char*, uint64_t>{"shards", r.shards},
+        {"max_batch", r.max_batch},
+        {"owner_quota", r.owner_quota},
+        {"min_lease_ttl", absl::GetFlag(FLAGS_min_lease_ttl)},
+        {"default_page_size", r.default_page_size},
+        {"max_page_size", r.max_page_size},
+        {"max_message_bytes", c.max_message_bytes}}) {
     if (absl::Status s = NonZero(flag, value); !s.ok()) return s;
   }
   if (r.max_lease_ttl < r.min_lease_ttl) {
@@ -213,6 +279,27 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   l.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);
   l.max_labels = absl::GetFlag(FLAGS_max_labels);
   l.max_label_key_bytes = absl::GetFlag(FLAGS_max_label_key_bytes);
+  l.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+
+  TransportConfig& t = c.transport;
+  t.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  t.tls_key = absl::GetFlag(FLAGS_tls_key);
+  t.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  t.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
+  t.allow_insecure = absl::GetFlag(FLAGS_allow_insecure);
+  t.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  t.min_ping_interval = absl::GetFlag(FLAGS_min_ping_interval);
+  t.max_connection_idle = absl::GetFlag(FLAGS_max_connection_idle);
+  t.memory_limit_bytes = absl::GetFlag(FLAGS_grpc_memory_limit);
+  if (absl::Status s = CheckTransport(t, c.listen); !s.ok()) return s;
+
+  c.callers_file = absl::GetFlag(FLAGS_callers_file);
+  c.caller_rate.rate = absl::GetFlag(FLAGS_caller_rate);
+  c.caller_rate.burst = absl::GetFlag(FLAGS_caller_burst);
+  if (c.caller_rate.rate < 0 || c.caller_rate.burst < 0) {
+    return absl::InvalidArgumentError(
+        "--caller_rate and --caller_burst must be >= 0");
+  }
   return c;
 }
 

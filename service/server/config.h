@@ -6,10 +6,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "service/api/rate_limiter.h"
 #include "service/api/request_validation.h"
 #include "service/registry/registry.h"
-#include "service/watch/watch_hub.h"
+#include "service/server/transport.h"
 #include "service/store/store.h"
+#include "service/watch/watch_hub.h"
 
 namespace registrar {
 
@@ -26,14 +28,19 @@ struct ServerConfig {
   absl::Duration shutdown_drain = absl::Seconds(1);
   absl::Duration shutdown_timeout = absl::Seconds(10);
   absl::Duration clock_offset = absl::ZeroDuration();  // tests only
-  std::string store = "rocksdb";  // "rocksdb" or "memory"
+  std::string store = "rocksdb";                       // "rocksdb" or "memory"
   std::string data_dir = "./registrar-data";
   Durability durability = Durability::kFsync;
   // Threads that run changing calls in fsync mode (0: on gRPC's threads).
   int commit_threads = 64;
   RegistryOptions registry;
   ApiLimits limits;
-  WatchLimits watch;  // --max_watchers, --watch_max_lag
+  WatchLimits watch;          // --max_watchers, --watch_max_lag
+  TransportConfig transport;  // TLS, --allow_insecure, HTTP/2 bounds
+  // Callers and their roles (service/auth/callers_file.h); empty: no
+  // authentication. Re-read on SIGHUP and when the file changes.
+  std::string callers_file;
+  RateLimit caller_rate;  // --caller_rate, --caller_burst
 };
 
 // Parses argv into a ServerConfig. Every flag may also come from the

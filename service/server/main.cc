@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A file-size limit must fail the write (EFBIG → the store reports it and
   // the call answers UNAVAILABLE), not kill the server.
@@ -72,7 +73,11 @@ int main(int argc, char** argv) {
   }
 
   int received = 0;
-  sigwait(&signals, &received);
+  // SIGHUP re-reads the callers file (TLS files are followed by themselves).
+  while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+    spdlog::info("received SIGHUP: reloading the callers file");
+    (void)(*server)->ReloadCallers();
+  }
   spdlog::info("received {}", received == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown();
   return 0;

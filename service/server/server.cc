@@ -3,7 +3,6 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
-
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -14,10 +13,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "service/common/absl_compat.h"
+#include "service/common/status_macros.h"
 #include "service/metrics/grpc_server_metrics.h"
+#include "service/reflection/server_reflection.h"
 #include "service/store/memory_store.h"
 #include "service/store/rocksdb_store.h"
-#include "service/reflection/server_reflection.h"
 #include "spdlog/spdlog.h"
 
 namespace registrar {
@@ -54,10 +54,11 @@ absl::StatusOr<KeyRing> LoadKeys(const ServerConfig& config) {
       std::filesystem::path(config.data_dir) / "tag.key";
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
-    spdlog::warn("NO TAG KEY CONFIGURED (--key_file or REGISTRAR_KEY): using "
-                 "the key generated earlier in {}. Other instances cannot "
-                 "verify these IDs; pass --key_file for any real deployment.",
-                 path.string());
+    spdlog::warn(
+        "NO TAG KEY CONFIGURED (--key_file or REGISTRAR_KEY): using "
+        "the key generated earlier in {}. Other instances cannot "
+        "verify these IDs; pass --key_file for any real deployment.",
+        path.string());
     return KeyRing::LoadFile(path.string());
   }
   KeyRing ring = KeyRing::Generate();
@@ -72,10 +73,11 @@ absl::StatusOr<KeyRing> LoadKeys(const ServerConfig& config) {
           absl::StrCat("cannot write generated tag key to ", path.string()));
     }
   }
-  spdlog::warn("NO TAG KEY CONFIGURED (--key_file or REGISTRAR_KEY): "
-               "generated one and saved it as {}. Other instances cannot "
-               "verify these IDs; pass --key_file for any real deployment.",
-               path.string());
+  spdlog::warn(
+      "NO TAG KEY CONFIGURED (--key_file or REGISTRAR_KEY): "
+      "generated one and saved it as {}. Other instances cannot "
+      "verify these IDs; pass --key_file for any real deployment.",
+      path.string());
   return ring;
 }
 
@@ -101,10 +103,9 @@ absl::Status RegistrarServer::Init() {
     store_ = std::make_unique<MemoryStore>(config_.registry.event_history);
   } else {
     absl::StatusOr<std::unique_ptr<RocksDbStore>> store =
-        RocksDbStore::Open(RocksDbStoreOptions{
-            .path = config_.data_dir,
-            .durability = config_.durability,
-            .node_id = config_.node_id});
+        RocksDbStore::Open(RocksDbStoreOptions{.path = config_.data_dir,
+                                               .durability = config_.durability,
+                                               .node_id = config_.node_id});
     if (!store.ok()) {
       return absl::Status(store.status().code(),
                           absl::StrCat("--data_dir=", config_.data_dir, ": ",
@@ -125,14 +126,16 @@ absl::Status RegistrarServer::Init() {
   const RegistryStats loaded = registry_->Stats();
   uint64_t live = 0;
   for (uint64_t n : loaded.live_records) live += n;
-  spdlog::info("storage: {} ({}), started in {} with {} live records, {} "
-               "tombstones, {} leases",
-               store_->name(),
-               config_.store == "memory" ? "nothing kept across restarts"
-                                         : absl::StrCat(config_.data_dir, ", durability ", AsAbsl(
-                                                        DurabilityName(config_.durability))),
-               absl::FormatDuration(absl::Now() - load_start), live,
-               loaded.tombstones, loaded.leases);
+  spdlog::info(
+      "storage: {} ({}), started in {} with {} live records, {} "
+      "tombstones, {} leases",
+      store_->name(),
+      config_.store == "memory"
+          ? "nothing kept across restarts"
+          : absl::StrCat(config_.data_dir, ", durability ",
+                         AsAbsl(DurabilityName(config_.durability))),
+      absl::FormatDuration(absl::Now() - load_start), live, loaded.tombstones,
+      loaded.leases);
   Registry* registry = registry_.get();
   metrics_->SetStatsProvider([registry] { return registry->Stats(); });
   watch_hub_ = std::make_unique<WatchHub>(registry_->store(), config_.watch);
@@ -141,16 +144,26 @@ absl::Status RegistrarServer::Init() {
       config_.commit_threads > 0) {
     blocking_ = std::make_unique<BlockingExecutor>(config_.commit_threads);
   }
+  access_ = std::make_unique<AccessControl>(metrics_.get());
+  if (!config_.callers_file.empty()) {
+    RETURN_IF_ERROR(ReloadCallers());
+  } else {
+    spdlog::warn(
+        "no --callers_file: callers are not authenticated; anyone "
+        "who can reach {} may call every method",
+        config_.listen);
+  }
+  limiter_ = std::make_unique<RateLimiter>(config_.caller_rate);
   service_ = std::make_unique<RegistrarService>(
       *registry_, config_.limits, metrics_.get(), watch_hub_.get(),
-      blocking_.get());
+      blocking_.get(), access_.get(), limiter_.get());
 
   if (absl::Status s = metrics_->Serve(config_.metrics_listen); !s.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "--metrics_listen=", config_.metrics_listen, ": ", s.message()));
   }
-  metrics_address_ = absl::StrCat(HostOf(config_.metrics_listen), ":",
-                                  metrics_->bound_port());
+  metrics_address_ =
+      absl::StrCat(HostOf(config_.metrics_listen), ":", metrics_->bound_port());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -160,12 +173,18 @@ absl::Status RegistrarServer::Init() {
     return s;
   }
   int port = 0;
-  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(),
-                           &port);
+  builder.AddListeningPort(config_.listen,
+                           MakeServerCredentials(config_.transport), &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  ApplyTransportLimits(config_.transport, builder);
+  if (!config_.transport.tls()) {
+    spdlog::warn("serving PLAINTEXT gRPC on {}{}", config_.listen,
+                 config_.transport.allow_insecure ? " (--allow_insecure)"
+                                                  : " (loopback only)");
+  }
   builder.RegisterService(service_.get());
-  std::vector<std::unique_ptr<
-      grpc::experimental::ServerInterceptorFactoryInterface>>
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   std::vector<GrpcMethod> methods = GrpcMethodsOfService(kServiceName);
   for (GrpcMethod& m : GrpcHealthAndReflectionMethods()) {
@@ -175,9 +194,9 @@ absl::Status RegistrarServer::Init() {
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "--listen=", config_.listen,
-        ": cannot listen there (address in use or not local?)"));
+    return absl::UnavailableError(
+        absl::StrCat("--listen=", config_.listen,
+                     ": cannot listen there (address in use or not local?)"));
   }
   grpc_address_ = absl::StrCat(HostOf(config_.listen), ":", port);
   server_->GetHealthCheckService()->SetServingStatus(kServiceName, true);
@@ -198,17 +217,55 @@ void RegistrarServer::CheckStoreHealth() {
   if (store_healthy_) {
     spdlog::info("store can write again: SERVING");
   } else {
-    spdlog::error("store cannot write ({}): NOT_SERVING; reads and Validate "
-                  "still answer, changes fail with UNAVAILABLE",
-                  std::string(writable.message()));
+    spdlog::error(
+        "store cannot write ({}): NOT_SERVING; reads and Validate "
+        "still answer, changes fail with UNAVAILABLE",
+        std::string(writable.message()));
   }
   server_->GetHealthCheckService()->SetServingStatus(kServiceName,
                                                      store_healthy_);
 }
 
+absl::Status RegistrarServer::ReloadCallers() {
+  if (config_.callers_file.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&reload_mu_);
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(config_.callers_file, ec);
+  absl::StatusOr<CallerTable> table = LoadCallersFile(config_.callers_file);
+  if (!table.ok()) {
+    const absl::Status error = absl::InvalidArgumentError(
+        absl::StrCat("--callers_file: ", table.status().message()));
+    spdlog::error("{}; keeping the callers loaded before",
+                  std::string(error.message()));
+    callers_mtime_ = mtime;  // do not retry until it changes again
+    return error;
+  }
+  spdlog::info("loaded {} callers from {}", table->size(),
+               config_.callers_file);
+  access_->SetCallers(std::make_shared<const CallerTable>(*std::move(table)));
+  callers_mtime_ = mtime;
+  return absl::OkStatus();
+}
+
+void RegistrarServer::CheckCallersFile() {
+  if (config_.callers_file.empty()) return;
+  const absl::Time now = absl::Now();
+  if (now - last_callers_check_ < absl::Seconds(1)) return;
+  last_callers_check_ = now;
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(config_.callers_file, ec);
+  if (ec) return;
+  {
+    absl::MutexLock lock(&reload_mu_);
+    if (mtime == callers_mtime_) return;
+  }
+  (void)ReloadCallers();
+}
+
 void RegistrarServer::RunTicker() {
   while (!stop_ticker_.WaitForNotificationWithTimeout(config_.tick_interval)) {
     CheckStoreHealth();
+    CheckCallersFile();
     const absl::Time start = absl::Now();
     std::vector<std::string> expired = registry_->Tick();
     metrics_->ObserveCoreOp(CoreOp::kTick, absl::Now() - start);

@@ -5,11 +5,12 @@
 // metrics and gRPC server from a ServerConfig, runs the lease/tombstone
 // ticker, and shuts everything down in order.
 
+#include <grpcpp/server.h>
+
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
@@ -21,8 +22,8 @@
 #include "service/metrics/metrics.h"
 #include "service/registry/registry.h"
 #include "service/server/config.h"
-#include "service/watch/watch_hub.h"
 #include "service/store/store.h"
+#include "service/watch/watch_hub.h"
 
 namespace registrar {
 
@@ -39,6 +40,10 @@ class RegistrarServer {
   // calls finish within `shutdown_timeout`, and stop the ticker.
   void Shutdown();
 
+  // Re-reads --callers_file (SIGHUP; also done when the file changes). A
+  // file that does not parse is logged and the current callers are kept.
+  absl::Status ReloadCallers();
+
   std::string grpc_address() const { return grpc_address_; }
   std::string metrics_address() const { return metrics_address_; }
 
@@ -48,6 +53,8 @@ class RegistrarServer {
   void RunTicker();
   // Reports NOT_SERVING while the store cannot write, SERVING once it can.
   void CheckStoreHealth();
+  // Reloads the callers file when its modification time changed.
+  void CheckCallersFile();
 
   const ServerConfig config_;
   SystemClock clock_;
@@ -60,6 +67,12 @@ class RegistrarServer {
   // gRPC server, which are destroyed first.
   std::unique_ptr<WatchHub> watch_hub_;
   std::unique_ptr<BlockingExecutor> blocking_;  // fsync mode only
+  std::unique_ptr<AccessControl> access_;
+  std::unique_ptr<RateLimiter> limiter_;
+  absl::Mutex reload_mu_;
+  // Modification time of the callers file last loaded.
+  std::filesystem::file_time_type callers_mtime_ ABSL_GUARDED_BY(reload_mu_);
+  absl::Time last_callers_check_ = absl::InfinitePast();  // ticker only
   std::unique_ptr<RegistrarService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::string grpc_address_;
@@ -67,7 +80,7 @@ class RegistrarServer {
   absl::Notification stop_ticker_;
   std::thread ticker_;
   bool shut_down_ = false;
-  bool store_healthy_ = true;  // ticker thread only
+  bool store_healthy_ = true;                           // ticker thread only
   absl::Time last_store_check_ = absl::InfinitePast();  // ticker thread only
 };
 

@@ -51,6 +51,8 @@ struct LeaseView {
   Id128 id;
   std::string holder;
   absl::Duration ttl;
+  // The authenticated caller that granted it ("" without authentication).
+  std::string grantor;
 };
 
 }  // namespace registrar

@@ -132,6 +132,7 @@ void EncodeEventValue(EventType type, Id128 id, std::string_view record_value,
 void EncodeLeaseValue(const LeaseView& lease, std::string* out) {
   StoredLease m;
   m.set_holder(lease.holder);
+  m.set_grantor(lease.grantor);
   m.set_ttl_ms(static_cast<uint64_t>(
       std::max<int64_t>(0, absl::ToInt64Milliseconds(lease.ttl))));
   out->clear();
@@ -230,6 +231,7 @@ absl::Status RecordDecoder::DecodeLease(Id128 id, std::string_view value,
   }
   out->id = id;
   out->holder.assign(m.holder());
+  out->grantor.assign(m.grantor());
   out->ttl = absl::Milliseconds(static_cast<int64_t>(m.ttl_ms()));
   return absl::OkStatus();
 }

@@ -184,6 +184,23 @@ TEST(KeyRingTest, RotationVerifiesOldAndNewSignsWithNewest) {
       rotated->Verify(Kind::kThread, PackId(relabeled), "acme", "alice"));
 }
 
+TEST(KeyRingTest, RotationWrapsAroundTheFourVersions) {
+  // After version 3 comes 0 again: the last line signs, not the highest.
+  absl::StatusOr<KeyRing> wrapped = KeyRing::Parse(
+      "2 " + std::string(32, 'a') + "\n3 " + std::string(32, 'b') + "\n0 " +
+      std::string(32, 'c') + "\n");
+  ASSERT_TRUE(wrapped.ok()) << wrapped.status();
+  EXPECT_EQ(wrapped->signing_version(), 0u);
+  const Id128 id = Tagged(*wrapped, Kind::kThread, "acme", "alice");
+  EXPECT_EQ(UnpackId(id).key_version, 0u);
+  EXPECT_TRUE(wrapped->Verify(Kind::kThread, id, "acme", "alice"));
+  // The text form keeps the signing key last, so it survives a round trip.
+  absl::StatusOr<KeyRing> again = KeyRing::Parse(wrapped->ToFileText());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->signing_version(), 0u);
+  EXPECT_TRUE(again->Verify(Kind::kThread, id, "acme", "alice"));
+}
+
 TEST(KeyRingParseTest, AcceptsTheDocumentedForms) {
   const std::string hex = "000102030405060708090a0b0c0d0e0f";
   absl::StatusOr<KeyRing> bare = KeyRing::Parse(hex + "\n");

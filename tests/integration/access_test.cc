@@ -1,0 +1,507 @@
+// Authentication, roles and tenants against the real server: every RPC for
+// every role in the caller's own tenant and in another, with bearer tokens
+// from a callers file; unauthenticated calls; lease ownership; reloading
+// the callers file; per-caller rate limits with RetryInfo/QuotaFailure.
+
+#include <grpcpp/grpcpp.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/synchronization/notification.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "registrar/v1/registrar.grpc.pb.h"
+#include "service/auth/callers_file.h"
+#include "tests/integration/test_util.h"
+#include "tests/unit/metrics/http_get.h"
+
+namespace registrar::testing {
+namespace {
+
+using grpc::StatusCode;
+
+struct TestCaller {
+  std::string name;
+  std::string role;  // callers.proto Role name
+  std::vector<std::string> tenants;
+  std::string token;
+};
+
+const std::vector<TestCaller>& Callers() {
+  static const auto* callers = new std::vector<TestCaller>{
+      {"gw-a", "ROLE_GATEWAY", {"tenant-a"}, "token-gw-a"},
+      {"gw-b", "ROLE_GATEWAY", {"tenant-b"}, "token-gw-b"},
+      {"reader-a", "ROLE_READER", {"tenant-a"}, "token-reader-a"},
+      {"admin", "ROLE_ADMIN", {"*"}, "token-admin"},
+  };
+  return *callers;
+}
+
+std::string CallersJson(const std::vector<TestCaller>& callers) {
+  std::string json = "{\"callers\": [";
+  for (size_t i = 0; i < callers.size(); ++i) {
+    const TestCaller& c = callers[i];
+    std::string tenants;
+    for (const std::string& t : c.tenants) {
+      absl::StrAppend(&tenants, tenants.empty() ? "" : ", ", "\"", t, "\"");
+    }
+    absl::StrAppend(&json, i ? ", " : "", "{\"name\": \"", c.name,
+                    "\", \"role\": \"", c.role, "\", \"tenants\": [", tenants,
+                    "], \"token_sha256\": [\"", HashToken(c.token), "\"]}");
+  }
+  return json + "]}";
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+}
+
+enum class Rpc {
+  kIssue,
+  kOpenContext,
+  kValidate,
+  kCleanup,
+  kGrantLease,
+  kKeepAlive,
+  kRevokeLease,
+  kDescribe,
+  kListOwned,
+  kWatch
+};
+const Rpc kAllRpcs[] = {Rpc::kIssue,       Rpc::kOpenContext, Rpc::kValidate,
+                        Rpc::kCleanup,     Rpc::kGrantLease,  Rpc::kKeepAlive,
+                        Rpc::kRevokeLease, Rpc::kDescribe,    Rpc::kListOwned,
+                        Rpc::kWatch};
+
+std::string RpcName(Rpc rpc) {
+  static const char* names[] = {
+      "Issue",     "OpenContext", "Validate", "Cleanup",   "GrantLease",
+      "KeepAlive", "RevokeLease", "Describe", "ListOwned", "Watch"};
+  return names[static_cast<int>(rpc)];
+}
+
+// What the issue's roles allow, independent of tenants.
+bool RoleMayCall(const std::string& role, Rpc rpc) {
+  if (role == "ROLE_ADMIN") return true;
+  if (role == "ROLE_GATEWAY") {
+    return rpc != Rpc::kDescribe && rpc != Rpc::kListOwned &&
+           rpc != Rpc::kWatch;
+  }
+  return rpc == Rpc::kValidate || rpc == Rpc::kDescribe ||
+         rpc == Rpc::kListOwned || rpc == Rpc::kWatch;
+}
+
+class AccessTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "/access_test_" +
+                           std::to_string(getpid()));
+    std::filesystem::create_directories(*dir_);
+    WriteFile(CallersPath(), CallersJson(Callers()));
+    ServerProcess::Options options;
+    options.args = {"--callers_file=" + CallersPath(), "--store=memory"};
+    auto server = ServerProcess::Start(options);
+    ASSERT_TRUE(server.ok()) << StatusText(server.status());
+    server_ = server->release();
+    channel_ = new std::shared_ptr<grpc::Channel>(grpc::CreateChannel(
+        server_->grpc_address(), grpc::InsecureChannelCredentials()));
+  }
+  static void TearDownTestSuite() {
+    if (server_ != nullptr) {
+      EXPECT_EQ(StopServer(*server_), 0) << server_->Log();
+      delete server_;
+      server_ = nullptr;
+    }
+    delete channel_;
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+  static std::string CallersPath() { return *dir_ + "/callers.json"; }
+
+  static std::unique_ptr<v1::Registrar::Stub> Stub() {
+    return v1::Registrar::NewStub(*channel_);
+  }
+
+  static void Authorize(grpc::ClientContext& ctx, const std::string& token,
+                        absl::Duration deadline = absl::Seconds(5)) {
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     absl::ToChronoMilliseconds(deadline));
+  }
+
+  // A lease granted by `token`'s caller.
+  static std::string GrantLease(const std::string& token) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, token);
+    v1::GrantLeaseRequest req;
+    req.set_holder("gateway-1");
+    req.set_ttl_seconds(60);
+    v1::GrantLeaseResponse resp;
+    grpc::Status s = Stub()->GrantLease(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.lease_id();
+  }
+
+  // A thread of `tenant`/u1, made by the admin.
+  static std::string AdminThread(const std::string& tenant) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, "token-admin");
+    v1::IssueRequest req;
+    req.set_kind(v1::KIND_THREAD);
+    *req.mutable_owner() = MakeOwner(tenant, "u1");
+    v1::IssueResponse resp;
+    grpc::Status s = Stub()->Issue(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.ids_size() == 1 ? resp.ids(0) : "";
+  }
+
+  // Calls `rpc` as `token`'s caller, acting for `tenant` where the request
+  // names one. Lease calls use a lease granted by `lease_owner_token`.
+  static grpc::Status Call(Rpc rpc, const std::string& token,
+                           const std::string& tenant,
+                           const std::string& lease_owner_token) {
+    auto stub = Stub();
+    grpc::ClientContext ctx;
+    const v1::Owner owner = MakeOwner(tenant, "u1");
+    switch (rpc) {
+      case Rpc::kIssue: {
+        Authorize(ctx, token);
+        v1::IssueRequest req;
+        req.set_kind(v1::KIND_THREAD);
+        *req.mutable_owner() = owner;
+        v1::IssueResponse resp;
+        return stub->Issue(&ctx, req, &resp);
+      }
+      case Rpc::kOpenContext: {
+        Authorize(ctx, token);
+        v1::OpenContextRequest req;
+        *req.mutable_owner() = owner;
+        v1::OpenContextResponse resp;
+        return stub->OpenContext(&ctx, req, &resp);
+      }
+      case Rpc::kValidate: {
+        const std::string id = AdminThread(tenant);
+        Authorize(ctx, token);
+        v1::ValidateRequest req;
+        *req.mutable_owner() = owner;
+        req.add_items()->set_id(id);
+        v1::ValidateResponse resp;
+        return stub->Validate(&ctx, req, &resp);
+      }
+      case Rpc::kCleanup: {
+        const std::string id = AdminThread(tenant);
+        Authorize(ctx, token);
+        v1::CleanupRequest req;
+        *req.mutable_owner() = owner;
+        req.mutable_ids()->add_ids(id);
+        v1::CleanupResponse resp;
+        return stub->Cleanup(&ctx, req, &resp);
+      }
+      case Rpc::kGrantLease: {
+        Authorize(ctx, token);
+        v1::GrantLeaseRequest req;
+        req.set_holder("gateway-1");
+        req.set_ttl_seconds(30);
+        v1::GrantLeaseResponse resp;
+        return stub->GrantLease(&ctx, req, &resp);
+      }
+      case Rpc::kKeepAlive: {
+        const std::string lease = GrantLease(lease_owner_token);
+        Authorize(ctx, token);
+        v1::KeepAliveRequest req;
+        req.set_lease_id(lease);
+        v1::KeepAliveResponse resp;
+        return stub->KeepAlive(&ctx, req, &resp);
+      }
+      case Rpc::kRevokeLease: {
+        const std::string lease = GrantLease(lease_owner_token);
+        Authorize(ctx, token);
+        v1::RevokeLeaseRequest req;
+        req.set_lease_id(lease);
+        v1::RevokeLeaseResponse resp;
+        return stub->RevokeLease(&ctx, req, &resp);
+      }
+      case Rpc::kDescribe: {
+        const std::string id = AdminThread(tenant);
+        Authorize(ctx, token);
+        v1::DescribeRequest req;
+        req.set_id(id);
+        v1::DescribeResponse resp;
+        return stub->Describe(&ctx, req, &resp);
+      }
+      case Rpc::kListOwned: {
+        Authorize(ctx, token);
+        v1::ListOwnedRequest req;
+        *req.mutable_owner() = owner;
+        v1::ListOwnedResponse resp;
+        return stub->ListOwned(&ctx, req, &resp);
+      }
+      case Rpc::kWatch: {
+        // An allowed watch waits for events: it ends at its deadline.
+        Authorize(ctx, token, absl::Milliseconds(500));
+        v1::WatchRequest req;
+        req.set_tenant(tenant);
+        auto reader = stub->Watch(&ctx, req);
+        v1::WatchEvent event;
+        while (reader->Read(&event)) {
+        }
+        return reader->Finish();
+      }
+    }
+    return grpc::Status(StatusCode::INTERNAL, "unknown rpc");
+  }
+
+  static inline ServerProcess* server_ = nullptr;
+  static inline std::shared_ptr<grpc::Channel>* channel_ = nullptr;
+  static inline std::string* dir_ = nullptr;
+};
+
+std::string Code(const grpc::Status& s) {
+  return absl::StrCat(s.error_code(), " ", s.error_message());
+}
+
+// Every role x RPC x (own tenant, other tenant) cell.
+TEST_F(AccessTest, RoleRpcTenantMatrix) {
+  for (const TestCaller& caller : Callers()) {
+    for (Rpc rpc : kAllRpcs) {
+      for (const std::string tenant : {"tenant-a", "tenant-b", "tenant-c"}) {
+        SCOPED_TRACE(absl::StrCat(caller.name, " ", RpcName(rpc), " ", tenant));
+        const bool tenant_ok =
+            caller.role == "ROLE_ADMIN" || caller.tenants.front() == tenant;
+        // Leases are the caller's own, not a tenant's.
+        const bool lease_rpc = rpc == Rpc::kGrantLease ||
+                               rpc == Rpc::kKeepAlive ||
+                               rpc == Rpc::kRevokeLease;
+        const bool allowed =
+            RoleMayCall(caller.role, rpc) && (lease_rpc || tenant_ok);
+        // Lease calls use one of the caller's own leases (a reader has
+        // none: an admin's, which it may not touch either way).
+        const std::string lease_owner =
+            RoleMayCall(caller.role, Rpc::kGrantLease) ? caller.token
+                                                       : "token-admin";
+        const grpc::Status s = Call(rpc, caller.token, tenant, lease_owner);
+        if (allowed) {
+          if (rpc == Rpc::kWatch) {
+            EXPECT_EQ(s.error_code(), StatusCode::DEADLINE_EXCEEDED) << Code(s);
+          } else {
+            EXPECT_TRUE(s.ok()) << Code(s);
+          }
+        } else {
+          EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED) << Code(s);
+          EXPECT_NE(s.error_message().find(caller.name), std::string::npos)
+              << Code(s);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(AccessTest, NoOrUnknownCredentialsAreUnauthenticatedForEveryRpc) {
+  for (Rpc rpc : kAllRpcs) {
+    for (const std::string token : {"", "not-a-known-token"}) {
+      SCOPED_TRACE(absl::StrCat(RpcName(rpc), " token=", token));
+      const grpc::Status s = Call(rpc, token, "tenant-a", "token-gw-a");
+      EXPECT_EQ(s.error_code(), StatusCode::UNAUTHENTICATED) << Code(s);
+      // The token is never echoed.
+      if (!token.empty()) {
+        EXPECT_EQ(s.error_message().find(token), std::string::npos);
+      }
+    }
+  }
+  EXPECT_EQ(server_->Log().find("not-a-known-token"), std::string::npos);
+}
+
+TEST_F(AccessTest, LeasesBelongToTheCallerThatGrantedThem) {
+  // gw-b may not keep alive, revoke or bind connections to gw-a's lease.
+  for (Rpc rpc : {Rpc::kKeepAlive, Rpc::kRevokeLease}) {
+    const grpc::Status s = Call(rpc, "token-gw-b", "tenant-b", "token-gw-a");
+    EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED) << Code(s);
+  }
+  const std::string lease = GrantLease("token-gw-a");
+  grpc::ClientContext ctx;
+  Authorize(ctx, "token-gw-b");
+  v1::IssueRequest req;
+  req.set_kind(v1::KIND_CONNECTION);
+  *req.mutable_owner() = MakeOwner("tenant-b", "u1");
+  req.set_lease_id(lease);
+  v1::IssueResponse resp;
+  grpc::Status s = Stub()->Issue(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED) << Code(s);
+  // Its grantor binds to it; an admin may revoke it.
+  grpc::ClientContext ctx2;
+  Authorize(ctx2, "token-gw-a");
+  *req.mutable_owner() = MakeOwner("tenant-a", "u1");
+  s = Stub()->Issue(&ctx2, req, &resp);
+  EXPECT_TRUE(s.ok()) << Code(s);
+  grpc::ClientContext ctx3;
+  Authorize(ctx3, "token-admin");
+  v1::RevokeLeaseRequest revoke;
+  revoke.set_lease_id(lease);
+  v1::RevokeLeaseResponse revoked;
+  s = Stub()->RevokeLease(&ctx3, revoke, &revoked);
+  EXPECT_TRUE(s.ok()) << Code(s);
+  EXPECT_EQ(revoked.released_size(), 1);
+}
+
+TEST_F(AccessTest, DescribeDoesNotRevealWhetherARecordExists) {
+  const std::string other = AdminThread("tenant-b");
+  const std::string unknown = "thread_01jdsxq8bsf3y9yq1z2x3c4v5b";
+  grpc::Status s1, s2;
+  v1::DescribeResponse resp;
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx, "token-reader-a");
+    v1::DescribeRequest req;
+    req.set_id(other);
+    s1 = Stub()->Describe(&ctx, req, &resp);
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx, "token-reader-a");
+    v1::DescribeRequest req;
+    req.set_id(unknown);
+    s2 = Stub()->Describe(&ctx, req, &resp);
+  }
+  EXPECT_EQ(s1.error_code(), StatusCode::PERMISSION_DENIED) << Code(s1);
+  EXPECT_EQ(s2.error_code(), StatusCode::PERMISSION_DENIED) << Code(s2);
+  EXPECT_EQ(s1.error_message(), s2.error_message());
+}
+
+TEST_F(AccessTest, HealthAndReflectionNeedNoCredentials) {
+  auto health = grpc::health::v1::Health::NewStub(*channel_);
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("registrar.v1.Registrar");
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status s = health->Check(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << Code(s);
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(AccessTest, RefusalsAreCountedInMetrics) {
+  (void)Call(Rpc::kIssue, "", "tenant-a", "");
+  (void)Call(Rpc::kIssue, "token-reader-a", "tenant-a", "");
+  const std::string& address = server_->metrics_address();
+  const size_t colon = address.rfind(':');
+  auto response =
+      testing::HttpGet(address.substr(0, colon),
+                       std::stoi(address.substr(colon + 1)), "/metrics");
+  ASSERT_TRUE(response.ok()) << StatusText(response.status());
+  const std::string& metrics = response->body;
+  for (const char* reason : {"no_credentials", "permission_denied"}) {
+    const std::string series = absl::StrCat(
+        "registrar_rejected_calls_total{reason=\"", reason, "\"} ");
+    const size_t at = metrics.find(series);
+    ASSERT_NE(at, std::string::npos) << series;
+    EXPECT_GT(std::stod(metrics.substr(at + series.size())), 0) << series;
+  }
+}
+
+TEST_F(AccessTest, CallersFileChangesApplyWithoutRestart) {
+  std::vector<TestCaller> callers = Callers();
+  callers.push_back({"gw-new", "ROLE_GATEWAY", {"tenant-a"}, "token-new"});
+  EXPECT_EQ(Call(Rpc::kIssue, "token-new", "tenant-a", "").error_code(),
+            StatusCode::UNAUTHENTICATED);
+  WriteFile(CallersPath(), CallersJson(callers));
+  // Picked up by the file watch (about a second) or SIGHUP: send both.
+  server_->Signal(SIGHUP);
+  grpc::Status s;
+  for (int i = 0; i < 50; ++i) {
+    s = Call(Rpc::kIssue, "token-new", "tenant-a", "");
+    if (s.ok()) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(s.ok()) << Code(s);
+  // A broken file keeps the callers loaded before.
+  WriteFile(CallersPath(), "{ not json");
+  server_->Signal(SIGHUP);
+  absl::SleepFor(absl::Milliseconds(1500));
+  s = Call(Rpc::kIssue, "token-new", "tenant-a", "");
+  EXPECT_TRUE(s.ok()) << Code(s);
+  EXPECT_NE(server_->Log().find("keeping the callers loaded before"),
+            std::string::npos);
+  WriteFile(CallersPath(), CallersJson(Callers()));
+  server_->Signal(SIGHUP);
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(RateLimitTest, ExcessCallsGetRetryInfoAndOtherCallersAreUnaffected) {
+  const std::string dir =
+      ::testing::TempDir() + "/rate_test_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  WriteFile(dir + "/callers.json", CallersJson(Callers()));
+  ServerProcess::Options options;
+  options.args = {"--callers_file=" + dir + "/callers.json", "--store=memory",
+                  "--caller_rate=2", "--caller_burst=5"};
+  auto server = StartOrFail(options);
+  ASSERT_NE(server, nullptr);
+  auto channel = grpc::CreateChannel(server->grpc_address(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::Registrar::NewStub(channel);
+  auto issue = [&](const std::string& token, const std::string& tenant) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::IssueRequest req;
+    req.set_kind(v1::KIND_THREAD);
+    *req.mutable_owner() = MakeOwner(tenant, "u1");
+    v1::IssueResponse resp;
+    return stub->Issue(&ctx, req, &resp);
+  };
+  int ok = 0;
+  grpc::Status limited;
+  for (int i = 0; i < 10; ++i) {
+    grpc::Status s = issue("token-gw-a", "tenant-a");
+    if (s.ok()) {
+      ++ok;
+    } else {
+      limited = s;
+    }
+  }
+  // The burst, give or take a refill during the loop.
+  EXPECT_GE(ok, 5);
+  EXPECT_LE(ok, 7);
+  ASSERT_EQ(limited.error_code(), StatusCode::RESOURCE_EXHAUSTED)
+      << Code(limited);
+  EXPECT_NE(limited.error_message().find("--caller_rate"), std::string::npos);
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(limited.error_details()));
+  bool retry = false, quota = false;
+  for (const auto& any : details.details()) {
+    google::rpc::RetryInfo info;
+    google::rpc::QuotaFailure failure;
+    if (any.UnpackTo(&info)) {
+      retry = true;
+      const int64_t ms = info.retry_delay().seconds() * 1000 +
+                         info.retry_delay().nanos() / 1'000'000;
+      EXPECT_GT(ms, 0);
+      EXPECT_LE(ms, 500);  // one token at 2/s
+    }
+    if (any.UnpackTo(&failure)) {
+      quota = true;
+      ASSERT_EQ(failure.violations_size(), 1);
+      EXPECT_EQ(failure.violations(0).subject(), "caller:gw-a");
+    }
+  }
+  EXPECT_TRUE(retry);
+  EXPECT_TRUE(quota);
+  // Another caller has its own bucket.
+  EXPECT_TRUE(issue("token-gw-b", "tenant-b").ok());
+  // After the delay the first caller may call again.
+  absl::SleepFor(absl::Milliseconds(600));
+  EXPECT_TRUE(issue("token-gw-a", "tenant-a").ok());
+  EXPECT_EQ(StopServer(*server), 0);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace registrar::testing
