@@ -1,12 +1,18 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
+#include <string>
 #include <utility>
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -16,27 +22,144 @@
 namespace registrar {
 namespace {
 
-std::shared_ptr<grpc::Channel> MakeChannel(const ClientOptions& options) {
-  grpc::ChannelArguments args;
-  args.SetUserAgentPrefix("registrar-client/0.1");
-  std::shared_ptr<grpc::ChannelCredentials> credentials =
-      options.credentials ? options.credentials
-                          : grpc::InsecureChannelCredentials();
-  return grpc::CreateCustomChannel(options.target, credentials, args);
+// Largest TLS file read (certificate chains and CA bundles are far smaller).
+constexpr std::streamsize kMaxPemFileBytes = 4 << 20;
+
+// Reads a PEM file named by option `option`; INVALID_ARGUMENT naming the
+// option and the path when it cannot be read or holds no PEM block.
+absl::StatusOr<std::string> ReadPemFile(absl::string_view option,
+                                        const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        option, ": cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::string text;
+  char buf[8192];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (static_cast<std::streamsize>(text.size()) > kMaxPemFileBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          option, ": ", path, " is larger than ", kMaxPemFileBytes, " bytes"));
+    }
+  }
+  if (in.bad()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(option, ": error reading ", path));
+  }
+  // gRPC would accept an empty root set and fall back to the system roots,
+  // or fail the handshake much later with an obscure message.
+  if (!absl::StrContains(text, "-----BEGIN ")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(option, ": ", path, " holds no PEM data"));
+  }
+  return text;
+}
+
+bool UsesTls(const ClientOptions& options) {
+  return !options.tls_ca_file.empty() || !options.tls_cert_file.empty() ||
+         !options.tls_key_file.empty() || !options.tls_server_name.empty();
+}
+
+// The token must fit an HTTP/2 header value. Never echo it.
+absl::Status CheckBearerToken(const std::string& token) {
+  for (const char c : token) {
+    if (c < 0x20 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "bearer_token has a character that is not printable ASCII "
+          "(metadata cannot carry it)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
+    const ClientOptions& options) {
+  if (options.credentials) return options.credentials;
+  if (!UsesTls(options)) return grpc::InsecureChannelCredentials();
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        options.tls_cert_file.empty()
+            ? "tls_key_file is set but tls_cert_file is not: give both"
+            : "tls_cert_file is set but tls_key_file is not: give both");
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.tls_ca_file.empty()) {
+    absl::StatusOr<std::string> roots =
+        ReadPemFile("tls_ca_file", options.tls_ca_file);
+    if (!roots.ok()) return roots.status();
+    ssl.pem_root_certs = *std::move(roots);
+  }
+  if (!options.tls_cert_file.empty()) {
+    absl::StatusOr<std::string> chain =
+        ReadPemFile("tls_cert_file", options.tls_cert_file);
+    if (!chain.ok()) return chain.status();
+    absl::StatusOr<std::string> key =
+        ReadPemFile("tls_key_file", options.tls_key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(chain);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
 }
 
 }  // namespace
 
-// Copies `options`: moving it here could happen before MakeChannel reads it
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Client::CreateChannel(
+    const ClientOptions& options) {
+  if (absl::Status st = CheckBearerToken(options.bearer_token); !st.ok()) {
+    return st;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  grpc::ChannelArguments args;
+  args.SetUserAgentPrefix("registrar-client/0.1");
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(options.target, *credentials, args);
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      CreateChannel(options);
+  if (!channel.ok()) return channel.status();
+  return std::make_unique<Client>(*std::move(channel), std::move(options));
+}
+
+Client::Setup Client::SetupFrom(const ClientOptions& options) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      CreateChannel(options);
+  if (!channel.ok()) return Setup{channel.status(), nullptr};
+  return Setup{absl::OkStatus(), v1::Registrar::NewStub(*std::move(channel))};
+}
+
+// Copies `options`: moving it here could happen before SetupFrom reads it
 // (argument evaluation order is unspecified).
-Client::Client(ClientOptions options) : Client(MakeChannel(options), options) {}
+Client::Client(ClientOptions options) : Client(SetupFrom(options), options) {}
 
 Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : Client(v1::Registrar::NewStub(std::move(channel)), std::move(options)) {}
 
 Client::Client(std::unique_ptr<v1::Registrar::StubInterface> stub,
                ClientOptions options)
-    : options_(std::move(options)), stub_(std::move(stub)) {}
+    : Client(Setup{absl::OkStatus(), std::move(stub)}, std::move(options)) {}
+
+// The token is checked here, on the member, for the constructors that take
+// a channel or stub (CreateChannel has checked it for the others).
+Client::Client(Setup setup, ClientOptions options)
+    : options_(std::move(options)),
+      setup_error_(setup.error.ok() ? CheckBearerToken(options_.bearer_token)
+                                    : std::move(setup.error)),
+      stub_(std::move(setup.stub)) {}
+
+void Client::PrepareContext(grpc::ClientContext& context) const {
+  if (!options_.bearer_token.empty()) {
+    context.AddMetadata("authorization",
+                        absl::StrCat("Bearer ", options_.bearer_token));
+  }
+}
 
 absl::Duration Client::Backoff(int attempt) const {
   // Exponential growth capped at max_backoff, then "equal jitter": a random
@@ -60,29 +183,33 @@ template <typename Request, typename Response>
 absl::StatusOr<Response> Client::Call(Method<Request, Response> method,
                                       const Request& request,
                                       std::optional<absl::Duration> timeout,
-                                      bool retryable) {
+                                      bool repeatable) {
+  if (!setup_error_.ok()) return setup_error_;
   const absl::Time deadline = absl::Now() + timeout.value_or(options_.deadline);
-  const int max_attempts = retryable ? std::max(1, options_.max_attempts) : 1;
+  const int max_attempts = std::max(1, options_.max_attempts);
   absl::Status last;
   for (int attempt = 1;; ++attempt) {
     // A fresh context per attempt (contexts are single-use), all sharing the
     // call's overall deadline.
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(deadline));
+    PrepareContext(context);
     Response response;
     grpc::Status status = ((*stub_).*method)(&context, request, &response);
     if (status.ok()) return response;
     last = grpc_status::ToAbsl(status);
-    if (last.code() != absl::StatusCode::kUnavailable ||
-        attempt >= max_attempts) {
-      return last;
-    }
+    const std::optional<absl::Duration> hint = grpc_status::GetRetryDelay(last);
+    // Throttled (RESOURCE_EXHAUSTED + RetryInfo): rejected before the server
+    // did anything, so every call may be repeated.
+    const bool throttled =
+        last.code() == absl::StatusCode::kResourceExhausted && hint;
+    const bool unavailable =
+        repeatable && last.code() == absl::StatusCode::kUnavailable;
+    if (!(throttled || unavailable) || attempt >= max_attempts) return last;
     absl::Duration delay = Backoff(attempt);
-    if (std::optional<absl::Duration> hint = grpc_status::GetRetryDelay(last)) {
-      delay = std::max(delay, *hint);
-    }
+    if (hint) delay = std::max(delay, *hint);
     // Sleeping past the deadline would only end in DEADLINE_EXCEEDED; the
-    // UNAVAILABLE we have is the more useful answer.
+    // error we have (with its RetryInfo) is the more useful answer.
     if (absl::Now() + delay >= deadline) return last;
     absl::SleepFor(delay);
   }
@@ -90,7 +217,7 @@ absl::StatusOr<Response> Client::Call(Method<Request, Response> method,
 
 absl::StatusOr<v1::IssueResponse> Client::Issue(
     const v1::IssueRequest& request, std::optional<absl::Duration> timeout) {
-  return Call(&Stub::Issue, request, timeout, /*retryable=*/false);
+  return Call(&Stub::Issue, request, timeout, /*repeatable=*/false);
 }
 
 absl::StatusOr<std::vector<std::string>> Client::IssueIds(
@@ -120,54 +247,56 @@ absl::StatusOr<std::vector<std::string>> Client::IssueIds(
 absl::StatusOr<v1::OpenContextResponse> Client::OpenContext(
     const v1::OpenContextRequest& request,
     std::optional<absl::Duration> timeout) {
-  return Call(&Stub::OpenContext, request, timeout, /*retryable=*/false);
+  return Call(&Stub::OpenContext, request, timeout, /*repeatable=*/false);
 }
 
 absl::StatusOr<v1::ValidateResponse> Client::Validate(
     const v1::ValidateRequest& request, std::optional<absl::Duration> timeout) {
-  return Call(&Stub::Validate, request, timeout, /*retryable=*/true);
+  return Call(&Stub::Validate, request, timeout, /*repeatable=*/true);
 }
 
 absl::StatusOr<v1::CleanupResponse> Client::Cleanup(
     const v1::CleanupRequest& request, std::optional<absl::Duration> timeout) {
-  return Call(&Stub::Cleanup, request, timeout, /*retryable=*/true);
+  return Call(&Stub::Cleanup, request, timeout, /*repeatable=*/true);
 }
 
 absl::StatusOr<v1::GrantLeaseResponse> Client::GrantLease(
     const v1::GrantLeaseRequest& request,
     std::optional<absl::Duration> timeout) {
-  return Call(&Stub::GrantLease, request, timeout, /*retryable=*/false);
+  return Call(&Stub::GrantLease, request, timeout, /*repeatable=*/false);
 }
 
 absl::StatusOr<v1::KeepAliveResponse> Client::KeepAlive(
     const v1::KeepAliveRequest& request,
     std::optional<absl::Duration> timeout) {
-  return Call(&Stub::KeepAlive, request, timeout, /*retryable=*/true);
+  return Call(&Stub::KeepAlive, request, timeout, /*repeatable=*/true);
 }
 
 absl::StatusOr<v1::RevokeLeaseResponse> Client::RevokeLease(
     const v1::RevokeLeaseRequest& request,
     std::optional<absl::Duration> timeout) {
-  return Call(&Stub::RevokeLease, request, timeout, /*retryable=*/false);
+  return Call(&Stub::RevokeLease, request, timeout, /*repeatable=*/false);
 }
 
 absl::StatusOr<v1::DescribeResponse> Client::Describe(
     const v1::DescribeRequest& request, std::optional<absl::Duration> timeout) {
-  return Call(&Stub::Describe, request, timeout, /*retryable=*/true);
+  return Call(&Stub::Describe, request, timeout, /*repeatable=*/true);
 }
 
 absl::StatusOr<v1::ListOwnedResponse> Client::ListOwned(
     const v1::ListOwnedRequest& request,
     std::optional<absl::Duration> timeout) {
-  return Call(&Stub::ListOwned, request, timeout, /*retryable=*/true);
+  return Call(&Stub::ListOwned, request, timeout, /*repeatable=*/true);
 }
 
 absl::Status Client::Watch(
     const v1::WatchRequest& request,
     const std::function<bool(const v1::WatchEvent&)>& on_event,
     grpc::ClientContext* context) {
+  if (!setup_error_.ok()) return setup_error_;
   grpc::ClientContext own_context;
   if (context == nullptr) context = &own_context;
+  PrepareContext(*context);
   std::unique_ptr<grpc::ClientReaderInterface<v1::WatchEvent>> reader =
       stub_->Watch(context, request);
   v1::WatchEvent event;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/rpc_status.h"
@@ -31,12 +32,36 @@ struct ClientOptions {
   std::string target = "127.0.0.1:50051";
   // Default per-call deadline, covering all attempts and backoff sleeps.
   absl::Duration deadline = absl::Seconds(5);
-  // Attempts per retryable call (first try included); values < 1 mean 1.
+  // Attempts per call (first try included) when a retry is allowed (see the
+  // Client comment); values < 1 mean 1.
   int max_attempts = 4;
   // Backoff before the 2nd attempt; doubles per attempt up to max_backoff.
   absl::Duration initial_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(2);
-  // Channel credentials; null means grpc::InsecureChannelCredentials().
+
+  // Transport security. The channel uses TLS when any tls_* field is set,
+  // plaintext otherwise.
+  //
+  // PEM file of the CA certificate(s) the server's certificate must chain
+  // to. Empty with TLS on: the system's default roots.
+  std::string tls_ca_file;
+  // PEM files of this client's certificate (chain) and private key, for
+  // servers that require client certificates (mutual TLS). Both or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // The name checked against the server certificate's SAN instead of the
+  // host in `target`, e.g. "registrar.internal" when dialing 127.0.0.1.
+  std::string tls_server_name;
+
+  // Bearer token sent as "authorization: Bearer <token>" metadata on every
+  // call, Watch included; empty sends none. Printable ASCII only. Never
+  // logged or put in error messages by this library. Over plaintext anyone
+  // on the path can read it: use TLS off loopback.
+  std::string bearer_token;
+
+  // Explicit channel credentials, e.g. for a custom TLS setup. When set it
+  // wins: tls_ca_file, tls_cert_file and tls_key_file are ignored
+  // (tls_server_name still applies). Null: built from the tls_* fields.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
@@ -53,23 +78,56 @@ struct IssueOptions {
 //
 // Deadlines: each call gets `timeout` when given, else options.deadline.
 // That deadline bounds the whole call, retries and backoff included; when it
-// passes the call fails with DEADLINE_EXCEEDED (or the last UNAVAILABLE).
+// passes the call fails with DEADLINE_EXCEEDED (or the last retryable error
+// when the next wait would not end before it).
 //
-// Retries: only calls that are safe to repeat (Validate, Describe,
-// ListOwned, KeepAlive, Cleanup) are retried, and only on UNAVAILABLE, up to
-// options.max_attempts, with exponential backoff and jitter; a RetryInfo in
-// the error's details sets the minimum delay. Issue, OpenContext, GrantLease
-// and RevokeLease are never retried: a lost reply could mean the server
-// already acted, and repeating would mint or end things twice.
+// Retries, up to options.max_attempts attempts per call:
+//  - UNAVAILABLE: only calls that are safe to repeat (Validate, Describe,
+//    ListOwned, KeepAlive, Cleanup) are retried, with exponential backoff
+//    and jitter; a RetryInfo in the error's details sets the minimum delay.
+//    Issue, OpenContext, GrantLease and RevokeLease are not: a lost reply
+//    could mean the server already acted, and repeating would mint or end
+//    things twice.
+//  - RESOURCE_EXHAUSTED with a google.rpc.RetryInfo detail (the server's
+//    per-caller rate limit or in-flight bound): EVERY unary call is retried,
+//    Issue and the other non-repeatable ones included, because the server
+//    rejected the call before doing anything. The wait is the larger of the
+//    RetryInfo delay and the backoff. If that wait would pass the deadline,
+//    the call returns the RESOURCE_EXHAUSTED at once (read the delay with
+//    grpc_status::GetRetryDelay).
+//  - RESOURCE_EXHAUSTED without RetryInfo (an owner's live-record quota, a
+//    batch limit: QuotaFailure detail only, see grpc_status::GetQuotaFailure)
+//    is never retried; nor is anything else.
+// Watch is never retried (see Watch).
+//
+// Credentials: see ClientOptions. Create() reads the TLS files and reports
+// problems up front; the constructors cannot fail, so a Client constructed
+// from options with unreadable files returns that INVALID_ARGUMENT from
+// every call instead.
 class Client {
  public:
+  // Checks `options` and reads its TLS files, then creates the client.
+  // INVALID_ARGUMENT naming the option (and path) when a file cannot be
+  // read or holds no PEM data, when only one of tls_cert_file/tls_key_file
+  // is set, or when bearer_token has characters metadata cannot carry.
+  static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
+
+  // The channel Create() and Client(ClientOptions) use: credentials and
+  // channel arguments from `options`. Errors as for Create(). For callers
+  // that need the same channel for other services (e.g. health checks).
+  static absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(
+      const ClientOptions& options);
+
   // Creates a channel to options.target. Does not connect until first use,
-  // so an unreachable server shows up as UNAVAILABLE from the calls.
+  // so an unreachable server shows up as UNAVAILABLE from the calls. Errors
+  // that Create() would return are returned by every call instead.
   explicit Client(ClientOptions options = {});
-  // Uses an existing channel (options.target and credentials are ignored).
+  // Uses an existing channel (options.target and the transport fields are
+  // ignored; bearer_token is sent).
   explicit Client(std::shared_ptr<grpc::Channel> channel,
                   ClientOptions options = {});
-  // Uses the given stub, e.g. a mock in tests (target/credentials ignored).
+  // Uses the given stub, e.g. a mock in tests (target and transport fields
+  // ignored; bearer_token is sent).
   Client(std::unique_ptr<v1::Registrar::StubInterface> stub,
          ClientOptions options);
 
@@ -78,21 +136,22 @@ class Client {
 
   const ClientOptions& options() const { return options_; }
 
-  // Mints request.count() IDs. Not retried.
+  // Mints request.count() IDs. Retried only when throttled (see above).
   absl::StatusOr<v1::IssueResponse> Issue(
       const v1::IssueRequest& request,
       std::optional<absl::Duration> timeout = std::nullopt);
 
   // Convenience over Issue: mints `count` (0 means 1) IDs of `kind` for
   // `owner` and returns them in increasing order. INTERNAL if the server
-  // returns a different number of IDs than asked for. Not retried.
+  // returns a different number of IDs than asked for. Retried only when
+  // throttled.
   absl::StatusOr<std::vector<std::string>> IssueIds(
       v1::Kind kind, const v1::Owner& owner, uint32_t count = 1,
       const IssueOptions& issue_options = {},
       std::optional<absl::Duration> timeout = std::nullopt);
 
   // The gateway's per-message call: thread (reused or new), run, request.
-  // Not retried.
+  // Retried only when throttled.
   absl::StatusOr<v1::OpenContextResponse> OpenContext(
       const v1::OpenContextRequest& request,
       std::optional<absl::Duration> timeout = std::nullopt);
@@ -109,7 +168,8 @@ class Client {
       const v1::CleanupRequest& request,
       std::optional<absl::Duration> timeout = std::nullopt);
 
-  // Not retried (a retry after a lost reply would grant a second lease).
+  // Retried only when throttled (a retry after a lost reply would grant a
+  // second lease).
   absl::StatusOr<v1::GrantLeaseResponse> GrantLease(
       const v1::GrantLeaseRequest& request,
       std::optional<absl::Duration> timeout = std::nullopt);
@@ -119,8 +179,8 @@ class Client {
       const v1::KeepAliveRequest& request,
       std::optional<absl::Duration> timeout = std::nullopt);
 
-  // Ends a lease and its connections. Not retried (a retry after a lost
-  // reply would return NOT_FOUND and hide what was released).
+  // Ends a lease and its connections. Retried only when throttled (a retry
+  // after a lost reply would return NOT_FOUND and hide what was released).
   absl::StatusOr<v1::RevokeLeaseResponse> RevokeLease(
       const v1::RevokeLeaseRequest& request,
       std::optional<absl::Duration> timeout = std::nullopt);
@@ -140,14 +200,16 @@ class Client {
   // (then OK), or the stream ends: then the server's status, e.g.
   // OUT_OF_RANGE (start older than the retained history; the message names
   // the oldest available revision), RESOURCE_EXHAUSTED (too slow a reader,
-  // or too many watchers), UNAVAILABLE (server shutting down or gone),
-  // CANCELLED (`context` cancelled). No deadline and no retry: to resume
-  // without gap or duplicate, call again with start_revision = last
+  // or too many watchers; with a RetryInfo when the server is throttling:
+  // grpc_status::IsRetryableThrottle), UNAVAILABLE (server shutting down or
+  // gone), CANCELLED (`context` cancelled). No deadline and no retry: to
+  // resume without gap or duplicate, call again with start_revision = last
   // received revision + 1.
   //
   // `context` (optional) is the call's context: another thread may
   // TryCancel() it to stop the watch; the caller may also set a deadline or
-  // metadata on it. It must be fresh (contexts are single-use).
+  // metadata on it (the bearer token is added to it). It must be fresh
+  // (contexts are single-use).
   absl::Status Watch(const v1::WatchRequest& request,
                      const std::function<bool(const v1::WatchEvent&)>& on_event,
                      grpc::ClientContext* context = nullptr);
@@ -158,18 +220,33 @@ class Client {
   using Method = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&,
                                         Response*);
 
-  // Runs one RPC with the deadline and retry policy described above.
+  // Runs one RPC with the deadline and retry policy described above;
+  // `repeatable`: safe to retry on UNAVAILABLE.
   template <typename Request, typename Response>
   absl::StatusOr<Response> Call(Method<Request, Response> method,
                                 const Request& request,
                                 std::optional<absl::Duration> timeout,
-                                bool retryable);
+                                bool repeatable);
+
+  // Adds the call metadata every call carries (the bearer token).
+  void PrepareContext(grpc::ClientContext& context) const;
 
   // Backoff before attempt `attempt + 1` (attempt >= 1), jittered.
   absl::Duration Backoff(int attempt) const;
 
+  // What Client(ClientOptions) builds before delegating: a stub, or the
+  // error CreateChannel returned.
+  struct Setup {
+    absl::Status error;
+    std::unique_ptr<Stub> stub;
+  };
+  static Setup SetupFrom(const ClientOptions& options);
+  Client(Setup setup, ClientOptions options);
+
   const ClientOptions options_;
-  const std::unique_ptr<Stub> stub_;  // gRPC stubs are thread-safe
+  const absl::Status setup_error_;    // OK unless the options were unusable
+  const std::unique_ptr<Stub> stub_;  // gRPC stubs are thread-safe; may be
+                                      // null when setup_error_ is set
 };
 
 }  // namespace registrar

@@ -4,22 +4,39 @@
 // Errors go to stderr as "registrarctl: <command>: <CODE>: <message>",
 // followed by the server's BadRequest field violations, if any.
 
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "client/cli_args.h"
 #include "client/client.h"
@@ -27,8 +44,10 @@
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "registrar/v1/registrar.pb.h"
+#include "service/auth/callers_file.h"
 #include "service/common/kind.h"
 #include "service/common/status_macros.h"
+#include "service/id/key_ring.h"
 #include "service/store/rocksdb_store.h"
 
 namespace registrar {
@@ -42,14 +61,25 @@ constexpr int kExitUsage = 2;
 
 // clang-format off
 constexpr char kUsage[] =
-    R"usage(usage: registrarctl [--target=HOST:PORT] [--json] [--timeout=DURATION]
-                   COMMAND [options] [args]
+    R"usage(usage: registrarctl [global options] COMMAND [options] [args]
 
 Global options (before the command):
   --target=HOST:PORT   server address (default $REGISTRAR_TARGET, else
                        127.0.0.1:50051)
   --json               print the response as one JSON object
   --timeout=DURATION   per-call deadline, e.g. 500ms, 5s, 1m (default 5s)
+  --tls_ca=FILE        use TLS and verify the server's certificate against
+                       these PEM CA certificates (any --tls_* option turns
+                       TLS on; without --tls_ca the system roots are used)
+  --tls_cert=FILE --tls_key=FILE
+                       client certificate and private key (PEM) for servers
+                       that require mutual TLS
+  --tls_server_name=NAME
+                       name to check in the server's certificate instead of
+                       the target's host, e.g. when dialing 127.0.0.1
+  --token=TOKEN        bearer token sent with every call. Prefer the
+                       environment variable REGISTRAR_TOKEN (used when
+                       --token is absent): options show in `ps`.
 
 Commands:
   issue --kind=thread|run|request|connection --tenant=T --user=U
@@ -84,6 +114,20 @@ Commands:
       Prints "LEASE_ID TTL_SECONDS".
   lease revoke LEASE_ID
       Prints the released section.
+  keygen --out=FILE [--version=N] [--force]
+      Offline: write a new tag key file (mode 0600) holding one random key
+      of version N (0..3, default 0). Refuses to replace an existing FILE
+      unless --force is given.
+  keygen --add-to=FILE
+      Offline: rotate the tag key. Appends a random key with the next
+      version after the signing one (0..3; after 3 comes 0 again, replacing
+      the old version-0 key). The last line signs, every line verifies.
+      Prints which version signs and which verify. Servers read the file
+      at start: restart them with it.
+  hash-token [--token=TOKEN]
+      Offline: prints the lowercase hex SHA-256 of a bearer token, the
+      token_sha256 of a callers file entry. Reads the token from the first
+      line of stdin when --token is absent (no echo on a terminal).
   help [COMMAND]
 
 Options take "--name=value" or "--name value"; "-" may replace "_" in names.
@@ -95,10 +139,15 @@ struct Globals {
   std::string target;
   bool json = false;
   absl::Duration timeout = absl::Seconds(5);
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
+  std::string token;  // never printed
 };
 
-// What a command needs at run time. The client is created only once the
-// command's arguments have been checked.
+// What a command needs at run time. Commands that talk to the server get
+// their client from Connect() before they run.
 class Context {
  public:
   Context(Globals globals, std::string command)
@@ -107,15 +156,36 @@ class Context {
   const std::string& command() const { return command_; }
   bool json() const { return globals_.json; }
 
-  Client& client() {
-    if (!client_.has_value()) {
-      ClientOptions options;
-      options.target = globals_.target;
-      options.deadline = globals_.timeout;
-      client_.emplace(std::move(options));
+  // Creates the client from the global options; INVALID_ARGUMENT naming the
+  // option when e.g. a TLS file cannot be read. Does not connect yet.
+  absl::Status Connect() {
+    ClientOptions options;
+    options.target = globals_.target;
+    options.deadline = globals_.timeout;
+    options.tls_ca_file = globals_.tls_ca;
+    options.tls_cert_file = globals_.tls_cert;
+    options.tls_key_file = globals_.tls_key;
+    options.tls_server_name = globals_.tls_server_name;
+    options.bearer_token = globals_.token;
+    absl::StatusOr<std::unique_ptr<Client>> client =
+        Client::Create(std::move(options));
+    if (!client.ok()) {
+      // ClientOptions names the fields tls_ca_file etc.; the user typed
+      // --tls_ca etc.
+      const std::string message = absl::StrReplaceAll(
+          client.status().message(),
+          {{"tls_ca_file", "--tls_ca"},
+           {"tls_cert_file", "--tls_cert"},
+           {"tls_key_file", "--tls_key"},
+           {"bearer_token", "the token (--token or $REGISTRAR_TOKEN)"}});
+      return absl::Status(client.status().code(), message);
     }
-    return *client_;
+    client_ = *std::move(client);
+    return absl::OkStatus();
   }
+
+  // Precondition: Connect() succeeded.
+  Client& client() { return *client_; }
 
   // Reports a usage error and returns the exit status for it.
   int UsageError(const absl::Status& status) const {
@@ -160,7 +230,7 @@ class Context {
  private:
   Globals globals_;
   std::string command_;
-  std::optional<Client> client_;
+  std::unique_ptr<Client> client_;
 };
 
 // --- Parsing helpers ------------------------------------------------------
@@ -705,8 +775,8 @@ int RunWatch(Context& ctx, const std::vector<std::string>& argv) {
 
   uint64_t seen = 0;
   int print_status = kExitOk;
-  absl::Status status = ctx.client().Watch(
-      request, [&](const v1::WatchEvent& event) {
+  absl::Status status =
+      ctx.client().Watch(request, [&](const v1::WatchEvent& event) {
         if (ctx.json()) {
           print_status = ctx.PrintJson(event);
         } else {
@@ -725,31 +795,276 @@ int RunWatch(Context& ctx, const std::vector<std::string>& argv) {
   return print_status;
 }
 
+// --- Offline commands: keys and tokens -------------------------------------
+
+// Writes `text` to `path` with mode 0600. With `replace`, through a
+// temporary file renamed over `path` (readers see the old or the new file,
+// never a part); without, creating `path` and failing if it exists.
+absl::Status WriteSecretFile(const std::string& path, std::string_view text,
+                             bool replace) {
+  auto errno_error = [&](absl::string_view what) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(what, " ", path));
+  };
+  auto write_all = [&](int fd) -> absl::Status {
+    for (size_t done = 0; done < text.size();) {
+      ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno_error("cannot write");
+      done += static_cast<size_t>(n);
+    }
+    if (::fchmod(fd, 0600) != 0) return errno_error("cannot chmod");
+    if (::fsync(fd) != 0) return errno_error("cannot sync");
+    return absl::OkStatus();
+  };
+
+  if (!replace) {
+    int fd =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            path,
+            " exists; use --force to replace it (or --add-to to add "
+            "a key to it)"));
+      }
+      return errno_error("cannot create");
+    }
+    absl::Status st = write_all(fd);
+    if (::close(fd) != 0 && st.ok()) st = errno_error("cannot close");
+    if (!st.ok()) ::unlink(path.c_str());
+    return st;
+  }
+
+  // Replace the file a symlink points to (e.g. a mounted secret), not the
+  // link.
+  std::string target = path;
+  if (char* real = ::realpath(path.c_str(), nullptr); real != nullptr) {
+    target = real;
+    std::free(real);
+  }
+  std::string tmp = absl::StrCat(target, ".tmp.XXXXXX");
+  int fd = ::mkstemp(tmp.data());  // mode 0600
+  if (fd < 0) return errno_error("cannot create a temporary file next to");
+  absl::Status st = write_all(fd);
+  if (::close(fd) != 0 && st.ok()) st = errno_error("cannot close");
+  if (st.ok() && ::rename(tmp.c_str(), target.c_str()) != 0) {
+    st = errno_error("cannot replace");
+  }
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  // Make the rename itself durable.
+  const std::string dir = std::filesystem::path(target).parent_path().string();
+  if (int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_CLOEXEC);
+      dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return absl::OkStatus();
+}
+
+// "<version> <32 hex digits>\n" for a fresh random key.
+std::string NewKeyLine(uint32_t version) {
+  if (sodium_init() < 0) {
+    std::cerr << "registrarctl: libsodium failed to initialise\n";
+    std::abort();
+  }
+  TagKeyBytes key;
+  randombytes_buf(key.data(), key.size());
+  std::string line =
+      absl::StrCat(version, " ",
+                   absl::BytesToHexString(absl::string_view(
+                       reinterpret_cast<const char*>(key.data()), key.size())),
+                   "\n");
+  sodium_memzero(key.data(), key.size());
+  return line;
+}
+
+// The key version a key file line holds, or nullopt for blank and comment
+// lines (KeyRing::Parse's format: "<version> <hex>", or bare "<hex>" = 0).
+std::optional<uint32_t> LineVersion(absl::string_view line) {
+  line = absl::StripAsciiWhitespace(line);
+  if (line.empty() || line[0] == '#') return std::nullopt;
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  uint32_t version = 0;
+  if (fields.size() == 2 && absl::SimpleAtoi(fields[0], &version)) {
+    return version;
+  }
+  return 0;  // a bare key; anything else was refused by KeyRing::Parse
+}
+
+std::string VersionList(const KeyRing& ring) {
+  std::vector<uint32_t> versions;
+  for (uint32_t v = 0; v <= kMaxKeyVersion; ++v) {
+    if (ring.has_version(v)) versions.push_back(v);
+  }
+  return absl::StrJoin(versions, ", ");
+}
+
+// keygen --add-to=FILE: rotation.
+int AddKey(Context& ctx, const std::string& path) {
+  absl::StatusOr<KeyRing> old_ring = KeyRing::LoadFile(path);
+  if (!old_ring.ok()) return ctx.RpcError(old_ring.status());
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    return ctx.RpcError(
+        absl::ErrnoToStatus(errno, absl::StrCat("cannot read ", path)));
+  }
+
+  const uint32_t version =
+      (old_ring->signing_version() + 1) % (kMaxKeyVersion + 1);
+  const bool replaces = old_ring->has_version(version);
+  // Keep every line (comments too) but the one of the reused version; the
+  // new key goes last, where it signs.
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (LineVersion(line) == version) continue;
+    absl::StrAppend(&out, line, "\n");
+  }
+  // StrSplit yields a last empty piece after a final newline; drop the
+  // extra newline that produced.
+  if (absl::EndsWith(text, "\n") || text.empty()) out.pop_back();
+  absl::StrAppend(&out, NewKeyLine(version));
+
+  absl::StatusOr<KeyRing> ring = KeyRing::Parse(out);
+  if (!ring.ok() || ring->signing_version() != version) {
+    return ctx.RpcError(absl::InternalError(absl::StrCat(
+        "the rotated key file would not parse as intended: ",
+        ring.ok() ? "wrong signing version" : ring.status().ToString())));
+  }
+  if (absl::Status st = WriteSecretFile(path, out, /*replace=*/true);
+      !st.ok()) {
+    return ctx.RpcError(st);
+  }
+  std::cout << path << ": version " << version << " signs; versions "
+            << VersionList(*ring) << " verify\n";
+  if (replaces) {
+    std::cout << "replaced the old version " << version
+              << " key: IDs tagged with it no longer verify by tag\n";
+  }
+  return kExitOk;
+}
+
+int RunKeygen(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("out").Value("add_to").Value("version").Flag("force");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+  if (absl::Status st = RequireNoPositional(args); !st.ok()) {
+    return ctx.UsageError(st);
+  }
+  if (args.Has("out") == args.Has("add_to")) {
+    return ctx.UsageError(
+        absl::InvalidArgumentError("give exactly one of --out or --add_to"));
+  }
+  if (std::optional<std::string> path = args.Get("add_to")) {
+    if (args.Has("version") || args.GetFlag("force")) {
+      return ctx.UsageError(absl::InvalidArgumentError(
+          "--version and --force go with --out, not --add_to (the next "
+          "version is chosen)"));
+    }
+    return AddKey(ctx, *path);
+  }
+
+  const std::string path = *args.Get("out");
+  uint32_t version = 0;
+  if (std::optional<std::string> text = args.Get("version")) {
+    absl::StatusOr<uint32_t> parsed = cli::ParseUint32("version", *text);
+    if (!parsed.ok()) return ctx.UsageError(parsed.status());
+    if (*parsed > kMaxKeyVersion) {
+      return ctx.UsageError(absl::InvalidArgumentError(
+          absl::StrCat("--version must be 0..", kMaxKeyVersion)));
+    }
+    version = *parsed;
+  }
+  const std::string text = absl::StrCat(
+      "# registrar ID tag keys: <version> <32 hex digits>; the last line "
+      "signs, every line verifies.\n",
+      NewKeyLine(version));
+  if (absl::Status st =
+          WriteSecretFile(path, text, /*replace=*/args.GetFlag("force"));
+      !st.ok()) {
+    return ctx.RpcError(st);
+  }
+  std::cout << path << ": version " << version << " signs\n";
+  return kExitOk;
+}
+
+// Reads one line from stdin without echoing it when stdin is a terminal.
+std::optional<std::string> ReadTokenLine() {
+  termios saved{};
+  const bool quiet =
+      ::isatty(STDIN_FILENO) == 1 && ::tcgetattr(STDIN_FILENO, &saved) == 0;
+  if (quiet) {
+    std::cerr << "token: " << std::flush;
+    termios no_echo = saved;
+    no_echo.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &no_echo);
+  }
+  std::string line;
+  const bool ok = static_cast<bool>(std::getline(std::cin, line));
+  if (quiet) {
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+    std::cerr << "\n";
+  }
+  if (!ok && line.empty()) return std::nullopt;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+int RunHashToken(Context& ctx, const std::vector<std::string>& argv) {
+  ArgParser args;
+  args.Value("token");
+  int code;
+  if (!ParseOrExit(ctx, args, argv, &code)) return code;
+  if (absl::Status st = RequireNoPositional(args); !st.ok()) {
+    return ctx.UsageError(st);
+  }
+  std::optional<std::string> token = args.Get("token");
+  if (!token.has_value()) token = ReadTokenLine();
+  if (!token.has_value() || token->empty()) {
+    return ctx.UsageError(absl::InvalidArgumentError(
+        "no token: give --token or one line on stdin"));
+  }
+  std::cout << HashToken(*token) << "\n";
+  sodium_memzero(token->data(), token->size());
+  return kExitOk;
+}
+
 using CommandFn = int (*)(Context&, const std::vector<std::string>&);
 
 struct CommandEntry {
   std::string_view name;
   CommandFn run;
+  bool needs_server;
 };
 
 constexpr CommandEntry kCommands[] = {
-    {"issue", RunIssue},
-    {"open", RunOpen},
-    {"validate", RunValidate},
-    {"cleanup", RunCleanup},
-    {"describe", RunDescribe},
-    {"list", RunList},
-    {"inspect", RunInspect},
-    {"lease grant", RunLeaseGrant},
-    {"lease keepalive", RunLeaseKeepAlive},
-    {"lease revoke", RunLeaseRevoke},
-    {"watch", RunWatch},
+    {"issue", RunIssue, true},
+    {"open", RunOpen, true},
+    {"validate", RunValidate, true},
+    {"cleanup", RunCleanup, true},
+    {"describe", RunDescribe, true},
+    {"list", RunList, true},
+    {"inspect", RunInspect, false},
+    {"lease grant", RunLeaseGrant, true},
+    {"lease keepalive", RunLeaseKeepAlive, true},
+    {"lease revoke", RunLeaseRevoke, true},
+    {"watch", RunWatch, true},
+    {"keygen", RunKeygen, false},
+    {"hash-token", RunHashToken, false},
 };
 
 int Main(int argc, char** argv) {
   std::vector<std::string> all(argv + 1, argv + argc);
   ArgParser global;
   global.Value("target").Flag("json").Value("timeout").Flag("help");
+  global.Value("tls_ca").Value("tls_cert").Value("tls_key");
+  global.Value("tls_server_name").Value("token");
   if (absl::Status st = global.Parse(all, /*stop_at_positional=*/true);
       !st.ok()) {
     return Context(Globals{}, "global options").UsageError(st);
@@ -771,6 +1086,15 @@ int Main(int argc, char** argv) {
                                  ? env_target
                                  : "127.0.0.1:50051");
   globals.json = global.GetFlag("json");
+  globals.tls_ca = global.GetOr("tls_ca", "");
+  globals.tls_cert = global.GetOr("tls_cert", "");
+  globals.tls_key = global.GetOr("tls_key", "");
+  globals.tls_server_name = global.GetOr("tls_server_name", "");
+  if (std::optional<std::string> token = global.Get("token")) {
+    globals.token = *std::move(token);
+  } else if (const char* env_token = std::getenv("REGISTRAR_TOKEN")) {
+    globals.token = env_token;
+  }
   if (std::optional<std::string> text = global.Get("timeout")) {
     absl::Duration timeout;
     int64_t seconds = 0;
@@ -810,6 +1134,11 @@ int Main(int argc, char** argv) {
   for (const CommandEntry& entry : kCommands) {
     if (entry.name == command) {
       Context ctx(std::move(globals), command);
+      if (entry.needs_server) {
+        if (absl::Status st = ctx.Connect(); !st.ok()) {
+          return ctx.UsageError(st);
+        }
+      }
       return entry.run(ctx, rest);
     }
   }

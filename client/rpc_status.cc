@@ -49,6 +49,11 @@ std::optional<google::rpc::BadRequest> GetBadRequest(
   return FindDetail<google::rpc::BadRequest>(status);
 }
 
+std::optional<google::rpc::QuotaFailure> GetQuotaFailure(
+    const absl::Status& status) {
+  return FindDetail<google::rpc::QuotaFailure>(status);
+}
+
 std::optional<absl::Duration> GetRetryDelay(const absl::Status& status) {
   std::optional<google::rpc::RetryInfo> info =
       FindDetail<google::rpc::RetryInfo>(status);
@@ -56,6 +61,11 @@ std::optional<absl::Duration> GetRetryDelay(const absl::Status& status) {
   absl::Duration delay = absl::Seconds(info->retry_delay().seconds()) +
                          absl::Nanoseconds(info->retry_delay().nanos());
   return std::max(delay, absl::ZeroDuration());
+}
+
+bool IsRetryableThrottle(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kResourceExhausted &&
+         GetRetryDelay(status).has_value();
 }
 
 }  // namespace registrar::grpc_status

@@ -35,9 +35,23 @@ std::optional<google::rpc::Status> GetDetails(const absl::Status& status);
 std::optional<google::rpc::BadRequest> GetBadRequest(
     const absl::Status& status);
 
+// The first google.rpc.QuotaFailure among the details, if any. The server
+// sends one with RESOURCE_EXHAUSTED, naming the limit that was hit (a
+// request field, the caller's request rate, the owner's live-record quota,
+// the server's in-flight bound).
+std::optional<google::rpc::QuotaFailure> GetQuotaFailure(
+    const absl::Status& status);
+
 // The delay of the first google.rpc.RetryInfo among the details, if any
 // (negative delays are clamped to zero).
 std::optional<absl::Duration> GetRetryDelay(const absl::Status& status);
+
+// True for RESOURCE_EXHAUSTED carrying a RetryInfo: the server rejected the
+// call before doing anything (rate limit, overload), so any call, even one
+// that mints or ends records, may be repeated after GetRetryDelay(status).
+// RESOURCE_EXHAUSTED without RetryInfo (a quota, a batch limit) is not: the
+// same call would fail again.
+bool IsRetryableThrottle(const absl::Status& status);
 
 }  // namespace registrar::grpc_status
 
