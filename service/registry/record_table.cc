@@ -178,54 +178,52 @@ void RecordTable::RemoveOwner(OwnerRef o) {
 // ---------------------------------------------------------------------------
 // Links
 
+// A child sits in two lists: its parent's (via `parent`, `next_sibling`,
+// `prev_sibling`) and its connection's (via `connection`, `next_on_conn`,
+// `prev_on_conn`). One pair of functions serves both through a List.
+struct RecordTable::List {
+  Ref Node::*up;
+  Ref Node::*next;
+  Ref Node::*prev;
+};
+const RecordTable::List RecordTable::kParentList{
+    &Node::parent, &Node::next_sibling, &Node::prev_sibling};
+const RecordTable::List RecordTable::kConnectionList{
+    &Node::connection, &Node::next_on_conn, &Node::prev_on_conn};
+
+void RecordTable::Link(const List& list, Ref child, Ref head) {
+  Node& c = node(child);
+  Node& h = node(head);
+  c.*list.up = head;
+  c.*list.prev = kNone;
+  c.*list.next = h.first_child;
+  if (h.first_child != kNone) node(h.first_child).*list.prev = child;
+  h.first_child = child;
+}
+
+void RecordTable::Unlink(const List& list, Ref child) {
+  Node& c = node(child);
+  const Ref head = c.*list.up;
+  if (head == kNone) return;
+  if (c.*list.prev != kNone) {
+    node(c.*list.prev).*list.next = c.*list.next;
+  } else {
+    node(head).first_child = c.*list.next;
+  }
+  if (c.*list.next != kNone) node(c.*list.next).*list.prev = c.*list.prev;
+  c.*list.up = c.*list.next = c.*list.prev = kNone;
+  MaybeFreeGhost(head);
+}
+
 void RecordTable::LinkParent(Ref child, Ref parent) {
-  Node& c = node(child);
-  Node& p = node(parent);
-  c.parent = parent;
-  c.prev_sibling = kNone;
-  c.next_sibling = p.first_child;
-  if (p.first_child != kNone) node(p.first_child).prev_sibling = child;
-  p.first_child = child;
+  Link(kParentList, child, parent);
 }
-
 void RecordTable::LinkConnection(Ref child, Ref connection) {
-  Node& c = node(child);
-  Node& p = node(connection);
-  c.connection = connection;
-  c.prev_on_conn = kNone;
-  c.next_on_conn = p.first_child;
-  if (p.first_child != kNone) node(p.first_child).prev_on_conn = child;
-  p.first_child = child;
+  Link(kConnectionList, child, connection);
 }
-
-void RecordTable::UnlinkParent(Ref child) {
-  Node& c = node(child);
-  if (c.parent == kNone) return;
-  const Ref parent = c.parent;
-  if (c.prev_sibling != kNone) {
-    node(c.prev_sibling).next_sibling = c.next_sibling;
-  } else {
-    node(parent).first_child = c.next_sibling;
-  }
-  if (c.next_sibling != kNone)
-    node(c.next_sibling).prev_sibling = c.prev_sibling;
-  c.parent = c.next_sibling = c.prev_sibling = kNone;
-  MaybeFreeGhost(parent);
-}
-
+void RecordTable::UnlinkParent(Ref child) { Unlink(kParentList, child); }
 void RecordTable::UnlinkConnection(Ref child) {
-  Node& c = node(child);
-  if (c.connection == kNone) return;
-  const Ref connection = c.connection;
-  if (c.prev_on_conn != kNone) {
-    node(c.prev_on_conn).next_on_conn = c.next_on_conn;
-  } else {
-    node(connection).first_child = c.next_on_conn;
-  }
-  if (c.next_on_conn != kNone)
-    node(c.next_on_conn).prev_on_conn = c.prev_on_conn;
-  c.connection = c.next_on_conn = c.prev_on_conn = kNone;
-  MaybeFreeGhost(connection);
+  Unlink(kConnectionList, child);
 }
 
 void RecordTable::MaybeFreeGhost(Ref r) {

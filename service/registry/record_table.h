@@ -219,6 +219,11 @@ class RecordTable {
   Kind LinkKind(Ref child, bool is_connection) const;
   // Links `child` to the record `target_id` if it is held; false if not.
   bool TryLink(Ref child, Id128 target_id, bool is_connection);
+  struct List;
+  static const List kParentList;
+  static const List kConnectionList;
+  void Link(const List& list, Ref child, Ref head);
+  void Unlink(const List& list, Ref child);
   // Links `child` into the child list of `target`.
   void LinkParent(Ref child, Ref parent);
   void LinkConnection(Ref child, Ref connection);
