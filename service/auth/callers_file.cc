@@ -78,10 +78,10 @@ int HexDigit(char c) {
 // Decodes 64 lowercase hex digits; the error never shows the value.
 absl::Status DecodeSha256Hex(std::string_view hex, Sha256* out) {
   if (hex.size() != kSha256HexLength) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "must be ", kSha256HexLength,
-        " lowercase hex digits (the SHA-256 of the token), got ", hex.size(),
-        " characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("must be ", kSha256HexLength,
+                     " lowercase hex digits (the SHA-256 of the token), got ",
+                     hex.size(), " characters"));
   }
   for (size_t i = 0; i < crypto_hash_sha256_BYTES; ++i) {
     const int hi = HexDigit(hex[2 * i]);
@@ -90,9 +90,9 @@ absl::Status DecodeSha256Hex(std::string_view hex, Sha256* out) {
       const size_t bad = hi < 0 ? 2 * i : 2 * i + 1;
       const char c = hex[bad];
       const bool upper = (c >= 'A' && c <= 'F');
-      return absl::InvalidArgumentError(absl::StrCat(
-          "character ", bad + 1, " is not a lowercase hex digit",
-          upper ? " (write the hash in lowercase)" : ""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("character ", bad + 1, " is not a lowercase hex digit",
+                       upper ? " (write the hash in lowercase)" : ""));
     }
     (*out)[i] = static_cast<unsigned char>(hi << 4 | lo);
   }
@@ -110,13 +110,12 @@ bool IsIdentityText(std::string_view s) {
 absl::Status CheckText(std::string_view value, size_t max_bytes) {
   if (value.empty()) return absl::InvalidArgumentError("is empty");
   if (value.size() > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "is ", value.size(), " bytes, limit is ", max_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("is ", value.size(), " bytes, limit is ", max_bytes));
   }
   if (!IsPrintableUtf8(value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Quote(value),
-                     " is not printable UTF-8 without control characters"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Quote(value), " is not printable UTF-8 without control characters"));
   }
   return absl::OkStatus();
 }
@@ -139,9 +138,9 @@ absl::Status CheckJsonDepth(std::string_view json) {
       in_string = true;
     } else if (c == '[' || c == '{') {
       if (++depth > kMaxJsonDepth) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "callers file: nested deeper than ", kMaxJsonDepth,
-            " levels (at byte ", i + 1, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("callers file: nested deeper than ", kMaxJsonDepth,
+                         " levels (at byte ", i + 1, ")"));
       }
     } else if (c == ']' || c == '}') {
       --depth;
@@ -177,8 +176,7 @@ absl::Status DiagnoseParseError(
         absl::StrCat("callers file: not valid JSON: ", ProtobufMessage(s)));
   }
   if (root.kind_case() != pb::Value::kStructValue) {
-    return Invalid("top level",
-                   "must be a JSON object: {\"callers\": [...]}");
+    return Invalid("top level", "must be a JSON object: {\"callers\": [...]}");
   }
   for (const auto& [key, value] : root.struct_value().fields()) {
     if (key != "callers") {
@@ -304,14 +302,13 @@ class CallerTableBuilder {
     };
 
     Caller caller;
-    if (absl::Status s = CheckText(c.name(), limits_.max_name_bytes);
-        !s.ok()) {
+    if (absl::Status s = CheckText(c.name(), limits_.max_name_bytes); !s.ok()) {
       return Invalid(field("name"), AsStd(s.message()));
     }
     if (auto [it, inserted] = names_.try_emplace(c.name(), index); !inserted) {
-      return Invalid(field("name"),
-                     absl::StrCat("is already the name of callers[",
-                                  it->second, "]"));
+      return Invalid(
+          field("name"),
+          absl::StrCat("is already the name of callers[", it->second, "]"));
     }
     caller.name_ = c.name();
 
@@ -366,8 +363,7 @@ class CallerTableBuilder {
       }
       if (identity.size() > limits_.max_cert_identity_bytes) {
         return Invalid(item("cert_identities", j),
-                       absl::StrCat("is ", identity.size(),
-                                    " bytes, limit is ",
+                       absl::StrCat("is ", identity.size(), " bytes, limit is ",
                                     limits_.max_cert_identity_bytes));
       }
       if (!IsIdentityText(identity)) {
@@ -390,9 +386,7 @@ class CallerTableBuilder {
 
   absl::Status AddTenants(const auth::Caller& c, Caller& caller,
                           const std::string& entry) {
-    auto item = [&](int j) {
-      return absl::StrCat(entry, ".tenants[", j, "]");
-    };
+    auto item = [&](int j) { return absl::StrCat(entry, ".tenants[", j, "]"); };
     int stars = 0;
     for (int j = 0; j < c.tenants_size(); ++j) {
       const std::string& tenant = c.tenants(j);
@@ -407,8 +401,7 @@ class CallerTableBuilder {
       caller.tenants_.push_back(tenant);
     }
     if (stars > 1) {
-      return Invalid(absl::StrCat(entry, ".tenants"),
-                     "\"*\" is listed twice");
+      return Invalid(absl::StrCat(entry, ".tenants"), "\"*\" is listed twice");
     }
     bool star = stars == 1;
     if (star && !caller.tenants_.empty()) {
@@ -429,8 +422,8 @@ class CallerTableBuilder {
                      "[\"*\"] for every tenant");
     }
     std::sort(caller.tenants_.begin(), caller.tenants_.end());
-    auto dup = std::adjacent_find(caller.tenants_.begin(),
-                                  caller.tenants_.end());
+    auto dup =
+        std::adjacent_find(caller.tenants_.begin(), caller.tenants_.end());
     if (dup != caller.tenants_.end()) {
       return Invalid(absl::StrCat(entry, ".tenants"),
                      absl::StrCat(Quote(*dup), " is listed twice"));
@@ -491,8 +484,8 @@ absl::StatusOr<CallerTable> LoadCallersFile(const std::string& path,
   std::fclose(f);
   if (read_error) return absl::FailedPreconditionError(fail("read error"));
   if (n > limits.max_file_bytes) {
-    return absl::InvalidArgumentError(fail(absl::StrCat(
-        "is larger than ", limits.max_file_bytes, " bytes")));
+    return absl::InvalidArgumentError(
+        fail(absl::StrCat("is larger than ", limits.max_file_bytes, " bytes")));
   }
   text.resize(n);
   absl::StatusOr<CallerTable> table = ParseCallersFile(text, limits);

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The sanitizer and fuzzing stage of CI, run after the normal build and
+# tests (.ci/run). From the repository root:
+#   1. asan preset: clang ASan+UBSan build of everything (with the libFuzzer
+#      targets), every unit and integration test (ctest --preset asan);
+#   2. the fuzz targets of that build, FUZZ_SECONDS each (fuzz/run.sh);
+#   3. tsan preset: clang TSan build, every unit and integration test.
+# Every stage runs even when an earlier one failed; the exit status is
+# non-zero if any failed. Prints how long each stage took.
+#
+# Environment: JOBS (build and test parallelism, default 2), FUZZ_SECONDS
+# (per target, default 60), SANITIZERS (stages to run, default
+# "asan fuzz tsan"), TSAN_TESTS (ctest -R regex limiting the tsan tests,
+# default all).
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+jobs="${JOBS:-2}"
+fuzz_seconds="${FUZZ_SECONDS:-60}"
+stages="${SANITIZERS:-asan fuzz tsan}"
+failed=()
+summary=()
+
+# stage <name> <command...>: runs and times one step.
+stage() {
+  local name="$1"
+  shift
+  echo "=== ci-sanitizers: $name: $*"
+  local start=$SECONDS
+  "$@"
+  local rc=$?
+  local took=$((SECONDS - start))
+  summary+=("$(printf '%-14s %5d s  %s' "$name" "$took" \
+                "$([[ $rc -eq 0 ]] && echo ok || echo "FAILED ($rc)")")")
+  [[ $rc -eq 0 ]] || failed+=("$name")
+  return $rc
+}
+
+# The test presets send every sanitizer report, from the tests and from
+# the servers they start (which a test may kill without looking at its
+# exit status), to build-<preset>/sanitizer-reports/. Any file there fails
+# the stage.
+check_reports() {
+  local dir="$1" n
+  n=$(find "$dir" -type f | wc -l)
+  if [[ "$n" -eq 0 ]]; then
+    echo "ci-sanitizers: no sanitizer reports in $dir"
+    return 0
+  fi
+  echo "ci-sanitizers: $n sanitizer report file(s) in $dir:" >&2
+  local f
+  for f in "$dir"/*; do
+    echo "----- $f" >&2
+    head -n 120 "$f" >&2
+  done
+  return 1
+}
+
+sanitizer_preset() {
+  local preset="$1" regex="${2:-}"
+  local reports="build-$preset/sanitizer-reports"
+  stage "$preset-configure" cmake --preset "$preset" || return
+  stage "$preset-build" cmake --build --preset "$preset" -j "$jobs" || return
+  rm -rf "$reports" && mkdir -p "$reports"
+  local filter=()
+  [[ -n "$regex" ]] && filter=(-R "$regex")
+  stage "$preset-test" ctest --preset "$preset" -j "$jobs" "${filter[@]}"
+  stage "$preset-reports" check_reports "$reports"
+}
+
+for s in $stages; do
+  case "$s" in
+    asan) sanitizer_preset asan ;;
+    fuzz)
+      if [[ -x build-asan/fuzz/requests_fuzzer ]]; then
+        stage fuzz fuzz/run.sh build-asan "$fuzz_seconds"
+      else
+        summary+=("fuzz           skipped: no fuzz targets in build-asan")
+        failed+=(fuzz)
+      fi
+      ;;
+    tsan) sanitizer_preset tsan "${TSAN_TESTS:-}" ;;
+    *) echo "ci-sanitizers: unknown stage $s" >&2; exit 2 ;;
+  esac
+done
+
+echo "=== ci-sanitizers: summary"
+printf '%s\n' "${summary[@]}"
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "ci-sanitizers: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "ci-sanitizers: all passed"
