@@ -38,8 +38,8 @@
 # on power loss, so its honest counterpart is registrar's `os` mode (fsync:
 # `REDIS_FSYNC=always`). etcd fsyncs its WAL before every acknowledgement,
 # like registrar's `fsync` mode.
-# The full run (11 closed-loop cells + 2 open-loop ones, 78 runs) takes
-# about 8 minutes at the defaults.
+# The full run (11 closed-loop cells + 2 open-loop ones, 75 runs) takes
+# about 7.5 minutes at the defaults.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
