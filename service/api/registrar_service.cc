@@ -2,6 +2,7 @@
 
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <algorithm>
 #include <string_view>
 #include <vector>
 
@@ -158,11 +159,19 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     in_flight_.fetch_sub(1, std::memory_order_acq_rel);
     return reactor;
   }
-  auto run = [this, reactor, op, body, response,
+  // The server's own deadline: queued work never runs after the caller has
+  // given up, nor later than --call_timeout after arrival.
+  const absl::Time deadline = std::min(absl::Now() + limits_.call_timeout,
+                                       absl::FromChrono(ctx->deadline()));
+  auto run = [this, reactor, op, body, response, deadline,
               call = std::move(call)]() mutable {
     const absl::Time start = absl::Now();
     const absl::Status status =
-        (this->*body)(call->caller.get(), *call->request, call->response);
+        start > deadline
+            ? absl::DeadlineExceededError(
+                  "the call waited past its deadline (the client's or "
+                  "--call_timeout) before it could start; nothing was done")
+            : (this->*body)(call->caller.get(), *call->request, call->response);
     if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
     grpc::Status result = ToGrpcStatus(status);
     if (status.ok()) {

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "registrar/v1/registrar.pb.h"
 #include "service/common/text.h"  // IsPrintableUtf8, used with these checks
 
@@ -31,6 +32,10 @@ struct ApiLimits {
   // Unary calls being handled at once; beyond it RESOURCE_EXHAUSTED with a
   // retry delay instead of an unbounded queue (0: no bound).
   uint32_t max_in_flight = 4096;
+  // Longest a call may wait before its work starts (in the commit queue),
+  // whatever deadline the client set or did not set; past it (or past the
+  // client's deadline) the call ends DEADLINE_EXCEEDED having done nothing.
+  absl::Duration call_timeout = absl::Seconds(30);
 };
 
 // Checks an Owner at `field` ("owner", "items[3].owner"): both parts

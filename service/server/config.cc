@@ -100,6 +100,10 @@ ABSL_FLAG(double, caller_burst, 0,
 ABSL_FLAG(uint32_t, max_in_flight, 4096,
           "Calls handled at once; beyond it RESOURCE_EXHAUSTED with a retry "
           "delay (0: unbounded)");
+ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(30),
+          "Longest a call may wait for its work to start (e.g. queued behind "
+          "fsyncs); past it, or past the client's deadline, it ends "
+          "DEADLINE_EXCEEDED having done nothing");
 ABSL_FLAG(uint32_t, max_concurrent_streams, 1000,
           "HTTP/2 streams one connection may have open");
 ABSL_FLAG(absl::Duration, min_ping_interval, absl::Seconds(10),
@@ -158,6 +162,7 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "caller_rate",
                                    "caller_burst",
                                    "max_in_flight",
+                                   "call_timeout",
                                    "max_concurrent_streams",
                                    "min_ping_interval",
                                    "max_connection_idle",
@@ -280,6 +285,10 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   l.max_labels = absl::GetFlag(FLAGS_max_labels);
   l.max_label_key_bytes = absl::GetFlag(FLAGS_max_label_key_bytes);
   l.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+  l.call_timeout = absl::GetFlag(FLAGS_call_timeout);
+  if (l.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--call_timeout must be > 0");
+  }
 
   TransportConfig& t = c.transport;
   t.tls_cert = absl::GetFlag(FLAGS_tls_cert);
