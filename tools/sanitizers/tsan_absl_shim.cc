@@ -24,11 +24,36 @@
 // "unlock of an unlocked mutex" when abseil drops and retakes a lock
 // internally.
 
+//
+// gRPC: the same library also gives TSan the one edge gRPC's core (built
+// without TSan, lock-free between its threads) hides from it: starting a
+// batch of operations happens before the completion of that batch is seen.
+//   grpc_call_start_batch, grpc_server_request_[registered_]call:
+//       release on the tag (after everything the caller prepared)
+//   grpc_completion_queue_next / _pluck returning a tag: acquire on it
+//   a callback completion queue's functor (the tag gRPC runs on
+//   completion; grpcpp's callback API): the functor's run function is
+//   swapped for a trampoline that acquires on the tag, then runs it.
+//   grpc::internal::ServerCallbackCall::ScheduleOnDone / CallOnCancel: a
+//       server call's reference count drops to zero (OnDone) or its cancel
+//       conditions are met (OnCancel) partly inside libgrpc++, whose atomic
+//       decrements TSan does not see; acquire on the counters there.
+// Without this, every hand-off of a call's objects from the thread that
+// started an operation to the thread that completes it (a response message,
+// grpcpp's call op sets, a client callback chain) was reported as a race.
+
 #include <dlfcn.h>
+#include <grpc/grpc.h>
+#include <grpcpp/support/server_callback.h>
 #include <sanitizer/tsan_interface.h>
 
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <utility>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -274,3 +299,231 @@ bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
 
 ABSL_NAMESPACE_END
 }  // namespace absl
+
+// ---------------------------------------------------------------------------
+// gRPC batches.
+
+namespace {
+
+// The bookkeeping below must not add edges (or reports) of its own between
+// the threads that start batches: it is compiled without TSan.
+#define NO_TSAN __attribute__((no_sanitize("thread")))
+
+// Is `p` in an executable mapping? A callback queue's tag is a functor whose
+// first word is its run function (code); any other queue's tag is a
+// grpcpp CompletionQueueTag whose first word is a vtable pointer (read-only
+// data). The answer for a mapping never changes while it is mapped, so the
+// ranges are read from /proc/self/maps once and again only for an address
+// in none of them (a library loaded since).
+struct Range {
+  uintptr_t begin, end;
+  bool exec;
+};
+constexpr int kMaxRanges = 4096;
+struct Ranges {
+  int n = 0;
+  Range r[kMaxRanges];
+};
+std::atomic<Ranges*> g_ranges{nullptr};
+
+NO_TSAN Ranges* ReadMaps() {
+  auto* ranges = new Ranges;  // never freed: readers may still hold one
+  std::FILE* f = std::fopen("/proc/self/maps", "r");
+  if (f == nullptr) return ranges;
+  char line[512];
+  while (ranges->n < kMaxRanges && std::fgets(line, sizeof(line), f)) {
+    unsigned long begin, end;
+    char perms[5];
+    if (std::sscanf(line, "%lx-%lx %4s", &begin, &end, perms) == 3) {
+      ranges->r[ranges->n++] = {begin, end, perms[2] == 'x'};
+    }
+  }
+  std::fclose(f);
+  return ranges;
+}
+
+// 1: executable, 0: mapped but not executable, -1: not mapped.
+NO_TSAN int Classify(const Ranges* ranges, uintptr_t p) {
+  if (ranges == nullptr) return -1;
+  for (int i = 0; i < ranges->n; ++i) {
+    if (p >= ranges->r[i].begin && p < ranges->r[i].end) {
+      return ranges->r[i].exec ? 1 : 0;
+    }
+  }
+  return -1;
+}
+
+NO_TSAN bool IsCode(uintptr_t p) {
+  int c = Classify(g_ranges.load(std::memory_order_acquire), p);
+  if (c < 0) {
+    g_ranges.store(ReadMaps(), std::memory_order_release);
+    c = Classify(g_ranges.load(std::memory_order_acquire), p);
+  }
+  return c == 1;
+}
+
+// The run functions seen, each with its trampoline (there are only a few:
+// grpcpp's CallbackWithSuccessTag, CallbackWithStatusTag, ...).
+using RunFn = void (*)(grpc_completion_queue_functor*, int);
+constexpr int kMaxRunFns = 32;
+std::atomic<RunFn> g_run_fns[kMaxRunFns];
+
+template <int I>
+void Trampoline(grpc_completion_queue_functor* functor, int ok) {
+  __tsan_acquire(functor);
+  g_run_fns[I].load(std::memory_order_acquire)(functor, ok);
+}
+
+template <int... I>
+constexpr std::array<RunFn, sizeof...(I)> MakeTrampolines(
+    std::integer_sequence<int, I...>) {
+  return {&Trampoline<I>...};
+}
+constexpr auto kTrampolines =
+    MakeTrampolines(std::make_integer_sequence<int, kMaxRunFns>());
+
+NO_TSAN bool IsTrampoline(RunFn fn) {
+  for (RunFn t : kTrampolines) {
+    if (fn == t) return true;
+  }
+  return false;
+}
+
+// Index of `fn` in g_run_fns, adding it if new; -1 when the table is full.
+NO_TSAN int RunFnIndex(RunFn fn) {
+  for (int i = 0; i < kMaxRunFns; ++i) {
+    RunFn seen = g_run_fns[i].load(std::memory_order_acquire);
+    if (seen == fn) return i;
+    if (seen == nullptr) {
+      RunFn expected = nullptr;
+      if (g_run_fns[i].compare_exchange_strong(expected, fn) ||
+          expected == fn) {
+        return i;
+      }
+    }
+  }
+  return -1;
+}
+
+// If `tag` is a callback queue's functor, routes its completion through a
+// trampoline.
+NO_TSAN void WrapFunctor(void* tag) {
+  auto* functor = static_cast<grpc_completion_queue_functor*>(tag);
+  uintptr_t first;
+  std::memcpy(&first, tag, sizeof(first));
+  if (IsCode(first)) {
+    const RunFn run = functor->functor_run;
+    if (!IsTrampoline(run)) {
+      const int i = RunFnIndex(run);
+      if (i >= 0) functor->functor_run = kTrampolines[i];
+    }
+  }
+}
+
+// Before a batch with `tag` starts: release on the tag.
+void BeforeStart(void* tag) {
+  if (tag == nullptr) return;
+  WrapFunctor(tag);
+  __tsan_release(tag);
+}
+
+}  // namespace
+
+extern "C" {
+
+grpc_call_error grpc_call_start_batch(grpc_call* call, const grpc_op* ops,
+                                      size_t nops, void* tag, void* reserved) {
+  static auto real =
+      Real<grpc_call_error (*)(grpc_call*, const grpc_op*, size_t, void*,
+                               void*)>("grpc_call_start_batch");
+  BeforeStart(tag);
+  return real(call, ops, nops, tag, reserved);
+}
+
+grpc_call_error grpc_server_request_call(
+    grpc_server* server, grpc_call** call, grpc_call_details* details,
+    grpc_metadata_array* request_metadata,
+    grpc_completion_queue* cq_bound_to_call,
+    grpc_completion_queue* cq_for_notification, void* tag_new) {
+  static auto real = Real<grpc_call_error (*)(
+      grpc_server*, grpc_call**, grpc_call_details*, grpc_metadata_array*,
+      grpc_completion_queue*, grpc_completion_queue*, void*)>(
+      "grpc_server_request_call");
+  BeforeStart(tag_new);
+  return real(server, call, details, request_metadata, cq_bound_to_call,
+              cq_for_notification, tag_new);
+}
+
+grpc_call_error grpc_server_request_registered_call(
+    grpc_server* server, void* registered_method, grpc_call** call,
+    gpr_timespec* deadline, grpc_metadata_array* request_metadata,
+    grpc_byte_buffer** optional_payload,
+    grpc_completion_queue* cq_bound_to_call,
+    grpc_completion_queue* cq_for_notification, void* tag_new) {
+  static auto real = Real<grpc_call_error (*)(
+      grpc_server*, void*, grpc_call**, gpr_timespec*, grpc_metadata_array*,
+      grpc_byte_buffer**, grpc_completion_queue*, grpc_completion_queue*,
+      void*)>("grpc_server_request_registered_call");
+  BeforeStart(tag_new);
+  return real(server, registered_method, call, deadline, request_metadata,
+              optional_payload, cq_bound_to_call, cq_for_notification, tag_new);
+}
+
+grpc_event grpc_completion_queue_next(grpc_completion_queue* cq,
+                                      gpr_timespec deadline, void* reserved) {
+  static auto real =
+      Real<grpc_event (*)(grpc_completion_queue*, gpr_timespec, void*)>(
+          "grpc_completion_queue_next");
+  grpc_event ev = real(cq, deadline, reserved);
+  if (ev.type == GRPC_OP_COMPLETE && ev.tag != nullptr) {
+    __tsan_acquire(ev.tag);
+  }
+  return ev;
+}
+
+grpc_event grpc_completion_queue_pluck(grpc_completion_queue* cq, void* tag,
+                                       gpr_timespec deadline, void* reserved) {
+  static auto real =
+      Real<grpc_event (*)(grpc_completion_queue*, void*, gpr_timespec, void*)>(
+          "grpc_completion_queue_pluck");
+  grpc_event ev = real(cq, tag, deadline, reserved);
+  if (ev.type == GRPC_OP_COMPLETE && ev.tag != nullptr) {
+    __tsan_acquire(ev.tag);
+  }
+  return ev;
+}
+
+}  // extern "C"
+
+// grpcpp's ServerCallbackCall: a vtable pointer, then
+// on_cancel_conditions_remaining_ and callbacks_outstanding_ (std::atomic_int
+// each), as in gRPC 1.51's server_callback.h.
+static_assert(sizeof(grpc::internal::ServerCallbackCall) ==
+              sizeof(void*) + 2 * sizeof(std::atomic_int));
+
+namespace {
+void AcquireServerCallCounters(void* call) {
+  char* base = static_cast<char*>(call) + sizeof(void*);
+  __tsan_acquire(base);                            // cancel conditions
+  __tsan_acquire(base + sizeof(std::atomic_int));  // callbacks outstanding
+}
+}  // namespace
+
+namespace grpc::internal {
+
+void ServerCallbackCall::ScheduleOnDone(bool inline_ondone) {
+  static auto real = Real<void (*)(ServerCallbackCall*, bool)>(
+      "_ZN4grpc8internal18ServerCallbackCall14ScheduleOnDoneEb");
+  AcquireServerCallCounters(this);
+  real(this, inline_ondone);
+}
+
+void ServerCallbackCall::CallOnCancel(ServerReactor* reactor) {
+  static auto real = Real<void (*)(ServerCallbackCall*, ServerReactor*)>(
+      "_ZN4grpc8internal18ServerCallbackCall12CallOnCancelEPNS0_"
+      "13ServerReactorE");
+  AcquireServerCallCounters(this);
+  real(this, reactor);
+}
+
+}  // namespace grpc::internal
