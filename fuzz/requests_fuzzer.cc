@@ -195,15 +195,8 @@ void Issue(World& w, std::string_view bytes) {
   v1::IssueRequest req;
   if (!Parse(bytes, w, &req)) return;
   if (!Checked("CheckIssue", CheckIssue(req, w.limits))) return;
-  IssueSpec spec;
-  spec.kind = KindFromProto(req.kind());
-  spec.owner = OwnerFromProto(req.owner());
-  spec.count = req.count();
-  spec.parent_id = req.parent_id();
-  spec.connection_id = req.connection_id();
-  spec.lease_id = req.lease_id();
+  IssueSpec spec = IssueSpecFromProto(req);
   spec.lease_caller = w.caller;
-  spec.labels = LabelsFromProto(req.labels());
   absl::StatusOr<std::vector<std::string>> ids = w.registry.Issue(spec);
   ExpectCoreCode(ids.status(), "Issue");
   if (!ids.ok()) return;
@@ -226,12 +219,8 @@ void OpenContext(World& w, std::string_view bytes) {
   v1::OpenContextRequest req;
   if (!Parse(bytes, w, &req)) return;
   if (!Checked("CheckOpenContext", CheckOpenContext(req, w.limits))) return;
-  OpenContextSpec spec;
-  spec.owner = OwnerFromProto(req.owner());
-  spec.thread_id = req.thread_id();
-  spec.connection_id = req.connection_id();
-  spec.labels = LabelsFromProto(req.labels());
-  absl::StatusOr<OpenContextResult> r = w.registry.OpenContext(spec);
+  absl::StatusOr<OpenContextResult> r =
+      w.registry.OpenContext(OpenContextSpecFromProto(req));
   ExpectCoreCode(r.status(), "OpenContext");
   if (!r.ok()) return;
   for (const std::string* id : {&r->thread_id, &r->run_id, &r->request_id}) {
@@ -270,22 +259,8 @@ void Cleanup(World& w, std::string_view bytes) {
   v1::CleanupRequest req;
   if (!Parse(bytes, w, &req)) return;
   if (!Checked("CheckCleanup", CheckCleanup(req, w.limits))) return;
-  CleanupTarget target;
-  switch (req.target_case()) {
-    case v1::CleanupRequest::kIds:
-      target.type = CleanupTarget::Type::kIds;
-      for (const std::string& id : req.ids().ids()) target.ids.push_back(id);
-      break;
-    case v1::CleanupRequest::kConnectionId:
-      target.type = CleanupTarget::Type::kConnection;
-      target.connection_id = req.connection_id();
-      break;
-    default:
-      target.type = CleanupTarget::Type::kAllOwned;
-      break;
-  }
-  absl::StatusOr<CleanupResult> r =
-      w.registry.Cleanup(OwnerFromProto(req.owner()), target, req.reason());
+  absl::StatusOr<CleanupResult> r = w.registry.Cleanup(
+      OwnerFromProto(req.owner()), CleanupTargetFromProto(req), req.reason());
   ExpectCoreCode(r.status(), "Cleanup");
 }
 
@@ -338,12 +313,7 @@ void ListOwned(World& w, std::string_view bytes) {
   v1::ListOwnedRequest req;
   if (!Parse(bytes, w, &req)) return;
   if (!Checked("CheckListOwned", CheckListOwned(req, w.limits))) return;
-  ListOwnedSpec spec;
-  spec.owner = OwnerFromProto(req.owner());
-  spec.kind = KindFromProto(req.kind());
-  spec.include_ended = req.include_ended();
-  spec.page_size = req.page_size();
-  spec.page_token = req.page_token();
+  const ListOwnedSpec spec = ListOwnedSpecFromProto(req);
   absl::StatusOr<ListOwnedResult> r = w.registry.ListOwned(spec);
   ExpectCoreCode(r.status(), "ListOwned");
   if (!r.ok()) return;

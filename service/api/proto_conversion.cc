@@ -44,4 +44,54 @@ void RecordToProto(const RecordView& r, v1::Record* out) {
   out->set_end_reason(r.end_reason);
 }
 
+IssueSpec IssueSpecFromProto(const v1::IssueRequest& r) {
+  IssueSpec spec;
+  spec.kind = KindFromProto(r.kind());
+  spec.owner = OwnerFromProto(r.owner());
+  spec.count = r.count();
+  spec.parent_id = r.parent_id();
+  spec.connection_id = r.connection_id();
+  spec.lease_id = r.lease_id();
+  spec.labels = LabelsFromProto(r.labels());
+  return spec;
+}
+
+OpenContextSpec OpenContextSpecFromProto(const v1::OpenContextRequest& r) {
+  OpenContextSpec spec;
+  spec.owner = OwnerFromProto(r.owner());
+  spec.thread_id = r.thread_id();
+  spec.connection_id = r.connection_id();
+  spec.labels = LabelsFromProto(r.labels());
+  return spec;
+}
+
+CleanupTarget CleanupTargetFromProto(const v1::CleanupRequest& r) {
+  CleanupTarget target;
+  switch (r.target_case()) {
+    case v1::CleanupRequest::kIds:
+      target.type = CleanupTarget::Type::kIds;
+      target.ids.reserve(r.ids().ids_size());
+      for (const std::string& id : r.ids().ids()) target.ids.push_back(id);
+      break;
+    case v1::CleanupRequest::kConnectionId:
+      target.type = CleanupTarget::Type::kConnection;
+      target.connection_id = r.connection_id();
+      break;
+    default:
+      target.type = CleanupTarget::Type::kAllOwned;
+      break;
+  }
+  return target;
+}
+
+ListOwnedSpec ListOwnedSpecFromProto(const v1::ListOwnedRequest& r) {
+  ListOwnedSpec spec;
+  spec.owner = OwnerFromProto(r.owner());
+  spec.kind = KindFromProto(r.kind());
+  spec.include_ended = r.include_ended();
+  spec.page_size = r.page_size();
+  spec.page_token = r.page_token();
+  return spec;
+}
+
 }  // namespace registrar

@@ -20,9 +20,18 @@ inline v1::Kind KindToProto(Kind kind) {
 Owner OwnerFromProto(const v1::Owner& owner);
 
 // Sorted by key.
-Labels LabelsFromProto(const google::protobuf::Map<std::string, std::string>& m);
+Labels LabelsFromProto(
+    const google::protobuf::Map<std::string, std::string>& m);
 
 void RecordToProto(const RecordView& record, v1::Record* out);
+
+// The core's view of a checked request. The string_views point into `r`,
+// which must outlive the result. Caller-dependent fields (IssueSpec's
+// lease_caller) are left for the caller to fill.
+IssueSpec IssueSpecFromProto(const v1::IssueRequest& r);
+OpenContextSpec OpenContextSpecFromProto(const v1::OpenContextRequest& r);
+CleanupTarget CleanupTargetFromProto(const v1::CleanupRequest& r);
+ListOwnedSpec ListOwnedSpecFromProto(const v1::ListOwnedRequest& r);
 
 }  // namespace registrar
 

@@ -147,7 +147,7 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
   absl::Status admitted = parse(*request, call->request);
   if (admitted.ok()) {
     absl::StatusOr<CallerPtr> caller =
-        Admit(ctx, RpcOf(op), TenantsOf(*call->request));
+        Admit(ctx, RpcOf(op), [&] { return TenantsOf(*call->request); });
     if (caller.ok()) {
       call->caller = *std::move(caller);
     } else {
@@ -193,11 +193,13 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
 
 absl::StatusOr<CallerPtr> RegistrarService::Admit(
     grpc::CallbackServerContext* ctx, Rpc rpc,
-    const std::vector<TenantUse>& tenants) {
+    absl::FunctionRef<std::vector<TenantUse>()> tenants) {
   CallerPtr caller;
   if (access_ != nullptr) {
     ASSIGN_OR_RETURN(caller, access_->Authenticate(*ctx));
-    RETURN_IF_ERROR(access_->Authorize(caller.get(), rpc, tenants));
+    if (caller != nullptr) {
+      RETURN_IF_ERROR(access_->Authorize(caller.get(), rpc, tenants()));
+    }
   }
   if (limiter_ != nullptr && limiter_->enabled()) {
     absl::Status admitted = limiter_->Admit(
@@ -310,7 +312,7 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
         absl::UnavailableError("server is shutting down"));
   }
   absl::StatusOr<CallerPtr> caller =
-      Admit(ctx, Rpc::kWatch, TenantsOf(*request));
+      Admit(ctx, Rpc::kWatch, [&] { return TenantsOf(*request); });
   if (!caller.ok()) return WatchReactor::Refuse(caller.status());
   const std::string& tenant = request->tenant();
   if (tenant.size() > limits_.max_string_bytes || !IsPrintableUtf8(tenant)) {
@@ -327,15 +329,8 @@ absl::Status RegistrarService::DoIssue(const Caller* caller,
                                        const v1::IssueRequest& req,
                                        v1::IssueResponse* resp) {
   RETURN_IF_ERROR(CheckIssue(req, limits_));
-  IssueSpec spec;
-  spec.kind = KindFromProto(req.kind());
-  spec.owner = OwnerFromProto(req.owner());
-  spec.count = req.count();
-  spec.parent_id = req.parent_id();
-  spec.connection_id = req.connection_id();
-  spec.lease_id = req.lease_id();
+  IssueSpec spec = IssueSpecFromProto(req);
   spec.lease_caller = LeaseCaller(caller);
-  spec.labels = LabelsFromProto(req.labels());
   ASSIGN_OR_RETURN(std::vector<std::string> ids, registry_.Issue(spec));
   resp->mutable_ids()->Reserve(ids.size());
   for (std::string& id : ids) resp->add_ids(std::move(id));
@@ -346,12 +341,8 @@ absl::Status RegistrarService::DoOpenContext(const Caller* caller,
                                              const v1::OpenContextRequest& req,
                                              v1::OpenContextResponse* resp) {
   RETURN_IF_ERROR(CheckOpenContext(req, limits_));
-  OpenContextSpec spec;
-  spec.owner = OwnerFromProto(req.owner());
-  spec.thread_id = req.thread_id();
-  spec.connection_id = req.connection_id();
-  spec.labels = LabelsFromProto(req.labels());
-  ASSIGN_OR_RETURN(OpenContextResult result, registry_.OpenContext(spec));
+  ASSIGN_OR_RETURN(OpenContextResult result,
+                   registry_.OpenContext(OpenContextSpecFromProto(req)));
   resp->set_thread_id(std::move(result.thread_id));
   resp->set_run_id(std::move(result.run_id));
   resp->set_request_id(std::move(result.request_id));
@@ -393,21 +384,7 @@ absl::Status RegistrarService::DoCleanup(const Caller* caller,
                                          const v1::CleanupRequest& req,
                                          v1::CleanupResponse* resp) {
   RETURN_IF_ERROR(CheckCleanup(req, limits_));
-  CleanupTarget target;
-  switch (req.target_case()) {
-    case v1::CleanupRequest::kIds:
-      target.type = CleanupTarget::Type::kIds;
-      target.ids.reserve(req.ids().ids_size());
-      for (const std::string& id : req.ids().ids()) target.ids.push_back(id);
-      break;
-    case v1::CleanupRequest::kConnectionId:
-      target.type = CleanupTarget::Type::kConnection;
-      target.connection_id = req.connection_id();
-      break;
-    default:
-      target.type = CleanupTarget::Type::kAllOwned;
-      break;
-  }
+  const CleanupTarget target = CleanupTargetFromProto(req);
   ASSIGN_OR_RETURN(
       CleanupResult result,
       registry_.Cleanup(OwnerFromProto(req.owner()), target, req.reason()));
@@ -478,13 +455,8 @@ absl::Status RegistrarService::DoListOwned(const Caller* caller,
                                            const v1::ListOwnedRequest& req,
                                            v1::ListOwnedResponse* resp) {
   RETURN_IF_ERROR(CheckListOwned(req, limits_));
-  ListOwnedSpec spec;
-  spec.owner = OwnerFromProto(req.owner());
-  spec.kind = KindFromProto(req.kind());
-  spec.include_ended = req.include_ended();
-  spec.page_size = req.page_size();
-  spec.page_token = req.page_token();
-  ASSIGN_OR_RETURN(ListOwnedResult result, registry_.ListOwned(spec));
+  ASSIGN_OR_RETURN(ListOwnedResult result,
+                   registry_.ListOwned(ListOwnedSpecFromProto(req)));
   for (const RecordView& r : result.records) {
     RecordToProto(r, resp->add_records());
   }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/api/access_control.h"
 #include "service/api/blocking_executor.h"
@@ -125,8 +126,11 @@ class RegistrarService final : public RawUnaryService {
 
   // Authentication, authorization, rate and in-flight bounds, in that
   // order; the caller (null without authentication) or the refusal.
-  absl::StatusOr<CallerPtr> Admit(grpc::CallbackServerContext* ctx, Rpc rpc,
-                                  const std::vector<TenantUse>& tenants);
+  // `tenants` (TenantsOf the request) is called only for an authenticated
+  // caller: without authentication no call pays for listing them.
+  absl::StatusOr<CallerPtr> Admit(
+      grpc::CallbackServerContext* ctx, Rpc rpc,
+      absl::FunctionRef<std::vector<TenantUse>()> tenants);
   // Who a lease call must have granted the lease (nullopt: anyone).
   static std::optional<std::string> LeaseCaller(const Caller* caller);
 
