@@ -34,16 +34,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/container/btree_set.h"
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
-#include "absl/container/node_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -55,7 +50,6 @@
 #include "service/id/id.h"
 #include "service/id/id_generator.h"
 #include "service/id/key_ring.h"
-#include "service/registry/lessor.h"
 #include "service/registry/registry.h"
 #include "service/store/record.h"
 #include "service/store/rocksdb_store.h"
