@@ -127,6 +127,11 @@ struct CallMessages {
   Resp* response = google::protobuf::Arena::CreateMessage<Resp>(&arena);
 };
 
+void FillIssueResponse(std::vector<std::string> ids, v1::IssueResponse* resp) {
+  resp->mutable_ids()->Reserve(ids.size());
+  for (std::string& id : ids) resp->add_ids(std::move(id));
+}
+
 }  // namespace
 
 template <typename Req, typename Resp>
@@ -134,7 +139,9 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     grpc::CallbackServerContext* ctx, CoreOp op,
     const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
     absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
-    absl::Status (*parse)(const grpc::ByteBuffer&, Req*)) {
+    absl::Status (*parse)(const grpc::ByteBuffer&, Req*),
+    void (RegistrarService::*async_body)(const Caller*, const Req&, Resp*,
+                                         Finish)) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   if (stopping_.load(std::memory_order_acquire)) {
@@ -163,15 +170,12 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
   // given up, nor later than --call_timeout after arrival.
   const absl::Time deadline = std::min(absl::Now() + limits_.call_timeout,
                                        absl::FromChrono(ctx->deadline()));
-  auto run = [this, reactor, op, body, response, deadline,
-              call = std::move(call)]() mutable {
-    const absl::Time start = absl::Now();
-    const absl::Status status =
-        start > deadline
-            ? absl::DeadlineExceededError(
-                  "the call waited past its deadline (the client's or "
-                  "--call_timeout) before it could start; nothing was done")
-            : (this->*body)(call->caller.get(), *call->request, call->response);
+  const Caller* caller = call->caller.get();
+  const Req* req = call->request;
+  Resp* resp = call->response;
+  // Owns the call's messages until the call is finished.
+  Finish finish = [this, reactor, op, response, start = absl::Now(),
+                   call = std::move(call)](absl::Status status) mutable {
     if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
     grpc::Status result = ToGrpcStatus(status);
     if (status.ok()) {
@@ -182,6 +186,19 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     call.reset();
     reactor->Finish(result);
     in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  };
+  if (async_body != nullptr && registry_.store().defers_commits()) {
+    (this->*async_body)(caller, *req, resp, std::move(finish));
+    return reactor;
+  }
+  auto run = [this, body, caller, req, resp, deadline,
+              finish = std::move(finish)]() mutable {
+    std::move(finish)(
+        absl::Now() > deadline
+            ? absl::DeadlineExceededError(
+                  "the call waited past its deadline (the client's or "
+                  "--call_timeout) before it could start; nothing was done")
+            : (this->*body)(caller, *req, resp));
   };
   if (blocking_ != nullptr && Commits(op)) {
     blocking_->Submit(std::move(run));
@@ -244,7 +261,8 @@ grpc::ServerUnaryReactor* RegistrarService::Issue(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle(ctx, CoreOp::kIssue, request, response,
-                &RegistrarService::DoIssue, &StrictParse<v1::IssueRequest>);
+                &RegistrarService::DoIssue, &StrictParse<v1::IssueRequest>,
+                &RegistrarService::DoIssueAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::OpenContext(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
@@ -332,9 +350,25 @@ absl::Status RegistrarService::DoIssue(const Caller* caller,
   IssueSpec spec = IssueSpecFromProto(req);
   spec.lease_caller = LeaseCaller(caller);
   ASSIGN_OR_RETURN(std::vector<std::string> ids, registry_.Issue(spec));
-  resp->mutable_ids()->Reserve(ids.size());
-  for (std::string& id : ids) resp->add_ids(std::move(id));
+  FillIssueResponse(std::move(ids), resp);
   return absl::OkStatus();
+}
+
+void RegistrarService::DoIssueAsync(const Caller* caller,
+                                    const v1::IssueRequest& req,
+                                    v1::IssueResponse* resp, Finish finish) {
+  if (absl::Status s = CheckIssue(req, limits_); !s.ok()) {
+    std::move(finish)(std::move(s));
+    return;
+  }
+  IssueSpec spec = IssueSpecFromProto(req);
+  spec.lease_caller = LeaseCaller(caller);
+  registry_.IssueAsync(
+      spec, [resp, finish = std::move(finish)](
+                absl::StatusOr<std::vector<std::string>> ids) mutable {
+        if (ids.ok()) FillIssueResponse(*std::move(ids), resp);
+        std::move(finish)(ids.status());
+      });
 }
 
 absl::Status RegistrarService::DoOpenContext(const Caller* caller,

@@ -93,6 +93,12 @@ class RegistrarService final : public RawUnaryService {
   // The handlers' bodies, free of gRPC types but the messages.
   absl::Status DoIssue(const Caller* caller, const v1::IssueRequest& req,
                        v1::IssueResponse* resp);
+  // Ends a call whose body finishes later, with the body's status.
+  using Finish = absl::AnyInvocable<void(absl::Status) &&>;
+  // DoIssue that holds no thread while the store commits: `finish` runs
+  // once the IDs are durable (Registry::IssueAsync).
+  void DoIssueAsync(const Caller* caller, const v1::IssueRequest& req,
+                    v1::IssueResponse* resp, Finish finish);
   absl::Status DoOpenContext(const Caller* caller,
                              const v1::OpenContextRequest& req,
                              v1::OpenContextResponse* resp);
@@ -116,13 +122,17 @@ class RegistrarService final : public RawUnaryService {
                            v1::ListOwnedResponse* resp);
 
   // Parses the request (with `parse`), runs `body` unless stopping, timing
-  // it as `op`, serialises the response and finishes the call.
+  // it as `op`, serialises the response and finishes the call. When the
+  // store defers commits (fsync) and `async_body` is given, that runs
+  // instead, on this thread, and finishes the call when it is done.
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Handle(
       grpc::CallbackServerContext* ctx, CoreOp op,
       const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
       absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
-      absl::Status (*parse)(const grpc::ByteBuffer&, Req*));
+      absl::Status (*parse)(const grpc::ByteBuffer&, Req*),
+      void (RegistrarService::*async_body)(const Caller*, const Req&, Resp*,
+                                           Finish) = nullptr);
 
   // Authentication, authorization, rate and in-flight bounds, in that
   // order; the caller (null without authentication) or the refusal.

@@ -21,6 +21,11 @@ RecordTable::Ref RecordTable::Find(Id128 id) const {
   return it == index_.end() ? kNone : *it;
 }
 
+RecordTable::Ref RecordTable::FindCommitted(Id128 id) const {
+  const Ref r = Find(id);
+  return r == kNone || pending(r) ? kNone : r;
+}
+
 RecordTable::Ref RecordTable::FindLiveOwned(Id128 id, Kind kind,
                                             OwnerRef owner) const {
   if (owner == kNone || id.is_zero()) return kNone;
@@ -419,6 +424,11 @@ uint64_t RecordTable::DropTombstones(int64_t cutoff_ms) {
     ++dropped;
   }
   return dropped;
+}
+
+void RecordTable::Remove(Ref r) {
+  if (node(r).state == State::kLive) --owners_[node(r).owner]->live;
+  Drop(r);
 }
 
 void RecordTable::Drop(Ref r) {

@@ -60,8 +60,12 @@ class RecordTable {
 
   // ----- Lookups (ghosts are never found)
 
-  // The record with this ID, or kNone.
+  // The record with this ID, or kNone. Finds pending records too (see
+  // Insert): what changes records must see everything it may cascade to.
   Ref Find(Id128 id) const;
+  // Like Find, but kNone for a pending record: what reads use, so nobody
+  // learns of a record before its commit is durable.
+  Ref FindCommitted(Id128 id) const;
   // The live record `id` of `kind` owned by `owner`, or kNone.
   Ref FindLiveOwned(Id128 id, Kind kind, OwnerRef owner) const;
   OwnerRef FindOwner(const Owner& owner) const;
@@ -69,6 +73,9 @@ class RecordTable {
   Id128 id(Ref r) const { return node(r).id; }
   Kind kind(Ref r) const { return node(r).kind; }
   State state(Ref r) const { return node(r).state; }
+  // Revision of the record's last change; 0 while it is pending.
+  uint64_t revision(Ref r) const { return node(r).revision; }
+  bool pending(Ref r) const { return node(r).revision == 0; }
   OwnerRef owner_of(Ref r) const { return node(r).owner; }
   const Owner& owner(OwnerRef o) const { return owners_[o]->key; }
   // Live records of an owner (0 for kNone).
@@ -79,8 +86,9 @@ class RecordTable {
   // A copy of the record.
   RecordView View(Ref r) const;
 
-  // An owner's records (live and ended) in ID order, starting after `after`
-  // (zero: from the first). `fn(Ref)` returns false to stop.
+  // An owner's records (live and ended, pending included) in ID order,
+  // starting after `after` (zero: from the first). `fn(Ref)` returns false
+  // to stop.
   template <typename Fn>
   void ForEachOwned(OwnerRef o, Id128 after, Fn fn) const;
 
@@ -96,9 +104,16 @@ class RecordTable {
 
   // ----- Changes
 
-  // Adds a committed new live record. Its parent and connection (if set)
-  // must be records of this table.
+  // Adds a new live record. Its parent and connection (if set) must be
+  // records of this table. With v.revision == 0 the record is pending: its
+  // commit is queued, not yet durable; set_revision() once it is, or
+  // Remove() it if the commit failed.
   Ref Insert(const RecordView& v);
+  void set_revision(Ref r, uint64_t revision) { node(r).revision = revision; }
+  // Takes out a live record whose commit failed. Nothing can be linked
+  // below it (its ID was never handed out); if something is, the node
+  // stays as a ghost for it.
+  void Remove(Ref r);
 
   // Adds a loaded record of any state. Links to records not loaded yet are
   // resolved by FinishRestore(), which must follow the last Restore().

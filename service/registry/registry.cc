@@ -140,7 +140,7 @@ Kind Registry::FindElsewhere(Id128 id, const Shard* skip) const {
   for (const auto& shard : shards_) {
     if (shard.get() == skip) continue;
     absl::ReaderMutexLock lock(&shard->mu);
-    const Ref r = shard->table.Find(id);
+    const Ref r = shard->table.FindCommitted(id);
     if (r != kNone) return shard->table.kind(r);
   }
   return Kind::kUnspecified;
@@ -421,9 +421,16 @@ RecordView NewRecord(Id128 id, Kind kind, const Owner& owner, Id128 parent,
   return v;
 }
 
+std::vector<std::string> FormatIds(Kind kind, const std::vector<Id128>& ids) {
+  std::vector<std::string> out;
+  out.reserve(ids.size());
+  for (const Id128& id : ids) out.push_back(FormatId(kind, id));
+  return out;
+}
+
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> Registry::Issue(
+absl::StatusOr<Registry::PreparedIssue> Registry::PrepareIssue(
     const IssueSpec& spec) {
   if (!IsRecordKind(spec.kind)) {
     return InvalidField("kind",
@@ -436,8 +443,9 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
                       absl::StrCat("is ", count, ", limit is ",
                                    options_.max_batch, " (--max_batch)"));
   }
-  const Kind parent_kind = ParentKindOf(spec.kind);
-  if (parent_kind == Kind::kUnspecified && !spec.parent_id.empty()) {
+  PreparedIssue p;
+  p.parent_kind = ParentKindOf(spec.kind);
+  if (p.parent_kind == Kind::kUnspecified && !spec.parent_id.empty()) {
     return InvalidField(
         "parent_id",
         absl::StrCat("not allowed for ", AsAbsl(KindName(spec.kind)), "s"));
@@ -448,69 +456,163 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
   if (spec.kind != Kind::kConnection && !spec.lease_id.empty()) {
     return InvalidField("lease_id", "allowed only for connections");
   }
-  ASSIGN_OR_RETURN(const Id128 parent,
-                   ParseReference("parent_id", spec.parent_id, parent_kind));
-  ASSIGN_OR_RETURN(
-      const Id128 connection,
-      ParseReference("connection_id", spec.connection_id, Kind::kConnection));
-  ASSIGN_OR_RETURN(const Id128 lease,
+  ASSIGN_OR_RETURN(p.parent,
+                   ParseReference("parent_id", spec.parent_id, p.parent_kind));
+  ASSIGN_OR_RETURN(p.connection, ParseReference("connection_id",
+                                                spec.connection_id,
+                                                Kind::kConnection));
+  ASSIGN_OR_RETURN(p.lease,
                    ParseReference("lease_id", spec.lease_id, Kind::kLease));
-
   // Minting (the keyed tag per ID) happens outside the shard lock.
-  std::vector<Id128> minted;
-  minted.reserve(count);
+  p.minted.reserve(count);
   RETURN_IF_ERROR(ids_.Mint(spec.kind, spec.owner.tenant, spec.owner.user_id,
-                            count, &minted));
+                            count, &p.minted));
+  p.shard = ShardIndex(spec.owner);
+  return p;
+}
+
+absl::Status Registry::AdmitIssue(Shard& shard, const IssueSpec& spec,
+                                  const PreparedIssue& p,
+                                  std::vector<RecordView>* records,
+                                  std::vector<BoundConnection>* bound) {
+  RecordTable& table = shard.table;
+  const OwnerRef owner = table.FindOwner(spec.owner);
+  const uint64_t count = p.minted.size();
+  const uint64_t live = table.live_count(owner);
+  if (live + count > options_.owner_quota) {
+    return QuotaError(live, count, options_.owner_quota);
+  }
+  if (!p.parent.is_zero() &&
+      table.FindLiveOwned(p.parent, p.parent_kind, owner) == kNone) {
+    return FieldError(absl::StatusCode::kFailedPrecondition, "parent_id",
+                      absl::StrCat("no live ", AsAbsl(KindName(p.parent_kind)),
+                                   " of this owner with this id"));
+  }
+  if (!p.connection.is_zero() &&
+      table.FindLiveOwned(p.connection, Kind::kConnection, owner) == kNone) {
+    return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
+                      "no live connection of this owner with this id");
+  }
+  for (const Id128& id : p.minted) {
+    if (table.Find(id) != kNone) {
+      return absl::InternalError("minted an ID that is already recorded");
+    }
+  }
+  if (!p.lease.is_zero()) {
+    bound->reserve(p.minted.size());
+    for (const Id128& id : p.minted) bound->push_back({id, p.shard});
+    RETURN_IF_ERROR(lessor_.Attach(p.lease, *bound, Now(), spec.lease_caller));
+  }
   const std::shared_ptr<const Labels> labels = ShareLabels(spec.labels);
-  const uint32_t shard_index = ShardIndex(spec.owner);
-  Shard& shard = *shards_[shard_index];
+  records->reserve(count);
+  for (const Id128& id : p.minted) {
+    records->push_back(NewRecord(id, spec.kind, spec.owner, p.parent,
+                                 p.connection, p.lease, labels));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> Registry::Issue(
+    const IssueSpec& spec) {
+  ASSIGN_OR_RETURN(PreparedIssue p, PrepareIssue(spec));
+  Shard& shard = *shards_[p.shard];
   {
     absl::MutexLock lock(&shard.mu);
-    const absl::Time now = Now();
-    RecordTable& table = shard.table;
-    const OwnerRef owner = table.FindOwner(spec.owner);
-    const uint64_t live = table.live_count(owner);
-    if (live + count > options_.owner_quota) {
-      return QuotaError(live, count, options_.owner_quota);
-    }
-    if (!parent.is_zero() &&
-        table.FindLiveOwned(parent, parent_kind, owner) == kNone) {
-      return FieldError(absl::StatusCode::kFailedPrecondition, "parent_id",
-                        absl::StrCat("no live ", AsAbsl(KindName(parent_kind)),
-                                     " of this owner with this id"));
-    }
-    if (!connection.is_zero() &&
-        table.FindLiveOwned(connection, Kind::kConnection, owner) == kNone) {
-      return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
-                        "no live connection of this owner with this id");
-    }
-    for (const Id128& id : minted) {
-      if (table.Find(id) != kNone) {
-        return absl::InternalError("minted an ID that is already recorded");
-      }
-    }
-    std::vector<BoundConnection> bound;
-    if (!lease.is_zero()) {
-      bound.reserve(minted.size());
-      for (const Id128& id : minted) bound.push_back({id, shard_index});
-      RETURN_IF_ERROR(lessor_.Attach(lease, bound, now, spec.lease_caller));
-    }
     std::vector<RecordView> records;
-    records.reserve(count);
-    for (const Id128& id : minted) {
-      records.push_back(NewRecord(id, spec.kind, spec.owner, parent, connection,
-                                  lease, labels));
-    }
+    std::vector<BoundConnection> bound;
+    RETURN_IF_ERROR(AdmitIssue(shard, spec, p, &records, &bound));
     if (absl::Status s = InsertInShard(shard, spec.owner, records); !s.ok()) {
-      for (const BoundConnection& b : bound) lessor_.Detach(lease, b);
+      for (const BoundConnection& b : bound) lessor_.Detach(p.lease, b);
       return s;
     }
   }
-  if (observer_) observer_->OnIssued(spec.kind, count);
-  std::vector<std::string> out;
-  out.reserve(count);
-  for (const Id128& id : minted) out.push_back(FormatId(spec.kind, id));
-  return out;
+  if (observer_) observer_->OnIssued(spec.kind, p.minted.size());
+  return FormatIds(spec.kind, p.minted);
+}
+
+// An Issue whose commit is queued: what its completion needs.
+struct Registry::QueuedIssue {
+  PreparedIssue prepared;
+  Kind kind;
+  std::vector<BoundConnection> bound;
+  WriteBatch batch;
+  absl::Time queued_at;
+  IssueDone done;
+};
+
+void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
+  if (!store_->defers_commits()) {
+    std::move(done)(Issue(spec));
+    return;
+  }
+  absl::StatusOr<PreparedIssue> prepared = PrepareIssue(spec);
+  if (!prepared.ok()) {
+    std::move(done)(prepared.status());
+    return;
+  }
+  auto q = std::make_unique<QueuedIssue>();
+  q->prepared = *std::move(prepared);
+  q->kind = spec.kind;
+  q->done = std::move(done);
+  Shard& shard = *shards_[q->prepared.shard];
+  absl::Status admitted;
+  {
+    absl::MutexLock lock(&shard.mu);
+    std::vector<RecordView> records;
+    admitted = AdmitIssue(shard, spec, q->prepared, &records, &q->bound);
+    if (admitted.ok()) {
+      // Applied now, as pending (revision 0: invisible to reads), and queued
+      // under the shard lock, so that anything later that ends them (a
+      // cascade, an expiring lease) commits after this batch.
+      q->batch.events.reserve(records.size());
+      for (RecordView& r : records) {
+        shard.table.Insert(r);
+        counters_.live[static_cast<int>(r.kind)].fetch_add(
+            1, std::memory_order_relaxed);
+        q->batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
+      }
+      q->queued_at = absl::Now();
+      WriteBatch* batch = &q->batch;
+      store_->Submit(batch, [this, q = std::move(q)](absl::Status status) mutable {
+        FinishIssue(std::move(q), std::move(status));
+      });
+    }
+  }
+  if (!admitted.ok()) std::move(q->done)(std::move(admitted));
+}
+
+void Registry::FinishIssue(std::unique_ptr<QueuedIssue> q,
+                           absl::Status status) {
+  if (observer_) {
+    observer_->OnStoreCommit(absl::Now() - q->queued_at, status.ok());
+  }
+  Shard& shard = *shards_[q->prepared.shard];
+  {
+    absl::MutexLock lock(&shard.mu);
+    RecordTable& table = shard.table;
+    for (const Event& e : q->batch.events) {
+      const Ref r = table.Find(e.record.id);
+      // Not pending any more: a cascade ended it meanwhile (committed after
+      // this batch, so its revision already says so).
+      if (r == kNone || !table.pending(r)) continue;
+      if (status.ok()) {
+        table.set_revision(r, e.revision);
+      } else {
+        table.Remove(r);
+        counters_.live[static_cast<int>(e.record.kind)].fetch_sub(
+            1, std::memory_order_relaxed);
+      }
+    }
+  }
+  if (!status.ok()) {
+    for (const BoundConnection& b : q->bound) {
+      lessor_.Detach(q->prepared.lease, b);
+    }
+    std::move(q->done)(std::move(status));
+    return;
+  }
+  if (observer_) observer_->OnIssued(q->kind, q->prepared.minted.size());
+  std::move(q->done)(FormatIds(q->kind, q->prepared.minted));
 }
 
 // ---------------------------------------------------------------------------
@@ -599,7 +701,7 @@ ValidateResult Registry::Validate(std::string_view id, Kind expected_kind,
   {
     absl::ReaderMutexLock lock(&shard.mu);
     const RecordTable& table = shard.table;
-    const Ref r = table.Find(parsed->bits);
+    const Ref r = table.FindCommitted(parsed->bits);
     if (r != kNone) {
       const State state = table.state(r);
       if (table.kind(r) != parsed->kind) {
@@ -874,7 +976,7 @@ absl::StatusOr<RecordView> Registry::Describe(std::string_view id) const {
   if (!parsed.ok()) return InvalidField("id", AsStd(parsed.status().message()));
   for (const auto& shard : shards_) {
     absl::ReaderMutexLock lock(&shard->mu);
-    const Ref r = shard->table.Find(parsed->bits);
+    const Ref r = shard->table.FindCommitted(parsed->bits);
     if (r != kNone && shard->table.kind(r) == parsed->kind) {
       return shard->table.View(r);
     }
@@ -908,6 +1010,7 @@ absl::StatusOr<ListOwnedResult> Registry::ListOwned(
       return true;
     }
     if (!spec.include_ended && table.state(r) != State::kLive) return true;
+    if (table.pending(r)) return true;  // not issued yet
     if (result.records.size() == page_size) {
       // One more match exists: hand out a token for the next page.
       result.next_page_token = EncodeSuffix(result.records.back().id);

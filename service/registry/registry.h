@@ -39,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -181,6 +182,17 @@ class Registry {
   // the owner's. Nothing is recorded unless everything is.
   absl::StatusOr<std::vector<std::string>> Issue(const IssueSpec& spec);
 
+  // Issue without holding a thread while the store makes the records
+  // durable: `done` gets what Issue would return, once, after the commit,
+  // on the store's writer thread (or on this thread, before returning, when
+  // the store commits at once; see Store::defers_commits). Meanwhile the
+  // records are held as pending: counted against quota and reached by
+  // cascades, invisible to Validate/Describe/ListOwned. If the commit
+  // fails they are taken out again.
+  using IssueDone =
+      absl::AnyInvocable<void(absl::StatusOr<std::vector<std::string>>) &&>;
+  void IssueAsync(const IssueSpec& spec, IssueDone done);
+
   // Reuses spec.thread_id when it is a live thread of the owner, else mints
   // a thread; then mints a run under it and a request under the run, all in
   // one step. FailedPrecondition for a connection that is not live and the
@@ -237,6 +249,25 @@ class Registry {
  private:
   using Shard = registry_internal::Shard;
   using Ended = registry_internal::Ended;
+
+  // Issue's checks that need no lock, and its minted IDs.
+  struct PreparedIssue {
+    Kind parent_kind = Kind::kUnspecified;
+    Id128 parent, connection, lease;
+    std::vector<Id128> minted;
+    uint32_t shard = 0;
+  };
+  struct QueuedIssue;
+  absl::StatusOr<PreparedIssue> PrepareIssue(const IssueSpec& spec);
+  // Under the shard's lock: quota and references checked, the lease
+  // attached (*bound), the records to add built. Nothing changed on error.
+  absl::Status AdmitIssue(Shard& shard, const IssueSpec& spec,
+                          const PreparedIssue& p,
+                          std::vector<RecordView>* records,
+                          std::vector<BoundConnection>* bound);
+  // IssueAsync's completion: makes the pending records committed (or takes
+  // them out), then calls done.
+  void FinishIssue(std::unique_ptr<QueuedIssue> q, absl::Status status);
 
   uint32_t ShardIndex(const Owner& owner) const;
   Shard& ShardFor(const Owner& owner) const;

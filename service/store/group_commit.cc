@@ -7,17 +7,55 @@ namespace registrar {
 GroupCommitter::GroupCommitter(uint64_t last_revision, WriteFn write)
     : write_(std::move(write)), last_revision_(last_revision) {}
 
+void GroupCommitter::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
 absl::Status GroupCommitter::Commit(WriteBatch* batch) {
-  Waiter self{batch, false, absl::OkStatus()};
+  Waiter self{batch, nullptr, false, absl::OkStatus()};
   absl::MutexLock lock(&mu_);
   queue_.push_back(&self);
   // Wait until a leader has written our batch, or it is our turn to lead.
   auto done_or_free = [this, &self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return self.done || !leader_active_;
+    return self.finished || !leader_active_;
   };
   mu_.Await(absl::Condition(&done_or_free));
-  if (self.done) return self.status;
+  if (!self.finished) LeadGroup();
+  return self.status;
+}
 
+void GroupCommitter::Submit(WriteBatch* batch, Done done) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(new Waiter{batch, std::move(done), false, absl::OkStatus()});
+  if (!writer_.joinable()) writer_ = std::thread([this] { WriterLoop(); });
+}
+
+void GroupCommitter::WriterLoop() {
+  std::vector<std::unique_ptr<Waiter>> callbacks;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !finished_.empty() || (!leader_active_ && !queue_.empty()) ||
+               (stopping_ && !leader_active_);
+      };
+      mu_.Await(absl::Condition(&work));
+      if (finished_.empty() && queue_.empty()) return;  // stopping, all done
+      if (finished_.empty() && !leader_active_) LeadGroup();
+      callbacks.swap(finished_);
+    }
+    for (std::unique_ptr<Waiter>& w : callbacks) {
+      std::move(w->done)(w->status);
+    }
+    callbacks.clear();
+  }
+}
+
+void GroupCommitter::LeadGroup() {
   leader_active_ = true;
   std::vector<Waiter*> group;
   group.swap(queue_);
@@ -52,10 +90,13 @@ absl::Status GroupCommitter::Commit(WriteBatch* batch) {
   }
   for (Waiter* w : group) {
     w->status = status;
-    w->done = true;
+    if (w->done) {
+      finished_.emplace_back(w);
+    } else {
+      w->finished = true;
+    }
   }
   leader_active_ = false;
-  return self.status;
 }
 
 void GroupCommitter::SetListener(EventListener listener) {

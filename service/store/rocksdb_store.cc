@@ -677,6 +677,7 @@ RocksDbStore::RocksDbStore(const RocksDbStoreOptions& options,
 }
 
 RocksDbStore::~RocksDbStore() {
+  committer_.Stop();  // submitted batches are written before the close
   absl::MutexLock lock(&db_mu_);
   // Without a WAL the memtables are the only copy: flush them explicitly
   // and wait (RocksDB's own flush on close was seen to race with shutdown
@@ -701,6 +702,14 @@ absl::Status RocksDbStore::Broken() const {
 
 absl::Status RocksDbStore::Commit(WriteBatch* batch) {
   return committer_.Commit(batch);
+}
+
+void RocksDbStore::Submit(WriteBatch* batch, CommitDone done) {
+  if (defers_commits()) {
+    committer_.Submit(batch, std::move(done));
+  } else {
+    std::move(done)(committer_.Commit(batch));
+  }
 }
 
 absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {

@@ -183,6 +183,12 @@ class RocksDbStore final : public Store {
   absl::Status CheckWritable() override;
   Durability durability() const override { return durability_; }
   std::string_view name() const override { return "rocksdb"; }
+  // In fsync mode a commit waits for the disk: Submit queues for the
+  // group-commit writer thread. Otherwise it commits on the caller's thread.
+  void Submit(WriteBatch* batch, CommitDone done) override;
+  bool defers_commits() const override {
+    return durability_ == Durability::kFsync;
+  }
 
   CommitStats commit_stats() const override { return committer_.stats(); }
   uint64_t ApproximateRecordCount() override;

@@ -16,8 +16,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "service/store/record.h"
@@ -86,6 +88,21 @@ class Store {
   // cause) when the store cannot write: then nothing of the batch is
   // applied and no revision is used.
   virtual absl::Status Commit(WriteBatch* batch) = 0;
+
+  // Commit without waiting for it: queues `batch` and may return before it
+  // is written; `done` gets what Commit would have returned, once, possibly
+  // on a store thread, with no lock of the caller's held. Batches are
+  // written in the order they were queued by Commit or Submit, so a caller
+  // that queues under its own lock keeps its changes in order. `batch`
+  // must stay valid until `done` runs. The default commits at once, on the
+  // caller's thread, before returning.
+  using CommitDone = absl::AnyInvocable<void(absl::Status) &&>;
+  virtual void Submit(WriteBatch* batch, CommitDone done) {
+    std::move(done)(Commit(batch));
+  }
+  // True when Submit returns before the batch is written (commits wait for
+  // a disk flush): callers that can answer later should then use Submit.
+  virtual bool defers_commits() const { return false; }
 
   // Streams every stored record to `on_record` and returns the rest. Called
   // once, before any Commit.
