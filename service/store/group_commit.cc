@@ -1,5 +1,7 @@
 #include "service/store/group_commit.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 namespace registrar {
@@ -31,7 +33,13 @@ absl::Status GroupCommitter::Commit(WriteBatch* batch) {
 void GroupCommitter::Submit(WriteBatch* batch, Done done) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(new Waiter{batch, std::move(done), false, absl::OkStatus()});
-  if (!writer_.joinable()) writer_ = std::thread([this] { WriterLoop(); });
+  if (!writer_.joinable()) {
+    writer_ = std::thread([this] {
+      // Named for top/perf (it would inherit the submitting thread's name).
+      pthread_setname_np(pthread_self(), "group-commit");
+      WriterLoop();
+    });
+  }
 }
 
 void GroupCommitter::WriterLoop() {

@@ -3,12 +3,15 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "service/common/status_macros.h"
 #include "service/store/storage.pb.h"
 
 namespace registrar {
 namespace {
 
 using storage::v1::StoredEvent;
+using storage::v1::StoredEventBatch;
+using storage::v1::StoredEventRun;
 using storage::v1::StoredLease;
 using storage::v1::StoredRecord;
 
@@ -129,6 +132,42 @@ void EncodeEventValue(EventType type, Id128 id, std::string_view record_value,
   out->append(record_value.data(), record_value.size());
 }
 
+namespace {
+
+// True when two events can share a run: same type, and records equal in
+// everything but ID and revision.
+bool SameRun(const Event& a, const Event& b) {
+  const RecordView& x = a.record;
+  const RecordView& y = b.record;
+  return a.type == b.type && x.kind == y.kind && x.state == y.state &&
+         x.owner == y.owner && x.parent == y.parent &&
+         x.connection == y.connection && x.lease == y.lease &&
+         (x.labels == y.labels || (x.labels && y.labels && *x.labels == *y.labels)) &&
+         x.created_at == y.created_at && x.ended_at == y.ended_at &&
+         x.end_reason == y.end_reason;
+}
+
+}  // namespace
+
+void EncodeEventBatchValue(absl::Span<const Event> events, std::string* out) {
+  StoredEventBatch batch;
+  StoredEventRun* run = nullptr;
+  const Event* run_first = nullptr;
+  for (const Event& e : events) {
+    if (run == nullptr || !SameRun(*run_first, e)) {
+      run = batch.add_runs();
+      run_first = &e;
+      run->set_type(static_cast<uint32_t>(e.type));
+      FillStoredRecord(e.record, run->mutable_record());
+      run->mutable_record()->clear_revision();
+    }
+    run->add_ids(e.record.id.hi);
+    run->add_ids(e.record.id.lo);
+  }
+  out->assign(1, '\0');
+  batch.AppendToString(out);
+}
+
 void EncodeLeaseValue(const LeaseView& lease, std::string* out) {
   StoredLease m;
   m.set_holder(lease.holder);
@@ -142,6 +181,7 @@ void EncodeLeaseValue(const LeaseView& lease, std::string* out) {
 struct RecordDecoder::Messages {
   StoredRecord record;
   StoredEvent event;
+  StoredEventBatch batch;
   StoredLease lease;
 };
 
@@ -219,6 +259,48 @@ absl::Status RecordDecoder::DecodeEvent(uint64_t revision,
                                             s.message()));
   }
   out->record.revision = revision;
+  return absl::OkStatus();
+}
+
+absl::Status RecordDecoder::DecodeEvents(uint64_t first_revision,
+                                         std::string_view value,
+                                         std::vector<Event>* out) {
+  if (value.empty() || value[0] != '\0') {
+    Event e;
+    RETURN_IF_ERROR(DecodeEvent(first_revision, value, &e));
+    out->push_back(std::move(e));
+    return absl::OkStatus();
+  }
+  StoredEventBatch& m = m_->batch;
+  if (!m.ParseFromArray(value.data() + 1, static_cast<int>(value.size() - 1))) {
+    return absl::DataLossError(absl::StrCat("events from ", first_revision,
+                                            " do not parse (", value.size(),
+                                            " bytes)"));
+  }
+  uint64_t revision = first_revision;
+  for (const StoredEventRun& run : m.runs()) {
+    if (!ValidEventType(run.type())) {
+      return absl::DataLossError(absl::StrCat(
+          "event ", revision, " has unknown type ", run.type()));
+    }
+    if (run.ids_size() == 0 || run.ids_size() % 2 != 0) {
+      return absl::DataLossError(absl::StrCat(
+          "events from ", revision, ": a run with ", run.ids_size(),
+          " ID words"));
+    }
+    Event shared;
+    shared.type = static_cast<EventType>(run.type());
+    absl::Status s = ToRecordView(run.record(), empty_labels_, &shared.record);
+    if (!s.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("event ", revision, ": ", s.message()));
+    }
+    for (int i = 0; i < run.ids_size(); i += 2) {
+      Event& e = out->emplace_back(shared);
+      e.revision = e.record.revision = revision++;
+      e.record.id = Id128{run.ids(i), run.ids(i + 1)};
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -12,8 +12,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "service/store/record.h"
 #include "service/store/store.h"
 
@@ -38,8 +40,16 @@ bool DecodeRevisionKey(std::string_view key, uint64_t* revision);
 // Times are kept in ms; ended_at is kept only when it is not InfinitePast.
 void EncodeRecordValue(const RecordView& r, std::string* out);
 
-// Sets *out to a StoredEvent of `type` for record `id` whose StoredRecord
-// bytes are `record_value` (from EncodeRecordValue), copied, not re-encoded.
+// Sets *out to the value of one events-family entry holding `events`
+// (consecutive revisions; the entry's key is the first): a zero byte, then
+// a StoredEventBatch in which each run of events whose records differ only
+// in their ID is encoded once. One entry per committed batch instead of one
+// per event: an Issue of 100 IDs writes one event entry, not 100.
+void EncodeEventBatchValue(absl::Span<const Event> events, std::string* out);
+
+// Sets *out to a single-event entry (the format of older data dirs, still
+// read): a StoredEvent of `type` for record `id` whose StoredRecord bytes
+// are `record_value` (from EncodeRecordValue), copied, not re-encoded.
 void EncodeEventValue(EventType type, Id128 id, std::string_view record_value,
                       std::string* out);
 
@@ -62,6 +72,10 @@ class RecordDecoder {
   // out->revision and out->record.revision are set to `revision` (the key).
   absl::Status DecodeEvent(uint64_t revision, std::string_view value,
                            Event* out);
+  // Appends the events of one events-family entry whose key is
+  // `first_revision`: a batch (EncodeEventBatchValue) or a single event.
+  absl::Status DecodeEvents(uint64_t first_revision, std::string_view value,
+                            std::vector<Event>* out);
   absl::Status DecodeLease(Id128 id, std::string_view value, LeaseView* out);
 
   // Only kind and state, for counting (registrarctl inspect).

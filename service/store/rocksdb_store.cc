@@ -502,7 +502,16 @@ absl::StatusOr<uint64_t> EdgeEvent(const std::string& path,
     return absl::DataLossError(absl::StrCat(
         "data dir ", path, ": event key of ", it->key().size(), " bytes"));
   }
-  return rev;
+  if (!last) return rev;
+  // The newest entry may hold several events: the last is the newest.
+  RecordDecoder decoder;
+  std::vector<Event> events;
+  absl::Status s = decoder.DecodeEvents(rev, ToView(it->value()), &events);
+  if (!s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("data dir ", path, ": ", s.message()));
+  }
+  return events.empty() ? rev : events.back().revision;
 }
 
 // Flushes every family and waits until no flush is pending or running.
@@ -730,12 +739,15 @@ absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
       EncodeRecordValue(e.record, &record_value);
       wb.Put(h_->records(), rocksdb::Slice(id_key, kIdKeySize), record_value)
           .PermitUncheckedError();
-      EncodeEventValue(e.type, e.record.id, record_value, &event_value);
-      EncodeRevisionKey(e.revision, rev_key);
+      last_revision = std::max(last_revision, e.revision);
+    }
+    // The batch's events in one entry: its revisions are consecutive.
+    if (!b->events.empty()) {
+      EncodeEventBatchValue(b->events, &event_value);
+      EncodeRevisionKey(b->events.front().revision, rev_key);
       wb.Put(h_->events(), rocksdb::Slice(rev_key, kRevisionKeySize),
              event_value)
           .PermitUncheckedError();
-      last_revision = std::max(last_revision, e.revision);
     }
     for (const Id128& id : b->drop_records) {
       EncodeIdKey(id, id_key);
@@ -867,30 +879,40 @@ absl::Status RocksDbStore::ReadEvents(uint64_t from, size_t limit,
       h_->db->NewIterator(rocksdb::ReadOptions(), h_->events()));
   char key[kRevisionKeySize];
   EncodeRevisionKey(from, key);
+  // The entry holding `from` is the last one keyed at or before it.
+  it->SeekForPrev(rocksdb::Slice(key, kRevisionKeySize));
+  if (it->status().ok() && !it->Valid()) {
+    it->Seek(rocksdb::Slice(key, kRevisionKeySize));
+  }
   uint64_t expected = from;
-  for (it->Seek(rocksdb::Slice(key, kRevisionKeySize));
-       it->Valid() && limit > 0; it->Next(), --limit) {
-    uint64_t rev = 0;
-    if (!DecodeRevisionKey(ToView(it->key()), &rev)) {
+  std::vector<Event> entry;
+  for (; it->Valid() && limit > 0; it->Next()) {
+    uint64_t first = 0;
+    if (!DecodeRevisionKey(ToView(it->key()), &first)) {
       out->resize(start_size);
       return absl::DataLossError(absl::StrCat(
           "store: event key of ", it->key().size(), " bytes in ", path_));
     }
-    if (rev != expected) {
-      // Revisions are gap-free, so a gap means CompactEvents removed events
-      // while we read (it raised oldest_revision_ first).
-      out->resize(start_size);
-      return TooOld(from, std::max(oldest_revision_.load(), from + 1));
-    }
-    ++expected;
-    Event e;
-    absl::Status s = decoder.DecodeEvent(rev, ToView(it->value()), &e);
+    entry.clear();
+    absl::Status s = decoder.DecodeEvents(first, ToView(it->value()), &entry);
     if (!s.ok()) {
       out->resize(start_size);
       return absl::DataLossError(
           absl::StrCat("store: in ", path_, ": ", s.message()));
     }
-    out->push_back(std::move(e));
+    for (Event& e : entry) {
+      if (e.revision < expected) continue;
+      if (e.revision != expected) {
+        // Revisions are gap-free, so a gap means CompactEvents removed
+        // events while we read (it raised oldest_revision_ first).
+        out->resize(start_size);
+        return TooOld(from, std::max(oldest_revision_.load(), from + 1));
+      }
+      if (limit == 0) break;
+      out->push_back(std::move(e));
+      ++expected;
+      --limit;
+    }
   }
   if (!it->status().ok()) {
     out->resize(start_size);
@@ -916,13 +938,36 @@ absl::Status RocksDbStore::CompactEvents(uint64_t below) {
   // harmless (the next CompactEvents deletes them again).
   rocksdb::WriteOptions w = h_->write_options;
   w.sync = false;
+  // Entries hold a batch of events each. One that straddles `below` is
+  // rewritten under key `below` without its older events, in the same
+  // write as the deletion, so what is on disk is exactly what is readable.
   const std::string begin = RevisionKey(0);
   const std::string end = RevisionKey(below);
-  rocksdb::Status s = h_->db->DeleteRange(w, h_->events(), begin, end);
-  if (!s.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("store: cannot delete events: ", RocksMessage(s)));
+  rocksdb::WriteBatch wb;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        h_->db->NewIterator(rocksdb::ReadOptions(), h_->events()));
+    it->SeekForPrev(end);
+    if (!it->status().ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "store: cannot read events: ", RocksMessage(it->status())));
+    }
+    uint64_t first = 0;
+    if (it->Valid() && DecodeRevisionKey(ToView(it->key()), &first) &&
+        first < below) {
+      RecordDecoder decoder;
+      std::vector<Event> events;
+      RETURN_IF_ERROR(decoder.DecodeEvents(first, ToView(it->value()), &events));
+      std::erase_if(events, [below](const Event& e) { return e.revision < below; });
+      if (!events.empty()) {
+        std::string value;
+        EncodeEventBatchValue(events, &value);
+        wb.Put(h_->events(), end, value).PermitUncheckedError();
+      }
+    }
   }
+  wb.DeleteRange(h_->events(), begin, end).PermitUncheckedError();
+  rocksdb::Status s = h_->db->Write(w, &wb);
   // Ask for the deleted range to be compacted away in the background: an
   // append-only family's old files are otherwise rarely rewritten.
   rocksdb::Slice b(begin), e(end);

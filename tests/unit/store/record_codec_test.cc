@@ -110,6 +110,80 @@ TEST(RecordCodecTest, EventWithLargeRecordUsesMultiByteLength) {
   EXPECT_EQ(e.record.end_reason, r.end_reason);
 }
 
+TEST(RecordCodecTest, EventBatchSharesOneEncodingPerRunOfAlikeRecords) {
+  // An Issue of three IDs, then a different record: two runs.
+  std::vector<Event> events;
+  for (uint64_t i = 0; i < 3; ++i) {
+    RecordView r = FullRecord();
+    r.id = Id128{r.id.hi, r.id.lo + i};
+    events.push_back({40 + i, EventType::kIssued, r});
+  }
+  RecordView other = FullRecord();
+  other.id = Id128{99, 99};
+  other.state = State::kReleased;
+  other.ended_at = absl::FromUnixMillis(1'750'000'001'000);
+  other.end_reason = "cleanup_connection";
+  events.push_back({43, EventType::kReleased, other});
+  for (Event& e : events) e.record.revision = e.revision;
+
+  std::string value;
+  EncodeEventBatchValue(events, &value);
+  // The three alike cost one record encoding plus 16 bytes an ID (and a
+  // few bytes of framing), not three records.
+  std::string alike, single_record;
+  EncodeEventBatchValue(absl::MakeConstSpan(events).first(3), &alike);
+  EncodeRecordValue(events[0].record, &single_record);
+  EXPECT_LE(alike.size(), single_record.size() + 3 * 16 + 16);
+
+  RecordDecoder decoder;
+  std::vector<Event> back;
+  ASSERT_TRUE(decoder.DecodeEvents(40, value, &back).ok());
+  ASSERT_EQ(back.size(), events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(back[i].revision, events[i].revision);
+    EXPECT_EQ(back[i].type, events[i].type);
+    ExpectSameRecord(events[i].record, back[i].record);
+  }
+}
+
+TEST(RecordCodecTest, DecodeEventsReadsASingleEventEntryOfAnOlderDataDir) {
+  const RecordView r = FullRecord();
+  std::string record_value, event_value;
+  EncodeRecordValue(r, &record_value);
+  EncodeEventValue(EventType::kIssued, r.id, record_value, &event_value);
+  RecordDecoder decoder;
+  std::vector<Event> back;
+  ASSERT_TRUE(decoder.DecodeEvents(8, event_value, &back).ok());
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].revision, 8u);
+  RecordView want = r;
+  want.revision = 8;
+  ExpectSameRecord(want, back[0].record);
+}
+
+TEST(RecordCodecTest, CorruptEventBatchIsDataLoss) {
+  RecordDecoder decoder;
+  std::vector<Event> back;
+  // A zero byte then garbage.
+  absl::Status s = decoder.DecodeEvents(3, std::string("\0\xff\xff", 3), &back);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  // A run with an odd number of ID words, by hand: zero byte, then
+  // StoredEventBatch{runs: [StoredEventRun{type: 1,
+  //   record: {kind: 1, state: 1}, ids: [7]}]}.
+  const std::string odd(
+      "\x00"
+      "\x0a\x12"                          // runs, 18 bytes
+      "\x08\x01"                          //   type 1
+      "\x12\x04\x08\x01\x10\x01"          //   record {kind 1, state 1}
+      "\x1a\x08\x07\x00\x00\x00\x00\x00\x00\x00",  //   ids [7], packed
+      21);
+  s = decoder.DecodeEvents(3, odd, &back);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("ID words"));
+  EXPECT_TRUE(back.empty());
+}
+
 TEST(RecordCodecTest, LeaseRoundTrips) {
   LeaseView l{Id128{7, 8}, "gateway-7", absl::Seconds(30)};
   std::string value;

@@ -322,6 +322,34 @@ TEST(RocksDbStoreTest, ReadEventsInOrderWithLimitAndOutOfRangeAfterCompact) {
   EXPECT_EQ(fresh[0].revision, 11u);
 }
 
+TEST(RocksDbStoreTest, CompactingInsideABatchKeepsExactlyTheNewerEvents) {
+  TempDir dir;
+  {
+    auto store = MustOpen(Options(dir.path()));
+    WriteBatch b;  // one batch: revisions 1..5 in one events entry
+    for (uint64_t i = 1; i <= 5; ++i) b.events.push_back(Issued(MakeRecord(i)));
+    ASSERT_TRUE(store->Commit(&b).ok());
+    ASSERT_TRUE(store->CompactEvents(3).ok());
+    EXPECT_EQ(store->OldestRevision(), 3u);
+    std::vector<Event> events;
+    ASSERT_TRUE(store->ReadEvents(4, 10, &events).ok());
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events[0].revision, 4u);
+    EXPECT_EQ(events[0].record.id, MakeRecord(4).id);
+    EXPECT_EQ(store->ReadEvents(2, 10, &events).code(),
+              absl::StatusCode::kOutOfRange);
+  }
+  // After a restart the oldest readable event is still 3, not 1.
+  auto store = MustOpen(Options(dir.path()));
+  EXPECT_EQ(store->OldestRevision(), 3u);
+  std::vector<Event> events;
+  ASSERT_TRUE(store->ReadEvents(3, 2, &events).ok());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].revision, 3u);
+  EXPECT_EQ(events[1].revision, 4u);
+  EXPECT_EQ(events[1].record.id, MakeRecord(4).id);
+}
+
 TEST(RocksDbStoreTest, ConcurrentCommitsShareWritesInFsyncMode) {
   TempDir dir;
   auto store = MustOpen(Options(dir.path(), Durability::kFsync));
