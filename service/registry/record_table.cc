@@ -252,8 +252,8 @@ RecordTable::Ref RecordTable::MakeGhost(Id128 id, Kind kind) {
 // ---------------------------------------------------------------------------
 // Changes
 
-RecordTable::Ref RecordTable::AddNode(const RecordView& v, State state) {
-  const OwnerRef o = GetOrAddOwner(v.owner);
+RecordTable::Ref RecordTable::AddNode(const RecordView& v, State state,
+                                      OwnerRef o) {
   const Ref r = AllocNode();
   Node& n = node(r);
   n.id = v.id;
@@ -280,18 +280,36 @@ RecordTable::Ref RecordTable::AddNode(const RecordView& v, State state) {
 }
 
 RecordTable::Ref RecordTable::Insert(const RecordView& v) {
-  const Ref r = AddNode(v, State::kLive);
-  if (!v.parent.is_zero()) {
-    if (const Ref p = Find(v.parent); p != kNone) LinkParent(r, p);
+  InsertAll(absl::MakeConstSpan(&v, 1));
+  return Find(v.id);
+}
+
+void RecordTable::InsertAll(absl::Span<const RecordView> records) {
+  if (records.empty()) return;
+  const OwnerRef o = GetOrAddOwner(records.front().owner);
+  Id128 parent_id, connection_id;
+  Ref parent = kNone, connection = kNone;
+  for (const RecordView& v : records) {
+    const Ref r = AddNode(v, State::kLive, o);
+    if (!v.parent.is_zero()) {
+      if (v.parent != parent_id) {
+        parent_id = v.parent;
+        parent = Find(v.parent);
+      }
+      if (parent != kNone) LinkParent(r, parent);
+    }
+    if (!v.connection.is_zero()) {
+      if (v.connection != connection_id) {
+        connection_id = v.connection;
+        connection = Find(v.connection);
+      }
+      if (connection != kNone) LinkConnection(r, connection);
+    }
   }
-  if (!v.connection.is_zero()) {
-    if (const Ref c = Find(v.connection); c != kNone) LinkConnection(r, c);
-  }
-  return r;
 }
 
 RecordTable::Ref RecordTable::Restore(RecordView&& v) {
-  const Ref r = AddNode(v, v.state);
+  const Ref r = AddNode(v, v.state, GetOrAddOwner(v.owner));
   if (v.state != State::kLive) {
     Extra& e = MutableExtra(r);
     e.ended_ms = absl::ToUnixMillis(v.ended_at);

@@ -38,6 +38,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
+#include "absl/types/span.h"
 #include "service/common/kind.h"
 #include "service/id/id.h"
 #include "service/store/record.h"
@@ -109,6 +110,10 @@ class RecordTable {
   // commit is queued, not yet durable; set_revision() once it is, or
   // Remove() it if the commit failed.
   Ref Insert(const RecordView& v);
+  // Insert of each of `records`, all of one owner (an Issue's or an
+  // OpenContext's): the owner is looked up once, and a parent or connection
+  // that repeats is looked up once.
+  void InsertAll(absl::Span<const RecordView> records);
   void set_revision(Ref r, uint64_t revision) { node(r).revision = revision; }
   // Takes out a live record whose commit failed. Nothing can be linked
   // below it (its ID was never handed out); if something is, the node
@@ -228,8 +233,9 @@ class RecordTable {
   OwnerRef GetOrAddOwner(const Owner& owner);
   void RemoveOwner(OwnerRef o);
 
-  // Adds the node (not linked yet) to the index and its owner.
-  Ref AddNode(const RecordView& v, State state);
+  // Adds the node (not linked yet) to the index and its owner `o`
+  // (GetOrAddOwner(v.owner)).
+  Ref AddNode(const RecordView& v, State state, OwnerRef o);
   // Kind a parent (or connection) link of `child` must point at.
   Kind LinkKind(Ref child, bool is_connection) const;
   // Links `child` to the record `target_id` if it is held; false if not.

@@ -341,6 +341,13 @@ absl::Status Registry::Recover() {
 // ---------------------------------------------------------------------------
 // Committing changes: one batch per call and shard, applied only once stored.
 
+void Registry::CountLive(absl::Span<const RecordView> records) {
+  for (const RecordView& r : records) {
+    counters_.live[static_cast<int>(r.kind)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+}
+
 absl::Status Registry::InsertInShard(Shard& shard, const Owner& owner,
                                      std::vector<RecordView>& records) {
   WriteBatch batch;
@@ -352,11 +359,8 @@ absl::Status Registry::InsertInShard(Shard& shard, const Owner& owner,
   records.clear();
   for (Event& e : batch.events) records.push_back(std::move(e.record));
   RETURN_IF_ERROR(committed);
-  for (const RecordView& r : records) {
-    shard.table.Insert(r);
-    counters_.live[static_cast<int>(r.kind)].fetch_add(
-        1, std::memory_order_relaxed);
-  }
+  shard.table.InsertAll(records);
+  CountLive(records);
   return absl::OkStatus();
 }
 
@@ -564,11 +568,10 @@ void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
       // Applied now, as pending (revision 0: invisible to reads), and queued
       // under the shard lock, so that anything later that ends them (a
       // cascade, an expiring lease) commits after this batch.
+      shard.table.InsertAll(records);
+      CountLive(records);
       q->batch.events.reserve(records.size());
       for (RecordView& r : records) {
-        shard.table.Insert(r);
-        counters_.live[static_cast<int>(r.kind)].fetch_add(
-            1, std::memory_order_relaxed);
         q->batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
       }
       q->queued_at = absl::Now();

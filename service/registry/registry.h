@@ -281,6 +281,8 @@ class Registry {
   absl::Status EndInShard(Shard& shard, uint32_t shard_index,
                           const std::vector<RecordTable::Ref>& refs,
                           int64_t now_ms, Ended& ended);
+  // Counts new live records in the per-kind gauges.
+  void CountLive(absl::Span<const RecordView> records);
   // Commits new records as one batch, then records them.
   absl::Status InsertInShard(Shard& shard, const Owner& owner,
                              std::vector<RecordView>& records);
