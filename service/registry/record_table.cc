@@ -284,13 +284,15 @@ RecordTable::Ref RecordTable::Insert(const RecordView& v) {
   return Find(v.id);
 }
 
-void RecordTable::InsertAll(absl::Span<const RecordView> records) {
+void RecordTable::InsertAll(absl::Span<const RecordView> records,
+                            std::vector<Ref>* refs) {
   if (records.empty()) return;
   const OwnerRef o = GetOrAddOwner(records.front().owner);
   Id128 parent_id, connection_id;
   Ref parent = kNone, connection = kNone;
   for (const RecordView& v : records) {
     const Ref r = AddNode(v, State::kLive, o);
+    if (refs != nullptr) refs->push_back(r);
     if (!v.parent.is_zero()) {
       if (v.parent != parent_id) {
         parent_id = v.parent;

@@ -112,8 +112,17 @@ class RecordTable {
   Ref Insert(const RecordView& v);
   // Insert of each of `records`, all of one owner (an Issue's or an
   // OpenContext's): the owner is looked up once, and a parent or connection
-  // that repeats is looked up once.
-  void InsertAll(absl::Span<const RecordView> records);
+  // that repeats is looked up once. Appends their Refs to *refs if given.
+  void InsertAll(absl::Span<const RecordView> records,
+                 std::vector<Ref>* refs = nullptr);
+  // The record `r` if it still holds `id` (a Ref kept across an unlock may
+  // have been freed and reused), else kNone.
+  Ref Recheck(Ref r, Id128 id) const {
+    return r < allocated_ && !is_ghost(r) && node(r).id == id &&
+                   node(r).owner != kNone
+               ? r
+               : kNone;
+  }
   void set_revision(Ref r, uint64_t revision) { node(r).revision = revision; }
   // Takes out a live record whose commit failed. Nothing can be linked
   // below it (its ID was never handed out); if something is, the node

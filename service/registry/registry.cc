@@ -538,6 +538,7 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
 struct Registry::QueuedIssue {
   PreparedIssue prepared;
   Kind kind;
+  std::vector<Ref> refs;  // of the pending records, by event
   std::vector<BoundConnection> bound;
   WriteBatch batch;
   absl::Time queued_at;
@@ -568,7 +569,7 @@ void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
       // Applied now, as pending (revision 0: invisible to reads), and queued
       // under the shard lock, so that anything later that ends them (a
       // cascade, an expiring lease) commits after this batch.
-      shard.table.InsertAll(records);
+      shard.table.InsertAll(records, &q->refs);
       CountLive(records);
       q->batch.events.reserve(records.size());
       for (RecordView& r : records) {
@@ -593,8 +594,9 @@ void Registry::FinishIssue(std::unique_ptr<QueuedIssue> q,
   {
     absl::MutexLock lock(&shard.mu);
     RecordTable& table = shard.table;
-    for (const Event& e : q->batch.events) {
-      const Ref r = table.Find(e.record.id);
+    for (size_t i = 0; i < q->batch.events.size(); ++i) {
+      const Event& e = q->batch.events[i];
+      const Ref r = table.Recheck(q->refs[i], e.record.id);
       // Not pending any more: a cascade ended it meanwhile (committed after
       // this batch, so its revision already says so).
       if (r == kNone || !table.pending(r)) continue;
