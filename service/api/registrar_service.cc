@@ -132,6 +132,14 @@ void FillIssueResponse(std::vector<std::string> ids, v1::IssueResponse* resp) {
   for (std::string& id : ids) resp->add_ids(std::move(id));
 }
 
+void FillOpenContextResponse(OpenContextResult result,
+                             v1::OpenContextResponse* resp) {
+  resp->set_thread_id(std::move(result.thread_id));
+  resp->set_run_id(std::move(result.run_id));
+  resp->set_request_id(std::move(result.request_id));
+  resp->set_thread_reused(result.thread_reused);
+}
+
 }  // namespace
 
 template <typename Req, typename Resp>
@@ -269,7 +277,8 @@ grpc::ServerUnaryReactor* RegistrarService::OpenContext(
     grpc::ByteBuffer* response) {
   return Handle(ctx, CoreOp::kOpenContext, request, response,
                 &RegistrarService::DoOpenContext,
-                &StrictParse<v1::OpenContextRequest>);
+                &StrictParse<v1::OpenContextRequest>,
+                &RegistrarService::DoOpenContextAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::Validate(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
@@ -377,11 +386,25 @@ absl::Status RegistrarService::DoOpenContext(const Caller* caller,
   RETURN_IF_ERROR(CheckOpenContext(req, limits_));
   ASSIGN_OR_RETURN(OpenContextResult result,
                    registry_.OpenContext(OpenContextSpecFromProto(req)));
-  resp->set_thread_id(std::move(result.thread_id));
-  resp->set_run_id(std::move(result.run_id));
-  resp->set_request_id(std::move(result.request_id));
-  resp->set_thread_reused(result.thread_reused);
+  FillOpenContextResponse(std::move(result), resp);
   return absl::OkStatus();
+}
+
+void RegistrarService::DoOpenContextAsync(const Caller* caller,
+                                          const v1::OpenContextRequest& req,
+                                          v1::OpenContextResponse* resp,
+                                          Finish finish) {
+  if (absl::Status s = CheckOpenContext(req, limits_); !s.ok()) {
+    std::move(finish)(std::move(s));
+    return;
+  }
+  registry_.OpenContextAsync(
+      OpenContextSpecFromProto(req),
+      [resp, finish = std::move(finish)](
+          absl::StatusOr<OpenContextResult> result) mutable {
+        if (result.ok()) FillOpenContextResponse(*std::move(result), resp);
+        std::move(finish)(result.status());
+      });
 }
 
 absl::Status RegistrarService::DoValidate(const Caller* caller,

@@ -102,6 +102,9 @@ class RegistrarService final : public RawUnaryService {
   absl::Status DoOpenContext(const Caller* caller,
                              const v1::OpenContextRequest& req,
                              v1::OpenContextResponse* resp);
+  void DoOpenContextAsync(const Caller* caller,
+                          const v1::OpenContextRequest& req,
+                          v1::OpenContextResponse* resp, Finish finish);
   absl::Status DoValidate(const Caller* caller, const v1::ValidateRequest& req,
                           v1::ValidateResponse* resp);
   absl::Status DoCleanup(const Caller* caller, const v1::CleanupRequest& req,

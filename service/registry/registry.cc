@@ -534,63 +534,48 @@ absl::StatusOr<std::vector<std::string>> Registry::Issue(
   return FormatIds(spec.kind, p.minted);
 }
 
-// An Issue whose commit is queued: what its completion needs.
-struct Registry::QueuedIssue {
-  PreparedIssue prepared;
-  Kind kind;
+// New records whose commit is queued: what the completion needs.
+struct Registry::QueuedInsert {
+  uint32_t shard = 0;
   std::vector<Ref> refs;  // of the pending records, by event
+  Id128 lease;
   std::vector<BoundConnection> bound;
   WriteBatch batch;
   absl::Time queued_at;
-  IssueDone done;
+  CommitDone done;
 };
 
-void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
-  if (!store_->defers_commits()) {
-    std::move(done)(Issue(spec));
-    return;
-  }
-  absl::StatusOr<PreparedIssue> prepared = PrepareIssue(spec);
-  if (!prepared.ok()) {
-    std::move(done)(prepared.status());
-    return;
-  }
-  auto q = std::make_unique<QueuedIssue>();
-  q->prepared = *std::move(prepared);
-  q->kind = spec.kind;
+void Registry::InsertLater(Shard& shard, uint32_t shard_index,
+                           std::vector<RecordView>& records, Id128 lease,
+                           std::vector<BoundConnection> bound,
+                           CommitDone done) {
+  auto q = std::make_unique<QueuedInsert>();
+  q->shard = shard_index;
+  q->lease = lease;
+  q->bound = std::move(bound);
   q->done = std::move(done);
-  Shard& shard = *shards_[q->prepared.shard];
-  absl::Status admitted;
-  {
-    absl::MutexLock lock(&shard.mu);
-    std::vector<RecordView> records;
-    admitted = AdmitIssue(shard, spec, q->prepared, &records, &q->bound);
-    if (admitted.ok()) {
-      // Applied now, as pending (revision 0: invisible to reads), and queued
-      // under the shard lock, so that anything later that ends them (a
-      // cascade, an expiring lease) commits after this batch.
-      shard.table.InsertAll(records, &q->refs);
-      CountLive(records);
-      q->batch.events.reserve(records.size());
-      for (RecordView& r : records) {
-        q->batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
-      }
-      q->queued_at = absl::Now();
-      WriteBatch* batch = &q->batch;
-      store_->Submit(batch, [this, q = std::move(q)](absl::Status status) mutable {
-        FinishIssue(std::move(q), std::move(status));
-      });
-    }
+  // Applied now, as pending (revision 0: invisible to reads), and queued
+  // under the shard lock, so that anything later that ends them (a
+  // cascade, an expiring lease) commits after this batch.
+  shard.table.InsertAll(records, &q->refs);
+  CountLive(records);
+  q->batch.events.reserve(records.size());
+  for (RecordView& r : records) {
+    q->batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
   }
-  if (!admitted.ok()) std::move(q->done)(std::move(admitted));
+  q->queued_at = absl::Now();
+  WriteBatch* batch = &q->batch;
+  store_->Submit(batch, [this, q = std::move(q)](absl::Status status) mutable {
+    FinishInsert(std::move(q), std::move(status));
+  });
 }
 
-void Registry::FinishIssue(std::unique_ptr<QueuedIssue> q,
-                           absl::Status status) {
+void Registry::FinishInsert(std::unique_ptr<QueuedInsert> q,
+                            absl::Status status) {
   if (observer_) {
     observer_->OnStoreCommit(absl::Now() - q->queued_at, status.ok());
   }
-  Shard& shard = *shards_[q->prepared.shard];
+  Shard& shard = *shards_[q->shard];
   {
     absl::MutexLock lock(&shard.mu);
     RecordTable& table = shard.table;
@@ -610,81 +595,159 @@ void Registry::FinishIssue(std::unique_ptr<QueuedIssue> q,
     }
   }
   if (!status.ok()) {
-    for (const BoundConnection& b : q->bound) {
-      lessor_.Detach(q->prepared.lease, b);
-    }
-    std::move(q->done)(std::move(status));
+    for (const BoundConnection& b : q->bound) lessor_.Detach(q->lease, b);
+  }
+  std::move(q->done)(std::move(status));
+}
+
+void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
+  if (!store_->defers_commits()) {
+    std::move(done)(Issue(spec));
     return;
   }
-  if (observer_) observer_->OnIssued(q->kind, q->prepared.minted.size());
-  std::move(q->done)(FormatIds(q->kind, q->prepared.minted));
+  absl::StatusOr<PreparedIssue> prepared = PrepareIssue(spec);
+  if (!prepared.ok()) {
+    std::move(done)(prepared.status());
+    return;
+  }
+  Shard& shard = *shards_[prepared->shard];
+  absl::Status admitted;
+  {
+    absl::MutexLock lock(&shard.mu);
+    std::vector<RecordView> records;
+    std::vector<BoundConnection> bound;
+    admitted = AdmitIssue(shard, spec, *prepared, &records, &bound);
+    if (admitted.ok()) {
+      InsertLater(
+          shard, prepared->shard, records, prepared->lease, std::move(bound),
+          [this, kind = spec.kind, minted = std::move(prepared->minted),
+           done = std::move(done)](absl::Status status) mutable {
+            if (!status.ok()) {
+              std::move(done)(std::move(status));
+              return;
+            }
+            if (observer_) observer_->OnIssued(kind, minted.size());
+            std::move(done)(FormatIds(kind, minted));
+          });
+    }
+  }
+  if (!admitted.ok()) std::move(done)(std::move(admitted));
 }
 
 // ---------------------------------------------------------------------------
 // OpenContext
 
-absl::StatusOr<OpenContextResult> Registry::OpenContext(
+absl::StatusOr<Registry::PreparedContext> Registry::PrepareOpenContext(
     const OpenContextSpec& spec) {
+  PreparedContext p;
   ASSIGN_OR_RETURN(
-      const Id128 connection,
+      p.connection,
       ParseReference("connection_id", spec.connection_id, Kind::kConnection));
   // An unusable thread_id is not an error: the contract is to mint a thread.
-  Id128 wanted_thread;
   if (!spec.thread_id.empty()) {
     absl::StatusOr<ParsedId> parsed = ParseId(spec.thread_id);
     if (parsed.ok() && parsed->kind == Kind::kThread) {
-      wanted_thread = parsed->bits;
+      p.wanted_thread = parsed->bits;
     }
   }
   const std::string& tenant = spec.owner.tenant;
   const std::string& user = spec.owner.user_id;
-  ASSIGN_OR_RETURN(const Id128 thread_new,
-                   ids_.MintOne(Kind::kThread, tenant, user));
-  ASSIGN_OR_RETURN(const Id128 run, ids_.MintOne(Kind::kRun, tenant, user));
-  ASSIGN_OR_RETURN(const Id128 request,
-                   ids_.MintOne(Kind::kRequest, tenant, user));
-  const std::shared_ptr<const Labels> labels = ShareLabels(spec.labels);
+  ASSIGN_OR_RETURN(p.new_thread, ids_.MintOne(Kind::kThread, tenant, user));
+  ASSIGN_OR_RETURN(p.run, ids_.MintOne(Kind::kRun, tenant, user));
+  ASSIGN_OR_RETURN(p.request, ids_.MintOne(Kind::kRequest, tenant, user));
+  p.shard = ShardIndex(spec.owner);
+  return p;
+}
 
-  OpenContextResult result;
-  Id128 thread;
-  Shard& shard = ShardFor(spec.owner);
-  {
-    absl::MutexLock lock(&shard.mu);
-    RecordTable& table = shard.table;
-    const OwnerRef owner = table.FindOwner(spec.owner);
-    if (!connection.is_zero() &&
-        table.FindLiveOwned(connection, Kind::kConnection, owner) == kNone) {
-      return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
-                        "no live connection of this owner with this id");
-    }
-    result.thread_reused =
-        table.FindLiveOwned(wanted_thread, Kind::kThread, owner) != kNone;
-    const uint64_t adding = result.thread_reused ? 2 : 3;
-    const uint64_t live = table.live_count(owner);
-    if (live + adding > options_.owner_quota) {
-      return QuotaError(live, adding, options_.owner_quota);
-    }
-    thread = result.thread_reused ? wanted_thread : thread_new;
-    std::vector<RecordView> records;
-    if (!result.thread_reused) {
-      records.push_back(NewRecord(thread, Kind::kThread, spec.owner, Id128{},
-                                  connection, Id128{}, labels));
-    }
-    records.push_back(NewRecord(run, Kind::kRun, spec.owner, thread, connection,
-                                Id128{}, labels));
-    records.push_back(NewRecord(request, Kind::kRequest, spec.owner, run,
-                                connection, Id128{}, labels));
-    RETURN_IF_ERROR(InsertInShard(shard, spec.owner, records));
+absl::Status Registry::AdmitOpenContext(Shard& shard,
+                                        const OpenContextSpec& spec,
+                                        PreparedContext& p,
+                                        std::vector<RecordView>* records) {
+  RecordTable& table = shard.table;
+  const OwnerRef owner = table.FindOwner(spec.owner);
+  if (!p.connection.is_zero() &&
+      table.FindLiveOwned(p.connection, Kind::kConnection, owner) == kNone) {
+    return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
+                      "no live connection of this owner with this id");
   }
+  p.thread_reused =
+      table.FindLiveOwned(p.wanted_thread, Kind::kThread, owner) != kNone;
+  const uint64_t adding = p.thread_reused ? 2 : 3;
+  const uint64_t live = table.live_count(owner);
+  if (live + adding > options_.owner_quota) {
+    return QuotaError(live, adding, options_.owner_quota);
+  }
+  const Id128 thread = p.thread_reused ? p.wanted_thread : p.new_thread;
+  const std::shared_ptr<const Labels> labels = ShareLabels(spec.labels);
+  if (!p.thread_reused) {
+    records->push_back(NewRecord(thread, Kind::kThread, spec.owner, Id128{},
+                                 p.connection, Id128{}, labels));
+  }
+  records->push_back(NewRecord(p.run, Kind::kRun, spec.owner, thread,
+                               p.connection, Id128{}, labels));
+  records->push_back(NewRecord(p.request, Kind::kRequest, spec.owner, p.run,
+                               p.connection, Id128{}, labels));
+  return absl::OkStatus();
+}
+
+OpenContextResult Registry::OpenedContext(const PreparedContext& p) {
   if (observer_) {
-    if (!result.thread_reused) observer_->OnIssued(Kind::kThread, 1);
+    if (!p.thread_reused) observer_->OnIssued(Kind::kThread, 1);
     observer_->OnIssued(Kind::kRun, 1);
     observer_->OnIssued(Kind::kRequest, 1);
   }
-  result.thread_id = FormatId(Kind::kThread, thread);
-  result.run_id = FormatId(Kind::kRun, run);
-  result.request_id = FormatId(Kind::kRequest, request);
+  OpenContextResult result;
+  result.thread_reused = p.thread_reused;
+  result.thread_id = FormatId(Kind::kThread,
+                              p.thread_reused ? p.wanted_thread : p.new_thread);
+  result.run_id = FormatId(Kind::kRun, p.run);
+  result.request_id = FormatId(Kind::kRequest, p.request);
   return result;
+}
+
+absl::StatusOr<OpenContextResult> Registry::OpenContext(
+    const OpenContextSpec& spec) {
+  ASSIGN_OR_RETURN(PreparedContext p, PrepareOpenContext(spec));
+  Shard& shard = *shards_[p.shard];
+  {
+    absl::MutexLock lock(&shard.mu);
+    std::vector<RecordView> records;
+    RETURN_IF_ERROR(AdmitOpenContext(shard, spec, p, &records));
+    RETURN_IF_ERROR(InsertInShard(shard, spec.owner, records));
+  }
+  return OpenedContext(p);
+}
+
+void Registry::OpenContextAsync(const OpenContextSpec& spec,
+                                OpenContextDone done) {
+  if (!store_->defers_commits()) {
+    std::move(done)(OpenContext(spec));
+    return;
+  }
+  absl::StatusOr<PreparedContext> prepared = PrepareOpenContext(spec);
+  if (!prepared.ok()) {
+    std::move(done)(prepared.status());
+    return;
+  }
+  Shard& shard = *shards_[prepared->shard];
+  absl::Status admitted;
+  {
+    absl::MutexLock lock(&shard.mu);
+    std::vector<RecordView> records;
+    admitted = AdmitOpenContext(shard, spec, *prepared, &records);
+    if (admitted.ok()) {
+      InsertLater(shard, prepared->shard, records, Id128{}, {},
+                  [this, p = *prepared, done = std::move(done)](
+                      absl::Status status) mutable {
+                    if (!status.ok()) {
+                      std::move(done)(std::move(status));
+                      return;
+                    }
+                    std::move(done)(OpenedContext(p));
+                  });
+    }
+  }
+  if (!admitted.ok()) std::move(done)(std::move(admitted));
 }
 
 // ---------------------------------------------------------------------------

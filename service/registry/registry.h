@@ -198,6 +198,11 @@ class Registry {
   // one step. FailedPrecondition for a connection that is not live and the
   // owner's; ResourceExhausted over quota.
   absl::StatusOr<OpenContextResult> OpenContext(const OpenContextSpec& spec);
+  // OpenContext the way IssueAsync is Issue: `done` runs once the new
+  // records are durable; meanwhile they are pending.
+  using OpenContextDone =
+      absl::AnyInvocable<void(absl::StatusOr<OpenContextResult>) &&>;
+  void OpenContextAsync(const OpenContextSpec& spec, OpenContextDone done);
 
   // The verdict for one ID claimed by `owner` (see design: MALFORMED,
   // WRONG_KIND, then by record, then by tag). Never fails.
@@ -257,7 +262,6 @@ class Registry {
     std::vector<Id128> minted;
     uint32_t shard = 0;
   };
-  struct QueuedIssue;
   absl::StatusOr<PreparedIssue> PrepareIssue(const IssueSpec& spec);
   // Under the shard's lock: quota and references checked, the lease
   // attached (*bound), the records to add built. Nothing changed on error.
@@ -265,9 +269,34 @@ class Registry {
                           const PreparedIssue& p,
                           std::vector<RecordView>* records,
                           std::vector<BoundConnection>* bound);
-  // IssueAsync's completion: makes the pending records committed (or takes
-  // them out), then calls done.
-  void FinishIssue(std::unique_ptr<QueuedIssue> q, absl::Status status);
+
+  // OpenContext's minted IDs and parsed references; thread_reused is set
+  // under the shard lock by AdmitOpenContext.
+  struct PreparedContext {
+    Id128 connection, wanted_thread, new_thread, run, request;
+    bool thread_reused = false;
+    uint32_t shard = 0;
+  };
+  absl::StatusOr<PreparedContext> PrepareOpenContext(
+      const OpenContextSpec& spec);
+  // Under the shard's lock: the connection and quota checked, the thread
+  // reused or not, the records to add built. Nothing changed on error.
+  absl::Status AdmitOpenContext(Shard& shard, const OpenContextSpec& spec,
+                                PreparedContext& p,
+                                std::vector<RecordView>* records);
+  // The answer for committed records (and the observer told).
+  OpenContextResult OpenedContext(const PreparedContext& p);
+
+  // With the shard's lock held: adds `records` (all of one owner) as
+  // pending and queues their commit; `done` runs after the commit, once
+  // they are committed or, if it failed, taken out again (and `bound`
+  // detached from `lease`).
+  using CommitDone = Store::CommitDone;
+  struct QueuedInsert;
+  void InsertLater(Shard& shard, uint32_t shard_index,
+                   std::vector<RecordView>& records, Id128 lease,
+                   std::vector<BoundConnection> bound, CommitDone done);
+  void FinishInsert(std::unique_ptr<QueuedInsert> q, absl::Status status);
 
   uint32_t ShardIndex(const Owner& owner) const;
   Shard& ShardFor(const Owner& owner) const;

@@ -64,9 +64,9 @@ ABSL_FLAG(std::string, durability, "fsync",
           "os: after the WAL write (survives a process crash); none: no WAL");
 ABSL_FLAG(uint32_t, commit_threads, 64,
           "fsync mode: threads that run changing calls other than Issue "
-          "while they wait for their fsync, so concurrent calls share "
-          "fsyncs (0: run them on gRPC's few callback threads); Issue "
-          "queues its commit and holds no thread");
+          "and OpenContext while they wait for their fsync, so concurrent "
+          "calls share fsyncs (0: run them on gRPC's few callback threads); "
+          "Issue and OpenContext queue their commit and hold no thread");
 ABSL_FLAG(uint64_t, event_history, 1000000,
           "Watch events kept for resuming watchers; older ones are compacted");
 ABSL_FLAG(absl::Duration, clock_window, absl::Seconds(3),

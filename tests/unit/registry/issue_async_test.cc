@@ -1,5 +1,6 @@
-// Registry::IssueAsync with a store that defers commits (as RocksDB does in
-// fsync mode): records are pending until their commit is durable —
+// Registry::IssueAsync (and OpenContextAsync) with a store that defers
+// commits (as RocksDB does in fsync mode): records are pending until their
+// commit is durable —
 // counted against quota and reached by cascades, invisible to reads — and
 // taken out again when the commit fails.
 //
@@ -215,6 +216,42 @@ TEST_F(IssueAsyncTest, ACascadeReachesAPendingRecordAndItStaysEnded) {
   EXPECT_EQ(
       registry_->Validate(run_id, Kind::kRun, {"acme", "alice"}, false).verdict,
       Verdict::kReleased);
+}
+
+TEST_F(IssueAsyncTest, OpenContextIsPendingUntilItsCommitThenReusesTheThread) {
+  OpenContextSpec spec;
+  spec.owner = {"acme", "alice"};
+  std::optional<absl::StatusOr<OpenContextResult>> first;
+  registry_->OpenContextAsync(
+      spec, [&](absl::StatusOr<OpenContextResult> r) { first = std::move(r); });
+  EXPECT_FALSE(first.has_value());
+  EXPECT_EQ(Listed(), 0u);
+  store_.Release();
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(first->ok()) << first->status();
+  EXPECT_FALSE((*first)->thread_reused);
+  EXPECT_EQ(Listed(), 3u);
+
+  // Quota 3 is full: reusing the thread adds two more, which is over.
+  spec.thread_id = (*first)->thread_id;
+  std::optional<absl::StatusOr<OpenContextResult>> over;
+  registry_->OpenContextAsync(
+      spec, [&](absl::StatusOr<OpenContextResult> r) { over = std::move(r); });
+  ASSERT_TRUE(over.has_value());
+  EXPECT_EQ(over->status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(IssueAsyncTest, FailedOpenContextCommitLeavesNothing) {
+  OpenContextSpec spec;
+  spec.owner = {"acme", "alice"};
+  std::optional<absl::StatusOr<OpenContextResult>> failed;
+  registry_->OpenContextAsync(
+      spec, [&](absl::StatusOr<OpenContextResult> r) { failed = std::move(r); });
+  store_.Release(absl::UnavailableError("store: cannot write"));
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_EQ(failed->status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Listed(), 0u);
+  EXPECT_EQ(registry_->Stats().live_records[static_cast<int>(Kind::kRun)], 0u);
 }
 
 }  // namespace
