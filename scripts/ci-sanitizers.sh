@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
-# The sanitizer and fuzzing stage of CI, run after the normal build and
-# tests (.ci/run). From the repository root:
+# The sanitizer and fuzzing stage of CI, run by .ci/run after the normal
+# build and tests. From the repository root:
 #   1. asan preset: clang ASan+UBSan build of everything (with the libFuzzer
-#      targets), every unit and integration test (ctest --preset asan);
-#   2. the fuzz targets of that build, FUZZ_SECONDS each (fuzz/run.sh);
-#   3. tsan preset: clang TSan build, every unit and integration test.
-# Every stage runs even when an earlier one failed; the exit status is
-# non-zero if any failed. Prints how long each stage took.
+#      targets and the benchmark programs), every unit and integration test
+#      and the benchmark smoke test (ctest --preset asan);
+#   2. the fuzz targets of that build, FUZZ_SECONDS each, FUZZ_JOBS at once
+#      (fuzz/run.sh);
+#   3. tsan preset: clang TSan build without the benchmark programs, every
+#      unit and integration test.
+# A stage fails on a failed test or on any sanitizer report (from a test or
+# from a server it started). Every stage runs even when an earlier one
+# failed; the exit status is non-zero if any failed. Prints how long each
+# stage took.
 #
-# Environment: JOBS (build and test parallelism, default 2), FUZZ_SECONDS
-# (per target, default 60), FUZZ_JOBS (targets fuzzed at once, default
-# JOBS), SANITIZERS (stages to run, default "asan fuzz tsan"), TSAN_TESTS
-# (ctest -R regex limiting the tsan tests, default all), EXCLUDE_LABELS
-# (ctest -LE regex, default "perf": the benchmark smoke test, which
-# measures nothing under a sanitizer and whose client, registrar-bench,
-# sometimes hits a double free inside gRPC when it exits; see
-# tools/sanitizers/README.md).
+# Environment: JOBS (build and test parallelism, default 2), BUILD_JOBS
+# (build parallelism, default JOBS), FUZZ_SECONDS
+# (per target, default 60), FUZZ_JOBS (targets fuzzed at once, default 4:
+# all of them), SANITIZERS (stages to run, default "asan fuzz tsan"),
+# TSAN_TESTS (ctest -R regex limiting the tsan tests, default all),
+# EXCLUDE_LABELS (ctest -LE regex, default none; "perf" leaves out the
+# benchmark smoke test).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 jobs="${JOBS:-2}"
+build_jobs="${BUILD_JOBS:-$jobs}"
 fuzz_seconds="${FUZZ_SECONDS:-60}"
-export FUZZ_JOBS="${FUZZ_JOBS:-$jobs}"
-exclude_labels="${EXCLUDE_LABELS-perf}"
+export FUZZ_JOBS="${FUZZ_JOBS:-4}"
+exclude_labels="${EXCLUDE_LABELS:-}"
 stages="${SANITIZERS:-asan fuzz tsan}"
 failed=()
 summary=()
@@ -67,7 +72,7 @@ sanitizer_preset() {
   local preset="$1" regex="${2:-}"
   local reports="build-$preset/sanitizer-reports"
   stage "$preset-configure" cmake --preset "$preset" || return
-  stage "$preset-build" cmake --build --preset "$preset" -j "$jobs" || return
+  stage "$preset-build" cmake --build --preset "$preset" -j "$build_jobs" || return
   rm -rf "$reports" && mkdir -p "$reports"
   local filter=()
   [[ -n "$regex" ]] && filter+=(-R "$regex")
@@ -92,8 +97,9 @@ for s in $stages; do
   esac
 done
 
-echo "=== ci-sanitizers: summary"
+echo "=== ci-sanitizers: summary (wall time per stage)"
 printf '%s\n' "${summary[@]}"
+printf '%-14s %5d s\n' total "$SECONDS"
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "ci-sanitizers: FAILED: ${failed[*]}" >&2
   exit 1

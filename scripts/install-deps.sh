@@ -10,7 +10,9 @@ packages=(
   libabsl-dev prometheus-cpp-dev librocksdb-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsodium-dev
   grpc-proto python3-grpcio openssl curl
-  clang libclang-rt-14-dev
+  # clang, its sanitizer and libFuzzer runtimes, llvm-symbolizer (readable
+  # sanitizer stacks): scripts/ci-sanitizers.sh
+  clang libclang-rt-14-dev llvm
   etcd-server etcd-client redis-server libhiredis-dev
 )
 

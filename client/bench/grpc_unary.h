@@ -29,6 +29,12 @@ template <typename Async, typename Req, typename Resp>
 using AsyncMethod = void (Async::*)(grpc::ClientContext*, const Req*, Resp*,
                                     std::function<void(grpc::Status)>);
 
+namespace internal {
+// Counts the UnaryRpcs StartUnary started and has not destroyed yet.
+void UnaryRpcStarted();
+void UnaryRpcDestroyed();
+}  // namespace internal
+
 // Starts `rpc` with a deadline; `then(status, rpc)` runs once when it
 // completes (on a gRPC thread), then the rpc is deleted.
 template <typename Async, typename Req, typename Resp, typename Then>
@@ -38,12 +44,24 @@ void StartUnary(Async* async, AsyncMethod<Async, Req, Resp> method,
   rpc->ctx.set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoNanoseconds(deadline));
   UnaryRpc<Req, Resp>* r = rpc.release();
+  internal::UnaryRpcStarted();
   (async->*method)(&r->ctx, &r->req, &r->resp,
                    [r, then = std::move(then)](grpc::Status s) mutable {
-                     std::unique_ptr<UnaryRpc<Req, Resp>> owned(r);
-                     then(s, *owned);
+                     {
+                       std::unique_ptr<UnaryRpc<Req, Resp>> owned(r);
+                       then(s, *owned);
+                     }
+                     internal::UnaryRpcDestroyed();
                    });
 }
+
+// Waits until every rpc StartUnary started has completed and been deleted.
+// Call it before the stubs and channels are destroyed: an rpc's ClientContext
+// holds a reference to its channel, and when the last one is dropped on a
+// gRPC callback thread, gRPC (1.51) shuts down and frees its callback
+// completion queue under that thread, which then polls the freed queue (a
+// double free in grpc_cq_internal_unref as the bench exits).
+void WaitForUnaryRpcs();
 
 // A channel of its own TCP connection (distinct args and a local subchannel
 // pool), connected within `timeout`; null if it could not connect.

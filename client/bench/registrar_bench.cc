@@ -23,6 +23,7 @@
 #include "absl/flags/usage.h"
 #include "client/bench/backend.h"
 #include "client/bench/driver.h"
+#include "client/bench/grpc_unary.h"
 
 ABSL_FLAG(std::string, backend, "registrar", "registrar | echo | etcd | redis");
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
@@ -163,6 +164,8 @@ int main(int argc, char** argv) {
   if (!backend->Setup(driver.get())) return 2;
   driver->Run();
   backend->Stop();
+  // Before the backend's channels go (see WaitForUnaryRpcs).
+  registrar::bench::WaitForUnaryRpcs();
   driver->Report();
   return 0;
 }

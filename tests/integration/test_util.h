@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -61,6 +62,16 @@ inline std::string StatusText(const absl::Status& status) {
     }
   }
   return out;
+}
+
+// How many times longer a timing bound may be in this build: the
+// sanitizer test presets export REGISTRAR_SANITIZER (asan or tsan), whose
+// builds run the server several times slower. A test scales the latencies
+// and deadlines it asserts by this, never what it checks.
+inline int SanitizerTimeScale() {
+  const char* sanitizer = std::getenv("REGISTRAR_SANITIZER");
+  if (sanitizer == nullptr || *sanitizer == '\0') return 1;
+  return std::string(sanitizer) == "tsan" ? 4 : 2;
 }
 
 template <typename T>
