@@ -102,10 +102,10 @@ absl::Status LenientValidateParse(const grpc::ByteBuffer& bytes,
 
 namespace {
 
-// Calls that commit to the store, and so may wait for an fsync.
+// Blocking calls that commit to the store, and so may wait for an fsync
+// (Issue and OpenContext are answered later instead of blocking).
 bool Commits(CoreOp op) {
-  return op == CoreOp::kIssue || op == CoreOp::kOpenContext ||
-         op == CoreOp::kCleanup || op == CoreOp::kGrantLease ||
+  return op == CoreOp::kCleanup || op == CoreOp::kGrantLease ||
          op == CoreOp::kRevokeLease;
 }
 
@@ -195,7 +195,7 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     reactor->Finish(result);
     in_flight_.fetch_sub(1, std::memory_order_acq_rel);
   };
-  if (async_body != nullptr && registry_.store().defers_commits()) {
+  if (async_body != nullptr) {
     (this->*async_body)(caller, *req, resp, std::move(finish));
     return reactor;
   }
@@ -268,17 +268,17 @@ bool RegistrarService::WaitIdle(absl::Duration timeout) const {
 grpc::ServerUnaryReactor* RegistrarService::Issue(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kIssue, request, response,
-                &RegistrarService::DoIssue, &StrictParse<v1::IssueRequest>,
-                &RegistrarService::DoIssueAsync);
+  return Handle<v1::IssueRequest, v1::IssueResponse>(
+      ctx, CoreOp::kIssue, request, response, nullptr,
+      &StrictParse<v1::IssueRequest>, &RegistrarService::DoIssueAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::OpenContext(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kOpenContext, request, response,
-                &RegistrarService::DoOpenContext,
-                &StrictParse<v1::OpenContextRequest>,
-                &RegistrarService::DoOpenContextAsync);
+  return Handle<v1::OpenContextRequest, v1::OpenContextResponse>(
+      ctx, CoreOp::kOpenContext, request, response, nullptr,
+      &StrictParse<v1::OpenContextRequest>,
+      &RegistrarService::DoOpenContextAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::Validate(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
@@ -352,17 +352,6 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
 
 // ---------------------------------------------------------------------------
 
-absl::Status RegistrarService::DoIssue(const Caller* caller,
-                                       const v1::IssueRequest& req,
-                                       v1::IssueResponse* resp) {
-  RETURN_IF_ERROR(CheckIssue(req, limits_));
-  IssueSpec spec = IssueSpecFromProto(req);
-  spec.lease_caller = LeaseCaller(caller);
-  ASSIGN_OR_RETURN(std::vector<std::string> ids, registry_.Issue(spec));
-  FillIssueResponse(std::move(ids), resp);
-  return absl::OkStatus();
-}
-
 void RegistrarService::DoIssueAsync(const Caller* caller,
                                     const v1::IssueRequest& req,
                                     v1::IssueResponse* resp, Finish finish) {
@@ -378,16 +367,6 @@ void RegistrarService::DoIssueAsync(const Caller* caller,
         if (ids.ok()) FillIssueResponse(*std::move(ids), resp);
         std::move(finish)(ids.status());
       });
-}
-
-absl::Status RegistrarService::DoOpenContext(const Caller* caller,
-                                             const v1::OpenContextRequest& req,
-                                             v1::OpenContextResponse* resp) {
-  RETURN_IF_ERROR(CheckOpenContext(req, limits_));
-  ASSIGN_OR_RETURN(OpenContextResult result,
-                   registry_.OpenContext(OpenContextSpecFromProto(req)));
-  FillOpenContextResponse(std::move(result), resp);
-  return absl::OkStatus();
 }
 
 void RegistrarService::DoOpenContextAsync(const Caller* caller,

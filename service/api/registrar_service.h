@@ -91,17 +91,12 @@ class RegistrarService final : public RawUnaryService {
 
  private:
   // The handlers' bodies, free of gRPC types but the messages.
-  absl::Status DoIssue(const Caller* caller, const v1::IssueRequest& req,
-                       v1::IssueResponse* resp);
   // Ends a call whose body finishes later, with the body's status.
   using Finish = absl::AnyInvocable<void(absl::Status) &&>;
-  // DoIssue that holds no thread while the store commits: `finish` runs
-  // once the IDs are durable (Registry::IssueAsync).
+  // Issue and OpenContext hold no thread while the store commits: `finish`
+  // runs once the IDs are durable (Registry::IssueAsync).
   void DoIssueAsync(const Caller* caller, const v1::IssueRequest& req,
                     v1::IssueResponse* resp, Finish finish);
-  absl::Status DoOpenContext(const Caller* caller,
-                             const v1::OpenContextRequest& req,
-                             v1::OpenContextResponse* resp);
   void DoOpenContextAsync(const Caller* caller,
                           const v1::OpenContextRequest& req,
                           v1::OpenContextResponse* resp, Finish finish);
@@ -124,10 +119,11 @@ class RegistrarService final : public RawUnaryService {
                            const v1::ListOwnedRequest& req,
                            v1::ListOwnedResponse* resp);
 
-  // Parses the request (with `parse`), runs `body` unless stopping, timing
-  // it as `op`, serialises the response and finishes the call. When the
-  // store defers commits (fsync) and `async_body` is given, that runs
-  // instead, on this thread, and finishes the call when it is done.
+  // Parses the request (with `parse`), runs the body unless stopping, timing
+  // it as `op`, serialises the response and finishes the call. Exactly one
+  // body is given: `body` runs here or, for a blocking call that commits,
+  // on the commit pool; `async_body` runs here and finishes the call when
+  // its work is done.
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Handle(
       grpc::CallbackServerContext* ctx, CoreOp op,

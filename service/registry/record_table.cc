@@ -280,8 +280,9 @@ RecordTable::Ref RecordTable::AddNode(const RecordView& v, State state,
 }
 
 RecordTable::Ref RecordTable::Insert(const RecordView& v) {
-  InsertAll(absl::MakeConstSpan(&v, 1));
-  return Find(v.id);
+  std::vector<Ref> refs;
+  InsertAll(absl::MakeConstSpan(&v, 1), &refs);
+  return refs.front();
 }
 
 void RecordTable::InsertAll(absl::Span<const RecordView> records,

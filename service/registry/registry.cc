@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -12,6 +13,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
 #include "service/common/status_macros.h"
@@ -448,6 +450,7 @@ absl::StatusOr<Registry::PreparedIssue> Registry::PrepareIssue(
                                    options_.max_batch, " (--max_batch)"));
   }
   PreparedIssue p;
+  p.kind = spec.kind;
   p.parent_kind = ParentKindOf(spec.kind);
   if (p.parent_kind == Kind::kUnspecified && !spec.parent_id.empty()) {
     return InvalidField(
@@ -516,24 +519,6 @@ absl::Status Registry::AdmitIssue(Shard& shard, const IssueSpec& spec,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> Registry::Issue(
-    const IssueSpec& spec) {
-  ASSIGN_OR_RETURN(PreparedIssue p, PrepareIssue(spec));
-  Shard& shard = *shards_[p.shard];
-  {
-    absl::MutexLock lock(&shard.mu);
-    std::vector<RecordView> records;
-    std::vector<BoundConnection> bound;
-    RETURN_IF_ERROR(AdmitIssue(shard, spec, p, &records, &bound));
-    if (absl::Status s = InsertInShard(shard, spec.owner, records); !s.ok()) {
-      for (const BoundConnection& b : bound) lessor_.Detach(p.lease, b);
-      return s;
-    }
-  }
-  if (observer_) observer_->OnIssued(spec.kind, p.minted.size());
-  return FormatIds(spec.kind, p.minted);
-}
-
 // New records whose commit is queued: what the completion needs.
 struct Registry::QueuedInsert {
   uint32_t shard = 0;
@@ -600,38 +585,88 @@ void Registry::FinishInsert(std::unique_ptr<QueuedInsert> q,
   std::move(q->done)(std::move(status));
 }
 
-void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
-  if (!store_->defers_commits()) {
-    std::move(done)(Issue(spec));
+std::vector<std::string> Registry::IssuedIds(const PreparedIssue& p) {
+  if (observer_) observer_->OnIssued(p.kind, p.minted.size());
+  return FormatIds(p.kind, p.minted);
+}
+
+template <typename Prepared, typename Result>
+void Registry::AddRecords(
+    const Owner& owner, Prepared p,
+    absl::FunctionRef<absl::Status(Shard&, Prepared&, std::vector<RecordView>*,
+                                   std::vector<BoundConnection>*)>
+        admit,
+    Result (Registry::*answer)(const Prepared&),
+    absl::AnyInvocable<void(absl::StatusOr<Result>) &&> done) {
+  Shard& shard = *shards_[p.shard];
+  absl::Status status;
+  {
+    absl::MutexLock lock(&shard.mu);
+    std::vector<RecordView> records;
+    std::vector<BoundConnection> bound;
+    status = admit(shard, p, &records, &bound);
+    if (status.ok() && store_->defers_commits()) {
+      const uint32_t shard_index = p.shard;
+      const Id128 lease = p.lease;
+      InsertLater(shard, shard_index, records, lease, std::move(bound),
+                  [this, answer, p = std::move(p), done = std::move(done)](
+                      absl::Status committed) mutable {
+                    if (committed.ok()) {
+                      std::move(done)((this->*answer)(p));
+                    } else {
+                      std::move(done)(std::move(committed));
+                    }
+                  });
+      return;
+    }
+    if (status.ok()) {
+      status = InsertInShard(shard, owner, records);
+      if (!status.ok()) {
+        for (const BoundConnection& b : bound) lessor_.Detach(p.lease, b);
+      }
+    }
+  }
+  if (!status.ok()) {
+    std::move(done)(std::move(status));
     return;
   }
+  std::move(done)((this->*answer)(p));
+}
+
+namespace {
+// Runs an asynchronous call and waits for its answer.
+template <typename Result, typename Start>
+Result Await(Start start) {
+  std::optional<Result> result;
+  absl::Notification answered;
+  start([&](Result r) {
+    result.emplace(std::move(r));
+    answered.Notify();
+  });
+  answered.WaitForNotification();
+  return *std::move(result);
+}
+}  // namespace
+
+void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
   absl::StatusOr<PreparedIssue> prepared = PrepareIssue(spec);
   if (!prepared.ok()) {
     std::move(done)(prepared.status());
     return;
   }
-  Shard& shard = *shards_[prepared->shard];
-  absl::Status admitted;
-  {
-    absl::MutexLock lock(&shard.mu);
-    std::vector<RecordView> records;
-    std::vector<BoundConnection> bound;
-    admitted = AdmitIssue(shard, spec, *prepared, &records, &bound);
-    if (admitted.ok()) {
-      InsertLater(
-          shard, prepared->shard, records, prepared->lease, std::move(bound),
-          [this, kind = spec.kind, minted = std::move(prepared->minted),
-           done = std::move(done)](absl::Status status) mutable {
-            if (!status.ok()) {
-              std::move(done)(std::move(status));
-              return;
-            }
-            if (observer_) observer_->OnIssued(kind, minted.size());
-            std::move(done)(FormatIds(kind, minted));
-          });
-    }
-  }
-  if (!admitted.ok()) std::move(done)(std::move(admitted));
+  AddRecords<PreparedIssue, std::vector<std::string>>(
+      spec.owner, *std::move(prepared),
+      [&](Shard& shard, PreparedIssue& p, std::vector<RecordView>* records,
+          std::vector<BoundConnection>* bound) {
+        return AdmitIssue(shard, spec, p, records, bound);
+      },
+      &Registry::IssuedIds, std::move(done));
+}
+
+absl::StatusOr<std::vector<std::string>> Registry::Issue(
+    const IssueSpec& spec) {
+  return Await<absl::StatusOr<std::vector<std::string>>>(
+      [&](IssueDone done) { IssueAsync(spec, std::move(done)); });
 }
 
 // ---------------------------------------------------------------------------
@@ -705,49 +740,26 @@ OpenContextResult Registry::OpenedContext(const PreparedContext& p) {
   return result;
 }
 
-absl::StatusOr<OpenContextResult> Registry::OpenContext(
-    const OpenContextSpec& spec) {
-  ASSIGN_OR_RETURN(PreparedContext p, PrepareOpenContext(spec));
-  Shard& shard = *shards_[p.shard];
-  {
-    absl::MutexLock lock(&shard.mu);
-    std::vector<RecordView> records;
-    RETURN_IF_ERROR(AdmitOpenContext(shard, spec, p, &records));
-    RETURN_IF_ERROR(InsertInShard(shard, spec.owner, records));
-  }
-  return OpenedContext(p);
-}
-
 void Registry::OpenContextAsync(const OpenContextSpec& spec,
                                 OpenContextDone done) {
-  if (!store_->defers_commits()) {
-    std::move(done)(OpenContext(spec));
-    return;
-  }
   absl::StatusOr<PreparedContext> prepared = PrepareOpenContext(spec);
   if (!prepared.ok()) {
     std::move(done)(prepared.status());
     return;
   }
-  Shard& shard = *shards_[prepared->shard];
-  absl::Status admitted;
-  {
-    absl::MutexLock lock(&shard.mu);
-    std::vector<RecordView> records;
-    admitted = AdmitOpenContext(shard, spec, *prepared, &records);
-    if (admitted.ok()) {
-      InsertLater(shard, prepared->shard, records, Id128{}, {},
-                  [this, p = *prepared, done = std::move(done)](
-                      absl::Status status) mutable {
-                    if (!status.ok()) {
-                      std::move(done)(std::move(status));
-                      return;
-                    }
-                    std::move(done)(OpenedContext(p));
-                  });
-    }
-  }
-  if (!admitted.ok()) std::move(done)(std::move(admitted));
+  AddRecords<PreparedContext, OpenContextResult>(
+      spec.owner, *std::move(prepared),
+      [&](Shard& shard, PreparedContext& p, std::vector<RecordView>* records,
+          std::vector<BoundConnection>*) {
+        return AdmitOpenContext(shard, spec, p, records);
+      },
+      &Registry::OpenedContext, std::move(done));
+}
+
+absl::StatusOr<OpenContextResult> Registry::OpenContext(
+    const OpenContextSpec& spec) {
+  return Await<absl::StatusOr<OpenContextResult>>(
+      [&](OpenContextDone done) { OpenContextAsync(spec, std::move(done)); });
 }
 
 // ---------------------------------------------------------------------------

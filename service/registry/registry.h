@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -185,7 +186,8 @@ class Registry {
   // Issue without holding a thread while the store makes the records
   // durable: `done` gets what Issue would return, once, after the commit,
   // on the store's writer thread (or on this thread, before returning, when
-  // the store commits at once; see Store::defers_commits). Meanwhile the
+  // the store commits at once; see Store::defers_commits). Issue is this
+  // call, waited for. Meanwhile the
   // records are held as pending: counted against quota and reached by
   // cascades, invisible to Validate/Describe/ListOwned. If the commit
   // fails they are taken out again.
@@ -257,6 +259,7 @@ class Registry {
 
   // Issue's checks that need no lock, and its minted IDs.
   struct PreparedIssue {
+    Kind kind = Kind::kUnspecified;
     Kind parent_kind = Kind::kUnspecified;
     Id128 parent, connection, lease;
     std::vector<Id128> minted;
@@ -269,11 +272,14 @@ class Registry {
                           const PreparedIssue& p,
                           std::vector<RecordView>* records,
                           std::vector<BoundConnection>* bound);
+  // The answer for committed records (and the observer told).
+  std::vector<std::string> IssuedIds(const PreparedIssue& p);
 
   // OpenContext's minted IDs and parsed references; thread_reused is set
   // under the shard lock by AdmitOpenContext.
   struct PreparedContext {
     Id128 connection, wanted_thread, new_thread, run, request;
+    Id128 lease;  // none: OpenContext binds nothing to a lease
     bool thread_reused = false;
     uint32_t shard = 0;
   };
@@ -286,6 +292,22 @@ class Registry {
                                 std::vector<RecordView>* records);
   // The answer for committed records (and the observer told).
   OpenContextResult OpenedContext(const PreparedContext& p);
+
+  // The one way new records are added (Issue, OpenContext). Under the
+  // shard lock of `p.shard`, `admit` checks the call and builds the
+  // records (binding them to `p.lease` in *bound). When the store commits
+  // at once they are committed and applied there; when it defers commits
+  // they are applied as pending and their commit is queued (InsertLater).
+  // `done` then gets `answer(p)` or the error, once, with no lock held.
+  template <typename Prepared, typename Result>
+  void AddRecords(
+      const Owner& owner, Prepared p,
+      absl::FunctionRef<absl::Status(Shard&, Prepared&,
+                                     std::vector<RecordView>*,
+                                     std::vector<BoundConnection>*)>
+          admit,
+      Result (Registry::*answer)(const Prepared&),
+      absl::AnyInvocable<void(absl::StatusOr<Result>) &&> done);
 
   // With the shard's lock held: adds `records` (all of one owner) as
   // pending and queues their commit; `done` runs after the commit, once

@@ -183,11 +183,15 @@ class RocksDbStore final : public Store {
   absl::Status CheckWritable() override;
   Durability durability() const override { return durability_; }
   std::string_view name() const override { return "rocksdb"; }
-  // In fsync mode a commit waits for the disk: Submit queues for the
-  // group-commit writer thread. Otherwise it commits on the caller's thread.
+  // With a WAL (fsync, os) a commit makes a write(2) and, in fsync mode,
+  // waits for the disk: Submit queues for the group-commit writer thread,
+  // which writes many callers' batches at once. Without a WAL (none) it
+  // commits on the caller's thread. (os mode measured 40-43k against
+  // 34-36k Issue calls/s at 64 callers, queued against on the caller's or
+  // the commit pool's thread; none mode the same either way.)
   void Submit(WriteBatch* batch, CommitDone done) override;
   bool defers_commits() const override {
-    return durability_ == Durability::kFsync;
+    return durability_ != Durability::kNone;
   }
 
   CommitStats commit_stats() const override { return committer_.stats(); }
