@@ -21,6 +21,23 @@ RecordTable::Ref RecordTable::Find(Id128 id) const {
   return it == index_.end() ? kNone : *it;
 }
 
+bool RecordTable::HoldsAny(absl::Span<const Id128> ids) const {
+  uint64_t above = max_hi_;
+  bool increasing = true;
+  for (const Id128& id : ids) {
+    if (id.hi <= above) {
+      increasing = false;
+      break;
+    }
+    above = id.hi;
+  }
+  if (increasing) return false;
+  for (const Id128& id : ids) {
+    if (Find(id) != kNone) return true;
+  }
+  return false;
+}
+
 RecordTable::Ref RecordTable::FindCommitted(Id128 id) const {
   const Ref r = Find(id);
   return r == kNone || pending(r) ? kNone : r;
@@ -267,14 +284,11 @@ RecordTable::Ref RecordTable::AddNode(const RecordView& v, State state,
     if (v.labels && !v.labels->empty()) e.labels = v.labels;
   }
   index_.insert(r);
+  max_hi_ = std::max(max_hi_, v.id.hi);
   // IDs mostly arrive in increasing order (minted so, loaded so): hinting
-  // the end spares the B-tree's descent, whose compares each read a node.
-  auto& ids = owners_[o]->ids;
-  if (!ids.empty() && id(*ids.rbegin()) < v.id) {
-    ids.insert(ids.end(), r);
-  } else {
-    ids.insert(r);
-  }
+  // the end spares the B-tree's descent, whose compares each read a node
+  // (a wrong hint costs one compare, then a normal insert).
+  owners_[o]->ids.insert(owners_[o]->ids.end(), r);
   if (state == State::kLive) ++owners_[o]->live;
   return r;
 }

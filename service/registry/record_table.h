@@ -64,6 +64,10 @@ class RecordTable {
   // The record with this ID, or kNone. Finds pending records too (see
   // Insert): what changes records must see everything it may cascade to.
   Ref Find(Id128 id) const;
+  // Whether any of `ids` is held (pending or ghost records included, as
+  // Find). Cheap for what Issue mints: IDs increasing in `hi` (the ms and
+  // sequence), all above every ID ever added here, need no lookup.
+  bool HoldsAny(absl::Span<const Id128> ids) const;
   // Like Find, but kNone for a pending record: what reads use, so nobody
   // learns of a record before its commit is durable.
   Ref FindCommitted(Id128 id) const;
@@ -273,6 +277,9 @@ class RecordTable {
   uint64_t ghosts_ = 0;
 
   absl::flat_hash_set<Ref, RefHash, RefEq> index_;
+  // The largest Id128::hi ever added (never lowered): IDs above it cannot
+  // be held (HoldsAny).
+  uint64_t max_hi_ = 0;
 
   std::vector<Extra> extras_;
   std::vector<uint32_t> free_extras_;

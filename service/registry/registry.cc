@@ -500,10 +500,8 @@ absl::Status Registry::AdmitIssue(Shard& shard, const IssueSpec& spec,
     return FieldError(absl::StatusCode::kFailedPrecondition, "connection_id",
                       "no live connection of this owner with this id");
   }
-  for (const Id128& id : p.minted) {
-    if (table.Find(id) != kNone) {
-      return absl::InternalError("minted an ID that is already recorded");
-    }
+  if (table.HoldsAny(p.minted)) {
+    return absl::InternalError("minted an ID that is already recorded");
   }
   if (!p.lease.is_zero()) {
     bound->reserve(p.minted.size());

@@ -97,6 +97,30 @@ TEST(RecordTableTest, InsertFindAndViewRoundTrip) {
   EXPECT_EQ(t.FindOwner(kBob), RecordTable::kNone);
 }
 
+TEST(RecordTableTest, HoldsAnyFindsHeldIdsOnEveryPath) {
+  RecordTable t;
+  const Id128 a = IdAt(5), b = IdAt(10), c = IdAt(10, 1);
+  t.Insert(Rec(a, Kind::kThread, kAlice));
+  t.Insert(Rec(b, Kind::kThread, kAlice));
+  t.Insert(Rec(c, Kind::kThread, kBob));
+  // Above everything ever added and increasing: no lookup needed.
+  EXPECT_FALSE(t.HoldsAny({IdAt(11), IdAt(12)}));
+  EXPECT_FALSE(t.HoldsAny({}));
+  // Not above the high-water mark: looked up one by one.
+  EXPECT_TRUE(t.HoldsAny({IdAt(11), b}));
+  EXPECT_TRUE(t.HoldsAny({a}));
+  EXPECT_TRUE(t.HoldsAny({c}));
+  Id128 same_hi_other_lo = b;
+  same_hi_other_lo.lo ^= 1;
+  EXPECT_FALSE(t.HoldsAny({same_hi_other_lo}));
+  // Not increasing, although every one is above the mark.
+  EXPECT_FALSE(t.HoldsAny({IdAt(12), IdAt(11)}));
+  // Removing a record does not lower the mark; the lookup then says no.
+  t.Remove(t.Find(b));
+  EXPECT_FALSE(t.HoldsAny({b}));
+  EXPECT_TRUE(t.HoldsAny({c}));
+}
+
 TEST(RecordTableTest, FindLiveOwnedChecksKindOwnerAndState) {
   RecordTable t;
   const Id128 thread = IdAt(1);
