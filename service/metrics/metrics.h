@@ -192,6 +192,8 @@ class Metrics : public RegistryObserver {
   mutable absl::Mutex exposer_mu_;
   std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(exposer_mu_);
   int bound_port_ ABSL_GUARDED_BY(exposer_mu_) = 0;
+  // The address that reaches the HTTP listener from here (StopExposer).
+  std::string wake_host_ ABSL_GUARDED_BY(exposer_mu_);
 };
 
 }  // namespace registrar
