@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "client/bench/bench_common.h"
@@ -53,7 +54,7 @@ struct BenchOptions {
   std::string label;  // free text copied into the JSON line
   int leases = 16;
   uint32_t lease_ttl = 600;
-  int pool = 0;        // 0: the workload's default (PoolSize)
+  int pool = 0;        // 0: the workload's default (PlanSetupPools)
   double reuse = 0.9;  // open-context
   int children = 0;    // cleanup: children per connection (0: by IDs)
   int messages = 4;    // gateway: messages per session
@@ -65,9 +66,27 @@ struct BenchOptions {
   // registrar-echo: nothing (same as registrar).
 };
 
-// validate: IDs per owner; cleanup: IDs in all, or connections in all with
-// --children. Uses opts.pool when set, else a default sized for the run.
-int64_t PoolSize(const BenchOptions& opts);
+// What setup fills for the workload (0: nothing): IDs per owner for
+// validate and cleanup by IDs, connections for cleanup --children. Sized by
+// opts.pool when set, else by a default for the run.
+struct SetupPools {
+  int64_t ids_per_owner = 0;
+  int64_t connections = 0;
+};
+SetupPools PlanSetupPools(const BenchOptions& opts);
+
+// The backend's words for what setup made, e.g. {"keys", "connection
+// leases", "leases"}.
+struct SetupNouns {
+  const char* ids;
+  const char* connections;
+  const char* leases;
+};
+// Setup's line on stderr, when it made pools or leases: "setup: N pool
+// <ids>[ (<connections>)], M <leases> in S s".
+void PrintSetupLine(const SetupNouns& nouns, int64_t start_ns,
+                    const std::vector<std::vector<std::string>>& pools,
+                    size_t connections, size_t leases);
 
 // Identifies one operation to the driver.
 struct CallToken {

@@ -42,7 +42,7 @@
 #include <string>
 #include <vector>
 
-#include "client/bench/backend.h"
+#include "client/bench/grpc_backend.h"
 #include "client/bench/grpc_unary.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "etcdserverpb/rpc.pb.h"
@@ -55,13 +55,6 @@ namespace pb = ::etcdserverpb;
 using KvAsync = class pb::KV::Stub::async;
 using LeaseAsync = class pb::Lease::Stub::async;
 using Ops = google::protobuf::RepeatedPtrField<pb::RequestOp>;
-
-CallResult Failed(const grpc::Status& s) {
-  CallResult r;
-  r.code = static_cast<int>(s.error_code());
-  r.message = s.error_message();
-  return r;
-}
 
 void AddPut(Ops* ops, const std::string& key, const std::string& value,
             int64_t lease) {
@@ -183,10 +176,10 @@ class KeepAliveStream final
   std::condition_variable finished_cv_;
 };
 
-class EtcdBackend final : public Backend {
+class EtcdBackend final : public GrpcBackend {
  public:
   explicit EtcdBackend(const BenchOptions& opts)
-      : opts_(opts), last_thread_(opts.owners) {}
+      : GrpcBackend(opts), last_thread_(opts.owners) {}
 
   ~EtcdBackend() override { Stop(); }
 
@@ -208,40 +201,16 @@ class EtcdBackend final : public Backend {
     std::mutex mu;
     grpc::Status failure;  // first failed grant
   };
-  // gateway: one session; each step starts from the previous one's
-  // callback.
-  struct Session {
-    uint64_t k = 0;
-    CallToken token;
+  // gateway: one session.
+  struct Session : GatewaySession {
+    using GatewaySession::GatewaySession;
     const std::string* owner = nullptr;
     int64_t lease = 0;
     std::string thread, run;
-    int message = 0;
-    uint32_t rpcs = 0;
-    uint64_t unexpected = 0;
   };
 
   KvAsync* kv(uint64_t k) { return kv_[k % kv_.size()]->async(); }
   LeaseAsync* lease(uint64_t k) { return lease_[k % lease_.size()]->async(); }
-
-  // Starts `rpc` on the KV or Lease service; on success `count(resp,
-  // &result)` fills the result; the operation then completes with it.
-  template <typename Async, typename Req, typename Resp, typename Count>
-  void Call(Async* async, const CallToken& token,
-            std::unique_ptr<UnaryRpc<Req, Resp>> rpc,
-            AsyncMethod<Async, Req, Resp> method, Count count) {
-    StartUnary(
-        async, method, std::move(rpc), opts_.deadline,
-        [this, token, count](const grpc::Status& s, UnaryRpc<Req, Resp>& r) {
-          CallResult result;
-          if (s.ok()) {
-            count(r.resp, &result);
-          } else {
-            result = Failed(s);
-          }
-          sink_->Done(token, std::move(result));
-        });
-  }
 
   // Synchronous, for setup.
   bool TxnSync(const pb::TxnRequest& req);
@@ -262,10 +231,7 @@ class EtcdBackend final : public Backend {
   void GatewayOpen(Session* s);
   void GatewayValidate(Session* s);
   void GatewayRevoke(Session* s);
-  void GatewayEnd(Session* s, CallResult result);
 
-  const BenchOptions opts_;
-  CompletionSink* sink_ = nullptr;
   LocalIds ids_;
   std::vector<std::string> owners_;  // values
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
@@ -286,8 +252,8 @@ bool EtcdBackend::TxnSync(const pb::TxnRequest& req) {
   const grpc::Status s = kv_[0]->Txn(&ctx, req, &resp);
   setup_calls_.fetch_add(1, std::memory_order_relaxed);
   if (!s.ok()) {
-    std::fprintf(stderr, "setup Txn failed: %s %s\n", CodeName(s.error_code()),
-                 s.error_message().c_str());
+    std::fprintf(stderr, "setup Txn failed: %s %s\n",
+                 CodeName(s.error_code()).c_str(), s.error_message().c_str());
   }
   return s.ok();
 }
@@ -302,7 +268,7 @@ bool EtcdBackend::GrantSync(int64_t* id) {
   setup_calls_.fetch_add(1, std::memory_order_relaxed);
   if (!s.ok() || !resp.error().empty()) {
     std::fprintf(stderr, "setup LeaseGrant failed: %s %s%s\n",
-                 CodeName(s.error_code()), s.error_message().c_str(),
+                 CodeName(s.error_code()).c_str(), s.error_message().c_str(),
                  resp.error().c_str());
     return false;
   }
@@ -394,24 +360,15 @@ bool EtcdBackend::Setup(CompletionSink* sink) {
       streams_.push_back(std::make_unique<KeepAliveStream>(lease(i)));
     }
   }
-  const int64_t pool = PoolSize(opts_);
-  if (w == Workload::kValidate) {
-    if (!FillOwnerPools(pool)) return false;
-  } else if (w == Workload::kCleanup && opts_.children == 0) {
-    int64_t per_owner = (pool + opts_.owners - 1) / opts_.owners;
-    per_owner = (per_owner + opts_.batch - 1) / opts_.batch * opts_.batch;
-    if (!FillOwnerPools(per_owner)) return false;
-  } else if (w == Workload::kCleanup) {
-    if (!FillConnections(pool)) return false;
+  const SetupPools pools = PlanSetupPools(opts_);
+  if (pools.ids_per_owner > 0 && !FillOwnerPools(pools.ids_per_owner)) {
+    return false;
   }
-  size_t pool_total = connections_.size();
-  for (const auto& ids : pool_) pool_total += ids.size();
-  if (pool_total > 0 || !leases_.empty()) {
-    std::fprintf(stderr, "setup: %zu pool keys%s, %zu leases in %.1f s\n",
-                 pool_total, connections_.empty() ? "" : " (connection leases)",
-                 leases_.size(),
-                 static_cast<double>(NowNs() - setup_start) / 1e9);
+  if (pools.connections > 0 && !FillConnections(pools.connections)) {
+    return false;
   }
+  PrintSetupLine({"keys", "connection leases", "leases"}, setup_start, pool_,
+                 connections_.size(), leases_.size());
   return true;
 }
 
@@ -648,26 +605,13 @@ bool EtcdBackend::Fire(uint64_t k, const CallToken& token) {
       return true;
     }
     case Workload::kGateway: {
-      auto* s = new Session;
-      s->k = k;
-      s->token = token;
+      auto* s = new Session(k, token);
       s->owner = &owner;
       GatewayGrant(s);
       return true;
     }
   }
   return false;
-}
-
-void EtcdBackend::GatewayEnd(Session* s, CallResult result) {
-  result.rpcs = s->rpcs;
-  if (result.code == 0) {
-    result.items = s->rpcs;
-    result.unexpected = s->unexpected;
-  }
-  const CallToken token = s->token;
-  delete s;
-  sink_->Done(token, std::move(result));
 }
 
 void EtcdBackend::GatewayGrant(Session* s) {

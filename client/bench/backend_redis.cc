@@ -192,6 +192,9 @@ class RedisBackend final : public Backend {
   void Set(RedisConn& c, const std::string& key, const std::string& value) {
     c.Cmd({"SET", key, value, "EX", ttl_});
   }
+  // Sends setup's commands (one setup call) and clears the replies; false
+  // after printing why.
+  bool FlushSetup(RedisConn& c);
   bool FillOwnerPools(int64_t per_owner);
   bool FillConnections(int64_t n);
 
@@ -225,6 +228,16 @@ bool RedisBackend::Connect(RedisConn* conn) {
   return true;
 }
 
+bool RedisBackend::FlushSetup(RedisConn& c) {
+  setup_calls_.fetch_add(1, std::memory_order_relaxed);
+  if (!c.Flush()) {
+    std::fprintf(stderr, "setup failed: %s\n", c.Failure().message.c_str());
+    return false;
+  }
+  c.Clear();
+  return true;
+}
+
 bool RedisBackend::FillOwnerPools(int64_t per_owner) {
   pool_.resize(opts_.owners);
   return ParallelFor(opts_.owners, 4, [&](int b, int e) {
@@ -235,12 +248,7 @@ bool RedisBackend::FillOwnerPools(int64_t per_owner) {
         pool_[o].push_back(ids_.Next(IdKind::kThread));
         Set(c, pool_[o].back(), owners_[o]);
       }
-      setup_calls_.fetch_add(1, std::memory_order_relaxed);
-      if (!c.Flush()) {
-        std::fprintf(stderr, "setup failed: %s\n", c.Failure().message.c_str());
-        return false;
-      }
-      c.Clear();
+      if (!FlushSetup(c)) return false;
     }
     return true;
   });
@@ -269,12 +277,7 @@ bool RedisBackend::FillConnections(int64_t n) {
         len.push_back(child.size());
       }
       c.CmdArgv(static_cast<int>(argv.size()), argv.data(), len.data());
-      setup_calls_.fetch_add(1, std::memory_order_relaxed);
-      if (!c.Flush()) {
-        std::fprintf(stderr, "setup failed: %s\n", c.Failure().message.c_str());
-        return false;
-      }
-      c.Clear();
+      if (!FlushSetup(c)) return false;
     }
     return true;
   });
@@ -303,30 +306,17 @@ bool RedisBackend::Setup(CompletionSink* sink) {
           absl::StrCat("lease:registrar-bench-", getpid(), "-", i));
       Set(c, leases_.back(), "holder");
     }
-    setup_calls_.fetch_add(1, std::memory_order_relaxed);
-    if (!c.Flush()) {
-      std::fprintf(stderr, "setup failed: %s\n", c.Failure().message.c_str());
-      return false;
-    }
+    if (!FlushSetup(c)) return false;
   }
-  const int64_t pool = PoolSize(opts_);
-  if (w == Workload::kValidate) {
-    if (!FillOwnerPools(pool)) return false;
-  } else if (w == Workload::kCleanup && opts_.children == 0) {
-    int64_t per_owner = (pool + opts_.owners - 1) / opts_.owners;
-    per_owner = (per_owner + opts_.batch - 1) / opts_.batch * opts_.batch;
-    if (!FillOwnerPools(per_owner)) return false;
-  } else if (w == Workload::kCleanup) {
-    if (!FillConnections(pool)) return false;
+  const SetupPools pools = PlanSetupPools(opts_);
+  if (pools.ids_per_owner > 0 && !FillOwnerPools(pools.ids_per_owner)) {
+    return false;
   }
-  size_t pool_total = connections_.size();
-  for (const auto& ids : pool_) pool_total += ids.size();
-  if (pool_total > 0 || !leases_.empty()) {
-    std::fprintf(stderr, "setup: %zu pool keys%s, %zu lease keys in %.1f s\n",
-                 pool_total, connections_.empty() ? "" : " (connections)",
-                 leases_.size(),
-                 static_cast<double>(NowNs() - setup_start) / 1e9);
+  if (pools.connections > 0 && !FillConnections(pools.connections)) {
+    return false;
   }
+  PrintSetupLine({"keys", "connections", "lease keys"}, setup_start, pool_,
+                 connections_.size(), leases_.size());
   // The workers, each with its connection.
   std::vector<std::unique_ptr<RedisConn>> conns;
   for (int i = 0; i < opts_.concurrency; ++i) {

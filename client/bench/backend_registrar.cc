@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/bench/backend.h"
+#include "client/bench/grpc_backend.h"
 #include "client/bench/grpc_unary.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "registrar/v1/registrar.pb.h"
@@ -62,70 +62,38 @@ v1::Kind ToProto(IdKind kind) {
   return v1::KIND_UNSPECIFIED;
 }
 
-CallResult Failed(const grpc::Status& s) {
-  CallResult r;
-  r.code = static_cast<int>(s.error_code());
-  r.message = s.error_message();
-  return r;
-}
-
-class RegistrarBackend final : public Backend {
+class RegistrarBackend final : public GrpcBackend {
  public:
   explicit RegistrarBackend(const BenchOptions& opts)
-      : opts_(opts), last_thread_(opts.owners) {}
+      : GrpcBackend(opts), last_thread_(opts.owners) {}
 
   bool Setup(CompletionSink* sink) override;
   bool Fire(uint64_t k, const CallToken& token) override;
   uint64_t setup_calls() const override { return setup_calls_.load(); }
 
  private:
-  // One gateway session: its steps run one after another, each started from
-  // the previous one's callback.
-  struct Session {
-    uint64_t k = 0;
-    CallToken token;
+  // gateway: one session.
+  struct Session : GatewaySession {
+    using GatewaySession::GatewaySession;
     const v1::Owner* owner = nullptr;
     const std::string* lease = nullptr;
     std::string connection, thread, run;
-    int message = 0;
-    uint32_t rpcs = 0;
-    uint64_t unexpected = 0;
   };
 
   Async* async(uint64_t k) { return stubs_[k % stubs_.size()]->async(); }
 
-  // Starts `rpc`; on success `count(resp, &result)` fills the result; the
-  // operation then completes with it.
-  template <typename Req, typename Resp, typename Count>
-  void Call(uint64_t k, const CallToken& token,
-            std::unique_ptr<UnaryRpc<Req, Resp>> rpc,
-            AsyncMethod<Async, Req, Resp> method, Count count) {
-    StartUnary(
-        async(k), method, std::move(rpc), opts_.deadline,
-        [this, token, count](const grpc::Status& s, UnaryRpc<Req, Resp>& r) {
-          CallResult result;
-          if (s.ok()) {
-            count(r.resp, &result);
-          } else {
-            result = Failed(s);
-          }
-          sink_->Done(token, std::move(result));
-        });
-  }
-
   bool IssueSync(v1::Kind kind, int owner, uint32_t count,
                  const std::string& connection, std::vector<std::string>* out);
   bool GrantLeases();
+  bool FillOwnerPools(int64_t per_owner);
+  bool FillConnections(int64_t n);
 
   void GatewayConnect(Session* s);
   void GatewayKeepAlive(Session* s);
   void GatewayOpen(Session* s);
   void GatewayValidate(Session* s);
   void GatewayCleanup(Session* s);
-  void GatewayEnd(Session* s, CallResult result);
 
-  const BenchOptions opts_;
-  CompletionSink* sink_ = nullptr;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<v1::Registrar::Stub>> stubs_;
   std::vector<v1::Owner> owners_;
@@ -154,7 +122,7 @@ bool RegistrarBackend::IssueSync(v1::Kind kind, int owner, uint32_t count,
   setup_calls_.fetch_add(1, std::memory_order_relaxed);
   if (!s.ok()) {
     std::fprintf(stderr, "setup Issue failed: %s %s\n",
-                 CodeName(s.error_code()), s.error_message().c_str());
+                 CodeName(s.error_code()).c_str(), s.error_message().c_str());
     return false;
   }
   for (const std::string& id : resp.ids()) out->push_back(id);
@@ -173,12 +141,50 @@ bool RegistrarBackend::GrantLeases() {
     setup_calls_.fetch_add(1, std::memory_order_relaxed);
     if (!s.ok()) {
       std::fprintf(stderr, "setup GrantLease failed: %s %s\n",
-                   CodeName(s.error_code()), s.error_message().c_str());
+                   CodeName(s.error_code()).c_str(), s.error_message().c_str());
       return false;
     }
     leases_.push_back(resp.lease_id());
   }
   return true;
+}
+
+// Pools are issued by 8 threads at once: in fsync mode that is 8 calls per
+// fsync instead of one.
+constexpr int kSetupThreads = 8;
+
+bool RegistrarBackend::FillOwnerPools(int64_t per_owner) {
+  pool_.resize(opts_.owners);
+  return ParallelFor(opts_.owners, kSetupThreads, [&](int b, int e) {
+    for (int o = b; o < e; ++o) {
+      for (int64_t left = per_owner; left > 0; left -= 1000) {
+        if (!IssueSync(v1::KIND_THREAD, o,
+                       static_cast<uint32_t>(std::min<int64_t>(left, 1000)), "",
+                       &pool_[o])) {
+          return false;
+        }
+      }
+    }
+    return true;
+  });
+}
+
+bool RegistrarBackend::FillConnections(int64_t n) {
+  connections_.resize(n);
+  return ParallelFor(static_cast<int>(n), kSetupThreads, [&](int b, int e) {
+    std::vector<std::string> ids;
+    for (int i = b; i < e; ++i) {
+      const int o = i % opts_.owners;
+      ids.clear();
+      if (!IssueSync(v1::KIND_CONNECTION, o, 1, "", &ids)) return false;
+      connections_[i] = ids[0];
+      if (!IssueSync(v1::KIND_RUN, o, static_cast<uint32_t>(opts_.children),
+                     connections_[i], &ids)) {
+        return false;
+      }
+    }
+    return true;
+  });
 }
 
 bool RegistrarBackend::Setup(CompletionSink* sink) {
@@ -204,60 +210,15 @@ bool RegistrarBackend::Setup(CompletionSink* sink) {
       w == Workload::kGateway) {
     if (!GrantLeases()) return false;
   }
-  // Pools are issued by 8 threads at once: in fsync mode that is 8 calls
-  // per fsync instead of one.
-  constexpr int kSetupThreads = 8;
-  const int64_t pool = PoolSize(opts_);
-  if (w == Workload::kValidate ||
-      (w == Workload::kCleanup && opts_.children == 0)) {
-    int64_t per_owner = pool;
-    if (w == Workload::kCleanup) {
-      per_owner = (pool + opts_.owners - 1) / opts_.owners;
-      per_owner = (per_owner + opts_.batch - 1) / opts_.batch * opts_.batch;
-    }
-    pool_.resize(opts_.owners);
-    const bool ok = ParallelFor(opts_.owners, kSetupThreads, [&](int b, int e) {
-      for (int o = b; o < e; ++o) {
-        for (int64_t left = per_owner; left > 0; left -= 1000) {
-          if (!IssueSync(v1::KIND_THREAD, o,
-                         static_cast<uint32_t>(std::min<int64_t>(left, 1000)),
-                         "", &pool_[o])) {
-            return false;
-          }
-        }
-      }
-      return true;
-    });
-    if (!ok) return false;
+  const SetupPools pools = PlanSetupPools(opts_);
+  if (pools.ids_per_owner > 0 && !FillOwnerPools(pools.ids_per_owner)) {
+    return false;
   }
-  if (w == Workload::kCleanup && opts_.children > 0) {
-    connections_.resize(pool);
-    const bool ok =
-        ParallelFor(static_cast<int>(pool), kSetupThreads, [&](int b, int e) {
-          std::vector<std::string> ids;
-          for (int i = b; i < e; ++i) {
-            const int o = i % opts_.owners;
-            ids.clear();
-            if (!IssueSync(v1::KIND_CONNECTION, o, 1, "", &ids)) return false;
-            connections_[i] = ids[0];
-            if (!IssueSync(v1::KIND_RUN, o,
-                           static_cast<uint32_t>(opts_.children),
-                           connections_[i], &ids)) {
-              return false;
-            }
-          }
-          return true;
-        });
-    if (!ok) return false;
+  if (pools.connections > 0 && !FillConnections(pools.connections)) {
+    return false;
   }
-  size_t pool_total = connections_.size();
-  for (const auto& ids : pool_) pool_total += ids.size();
-  if (pool_total > 0 || !leases_.empty()) {
-    std::fprintf(stderr, "setup: %zu pool IDs%s, %zu leases in %.1f s\n",
-                 pool_total, connections_.empty() ? "" : " (connections)",
-                 leases_.size(),
-                 static_cast<double>(NowNs() - setup_start) / 1e9);
-  }
+  PrintSetupLine({"IDs", "connections", "leases"}, setup_start, pool_,
+                 connections_.size(), leases_.size());
   return true;
 }
 
@@ -279,7 +240,7 @@ bool RegistrarBackend::Fire(uint64_t k, const CallToken& token) {
       if (opts_.workload == Workload::kConnection) {
         rpc->req.set_lease_id(leases_[k % leases_.size()]);
       }
-      Call(k, token, std::move(rpc), &Async::Issue,
+      Call(async(k), token, std::move(rpc), &Async::Issue,
            [](const v1::IssueResponse& r, CallResult* out) {
              out->items = static_cast<uint64_t>(r.ids_size());
            });
@@ -297,7 +258,7 @@ bool RegistrarBackend::Fire(uint64_t k, const CallToken& token) {
         item->set_expected_kind(v1::KIND_THREAD);
         r = SplitMix(r);
       }
-      Call(k, token, std::move(rpc), &Async::Validate,
+      Call(async(k), token, std::move(rpc), &Async::Validate,
            [](const v1::ValidateResponse& r, CallResult* out) {
              out->items = static_cast<uint64_t>(r.results_size());
              for (const auto& res : r.results()) {
@@ -329,7 +290,7 @@ bool RegistrarBackend::Fire(uint64_t k, const CallToken& token) {
           rpc->req.mutable_ids()->add_ids(ids[pos + i]);
         }
       }
-      Call(k, token, std::move(rpc), &Async::Cleanup,
+      Call(async(k), token, std::move(rpc), &Async::Cleanup,
            [expected](const v1::CleanupResponse& r, CallResult* out) {
              out->items = static_cast<uint64_t>(r.released_size());
              if (out->items != expected) {
@@ -347,7 +308,7 @@ bool RegistrarBackend::Fire(uint64_t k, const CallToken& token) {
         std::string thread = last_thread_.Get(o);
         if (!thread.empty()) rpc->req.set_thread_id(std::move(thread));
       }
-      Call(k, token, std::move(rpc), &Async::OpenContext,
+      Call(async(k), token, std::move(rpc), &Async::OpenContext,
            [this, o](const v1::OpenContextResponse& r, CallResult* out) {
              out->items = r.thread_reused() ? 2 : 3;
              if (!r.thread_reused()) last_thread_.Set(o, r.thread_id());
@@ -358,16 +319,14 @@ bool RegistrarBackend::Fire(uint64_t k, const CallToken& token) {
       auto rpc = std::make_unique<
           UnaryRpc<v1::KeepAliveRequest, v1::KeepAliveResponse>>();
       rpc->req.set_lease_id(leases_[k % leases_.size()]);
-      Call(k, token, std::move(rpc), &Async::KeepAlive,
+      Call(async(k), token, std::move(rpc), &Async::KeepAlive,
            [](const v1::KeepAliveResponse&, CallResult* out) {
              out->items = 1;
            });
       return true;
     }
     case Workload::kGateway: {
-      auto* s = new Session;
-      s->k = k;
-      s->token = token;
+      auto* s = new Session(k, token);
       s->owner = &owner;
       s->lease = &leases_[k % leases_.size()];
       GatewayConnect(s);
@@ -375,17 +334,6 @@ bool RegistrarBackend::Fire(uint64_t k, const CallToken& token) {
     }
   }
   return false;
-}
-
-void RegistrarBackend::GatewayEnd(Session* s, CallResult result) {
-  result.rpcs = s->rpcs;
-  if (result.code == 0) {
-    result.items = s->rpcs;
-    result.unexpected = s->unexpected;
-  }
-  const CallToken token = s->token;
-  delete s;
-  sink_->Done(token, std::move(result));
 }
 
 void RegistrarBackend::GatewayConnect(Session* s) {

@@ -5,29 +5,16 @@
 #include <random>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 
 namespace registrar::bench {
 
-const char* CodeName(int code) {
-  static const char* const kNames[kNumCodes] = {"OK",
-                                                "CANCELLED",
-                                                "UNKNOWN",
-                                                "INVALID_ARGUMENT",
-                                                "DEADLINE_EXCEEDED",
-                                                "NOT_FOUND",
-                                                "ALREADY_EXISTS",
-                                                "PERMISSION_DENIED",
-                                                "RESOURCE_EXHAUSTED",
-                                                "FAILED_PRECONDITION",
-                                                "ABORTED",
-                                                "OUT_OF_RANGE",
-                                                "UNIMPLEMENTED",
-                                                "INTERNAL",
-                                                "UNAVAILABLE",
-                                                "DATA_LOSS",
-                                                "UNAUTHENTICATED"};
-  return code >= 0 && code < kNumCodes ? kNames[code] : "CODE?";
+std::string CodeName(int code) {
+  // absl's status codes are gRPC's, numbers and names.
+  std::string name =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+  return name.empty() ? "CODE?" : name;
 }
 
 bool ParseIdKind(const std::string& s, IdKind* kind) {

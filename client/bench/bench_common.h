@@ -38,7 +38,7 @@ inline double UnitRandom(uint64_t k) {
 constexpr int kNumCodes = 17;
 constexpr int kCodeUnknown = 2;
 constexpr int kCodeUnavailable = 14;
-const char* CodeName(int code);
+std::string CodeName(int code);  // "CODE?" outside 0..16
 
 // Kinds of the IDs a workload makes (the registrar's four record kinds).
 enum class IdKind { kThread, kRun, kRequest, kConnection };

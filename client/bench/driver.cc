@@ -221,7 +221,7 @@ void Driver::Report() const {
     const uint64_t n = codes_[c].load();
     if (n == 0) continue;
     std::lock_guard<std::mutex> lock(msg_mu_);
-    std::printf("  error %s: %llu (first: %s)\n", CodeName(c),
+    std::printf("  error %s: %llu (first: %s)\n", CodeName(c).c_str(),
                 static_cast<unsigned long long>(n), first_error_[c].c_str());
     absl::StrAppend(&errors_json, errors_json.empty() ? "" : ",", "\"",
                     CodeName(c), "\":", n);

@@ -145,6 +145,18 @@ Owner OwnerOf(uint64_t o) {
 
 std::string DataDir(const std::string& dir) { return dir + "/data"; }
 
+// The store in the work dir `dir`; null after printing why.
+std::unique_ptr<RocksDbStore> OpenStore(const std::string& dir,
+                                        Durability durability) {
+  auto opened = RocksDbStore::Open(RocksDbStoreOptions{
+      .path = DataDir(dir), .durability = durability, .node_id = 0});
+  if (!opened.ok()) {
+    std::fprintf(stderr, "open: %s\n", opened.status().ToString().c_str());
+    return nullptr;
+  }
+  return *std::move(opened);
+}
+
 // ---------------------------------------------------------------------------
 // create
 
@@ -168,13 +180,8 @@ int Create(const std::string& dir) {
   std::filesystem::create_directories(dir, ec);
   std::ofstream(dir + "/STOREBENCH") << "registrar-storebench work dir\n";
 
-  auto opened = RocksDbStore::Open(RocksDbStoreOptions{
-      .path = DataDir(dir), .durability = Durability::kNone, .node_id = 0});
-  if (!opened.ok()) {
-    std::fprintf(stderr, "open: %s\n", opened.status().ToString().c_str());
-    return 1;
-  }
-  std::unique_ptr<RocksDbStore> store = *std::move(opened);
+  std::unique_ptr<RocksDbStore> store = OpenStore(dir, Durability::kNone);
+  if (store == nullptr) return 1;
 
   SystemClock clock;
   KeyRing keys = KeyRing::Generate();
@@ -344,16 +351,12 @@ int Scan(const std::string& dir) {
   if (!durability.ok()) return 2;
   const uint64_t rss0 = TrimmedRss();
   const auto t0 = SteadyClock::now();
-  auto opened = RocksDbStore::Open(RocksDbStoreOptions{
-      .path = DataDir(dir), .durability = *durability, .node_id = 0});
-  if (!opened.ok()) {
-    std::fprintf(stderr, "open: %s\n", opened.status().ToString().c_str());
-    return 1;
-  }
+  std::unique_ptr<RocksDbStore> store = OpenStore(dir, *durability);
+  if (store == nullptr) return 1;
   const double open_s = SecondsSince(t0);
   uint64_t count = 0, live = 0;
   const auto t1 = SteadyClock::now();
-  auto meta = (*opened)->Load([&](RecordView&& r) {
+  auto meta = store->Load([&](RecordView&& r) {
     ++count;
     if (r.state == State::kLive) ++live;
   });
@@ -389,13 +392,8 @@ int Recover(const std::string& dir) {
   IdGenerator ids(clock, keys, 0);
   const uint64_t rss0 = TrimmedRss();
   const auto t0 = SteadyClock::now();
-  auto opened = RocksDbStore::Open(RocksDbStoreOptions{
-      .path = DataDir(dir), .durability = *durability, .node_id = 0});
-  if (!opened.ok()) {
-    std::fprintf(stderr, "open: %s\n", opened.status().ToString().c_str());
-    return 1;
-  }
-  std::unique_ptr<RocksDbStore> store = *std::move(opened);
+  std::unique_ptr<RocksDbStore> store = OpenStore(dir, *durability);
+  if (store == nullptr) return 1;
   const double open_s = SecondsSince(t0);
   const uint64_t rss_open = TrimmedRss();
   const uint64_t heap_open = HeapInUse();
