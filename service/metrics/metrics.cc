@@ -203,9 +203,10 @@ Metrics::Metrics()
 
   auto& rejected = prometheus::BuildCounter()
                        .Name("registrar_rejected_calls_total")
-                       .Help("Calls turned away before doing anything, by "
-                             "reason (authentication, permission, rate "
-                             "limit, overload).")
+                       .Help(
+                           "Calls turned away before doing anything, by "
+                           "reason (authentication, permission, rate "
+                           "limit, overload).")
                        .Register(*registry_);
   for (int r = 0; r < kNumRejections; ++r) {
     rejections_[r] = &rejected.Add(
@@ -227,9 +228,10 @@ Metrics::Metrics()
 
   store_commit_ = &prometheus::BuildHistogram()
                        .Name("registrar_store_commit_seconds")
-                       .Help("Latency of store commits made by the registry "
-                             "(WAL write and, in fsync mode, fsync; shared "
-                             "by concurrent calls through group commit).")
+                       .Help(
+                           "Latency of store commits made by the registry "
+                           "(WAL write and, in fsync mode, fsync; shared "
+                           "by concurrent calls through group commit).")
                        .Register(*registry_)
                        .Add({}, CoreOpBuckets());
   store_commit_failures_ =

@@ -465,9 +465,9 @@ absl::StatusOr<Registry::PreparedIssue> Registry::PrepareIssue(
   }
   ASSIGN_OR_RETURN(p.parent,
                    ParseReference("parent_id", spec.parent_id, p.parent_kind));
-  ASSIGN_OR_RETURN(p.connection, ParseReference("connection_id",
-                                                spec.connection_id,
-                                                Kind::kConnection));
+  ASSIGN_OR_RETURN(
+      p.connection,
+      ParseReference("connection_id", spec.connection_id, Kind::kConnection));
   ASSIGN_OR_RETURN(p.lease,
                    ParseReference("lease_id", spec.lease_id, Kind::kLease));
   // Minting (the keyed tag per ID) happens outside the shard lock.
@@ -607,8 +607,8 @@ void Registry::AddRecords(
       const uint32_t shard_index = p.shard;
       const Id128 lease = p.lease;
       InsertLater(shard, shard_index, records, lease, std::move(bound),
-                  [this, answer, p = std::move(p), done = std::move(done)](
-                      absl::Status committed) mutable {
+                  [this, answer, p = std::move(p),
+                   done = std::move(done)](absl::Status committed) mutable {
                     if (committed.ok()) {
                       std::move(done)((this->*answer)(p));
                     } else {
@@ -731,8 +731,8 @@ OpenContextResult Registry::OpenedContext(const PreparedContext& p) {
   }
   OpenContextResult result;
   result.thread_reused = p.thread_reused;
-  result.thread_id = FormatId(Kind::kThread,
-                              p.thread_reused ? p.wanted_thread : p.new_thread);
+  result.thread_id =
+      FormatId(Kind::kThread, p.thread_reused ? p.wanted_thread : p.new_thread);
   result.run_id = FormatId(Kind::kRun, p.run);
   result.request_id = FormatId(Kind::kRequest, p.request);
   return result;

@@ -164,9 +164,8 @@ class Registry {
  public:
   // `clock`, `ids`, `observer` (nullable) and `store` must outlive the
   // registry. Without a store the registry keeps a MemoryStore of its own.
-  Registry(const RegistryOptions& options, const Clock& clock,
-           IdGenerator& ids, RegistryObserver* observer,
-           Store* store = nullptr);
+  Registry(const RegistryOptions& options, const Clock& clock, IdGenerator& ids,
+           RegistryObserver* observer, Store* store = nullptr);
 
   // Loads what the store holds (records, tombstones, leases with a fresh
   // full TTL, the ID clock's high-water mark) and makes the ID generator
@@ -300,14 +299,13 @@ class Registry {
   // they are applied as pending and their commit is queued (InsertLater).
   // `done` then gets `answer(p)` or the error, once, with no lock held.
   template <typename Prepared, typename Result>
-  void AddRecords(
-      const Owner& owner, Prepared p,
-      absl::FunctionRef<absl::Status(Shard&, Prepared&,
-                                     std::vector<RecordView>*,
-                                     std::vector<BoundConnection>*)>
-          admit,
-      Result (Registry::*answer)(const Prepared&),
-      absl::AnyInvocable<void(absl::StatusOr<Result>) &&> done);
+  void AddRecords(const Owner& owner, Prepared p,
+                  absl::FunctionRef<absl::Status(Shard&, Prepared&,
+                                                 std::vector<RecordView>*,
+                                                 std::vector<BoundConnection>*)>
+                      admit,
+                  Result (Registry::*answer)(const Prepared&),
+                  absl::AnyInvocable<void(absl::StatusOr<Result>) &&> done);
 
   // With the shard's lock held: adds `records` (all of one owner) as
   // pending and queues their commit; `done` runs after the commit, once

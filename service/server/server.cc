@@ -206,11 +206,7 @@ absl::Status RegistrarServer::Init() {
 }
 
 void RegistrarServer::CheckStoreHealth() {
-  // A failed store recovers by reopening, which replays its log: try about
-  // once a second, not on every tick.
-  const absl::Time now = absl::Now();
-  if (now - last_store_check_ < absl::Seconds(1)) return;
-  last_store_check_ = now;
+  // Every tick: the store itself limits how often it probes and recovers.
   const absl::Status writable = store_->CheckWritable();
   if (writable.ok() == store_healthy_) return;
   store_healthy_ = writable.ok();

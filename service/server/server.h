@@ -81,7 +81,6 @@ class RegistrarServer {
   std::thread ticker_;
   bool shut_down_ = false;
   bool store_healthy_ = true;                           // ticker thread only
-  absl::Time last_store_check_ = absl::InfinitePast();  // ticker thread only
 };
 
 // Loads the tag keys: --key_file, else REGISTRAR_KEY, else a generated key

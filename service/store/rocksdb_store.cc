@@ -1023,6 +1023,17 @@ absl::Status RocksDbStore::CheckWritable() {
     probe = Probe();
     if (probe.ok()) return probe;
   }
+  const absl::Time now = absl::Now();
+  if (!recovery_failure_.ok() &&
+      now - recovery_attempt_ < options_.recovery_interval) {
+    return recovery_failure_;
+  }
+  recovery_attempt_ = now;
+  recovery_failure_ = Recover(probe);
+  return recovery_failure_;
+}
+
+absl::Status RocksDbStore::Recover(const absl::Status& probe) {
   if (durability_ == Durability::kNone && h_ != nullptr) {
     // No WAL is ever written, so DB::Resume is safe here (see the header).
     rocksdb::Status s = h_->db->Resume();

@@ -57,6 +57,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "service/common/kind.h"
 #include "service/store/group_commit.h"
 #include "service/store/store.h"
@@ -75,12 +76,16 @@ struct RocksDbHandles;  // the open database (rocksdb_store.cc)
 inline constexpr uint32_t kStoreFormatVersion = 1;
 
 struct RocksDbStoreOptions {
-  std::string path;                        // the data directory
+  std::string path;  // the data directory
   Durability durability = Durability::kFsync;
-  uint32_t node_id = 0;                    // must match the data dir's
-  size_t block_cache_bytes = 32 << 20;     // shared by all column families
-  size_t memtable_bytes = 64 << 20;        // per column family; all together
-                                           // are capped at 4x this
+  uint32_t node_id = 0;                 // must match the data dir's
+  size_t block_cache_bytes = 32 << 20;  // shared by all column families
+  size_t memtable_bytes = 64 << 20;     // per column family; all together
+                                        // are capped at 4x this
+  // After a failed recovery attempt (CheckWritable), further calls answer
+  // with that failure for this long instead of trying again: each attempt
+  // may close, reopen and flush the database.
+  absl::Duration recovery_interval = absl::Seconds(1);
 };
 
 // What `registrarctl inspect` shows about a data dir.
@@ -88,7 +93,7 @@ struct DataDirInfo {
   std::string path;
   uint32_t format_version = 0;
   uint32_t node_id = 0;
-  int64_t created_ms = 0;             // Unix ms when the dir was created
+  int64_t created_ms = 0;  // Unix ms when the dir was created
   uint64_t last_revision = 0;
   uint64_t clock_high_water_ms = 0;
   uint64_t records = 0;
@@ -97,9 +102,9 @@ struct DataDirInfo {
   uint64_t leases = 0;
   uint64_t oldest_event_revision = 0;  // 0 when no events are kept
   uint64_t newest_event_revision = 0;
-  uint64_t sst_bytes = 0;              // live SST files, all families
-  uint64_t wal_bytes = 0;              // *.log files
-  uint64_t dir_bytes = 0;              // every file in the directory
+  uint64_t sst_bytes = 0;  // live SST files, all families
+  uint64_t wal_bytes = 0;  // *.log files
+  uint64_t dir_bytes = 0;  // every file in the directory
 
   // Several lines of "name: value", for people.
   std::string ToString() const;
@@ -107,13 +112,13 @@ struct DataDirInfo {
 
 // Bytes a live store uses; see RocksDbStore::disk_usage.
 struct StoreDiskUsage {
-  uint64_t sst_bytes = 0;       // rocksdb.total-sst-files-size, all families
-  uint64_t live_sst_bytes = 0;  // rocksdb.live-sst-files-size, all families
+  uint64_t sst_bytes = 0;          // rocksdb.total-sst-files-size, all families
+  uint64_t live_sst_bytes = 0;     // rocksdb.live-sst-files-size, all families
   uint64_t records_sst_bytes = 0;  // live SSTs of the records family only
   uint64_t events_sst_bytes = 0;   // live SSTs of the events family only
-  uint64_t wal_bytes = 0;       // WAL files
-  uint64_t memtable_bytes = 0;  // rocksdb.cur-size-all-mem-tables (not disk)
-  uint64_t dir_bytes = 0;       // every file in the directory
+  uint64_t wal_bytes = 0;          // WAL files
+  uint64_t memtable_bytes = 0;     // rocksdb.cur-size-all-mem-tables (not disk)
+  uint64_t dir_bytes = 0;          // every file in the directory
 };
 
 class RocksDbStore final : public Store {
@@ -167,15 +172,15 @@ class RocksDbStore final : public Store {
   absl::Status CompactEvents(uint64_t below) override;
   void SetEventListener(EventListener listener) override;
   // OK when a small test write succeeds (at most one per second: a good
-  // answer is reused for a second unless a Commit failed meanwhile, so a
-  // health check may call this every tick). Otherwise recovers: with a WAL
-  // (kFsync, kOs) by closing and reopening the database, but only when the
-  // disk has room for it (else it says how much is free and changes
-  // nothing); with kNone by DB::Resume(). Unavailable with the cause while
-  // writes still fail; while the database is closed for a failed reopen,
-  // every other call is Unavailable too, and the next CheckWritable tries
-  // again. Meant to be called after a failed Commit and then every second
-  // or so, not in a tight loop (each attempt may flush memtables).
+  // answer is reused for a second unless a Commit failed meanwhile).
+  // Otherwise recovers: with a WAL (kFsync, kOs) by closing and reopening
+  // the database, but only when the disk has room for it (else it says how
+  // much is free and changes nothing); with kNone by DB::Resume().
+  // Unavailable with the cause while writes still fail; while the database
+  // is closed for a failed reopen, every other call is Unavailable too.
+  // Recovery is tried at most once per options.recovery_interval (between
+  // attempts the last failure is returned), so a health check may call
+  // this on every tick.
   // If the reopened database holds more revisions than were committed (a
   // write that reported failure had reached the disk, e.g. its fsync
   // failed), the store stops taking writes for good: Unavailable saying
@@ -224,6 +229,9 @@ class RocksDbStore final : public Store {
   // The test write of CheckWritable.
   absl::Status Probe() ABSL_SHARED_LOCKS_REQUIRED(db_mu_);
   absl::Status Reopen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // One recovery attempt (CheckWritable).
+  absl::Status Recover(const absl::Status& probe)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status Closed() const;
   absl::Status Broken() const;
 
@@ -254,6 +262,10 @@ class RocksDbStore final : public Store {
   std::atomic<uint64_t> failures_at_good_probe_{0};
   std::atomic<int64_t> good_probe_ns_{0};
   std::atomic<uint64_t> reopens_{0};
+  // The last recovery attempt's failure and when it was made (OK: the last
+  // attempt succeeded, or none was made).
+  absl::Status recovery_failure_ ABSL_GUARDED_BY(db_mu_);
+  absl::Time recovery_attempt_ ABSL_GUARDED_BY(db_mu_) = absl::InfinitePast();
   GroupCommitter committer_;
 };
 

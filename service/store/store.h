@@ -132,6 +132,8 @@ class Store {
 
   // OK when the store can take writes; when it cannot, tries to recover
   // (e.g. after the disk has space again) and says why it still cannot.
+  // Cheap to call often (a health check calls it every tick): a store
+  // limits how often it probes and recovers.
   virtual absl::Status CheckWritable() = 0;
 
   virtual CommitStats commit_stats() const = 0;

@@ -41,6 +41,9 @@ RocksDbStoreOptions SmallOptions(const std::string& path, Durability d) {
   o.durability = d;
   o.memtable_bytes = 256 << 10;  // so a few MB of disk is plenty
   o.block_cache_bytes = 1 << 20;
+  // Every CheckWritable below retries at once (the throttle has its own
+  // test).
+  o.recovery_interval = absl::ZeroDuration();
   return o;
 }
 
@@ -221,7 +224,8 @@ TEST_P(FatalIoErrorTest, WritesFailUntilTheCauseIsGoneThenReopenRecovers) {
     ASSERT_NO_FATAL_FAILURE(OpenAndLoad(path, durability, &opened));
     RocksDbStore& store = *opened;
     uint64_t rev = 0;
-    for (int i = 0; i < 10; ++i) ASSERT_TRUE(CommitOne(store, ++last, &rev).ok());
+    for (int i = 0; i < 10; ++i)
+      ASSERT_TRUE(CommitOne(store, ++last, &rev).ok());
 
     FileSizeLimit limit;
     // The WAL may not grow any more: EFBIG, which RocksDB treats as fatal.
@@ -260,6 +264,45 @@ TEST_P(FatalIoErrorTest, WritesFailUntilTheCauseIsGoneThenReopenRecovers) {
     EXPECT_EQ(events.size(), last);
   }
   ExpectCommitted(path, last);
+}
+
+// A health check calls CheckWritable every tick: after a failed recovery
+// attempt it answers with that failure, without trying again, until
+// recovery_interval has passed; then it tries (and here succeeds).
+TEST(RecoveryIntervalTest, FailedRecoveryIsRetriedOnlyAfterTheInterval) {
+  TempDir dir;
+  const std::string path = dir.Sub("data");
+  RocksDbStoreOptions options = SmallOptions(path, Durability::kFsync);
+  options.recovery_interval = absl::Seconds(1);
+  auto opened = RocksDbStore::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  RocksDbStore& store = **opened;
+  ASSERT_TRUE(store.Load([](RecordView&&) {}).ok());
+  uint64_t rev = 0;
+  ASSERT_TRUE(CommitOne(store, 1, &rev).ok());
+
+  FileSizeLimit limit;
+  ASSERT_TRUE(limit.Set(LargestWal(path) + 16));
+  ASSERT_FALSE(CommitOne(store, 2, &rev).ok());
+  ASSERT_TRUE(limit.Set(0));  // the reopen cannot write its MANIFEST
+  const absl::Time attempted = absl::Now();
+  const absl::Status failed = store.CheckWritable();
+  ASSERT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
+  limit.Lift();
+
+  // Within the interval: the same failure, no new attempt.
+  for (int i = 0; i < 3; ++i) {
+    const absl::Status again = store.CheckWritable();
+    if (absl::Now() - attempted >= absl::Seconds(1)) break;  // a slow box
+    EXPECT_EQ(again, failed);
+    EXPECT_EQ(store.reopens(), 0u);
+  }
+  absl::SleepFor(absl::Seconds(1) - (absl::Now() - attempted) +
+                 absl::Milliseconds(50));
+  const absl::Status recovered = store.CheckWritable();
+  ASSERT_TRUE(recovered.ok()) << recovered;
+  EXPECT_EQ(store.reopens(), 1u);
+  EXPECT_TRUE(CommitOne(store, 2, &rev).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(WithWal, FatalIoErrorTest,
