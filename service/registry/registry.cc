@@ -350,7 +350,7 @@ void Registry::CountLive(absl::Span<const RecordView> records) {
   }
 }
 
-absl::Status Registry::InsertInShard(Shard& shard, const Owner& owner,
+absl::Status Registry::InsertInShard(Shard& shard,
                                      std::vector<RecordView>& records) {
   WriteBatch batch;
   batch.events.reserve(records.size());
@@ -590,7 +590,7 @@ std::vector<std::string> Registry::IssuedIds(const PreparedIssue& p) {
 
 template <typename Prepared, typename Result>
 void Registry::AddRecords(
-    const Owner& owner, Prepared p,
+    Prepared p,
     absl::FunctionRef<absl::Status(Shard&, Prepared&, std::vector<RecordView>*,
                                    std::vector<BoundConnection>*)>
         admit,
@@ -618,7 +618,7 @@ void Registry::AddRecords(
       return;
     }
     if (status.ok()) {
-      status = InsertInShard(shard, owner, records);
+      status = InsertInShard(shard, records);
       if (!status.ok()) {
         for (const BoundConnection& b : bound) lessor_.Detach(p.lease, b);
       }
@@ -653,7 +653,7 @@ void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
     return;
   }
   AddRecords<PreparedIssue, std::vector<std::string>>(
-      spec.owner, *std::move(prepared),
+      *std::move(prepared),
       [&](Shard& shard, PreparedIssue& p, std::vector<RecordView>* records,
           std::vector<BoundConnection>* bound) {
         return AdmitIssue(shard, spec, p, records, bound);
@@ -746,7 +746,7 @@ void Registry::OpenContextAsync(const OpenContextSpec& spec,
     return;
   }
   AddRecords<PreparedContext, OpenContextResult>(
-      spec.owner, *std::move(prepared),
+      *std::move(prepared),
       [&](Shard& shard, PreparedContext& p, std::vector<RecordView>* records,
           std::vector<BoundConnection>*) {
         return AdmitOpenContext(shard, spec, p, records);

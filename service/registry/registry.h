@@ -186,10 +186,9 @@ class Registry {
   // durable: `done` gets what Issue would return, once, after the commit,
   // on the store's writer thread (or on this thread, before returning, when
   // the store commits at once; see Store::defers_commits). Issue is this
-  // call, waited for. Meanwhile the
-  // records are held as pending: counted against quota and reached by
-  // cascades, invisible to Validate/Describe/ListOwned. If the commit
-  // fails they are taken out again.
+  // call, waited for. Meanwhile the records are held as pending: counted
+  // against quota and reached by cascades, invisible to Validate, Describe
+  // and ListOwned. If the commit fails they are taken out again.
   using IssueDone =
       absl::AnyInvocable<void(absl::StatusOr<std::vector<std::string>>) &&>;
   void IssueAsync(const IssueSpec& spec, IssueDone done);
@@ -299,7 +298,7 @@ class Registry {
   // they are applied as pending and their commit is queued (InsertLater).
   // `done` then gets `answer(p)` or the error, once, with no lock held.
   template <typename Prepared, typename Result>
-  void AddRecords(const Owner& owner, Prepared p,
+  void AddRecords(Prepared p,
                   absl::FunctionRef<absl::Status(Shard&, Prepared&,
                                                  std::vector<RecordView>*,
                                                  std::vector<BoundConnection>*)>
@@ -333,8 +332,7 @@ class Registry {
   // Counts new live records in the per-kind gauges.
   void CountLive(absl::Span<const RecordView> records);
   // Commits new records as one batch, then records them.
-  absl::Status InsertInShard(Shard& shard, const Owner& owner,
-                             std::vector<RecordView>& records);
+  absl::Status InsertInShard(Shard& shard, std::vector<RecordView>& records);
   // Ends every live connection a lease carried (and their cascades), then
   // deletes the lease from the store. On failure the lease is reinstated.
   absl::Status EndLease(const EndedLease& lease, Ended& ended);
