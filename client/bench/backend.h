@@ -58,6 +58,8 @@ struct BenchOptions {
   double reuse = 0.9;  // open-context
   int children = 0;    // cleanup: children per connection (0: by IDs)
   int messages = 4;    // gateway: messages per session
+  int stalled_watchers = 0;  // registrar: Watch streams that never read
+  int stalled_window_kb = 0;  // their receive window (0: gRPC's default)
   // etcd
   bool etcd_serializable = false;
   int etcd_max_txn_ops = 128;

@@ -24,6 +24,10 @@
 //                 message OpenContext (new thread first, then reuse it;
 //                 through the connection) and Validate [thread, run], and
 //                 Cleanup by connection_id at disconnect.
+// With --stalled_watchers=N, setup also opens N Watch streams (from the
+// newest revision, each on a connection of its own) that are never read
+// until Stop: the server must hold them at a flow-control window each, cut
+// them off past --watch_max_lag, and not slow the measured calls.
 // Calls spread round-robin over --owners owners (tenant --tenant, users
 // "user-<n>") and over --channels channels.
 
@@ -69,6 +73,7 @@ class RegistrarBackend final : public GrpcBackend {
 
   bool Setup(CompletionSink* sink) override;
   bool Fire(uint64_t k, const CallToken& token) override;
+  void Stop() override;
   uint64_t setup_calls() const override { return setup_calls_.load(); }
 
  private:
@@ -87,6 +92,7 @@ class RegistrarBackend final : public GrpcBackend {
   bool GrantLeases();
   bool FillOwnerPools(int64_t per_owner);
   bool FillConnections(int64_t n);
+  bool OpenStalledWatchers(int n);
 
   void GatewayConnect(Session* s);
   void GatewayKeepAlive(Session* s);
@@ -105,7 +111,49 @@ class RegistrarBackend final : public GrpcBackend {
   std::vector<std::string> connections_;
   LastThreads last_thread_;
   std::atomic<uint64_t> setup_calls_{0};
+  // --stalled_watchers: streams nobody reads.
+  struct StalledWatcher {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<v1::Registrar::Stub> stub;
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader;
+  };
+  std::vector<std::unique_ptr<StalledWatcher>> stalled_;
 };
+
+bool RegistrarBackend::OpenStalledWatchers(int n) {
+  for (int i = 0; i < n; ++i) {
+    auto w = std::make_unique<StalledWatcher>();
+    // Its own connection: a full flow-control window then holds up only
+    // this stream, as it would for a remote watcher that stopped reading.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    if (opts_.stalled_window_kb > 0) {
+      args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+      args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                  opts_.stalled_window_kb * 1024);
+    }
+    w->channel = grpc::CreateCustomChannel(
+        opts_.target, grpc::InsecureChannelCredentials(), args);
+    w->stub = v1::Registrar::NewStub(w->channel);
+    // The call starts here; the server answers with its first event.
+    w->reader = w->stub->Watch(&w->context, v1::WatchRequest());
+    setup_calls_.fetch_add(1, std::memory_order_relaxed);
+    stalled_.push_back(std::move(w));
+  }
+  if (n > 0) std::fprintf(stderr, "setup: %d stalled watcher(s)\n", n);
+  return true;
+}
+
+void RegistrarBackend::Stop() {
+  // Cancelled without reading: reading would let the server send it
+  // everything it held back, on the measured server's CPU.
+  for (auto& w : stalled_) {
+    w->context.TryCancel();
+    w->reader->Finish();
+  }
+  stalled_.clear();
+}
 
 bool RegistrarBackend::IssueSync(v1::Kind kind, int owner, uint32_t count,
                                  const std::string& connection,
@@ -219,7 +267,7 @@ bool RegistrarBackend::Setup(CompletionSink* sink) {
   }
   PrintSetupLine({"IDs", "connections", "leases"}, setup_start, pool_,
                  connections_.size(), leases_.size());
-  return true;
+  return OpenStalledWatchers(opts_.stalled_watchers);
 }
 
 bool RegistrarBackend::Fire(uint64_t k, const CallToken& token) {

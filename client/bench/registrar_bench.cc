@@ -73,6 +73,14 @@ ABSL_FLAG(double, reuse, 0.9,
           "open-context: fraction of calls that name the owner's last thread");
 ABSL_FLAG(int, messages, 4,
           "gateway: user messages per session (OpenContext + Validate each)");
+ABSL_FLAG(int, stalled_watchers, 0,
+          "registrar: Watch streams opened at setup (from the newest "
+          "revision, each on its own connection) that never read: what a "
+          "stalled watcher costs the measured calls");
+ABSL_FLAG(int, stalled_window_kb, 0,
+          "--stalled_watchers: their HTTP/2 receive window in KiB, without "
+          "BDP probing (0: gRPC's default, which grows to megabytes before "
+          "a watcher that does not read is really stalled)");
 ABSL_FLAG(absl::Duration, deadline, absl::Seconds(10), "Per-call deadline");
 ABSL_FLAG(std::string, label, "", "Free text copied into the JSON line");
 ABSL_FLAG(bool, etcd_serializable, false,
@@ -121,6 +129,8 @@ bool ReadOptions(BenchOptions* o) {
   o->children = std::max(0, absl::GetFlag(FLAGS_children));
   o->reuse = absl::GetFlag(FLAGS_reuse);
   o->messages = std::max(1, absl::GetFlag(FLAGS_messages));
+  o->stalled_watchers = std::max(0, absl::GetFlag(FLAGS_stalled_watchers));
+  o->stalled_window_kb = std::max(0, absl::GetFlag(FLAGS_stalled_window_kb));
   o->etcd_serializable = absl::GetFlag(FLAGS_etcd_serializable);
   o->etcd_max_txn_ops = std::max(1, absl::GetFlag(FLAGS_etcd_max_txn_ops));
   o->redis_pipeline = absl::GetFlag(FLAGS_redis_pipeline);

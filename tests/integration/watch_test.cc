@@ -422,9 +422,11 @@ TEST_F(WatchTest, StartBelowTheRetainedHistoryIsOutOfRange) {
 }
 
 // A watcher that stops reading costs the server a cursor and one batch, not
-// a queue: issuers keep their pace, memory stays flat, and once it is
-// max_lag behind it is ended with RESOURCE_EXHAUSTED saying where to resume.
-TEST_F(WatchTest, StalledWatcherIsCutOffWhileIssuersKeepTheirPace) {
+// a queue: issuers are never blocked or refused, memory stays flat, and once
+// it is max_lag behind it is ended with RESOURCE_EXHAUSTED saying where to
+// resume. (What it costs issuers in throughput is a speed figure, measured
+// by bench/stalled_watcher.sh and reported in bench/RESULTS.md, not here.)
+TEST_F(WatchTest, StalledWatcherIsCutOffWhileIssuersNeverBlock) {
   constexpr int kMaxLag = 20000;
   StartServer({"--store=memory", "--event_history=60000",
                absl::StrCat("--watch_max_lag=", kMaxLag),
@@ -445,35 +447,10 @@ TEST_F(WatchTest, StalledWatcherIsCutOffWhileIssuersKeepTheirPace) {
       ASSERT_TRUE(released.ok()) << StatusText(released.status());
     }
   };
-  // Issue calls per second from one caller, over `d` or 4000 calls (so
-  // that the revisions used stay well within the history kept).
-  auto window_rate = [&](absl::Duration d) {
-    const v1::Owner owner = MakeOwner("pace", "issuer");
-    int calls = 0;
-    const absl::Time start = absl::Now();
-    while (absl::Now() - start < d && calls < 4000) {
-      auto ids = client_->IssueIds(v1::KIND_REQUEST, owner);
-      if (!ids.ok()) {
-        ADD_FAILURE() << StatusText(ids.status());
-        return 0.0;
-      }
-      ++calls;
-    }
-    return calls / absl::ToDoubleSeconds(absl::Now() - start);
-  };
-  // The median of three windows: the machine is shared, so one window can
-  // be off by a lot.
-  auto issue_rate = [&] {
-    double r[3];
-    for (double& x : r) x = window_rate(absl::Milliseconds(500));
-    std::sort(std::begin(r), std::end(r));
-    return r[1];
-  };
 
   // Warm up: the store's history fills to its cap, so from here on the
   // server's memory should not grow.
   churn(70);
-  const double rate_before = issue_rate();
 
   // The stalled watcher: its own connection (so its full flow-control
   // window cannot hold up anyone else), never reads until told.
@@ -487,12 +464,15 @@ TEST_F(WatchTest, StalledWatcherIsCutOffWhileIssuersKeepTheirPace) {
   churn(2);  // enough to fill its flow-control window (it reads from start)
   const uint64_t rss_before = RssBytes(server_->pid());
 
-  const double rate_stalled = issue_rate();
-  std::cout << "Issue calls/s (median of 3 x 0.5 s): without watcher "
-            << rate_before << ", with a stalled watcher " << rate_stalled
-            << "\n";
-  EXPECT_GE(rate_stalled, 0.5 * rate_before)
-      << "a stalled watcher must not slow issuers";
+  // Issuers while it is stalled: every call answers, OK, within the
+  // client's deadline (a blocked issuer would run into it).
+  const v1::Owner pace = MakeOwner("pace", "issuer");
+  constexpr int kCalls = 2000;
+  for (int i = 0; i < kCalls; ++i) {
+    auto ids = client_->IssueIds(v1::KIND_REQUEST, pace);
+    ASSERT_TRUE(ids.ok()) << "call " << i << " while a watcher is stalled: "
+                          << StatusText(ids.status());
+  }
 
   // Past max_lag: ~30 MB of events the watcher did not take.
   churn(30);
