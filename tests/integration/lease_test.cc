@@ -21,6 +21,7 @@ namespace registrar {
 namespace {
 
 using ::registrar::testing::MakeOwner;
+using ::registrar::testing::SanitizerTimeScale;
 using ::registrar::testing::ServerProcess;
 using ::registrar::testing::StatusText;
 using ::registrar::testing::VerdictName;
@@ -118,8 +119,11 @@ class LeaseTest : public ::testing::Test {
 };
 
 TEST_F(LeaseTest, UnrenewedLeaseExpiresItsConnectionsRunsAndRequests) {
+  // 2 s, longer in sanitizer builds: setting up (eight calls) must end well
+  // within it, so that "live before the TTL" is checked before the TTL.
+  const uint32_t ttl_s = 2 * SanitizerTimeScale();
   const absl::Time granted = absl::Now();
-  const std::string lease = Grant("gw-1", 1);
+  const std::string lease = Grant("gw-1", ttl_s);
   ASSERT_FALSE(lease.empty());
   const ConnWorld a = Open(alice_, lease);
   const ConnWorld b = Open(bob_, lease);
@@ -131,16 +135,25 @@ TEST_F(LeaseTest, UnrenewedLeaseExpiresItsConnectionsRunsAndRequests) {
   ASSERT_TRUE(late_req.ok()) << StatusText(late_req.status());
   // Not bound to the lease: must survive it.
   const ConnWorld unbound = Open(alice_, "");
-  const std::string other_lease = Grant("gw-2", 60);
+  const std::string other_lease = Grant("gw-2", 600);
   const ConnWorld other = Open(alice_, other_lease);
 
   // Well before the TTL everything is live.
-  ASSERT_LT(absl::Now() - granted, absl::Milliseconds(700))
-      << "machine too slow for a 1 s TTL check";
   ExpectAll(alice_, {a.conn, a.run, a.req, late_req->front()},
             v1::VERDICT_VALID, "before expiry");
+  ASSERT_LT(absl::Now() - granted, absl::Seconds(ttl_s) * 0.7)
+      << "setting up took most of the TTL: the check above proves nothing";
 
-  absl::SleepFor(granted + absl::Milliseconds(1500) - absl::Now());
+  // The server's ticker expires it: poll (bounded) until it has, then the
+  // whole world is checked at once.
+  ASSERT_TRUE(testing::PollUntil(
+      [&] {
+        return VerdictOf(*client_, a.conn, alice_) == v1::VERDICT_EXPIRED;
+      },
+      absl::Seconds(ttl_s + 5)))
+      << "not expired " << ttl_s + 5 << " s after the grant";
+  EXPECT_GE(absl::Now() - granted, absl::Seconds(ttl_s))
+      << "expired before its TTL";
 
   std::vector<std::string> a_expired = a.EndedWithConnection();
   a_expired.push_back(late_req->front());
@@ -193,27 +206,38 @@ TEST_F(LeaseTest, UnrenewedLeaseExpiresItsConnectionsRunsAndRequests) {
 }
 
 TEST_F(LeaseTest, ManualKeepAliveExtendsTheLease) {
-  const std::string lease = Grant("gw-1", 1);
+  // A 1 s TTL (longer in sanitizer builds), renewed every 0.3 TTL for 2.2
+  // TTLs: without the renewals it would have ended twice over. The pause
+  // between renewals is the test's pacing, not a wait for a condition.
+  const int scale = SanitizerTimeScale();
+  const absl::Duration ttl = absl::Seconds(scale);
+  const std::string lease = Grant("gw-1", scale);
   const ConnWorld a = Open(alice_, lease);
-  const absl::Time end = absl::Now() + absl::Milliseconds(2200);
+  const absl::Time end = absl::Now() + ttl * 2.2;
+  int renewals = 0;
   while (absl::Now() < end) {
     v1::KeepAliveRequest request;
     request.set_lease_id(lease);
     auto renewed = client_->KeepAlive(request);
     ASSERT_TRUE(renewed.ok()) << StatusText(renewed.status());
     EXPECT_EQ(renewed->lease_id(), lease);
-    EXPECT_EQ(renewed->ttl_seconds(), 1u);
-    absl::SleepFor(absl::Milliseconds(300));
+    EXPECT_EQ(renewed->ttl_seconds(), static_cast<uint32_t>(scale));
+    ++renewals;
+    absl::SleepFor(ttl * 0.3);
   }
+  EXPECT_GE(renewals, 5);
   ExpectAll(alice_, {a.conn, a.run, a.req}, v1::VERDICT_VALID,
-            "renewed for 2.2 s with a 1 s TTL");
+            "renewed for 2.2 TTLs");
 }
 
 TEST_F(LeaseTest, LeaseKeeperKeepsTheLeaseAliveThenStopLetsItExpire) {
+  const int scale = SanitizerTimeScale();
+  const absl::Duration ttl = absl::Seconds(scale);
   std::atomic<int> losses{0};
-  auto keeper = LeaseKeeper::Start(*client_, "gw-keeper", 1,
+  auto keeper = LeaseKeeper::Start(*client_, "gw-keeper", scale,
                                    [&](const absl::Status&) { ++losses; });
   ASSERT_TRUE(keeper.ok()) << StatusText(keeper.status());
+  const absl::Time granted_by = absl::Now();
   auto conn = (*keeper)->OpenConnection(alice_);
   ASSERT_TRUE(conn.ok()) << StatusText(conn.status());
   v1::OpenContextRequest open;
@@ -222,21 +246,34 @@ TEST_F(LeaseTest, LeaseKeeperKeepsTheLeaseAliveThenStopLetsItExpire) {
   auto ctx = client_->OpenContext(open);
   ASSERT_TRUE(ctx.ok()) << StatusText(ctx.status());
 
-  absl::SleepFor(absl::Milliseconds(3200));
+  // Kept alive past three TTLs: wait until the keeper has renewed it to
+  // beyond that point (each renewal moves renewed_until on).
+  ASSERT_TRUE(testing::PollUntil(
+      [&] { return (*keeper)->renewed_until() > granted_by + ttl * 4; },
+      absl::Seconds(10)))
+      << "the keeper did not renew the lease";
+  ASSERT_GT(absl::Now(), granted_by + ttl * 3);
   ExpectAll(alice_, {*conn, ctx->thread_id(), ctx->run_id(), ctx->request_id()},
-            v1::VERDICT_VALID, "kept alive for 3.2 s with a 1 s TTL");
+            v1::VERDICT_VALID, "kept alive for three TTLs");
   EXPECT_TRUE((*keeper)->healthy());
-  EXPECT_EQ((*keeper)->ttl_seconds(), 1u);
+  EXPECT_EQ((*keeper)->ttl_seconds(), static_cast<uint32_t>(scale));
   EXPECT_GT((*keeper)->renewed_until(), absl::Now());
   EXPECT_EQ(KeepAliveCode((*keeper)->lease_id()), absl::StatusCode::kOk);
 
-  // Stop() does not revoke: the TTL ends the lease.
+  // Stop() does not revoke: the TTL ends the lease, not before the last
+  // renewal's TTL has run out.
   (*keeper)->Stop();
+  const absl::Time kept_until = (*keeper)->renewed_until();
   ExpectAll(alice_, {*conn}, v1::VERDICT_VALID, "right after Stop()");
-  absl::SleepFor(absl::Milliseconds(1500));
+  ASSERT_TRUE(testing::PollUntil(
+      [&] { return VerdictOf(*client_, *conn, alice_) == v1::VERDICT_EXPIRED; },
+      absl::Seconds(5)))
+      << "not expired after Stop()";
+  const absl::Time seen_expired = absl::Now();
   ExpectAll(alice_, {*conn, ctx->run_id(), ctx->request_id()},
-            v1::VERDICT_EXPIRED, "1.5 s after Stop()");
+            v1::VERDICT_EXPIRED, "after Stop()");
   ExpectAll(alice_, {ctx->thread_id()}, v1::VERDICT_VALID, "thread");
+  EXPECT_GE(seen_expired, kept_until) << "expired before its last TTL ran out";
   EXPECT_EQ(losses.load(), 0);
 }
 
@@ -356,7 +393,8 @@ TEST_F(LeaseTest, LeaseKeeperReportsALeaseRevokedElsewhere) {
   auto revoked = other->RevokeLease(revoke);
   ASSERT_TRUE(revoked.ok()) << StatusText(revoked.status());
   EXPECT_THAT(revoked->released(), UnorderedElementsAreArray({*conn}));
-  ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(3)));
+  ASSERT_TRUE(lost.WaitForNotificationWithTimeout(
+      absl::Seconds(3) * SanitizerTimeScale()));
   EXPECT_EQ(loss_status.code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE((*keeper)->healthy());
   EXPECT_EQ(VerdictOf(*client_, *conn, alice_), v1::VERDICT_RELEASED);

@@ -74,6 +74,20 @@ inline int SanitizerTimeScale() {
   return std::string(sanitizer) == "tsan" ? 4 : 2;
 }
 
+// Polls `done` (which asks a real server) every 20 ms until it returns
+// true or `bound` (scaled by SanitizerTimeScale) has passed; returns
+// whether it did. For conditions a server reaches by its own clock (a
+// lease expiring): a bounded poll, not a fixed sleep.
+template <typename Pred>
+bool PollUntil(Pred done, absl::Duration bound) {
+  const absl::Time deadline = absl::Now() + bound * SanitizerTimeScale();
+  for (;;) {
+    if (done()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
 template <typename T>
 std::string StatusText(const absl::StatusOr<T>& s) {
   return StatusText(s.status());
