@@ -1,5 +1,6 @@
 #include "service/server/server.h"
 
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
@@ -24,6 +25,26 @@
 namespace registrar {
 namespace {
 constexpr char kServiceName[] = "registrar.v1.Registrar";
+
+// Everything but grpc.health.v1 on the --health_listen server: a clear
+// UNIMPLEMENTED. (gRPC also refuses to build a server whose only service is
+// the default health service.)
+class HealthPortOnlyService : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* /*context*/) override {
+    class Reactor : public grpc::ServerGenericBidiReactor {
+     public:
+      Reactor() {
+        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                            "this port (--health_listen) serves "
+                            "grpc.health.v1 only"));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Reactor;
+  }
+};
 
 std::string HostOf(const std::string& address) {
   const size_t colon = address.rfind(':');
@@ -226,6 +247,8 @@ absl::Status RegistrarServer::StartHealthServer() {
   interceptors.push_back(metrics_->MakeServerInterceptorFactory(
       GrpcMethodsOfService("grpc.health.v1.Health")));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  health_port_service_ = std::make_unique<HealthPortOnlyService>();
+  builder.RegisterCallbackGenericService(health_port_service_.get());
   health_server_ = builder.BuildAndStart();
   if (health_server_ == nullptr || port == 0) {
     return absl::UnavailableError(

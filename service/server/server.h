@@ -5,6 +5,7 @@
 // metrics and gRPC server from a ServerConfig, runs the lease/tombstone
 // ticker, and shuts everything down in order.
 
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/server.h>
 
 #include <filesystem>
@@ -81,7 +82,10 @@ class RegistrarServer {
   absl::Time last_callers_check_ = absl::InfinitePast();  // ticker only
   std::unique_ptr<RegistrarService> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<grpc::Server> health_server_;  // --health_listen
+  // --health_listen: answers UNIMPLEMENTED but for health; outlives
+  // health_server_.
+  std::unique_ptr<grpc::CallbackGenericService> health_port_service_;
+  std::unique_ptr<grpc::Server> health_server_;
   std::string grpc_address_;
   std::string metrics_address_;
   std::string health_address_;

@@ -152,3 +152,22 @@ def python_stubs(out_dir):
     sys.path.insert(0, out_dir)
     from registrar.v1 import registrar_pb2, registrar_pb2_grpc  # noqa
     return registrar_pb2, registrar_pb2_grpc
+
+
+def health_stubs(out_dir):
+    """grpc.health.v1 stubs from Debian's grpc-proto, as top-level modules
+    health_pb2 / health_pb2_grpc (a grpc/ directory would shadow grpcio)."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open("/usr/share/grpc-proto/grpc/health/v1/health.proto") as f:
+        text = f.read()
+    with open(os.path.join(out_dir, "health.proto"), "w") as f:
+        f.write(text)
+    subprocess.run(
+        ["protoc", f"-I{out_dir}", f"--python_out={out_dir}",
+         f"--grpc_python_out={out_dir}",
+         "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
+         "health.proto"], check=True, cwd=out_dir)
+    sys.path.insert(0, out_dir)
+    import health_pb2  # noqa
+    import health_pb2_grpc  # noqa
+    return health_pb2, health_pb2_grpc
