@@ -12,8 +12,8 @@ packages=(
   grpc-proto python3-grpcio python3-protobuf openssl curl
   # deploy/ checks: promtool and prometheus (tests/prometheus), manifests
   # parsed with python3-yaml (tests/deploy), ip and unshare (iproute2,
-  # util-linux)
-  prometheus python3-yaml iproute2 util-linux
+  # util-linux), systemd-analyze (systemd)
+  prometheus python3-yaml iproute2 util-linux systemd
   # clang, its sanitizer and libFuzzer runtimes, llvm-symbolizer (readable
   # sanitizer stacks): scripts/ci-sanitizers.sh
   clang libclang-rt-14-dev llvm

@@ -535,6 +535,17 @@ def main_in_netns(binary):
             optional = env_file.startswith("-")
             check(optional, f"registrar.service: EnvironmentFile={env_file} "
                   f"must be optional ('-')")
+        # systemd's own check of the unit (the binary path substituted).
+        unit_copy = os.path.join(tmp, "registrar.service")
+        with open(os.path.join(DEPLOY, "systemd", "registrar.service")) as f:
+            unit_text = f.read()
+        with open(unit_copy, "w") as f:
+            f.write(unit_text.replace(BINARY_PATH, binary))
+        verify = subprocess.run(["systemd-analyze", "verify", unit_copy],
+                                capture_output=True, text=True, timeout=60)
+        check(verify.returncode == 0 and not verify.stderr.strip(),
+              f"systemd-analyze verify registrar.service: "
+              f"{verify.stdout}{verify.stderr}")
         flags = server_flags(unit["argv"], unit["env"])
         check(under(flags.get("data_dir", ""), DATA_VOLUME),
               "registrar.service: --data_dir is not in its StateDirectory")
