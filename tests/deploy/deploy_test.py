@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pylib"))
 from registrar_process import (SOURCE_DIR, health_stubs, python_stubs,  # noqa
-                               scrape, wait_for)
+                               scrape, terminate, wait_for)
 
 DEPLOY = os.path.join(SOURCE_DIR, "deploy")
 IN_NETNS = "REGISTRAR_DEPLOY_TEST_NETNS"
@@ -416,14 +415,8 @@ def run_server(name, argv, env, workdir, stubs, tls_root, expect_node):
     finally:
         for ch in channels:
             ch.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait(timeout=10)
-            check(False, f"{name}: did not stop within 30 s of SIGTERM")
+        code, stopped = terminate(proc, timeout=30)
+        check(stopped, f"{name}: did not stop within 30 s of SIGTERM")
         check(code == 0, f"{name}: exit status {code} after SIGTERM:\n"
               f"{log_text()}")
     print(f"{name}: started, healthy, answered, stopped")

@@ -29,7 +29,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pylib"))
 from registrar_process import (SOURCE_DIR, Registrar, python_stubs,  # noqa
-                               wait_for)
+                               terminate, wait_for)
 
 import grpc  # noqa: E402
 
@@ -167,12 +167,7 @@ class Prometheus:
         return body["data"]["result"]
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        terminate(self.proc)
         self.log.close()
 
 

@@ -34,6 +34,18 @@ def wait_for(what, check, timeout=20.0, interval=0.05):
                        + (f" (last error: {last_error})" if last_error else ""))
 
 
+def terminate(proc, timeout=20):
+    """SIGTERM, then waits up to `timeout` s (SIGKILL after that). Returns
+    (exit status, whether it stopped by itself)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout), True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=10), False
+
+
 class Registrar:
     """One `registrar` process on free loopback ports (port 0 + --port_file)."""
 
@@ -69,13 +81,7 @@ class Registrar:
         return scrape(self.metrics)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        terminate(self.proc)
         self.log.close()
         self.tmp.cleanup()
 
