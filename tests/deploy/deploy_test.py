@@ -432,9 +432,16 @@ def substitute(values, mapping):
 
 
 def base_env():
-    # What a container or a systemd service starts with: no REGISTRAR_*
-    # leaking in from the test's own environment.
-    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    """What a container or a systemd service starts with: no REGISTRAR_*
+    leaking in from the test's own environment. The sanitizer builds'
+    options (report paths, suppressions) pass through: they belong to the
+    binary under test, not to the deployment."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    for key in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+                "TSAN_OPTIONS"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
 
 
 KEYS = {}
