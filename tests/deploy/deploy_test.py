@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -412,6 +413,13 @@ def run_server(name, argv, env, workdir, stubs, tls_root, expect_node):
         check("registrar_build_info{" in text and
               'grpc_method="Issue"' in text,
               f"{name}: /metrics lacks registrar_build_info or Issue")
+        if health:
+            # SIGTERM: the health port follows the server's health, so
+            # probes see NOT_SERVING while it drains (--shutdown_drain).
+            proc.send_signal(signal.SIGTERM)
+            wait_for(f"{name}: NOT_SERVING on {health} while draining",
+                     lambda: not serving(plain, SERVICE), timeout=10,
+                     interval=0.02)
     finally:
         for ch in channels:
             ch.close()

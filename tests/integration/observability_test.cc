@@ -202,6 +202,9 @@ TEST(ObservabilityTest, MetricsMoveByExactlyTheCallsMade) {
                   RpcCode("Issue", "InvalidArgument")),
             1);
   EXPECT_EQ(delta("grpc_server_handling_seconds_count", Rpc("Issue")), 5);
+  // go-grpc-prometheus: a request read per call, a reply per OK call.
+  EXPECT_EQ(delta("grpc_server_msg_received_total", Rpc("Issue")), 5);
+  EXPECT_EQ(delta("grpc_server_msg_sent_total", Rpc("Issue")), 4);
   EXPECT_EQ(delta("grpc_server_started_total", Rpc("OpenContext")), 2);
   EXPECT_EQ(delta("grpc_server_handled_total", RpcCode("OpenContext", "OK")),
             2);
