@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/descriptor.h"
+#include "grpcpp/server_context.h"
 #include "grpcpp/support/interceptor.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -29,6 +30,8 @@ constexpr int kNumTypes = 4;   // ServerRpcInfo::Type
 // Series of one method; immutable once built.
 struct MethodSeries {
   prometheus::Counter* started = nullptr;
+  prometheus::Counter* msg_received = nullptr;
+  prometheus::Counter* msg_sent = nullptr;
   std::array<prometheus::Counter*, kNumCodes> handled{};
   prometheus::Histogram* handling = nullptr;
 };
@@ -57,6 +60,17 @@ class State {
                      .Help("Total number of RPCs completed on the server, "
                            "regardless of success or failure.")
                      .Register(*registry_)),
+        msg_received_(
+            prometheus::BuildCounter()
+                .Name("grpc_server_msg_received_total")
+                .Help("Total number of RPC stream messages received on the "
+                      "server.")
+                .Register(*registry_)),
+        msg_sent_(prometheus::BuildCounter()
+                      .Name("grpc_server_msg_sent_total")
+                      .Help("Total number of gRPC stream messages sent by the "
+                            "server.")
+                      .Register(*registry_)),
         handling_(prometheus::BuildHistogram()
                       .Name("grpc_server_handling_seconds")
                       .Help("Histogram of response latency (seconds) of gRPC "
@@ -109,6 +123,8 @@ class State {
                                  {"grpc_method", std::string(method)}};
     MethodSeries s;
     s.started = &started_.Add(labels);
+    s.msg_received = &msg_received_.Add(labels);
+    s.msg_sent = &msg_sent_.Add(labels);
     s.handling = &handling_.Add(labels, GrpcHandlingBuckets());
     for (int code = 0; code < kNumCodes; ++code) {
       prometheus::Labels with_code = labels;
@@ -123,6 +139,8 @@ class State {
   const std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& started_;
   prometheus::Family<prometheus::Counter>& handled_;
+  prometheus::Family<prometheus::Counter>& msg_received_;
+  prometheus::Family<prometheus::Counter>& msg_sent_;
   prometheus::Family<prometheus::Histogram>& handling_;
 
   absl::flat_hash_map<std::string, MethodSeries> known_;
@@ -136,9 +154,11 @@ class State {
 
 class MetricsInterceptor : public grpc::experimental::Interceptor {
  public:
-  MetricsInterceptor(std::shared_ptr<State> state, const MethodSeries* series)
+  MetricsInterceptor(std::shared_ptr<State> state, const MethodSeries* series,
+                     grpc::ServerContextBase* context)
       : state_(std::move(state)),
         series_(series),
+        context_(context),
         start_(std::chrono::steady_clock::now()) {
     series_->started->Increment();
   }
@@ -151,14 +171,36 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
 
   void Intercept(InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() != nullptr) {
+      series_->msg_received->Increment();
+    }
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::POST_SEND_MESSAGE) &&
+        methods->GetSendMessageStatus()) {
+      series_->msg_sent->Increment();
+    }
+    if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS) &&
         !handled_.exchange(true, std::memory_order_relaxed)) {
-      Handled(methods->GetSendStatus().error_code());
+      Handled(CodeToCount(methods->GetSendStatus().error_code()));
     }
     methods->Proceed();
   }
 
  private:
+  // A status sent on a call the client has already given up on never
+  // reaches it; whatever the handler chose (gRPC's health Watch says
+  // UNKNOWN), the call ended because of the client, as Go handlers report
+  // it from their context: DeadlineExceeded once the deadline has passed,
+  // else Canceled.
+  grpc::StatusCode CodeToCount(grpc::StatusCode sent) const {
+    if (context_ == nullptr || !context_->IsCancelled()) return sent;
+    return context_->deadline() <= std::chrono::system_clock::now()
+               ? grpc::StatusCode::DEADLINE_EXCEEDED
+               : grpc::StatusCode::CANCELLED;
+  }
+
   void Handled(grpc::StatusCode code) {
     const std::chrono::duration<double> elapsed =
         std::chrono::steady_clock::now() - start_;
@@ -173,6 +215,7 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
 
   const std::shared_ptr<State> state_;  // keeps *series_ alive
   const MethodSeries* const series_;
+  grpc::ServerContextBase* const context_;  // outlives the interceptor
   const std::chrono::steady_clock::time_point start_;
   // Batches of one streaming call may be intercepted concurrently.
   std::atomic<bool> handled_{false};
@@ -187,7 +230,7 @@ class MetricsInterceptorFactory
   grpc::experimental::Interceptor* CreateServerInterceptor(
       ServerRpcInfo* info) override {
     const MethodSeries* series = state_->Lookup(info->method(), info->type());
-    return new MetricsInterceptor(state_, series);
+    return new MetricsInterceptor(state_, series, info->server_context());
   }
 
  private:
@@ -247,33 +290,34 @@ std::string_view GrpcTypeName(ServerRpcInfo::Type type) {
 }
 
 std::string_view GrpcCodeName(grpc::StatusCode code) {
+  // google.golang.org/grpc/codes.Code.String(), which go-grpc-prometheus
+  // writes into grpc_code.
   static constexpr std::string_view kNames[kNumCodes] = {
       "OK",
-      "CANCELLED",
-      "UNKNOWN",
-      "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED",
-      "NOT_FOUND",
-      "ALREADY_EXISTS",
-      "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION",
-      "ABORTED",
-      "OUT_OF_RANGE",
-      "UNIMPLEMENTED",
-      "INTERNAL",
-      "UNAVAILABLE",
-      "DATA_LOSS",
-      "UNAUTHENTICATED",
+      "Canceled",
+      "Unknown",
+      "InvalidArgument",
+      "DeadlineExceeded",
+      "NotFound",
+      "AlreadyExists",
+      "PermissionDenied",
+      "ResourceExhausted",
+      "FailedPrecondition",
+      "Aborted",
+      "OutOfRange",
+      "Unimplemented",
+      "Internal",
+      "Unavailable",
+      "DataLoss",
+      "Unauthenticated",
   };
   const int index = static_cast<int>(code);
-  return index >= 0 && index < kNumCodes ? kNames[index] : "UNKNOWN";
+  return index >= 0 && index < kNumCodes ? kNames[index] : "Unknown";
 }
 
 const std::vector<double>& GrpcHandlingBuckets() {
   static const std::vector<double>* const kBuckets = new std::vector<double>{
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-      0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   return *kBuckets;
 }
 

@@ -15,26 +15,34 @@ class Registry;
 
 namespace registrar {
 
-// Server-side gRPC metrics in the shape of go-grpc-prometheus, recorded by a
-// server interceptor:
+// Server-side gRPC metrics exactly as go-grpc-prometheus (server_metrics.go)
+// defines them, recorded by a server interceptor, so dashboards and alerts
+// written for Go services work unchanged:
 //   grpc_server_started_total{grpc_type,grpc_service,grpc_method}
 //   grpc_server_handled_total{grpc_type,grpc_service,grpc_method,grpc_code}
+//   grpc_server_msg_received_total{grpc_type,grpc_service,grpc_method}
+//   grpc_server_msg_sent_total{grpc_type,grpc_service,grpc_method}
 //   grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}
 // grpc_type is GrpcTypeName(), "/pkg.Service/Method" is split into
 // grpc_service="pkg.Service" and grpc_method="Method" (both "unknown" if the
-// name has no second '/'), grpc_code is GrpcCodeName() of the status sent.
-// Difference from go-grpc-prometheus: grpc_code uses the canonical upper-case
-// names of the gRPC spec ("NOT_FOUND"), where Go prints "NotFound".
+// name has no second '/'), grpc_code is GrpcCodeName(): Go's code names
+// ("OK", "InvalidArgument", "Canceled", ...).
 //
 // An RPC is "started" when gRPC creates its interceptors (before the handler
 // runs) and "handled" when the server sends its status; handling_seconds is
-// the time between the two. The code is the one the server finished the call
-// with, even if the client cancelled it or its deadline passed (the client
-// then sees CANCELLED or DEADLINE_EXCEEDED, whatever was sent): a reactor
-// should Finish(grpc::Status::CANCELLED) in OnCancel() to be counted as
-// CANCELLED (gRPC's own health Watch finishes a cancelled call with UNKNOWN).
-// A call that ends without any status sent (not observed in gRPC 1.51) is
-// counted as CANCELLED when gRPC destroys its interceptors.
+// the time between the two, in Prometheus' default buckets (what
+// go-grpc-prometheus uses). A message is counted when it has been received
+// (a request read) or sent (a reply written), one each for a successful
+// unary call, every message of a stream.
+//
+// The code is the one the server finished the call with, except for a call
+// the client had already cancelled or let its deadline pass: that status
+// never reaches the client, and the call is counted as "Canceled" (or
+// "DeadlineExceeded" once its deadline has passed), the way a Go handler
+// returns its context's error. So a client closing a health Watch counts as
+// Canceled, not as the UNKNOWN gRPC's own Watch reactor finishes with. A
+// call that ends without any status sent (not observed in gRPC 1.51) is
+// counted as Canceled when gRPC destroys its interceptors.
 //
 // Checked with gRPC 1.51 callback (reactor) services: generated callback
 // services, CallbackGenericService, and the built-in health service. Calls
@@ -58,23 +66,22 @@ std::vector<GrpcMethod> GrpcMethodsOfService(
 // "unary", "client_stream", "server_stream", "bidi_stream".
 std::string_view GrpcTypeName(grpc::experimental::ServerRpcInfo::Type type);
 
-// "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-// "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-// "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-// "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"; a value outside
-// 0..16 gives "UNKNOWN" (and is counted as such).
+// Go's names (google.golang.org/grpc/codes): "OK", "Canceled", "Unknown",
+// "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
+// "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+// "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
+// "Unauthenticated"; a value outside 0..16 gives "Unknown" (and is counted
+// as such).
 std::string_view GrpcCodeName(grpc::StatusCode code);
 
-// Upper bounds (seconds) of grpc_server_handling_seconds: 100us, 250us,
-// 500us, 1ms, 2.5ms, then go-grpc-prometheus' defaults .005 .01 .025 .05 .1
-// .25 .5 1 2.5 5 10. Registrar's unary calls take well under 5 ms, so the
-// default buckets alone would put nearly every call in the first one; the
-// extra low buckets resolve them, and every default bound is kept so
-// dashboards written for the defaults still work.
+// Upper bounds (seconds) of grpc_server_handling_seconds: Prometheus'
+// default buckets, as go-grpc-prometheus uses them: .005 .01 .025 .05 .1 .25
+// .5 1 2.5 5 10. (Registrar's calls mostly fall in the first; the
+// registry's own registrar_core_op_seconds resolves microseconds.)
 const std::vector<double>& GrpcHandlingBuckets();
 
 // Largest number of methods not in `known_methods` that get their own series
-// (37 series each); later ones share grpc_service="unknown",
+// (20 series and a histogram each); later ones share grpc_service="unknown",
 // grpc_method="unknown". Bounds what clients calling made-up method names
 // (counted with UNIMPLEMENTED) can add to the exposition.
 inline constexpr int kMaxDynamicGrpcMethods = 64;
@@ -88,7 +95,7 @@ std::vector<GrpcMethod> GrpcHealthAndReflectionMethods();
 // recording the families above in `registry` (created there if absent,
 // shared with other factories on the same registry).
 //
-// Every method in `known_methods` has its started/handling series and its
+// Every method in `known_methods` has its started/msg/handling series and its
 // handled series for all 17 codes created now, so they are exported as 0
 // before the first call, and an RPC to it finds them in an immutable hash map
 // without locking. Other methods (health, reflection, ...) get their series on

@@ -16,10 +16,13 @@
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
+#include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "service/metrics/build_info.h"
+#include "service/metrics/process_metrics.h"
 
 namespace registrar {
 namespace {
@@ -241,6 +244,26 @@ Metrics::Metrics()
            .Register(*registry_)
            .Add({});
 
+  store_writable_ = &prometheus::BuildGauge()
+                         .Name("registrar_store_writable")
+                         .Help(
+                             "1 while the store can write, 0 while it "
+                             "cannot (changes then fail with UNAVAILABLE "
+                             "and health reports NOT_SERVING).")
+                         .Register(*registry_)
+                         .Add({});
+  store_writable_->Set(1);
+  prometheus::BuildGauge()
+      .Name("registrar_build_info")
+      .Help(
+          "Always 1; the labels name the version and git commit of this "
+          "build.")
+      .Register(*registry_)
+      .Add({{"version", std::string(BuildVersion())},
+            {"revision", std::string(BuildRevision())}})
+      .Set(1);
+  collectables_.push_back(MakeProcessCollectable());
+
   auto& core_op = prometheus::BuildHistogram()
                       .Name("registrar_core_op_seconds")
                       .Help("Latency of registry core operations, by op.")
@@ -348,6 +371,17 @@ void Metrics::CountRejection(Rejection r) {
   if (i >= 0 && i < kNumRejections) rejections_[i]->Increment();
 }
 
+void Metrics::SetStoreWritable(bool writable) {
+  store_writable_->Set(writable ? 1 : 0);
+}
+
+void Metrics::AddCollectable(
+    std::shared_ptr<prometheus::Collectable> collectable) {
+  absl::MutexLock lock(&exposer_mu_);
+  if (exposer_ != nullptr) exposer_->RegisterCollectable(collectable);
+  collectables_.push_back(std::move(collectable));
+}
+
 void Metrics::ObserveCoreOp(CoreOp op, absl::Duration d) {
   const int index = static_cast<int>(op);
   if (index < 0 || index >= kNumCoreOps) return;
@@ -377,6 +411,7 @@ absl::Status Metrics::Serve(const std::string& listen_address) {
   }
   exposer->RegisterCollectable(registry_);
   exposer->RegisterCollectable(stats_);
+  for (const auto& c : collectables_) exposer->RegisterCollectable(c);
   const std::vector<int> ports = exposer->GetListeningPorts();
   if (ports.empty()) {
     return absl::UnavailableError(absl::StrCat(
@@ -402,6 +437,14 @@ Metrics::MakeServerInterceptorFactory(std::vector<GrpcMethod> known_methods) {
 std::string Metrics::ExpositionText() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
   for (auto& family : stats_->Collect()) families.push_back(std::move(family));
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables;
+  {
+    absl::MutexLock lock(&exposer_mu_);
+    collectables = collectables_;
+  }
+  for (const auto& c : collectables) {
+    for (auto& family : c->Collect()) families.push_back(std::move(family));
+  }
   return prometheus::TextSerializer().Serialize(families);
 }
 

@@ -17,8 +17,10 @@
 #include "service/registry/observer.h"
 
 namespace prometheus {
+class Collectable;
 class Counter;
 class Exposer;
+class Gauge;
 class Histogram;
 class Registry;
 }  // namespace prometheus
@@ -86,6 +88,13 @@ const std::vector<double>& CoreOpBuckets();
 //   registrar_live_records{kind}                gauge, the four record kinds
 //   registrar_leases                            gauge
 //   registrar_tombstones                        gauge
+//   registrar_build_info{version,revision}      gauge, always 1: BuildVersion()
+//                                               and BuildRevision()
+//   registrar_store_writable                    gauge, 1 while the store can
+//                                               write, 0 while it cannot
+//                                               (SetStoreWritable)
+//   process_*                                   this process, from /proc
+//                                               (process_metrics.h)
 // gRPC server families (grpc_server_*) appear once
 // MakeServerInterceptorFactory has been called; see grpc_server_metrics.h.
 //
@@ -122,6 +131,9 @@ class Metrics : public RegistryObserver {
   // Counts a call turned away (authentication, permission, rate, load).
   void CountRejection(Rejection r);
 
+  // Sets registrar_store_writable (1 from the start).
+  void SetStoreWritable(bool writable);
+
   // Records one observation of `op` taking `d` in registrar_core_op_seconds.
   void ObserveCoreOp(CoreOp op, absl::Duration d);
 
@@ -150,9 +162,14 @@ class Metrics : public RegistryObserver {
   // when not serving.
   int bound_port() const;
 
-  // Returns a server interceptor factory that records grpc_server_started_
-  // total, grpc_server_handled_total and grpc_server_handling_seconds in this
-  // object's registry, for ServerBuilder::experimental().
+  // Adds families collected at every scrape (e.g. MakeDataDirCollectable),
+  // served at /metrics and included in ExpositionText() from now on. The
+  // collectable must be thread-safe.
+  void AddCollectable(std::shared_ptr<prometheus::Collectable> collectable);
+
+  // Returns a server interceptor factory that records the grpc_server_*
+  // families (grpc_server_metrics.h) in this object's registry, for
+  // ServerBuilder::experimental().
   // SetInterceptorCreators(). `known_methods` get their series (all 17 codes)
   // created up front and are looked up without locks; see
   // grpc_server_metrics.h. May be called more than once (the families and
@@ -185,11 +202,15 @@ class Metrics : public RegistryObserver {
   prometheus::Counter* leases_granted_ = nullptr;
   std::array<prometheus::Counter*, kNumRejections> rejections_{};
   prometheus::Histogram* store_commit_ = nullptr;
+  prometheus::Gauge* store_writable_ = nullptr;
   prometheus::Counter* store_commit_failures_ = nullptr;
   std::array<prometheus::Counter*, kNumEndCauses> leases_ended_{};
   std::array<prometheus::Histogram*, kNumCoreOps> core_op_{};
 
   mutable absl::Mutex exposer_mu_;
+  // Besides registry_ and stats_: served and in ExpositionText().
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_
+      ABSL_GUARDED_BY(exposer_mu_);
   std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(exposer_mu_);
   int bound_port_ ABSL_GUARDED_BY(exposer_mu_) = 0;
   // The address that reaches the HTTP listener from here (StopExposer).

@@ -17,6 +17,10 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC listen address (host:port; port 0 picks a free port)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics listen address (host:port)");
+ABSL_FLAG(std::string, health_listen, "",
+          "Also serve grpc.health.v1 (and nothing else) in PLAINTEXT on this "
+          "host:port, e.g. for Kubernetes gRPC probes while --listen uses "
+          "TLS; any address is allowed, since it answers only health checks");
 ABSL_FLAG(std::string, port_file, "",
           "If set, write the bound addresses here once serving "
           "(grpc=host:port and metrics=host:port lines)");
@@ -126,6 +130,7 @@ const std::vector<std::string>& EnvFlagNames() {
   static const auto* names =
       new std::vector<std::string>{"listen",
                                    "metrics_listen",
+                                   "health_listen",
                                    "port_file",
                                    "key_file",
                                    "node_id",
@@ -210,6 +215,7 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   ServerConfig c;
   c.listen = absl::GetFlag(FLAGS_listen);
   c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  c.health_listen = absl::GetFlag(FLAGS_health_listen);
   c.port_file = absl::GetFlag(FLAGS_port_file);
   c.key_file = absl::GetFlag(FLAGS_key_file);
   if (const char* key = std::getenv("REGISTRAR_KEY")) c.key_text = key;

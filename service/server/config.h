@@ -19,6 +19,9 @@ namespace registrar {
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
+  // Plaintext grpc.health.v1-only listener (Kubernetes gRPC probes); empty:
+  // none.
+  std::string health_listen;
   std::string port_file;
   std::string key_file;
   std::string key_text;  // from REGISTRAR_KEY when no key file is given

@@ -1,5 +1,6 @@
 #include "service/server/server.h"
 
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
@@ -15,6 +16,7 @@
 #include "service/common/absl_compat.h"
 #include "service/common/status_macros.h"
 #include "service/metrics/grpc_server_metrics.h"
+#include "service/metrics/process_metrics.h"
 #include "service/reflection/server_reflection.h"
 #include "service/store/memory_store.h"
 #include "service/store/rocksdb_store.h"
@@ -23,6 +25,26 @@
 namespace registrar {
 namespace {
 constexpr char kServiceName[] = "registrar.v1.Registrar";
+
+// Everything but grpc.health.v1 on the --health_listen server: a clear
+// UNIMPLEMENTED. (gRPC also refuses to build a server whose only service is
+// the default health service.)
+class HealthPortOnlyService : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* /*context*/) override {
+    class Reactor : public grpc::ServerGenericBidiReactor {
+     public:
+      Reactor() {
+        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                            "this port (--health_listen) serves "
+                            "grpc.health.v1 only"));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Reactor;
+  }
+};
 
 std::string HostOf(const std::string& address) {
   const size_t colon = address.rfind(':');
@@ -99,6 +121,9 @@ absl::StatusOr<std::unique_ptr<RegistrarServer>> RegistrarServer::Start(
 
 absl::Status RegistrarServer::Init() {
   metrics_ = std::make_unique<Metrics>();
+  if (config_.store != "memory") {
+    metrics_->AddCollectable(MakeDataDirCollectable(config_.data_dir));
+  }
   if (config_.store == "memory") {
     store_ = std::make_unique<MemoryStore>(config_.registry.event_history);
   } else {
@@ -199,15 +224,58 @@ absl::Status RegistrarServer::Init() {
                      ": cannot listen there (address in use or not local?)"));
   }
   grpc_address_ = absl::StrCat(HostOf(config_.listen), ":", port);
-  server_->GetHealthCheckService()->SetServingStatus(kServiceName, true);
-  server_->GetHealthCheckService()->SetServingStatus(true);
+  RETURN_IF_ERROR(StartHealthServer());
+  SetServing(kServiceName, true);
+  SetServing("", true);
   ticker_ = std::thread([this] { RunTicker(); });
   return absl::OkStatus();
+}
+
+absl::Status RegistrarServer::StartHealthServer() {
+  if (config_.health_listen.empty()) return absl::OkStatus();
+  // A server of its own, so this port serves grpc.health.v1 (the default
+  // health service every builder gets) and nothing else: other methods are
+  // UNIMPLEMENTED there. Plaintext, for probes that cannot speak TLS.
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config_.health_listen,
+                           grpc::InsecureServerCredentials(), &port);
+  ApplyTransportLimits(config_.transport, builder);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(metrics_->MakeServerInterceptorFactory(
+      GrpcMethodsOfService("grpc.health.v1.Health")));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  health_port_service_ = std::make_unique<HealthPortOnlyService>();
+  builder.RegisterCallbackGenericService(health_port_service_.get());
+  health_server_ = builder.BuildAndStart();
+  if (health_server_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--health_listen=", config_.health_listen,
+                     ": cannot listen there (address in use or not local?)"));
+  }
+  health_address_ = absl::StrCat(HostOf(config_.health_listen), ":", port);
+  spdlog::info("serving grpc.health.v1 only, plaintext, on {}",
+               health_address_);
+  return absl::OkStatus();
+}
+
+void RegistrarServer::SetServing(const std::string& service, bool serving) {
+  for (grpc::Server* s : {server_.get(), health_server_.get()}) {
+    if (s == nullptr) continue;
+    if (service.empty()) {
+      s->GetHealthCheckService()->SetServingStatus(serving);
+    } else {
+      s->GetHealthCheckService()->SetServingStatus(service, serving);
+    }
+  }
 }
 
 void RegistrarServer::CheckStoreHealth() {
   // Every tick: the store itself limits how often it probes and recovers.
   const absl::Status writable = store_->CheckWritable();
+  metrics_->SetStoreWritable(writable.ok());
   if (writable.ok() == store_healthy_) return;
   store_healthy_ = writable.ok();
   if (store_healthy_) {
@@ -218,8 +286,7 @@ void RegistrarServer::CheckStoreHealth() {
         "still answer, changes fail with UNAVAILABLE",
         std::string(writable.message()));
   }
-  server_->GetHealthCheckService()->SetServingStatus(kServiceName,
-                                                     store_healthy_);
+  SetServing(kServiceName, store_healthy_);
 }
 
 absl::Status RegistrarServer::ReloadCallers() {
@@ -276,8 +343,8 @@ void RegistrarServer::Shutdown() {
   shut_down_ = true;
   spdlog::info("shutting down: health NOT_SERVING, draining for {}",
                absl::FormatDuration(config_.shutdown_drain));
-  server_->GetHealthCheckService()->SetServingStatus(kServiceName, false);
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  SetServing(kServiceName, false);
+  SetServing("", false);
   absl::SleepFor(config_.shutdown_drain);
   // Handlers finish inline, so once none is running nothing is owed to any
   // client; gRPC's own Shutdown would otherwise wait out its deadline for
@@ -291,6 +358,10 @@ void RegistrarServer::Shutdown() {
   watch_hub_->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(std::chrono::system_clock::now());
+    health_server_->Wait();
+  }
   stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();
   spdlog::info("shut down cleanly");

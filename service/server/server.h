@@ -5,6 +5,7 @@
 // metrics and gRPC server from a ServerConfig, runs the lease/tombstone
 // ticker, and shuts everything down in order.
 
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/server.h>
 
 #include <filesystem>
@@ -46,11 +47,17 @@ class RegistrarServer {
 
   std::string grpc_address() const { return grpc_address_; }
   std::string metrics_address() const { return metrics_address_; }
+  // Bound --health_listen address; empty without one.
+  std::string health_address() const { return health_address_; }
 
  private:
   explicit RegistrarServer(const ServerConfig& config);
   absl::Status Init();
   void RunTicker();
+  // The health-only plaintext server on --health_listen, if set.
+  absl::Status StartHealthServer();
+  // Sets `service`'s ("": the server's) health on every listener.
+  void SetServing(const std::string& service, bool serving);
   // Reports NOT_SERVING while the store cannot write, SERVING once it can.
   void CheckStoreHealth();
   // Reloads the callers file when its modification time changed.
@@ -75,12 +82,17 @@ class RegistrarServer {
   absl::Time last_callers_check_ = absl::InfinitePast();  // ticker only
   std::unique_ptr<RegistrarService> service_;
   std::unique_ptr<grpc::Server> server_;
+  // --health_listen: answers UNIMPLEMENTED but for health; outlives
+  // health_server_.
+  std::unique_ptr<grpc::CallbackGenericService> health_port_service_;
+  std::unique_ptr<grpc::Server> health_server_;
   std::string grpc_address_;
   std::string metrics_address_;
+  std::string health_address_;
   absl::Notification stop_ticker_;
   std::thread ticker_;
   bool shut_down_ = false;
-  bool store_healthy_ = true;                           // ticker thread only
+  bool store_healthy_ = true;  // ticker thread only
 };
 
 // Loads the tag keys: --key_file, else REGISTRAR_KEY, else a generated key

@@ -199,9 +199,12 @@ TEST(ObservabilityTest, MetricsMoveByExactlyTheCallsMade) {
   EXPECT_EQ(delta("grpc_server_started_total", Rpc("Issue")), 5);
   EXPECT_EQ(delta("grpc_server_handled_total", RpcCode("Issue", "OK")), 4);
   EXPECT_EQ(delta("grpc_server_handled_total",
-                  RpcCode("Issue", "INVALID_ARGUMENT")),
+                  RpcCode("Issue", "InvalidArgument")),
             1);
   EXPECT_EQ(delta("grpc_server_handling_seconds_count", Rpc("Issue")), 5);
+  // go-grpc-prometheus: a request read per call, a reply per OK call.
+  EXPECT_EQ(delta("grpc_server_msg_received_total", Rpc("Issue")), 5);
+  EXPECT_EQ(delta("grpc_server_msg_sent_total", Rpc("Issue")), 4);
   EXPECT_EQ(delta("grpc_server_started_total", Rpc("OpenContext")), 2);
   EXPECT_EQ(delta("grpc_server_handled_total", RpcCode("OpenContext", "OK")),
             2);
@@ -209,14 +212,14 @@ TEST(ObservabilityTest, MetricsMoveByExactlyTheCallsMade) {
   EXPECT_EQ(delta("grpc_server_started_total", Rpc("Cleanup")), 2);
   EXPECT_EQ(delta("grpc_server_handled_total", RpcCode("Cleanup", "OK")), 2);
   EXPECT_EQ(delta("grpc_server_handled_total",
-                  RpcCode("Describe", "NOT_FOUND")),
+                  RpcCode("Describe", "NotFound")),
             1);
   EXPECT_EQ(delta("grpc_server_started_total", Rpc("ListOwned")), 0);
   EXPECT_EQ(delta("grpc_server_handled_total",
                   RpcCode("Check", "OK", "grpc.health.v1.Health")),
             2);
   EXPECT_EQ(delta("grpc_server_handled_total",
-                  RpcCode("Check", "NOT_FOUND", "grpc.health.v1.Health")),
+                  RpcCode("Check", "NotFound", "grpc.health.v1.Health")),
             1);
 
   EXPECT_EQ(delta("registrar_ids_issued_total", {{"kind", "thread"}}), 7);

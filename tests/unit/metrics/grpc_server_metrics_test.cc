@@ -44,8 +44,9 @@ PromLabels WithCode(PromLabels labels, const std::string& code) {
 }
 
 // A callback (reactor) generic service: echoes one message back, except that
-// "/test.Echo/Deny" finishes with PERMISSION_DENIED and "/test.Echo/Hang"
-// never answers and finishes with CANCELLED when the call is cancelled.
+// "/test.Echo/Deny" finishes with PERMISSION_DENIED, "/test.Echo/Hang"
+// never answers and finishes with CANCELLED when the call is cancelled, and
+// "/test.Echo/Stream" echoes every message until the client's stream ends.
 class EchoReactor : public grpc::ServerGenericBidiReactor {
  public:
   explicit EchoReactor(grpc::GenericCallbackServerContext* context)
@@ -55,12 +56,29 @@ class EchoReactor : public grpc::ServerGenericBidiReactor {
 
   void OnReadDone(bool ok) override {
     if (method_ == "/test.Echo/Hang") return;
+    if (method_ == "/test.Echo/Stream") {
+      if (ok) {
+        StartWrite(&message_);
+      } else {
+        Finish(grpc::Status::OK);
+      }
+      return;
+    }
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no message"));
     } else if (method_ == "/test.Echo/Deny") {
       Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "denied"));
     } else {
       StartWriteAndFinish(&message_, grpc::WriteOptions(), grpc::Status::OK);
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (method_ != "/test.Echo/Stream") return;
+    if (ok) {
+      StartRead(&message_);
+    } else {
+      Finish(grpc::Status::CANCELLED);
     }
   }
 
@@ -175,13 +193,37 @@ TEST(GrpcMethodsOfServiceTest, ReadsMethodsAndTypesFromDescriptors) {
   EXPECT_TRUE(GrpcMethodsOfService("no.such.Service").empty());
 }
 
-TEST(GrpcCodeNameTest, CanonicalNames) {
-  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::OK), "OK");
-  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::INVALID_ARGUMENT),
-            "INVALID_ARGUMENT");
-  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::NOT_FOUND), "NOT_FOUND");
-  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::UNAUTHENTICATED), "UNAUTHENTICATED");
-  EXPECT_EQ(GrpcCodeName(static_cast<grpc::StatusCode>(20)), "UNKNOWN");
+// google.golang.org/grpc/codes' String() of every code, in code order.
+TEST(GrpcCodeNameTest, GoNames) {
+  const std::vector<std::string> go = {"OK",
+                                       "Canceled",
+                                       "Unknown",
+                                       "InvalidArgument",
+                                       "DeadlineExceeded",
+                                       "NotFound",
+                                       "AlreadyExists",
+                                       "PermissionDenied",
+                                       "ResourceExhausted",
+                                       "FailedPrecondition",
+                                       "Aborted",
+                                       "OutOfRange",
+                                       "Unimplemented",
+                                       "Internal",
+                                       "Unavailable",
+                                       "DataLoss",
+                                       "Unauthenticated"};
+  ASSERT_EQ(go.size(), 17u);
+  for (int code = 0; code < 17; ++code) {
+    EXPECT_EQ(GrpcCodeName(static_cast<grpc::StatusCode>(code)), go[code])
+        << code;
+  }
+  EXPECT_EQ(GrpcCodeName(static_cast<grpc::StatusCode>(20)), "Unknown");
+}
+
+TEST(GrpcHandlingBucketsTest, PrometheusDefaultBuckets) {
+  EXPECT_EQ(
+      GrpcHandlingBuckets(),
+      (std::vector<double>{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}));
 }
 
 TEST_F(GrpcServerMetricsTest, KnownMethodsAreExportedBeforeTheFirstCall) {
@@ -191,6 +233,9 @@ TEST_F(GrpcServerMetricsTest, KnownMethodsAreExportedBeforeTheFirstCall) {
   EXPECT_EQ(FindSample(s, "grpc_server_started_total", check), 0);
   EXPECT_EQ(FindSample(s, "grpc_server_started_total", watch), 0);
   EXPECT_EQ(FindSample(s, "grpc_server_handling_seconds_count", check), 0);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_received_total", check), 0);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_sent_total", check), 0);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_sent_total", watch), 0);
   for (int code = 0; code <= 16; ++code) {
     const std::string name(GrpcCodeName(static_cast<grpc::StatusCode>(code)));
     EXPECT_EQ(FindSample(s, "grpc_server_handled_total", WithCode(check, name)),
@@ -217,11 +262,14 @@ TEST_F(GrpcServerMetricsTest, HealthCheckCallsAreCountedByCode) {
   EXPECT_EQ(FindSample(s, "grpc_server_handled_total", WithCode(check, "OK")),
             3);
   EXPECT_EQ(
-      FindSample(s, "grpc_server_handled_total", WithCode(check, "NOT_FOUND")),
+      FindSample(s, "grpc_server_handled_total", WithCode(check, "NotFound")),
       1);
   EXPECT_EQ(FindSample(s, "grpc_server_handled_total",
-                       WithCode(check, "INVALID_ARGUMENT")),
+                       WithCode(check, "InvalidArgument")),
             0);
+  // One request read per call; a reply only for the three that succeeded.
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_received_total", check), 4);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_sent_total", check), 3);
   EXPECT_EQ(FindSample(s, "grpc_server_handling_seconds_count", check), 4);
   PromLabels inf = check;
   inf.emplace("le", "+Inf");
@@ -231,9 +279,9 @@ TEST_F(GrpcServerMetricsTest, HealthCheckCallsAreCountedByCode) {
   ASSERT_TRUE(sum.has_value());
   EXPECT_GT(*sum, 0);
   EXPECT_LT(*sum, 10);
-  // Buckets: 100us .. 10s.
+  // Buckets: 5ms .. 10s.
   PromLabels first = check;
-  first.emplace("le", "0.0001");
+  first.emplace("le", "0.005");
   EXPECT_TRUE(
       FindSample(s, "grpc_server_handling_seconds_bucket", first).has_value());
   PromLabels last = check;
@@ -259,16 +307,69 @@ TEST_F(GrpcServerMetricsTest, CallbackGenericServiceGetsSeriesOnFirstCall) {
   EXPECT_EQ(FindSample(s, "grpc_server_handling_seconds_count", ping), 2);
   EXPECT_EQ(FindSample(s, "grpc_server_started_total", deny), 1);
   EXPECT_EQ(FindSample(s, "grpc_server_handled_total",
-                       WithCode(deny, "PERMISSION_DENIED")),
+                       WithCode(deny, "PermissionDenied")),
             1);
   EXPECT_EQ(FindSample(s, "grpc_server_handled_total", WithCode(deny, "OK")),
             0);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_received_total", ping), 2);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_sent_total", ping), 2);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_received_total", deny), 1);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_sent_total", deny), 0);
 }
 
-// A call the client cancels is counted with the code the server finished it
-// with (the client sees CANCELLED either way). gRPC's health Watch reactor
-// finishes a cancelled call with UNKNOWN.
-TEST_F(GrpcServerMetricsTest, CancelledCallIsCountedWithTheCodeTheServerSent) {
+// Every message of a stream is counted, in each direction.
+TEST_F(GrpcServerMetricsTest, StreamMessagesAreCountedOneByOne) {
+  const PromLabels stream = MethodLabels("bidi_stream", "test.Echo", "Stream");
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  grpc::CompletionQueue cq;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
+      stub.PrepareCall(&context, "/test.Echo/Stream", &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  auto step = [&](intptr_t want) {
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    ASSERT_EQ(reinterpret_cast<intptr_t>(tag), want);
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  step(1);
+  ASSERT_TRUE(ok);
+  constexpr int kMessages = 3;
+  for (int i = 0; i < kMessages; ++i) {
+    grpc::Slice slice("m" + std::to_string(i));
+    grpc::ByteBuffer out(&slice, 1);
+    call->Write(out, reinterpret_cast<void*>(2));
+    step(2);
+    ASSERT_TRUE(ok) << i;
+    grpc::ByteBuffer in;
+    call->Read(&in, reinterpret_cast<void*>(3));
+    step(3);
+    ASSERT_TRUE(ok) << i;
+  }
+  call->WritesDone(reinterpret_cast<void*>(4));
+  step(4);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  step(5);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+
+  EXPECT_EQ(
+      WaitForSample("grpc_server_handled_total", WithCode(stream, "OK"), 1), 1);
+  const std::vector<PromSample> s = Samples();
+  EXPECT_EQ(FindSample(s, "grpc_server_started_total", stream), 1);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_received_total", stream), kMessages);
+  EXPECT_EQ(FindSample(s, "grpc_server_msg_sent_total", stream), kMessages);
+}
+
+// A call the client cancels is counted as Canceled, whatever the server
+// finished it with: gRPC's health Watch reactor finishes a cancelled call
+// with UNKNOWN, which no client ever sees.
+TEST_F(GrpcServerMetricsTest, ClientCancelledWatchIsCountedAsCanceled) {
   const PromLabels watch = MethodLabels("server_stream", kHealth, "Watch");
   {
     grpc::ClientContext context;
@@ -280,6 +381,9 @@ TEST_F(GrpcServerMetricsTest, CancelledCallIsCountedWithTheCodeTheServerSent) {
     ASSERT_TRUE(reader->Read(&response));
     EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
     EXPECT_EQ(FindSample(Samples(), "grpc_server_started_total", watch), 1);
+    EXPECT_EQ(FindSample(Samples(), "grpc_server_msg_received_total", watch),
+              1);
+    EXPECT_EQ(WaitForSample("grpc_server_msg_sent_total", watch, 1), 1);
     // Still running: not handled yet.
     EXPECT_EQ(
         FindSample(Samples(), "grpc_server_handling_seconds_count", watch), 0);
@@ -289,30 +393,30 @@ TEST_F(GrpcServerMetricsTest, CancelledCallIsCountedWithTheCodeTheServerSent) {
   EXPECT_EQ(WaitForSample("grpc_server_handling_seconds_count", watch, 1), 1);
   const std::vector<PromSample> s = Samples();
   EXPECT_EQ(
-      FindSample(s, "grpc_server_handled_total", WithCode(watch, "UNKNOWN")),
+      FindSample(s, "grpc_server_handled_total", WithCode(watch, "Canceled")),
       1);
   EXPECT_EQ(
-      FindSample(s, "grpc_server_handled_total", WithCode(watch, "CANCELLED")),
+      FindSample(s, "grpc_server_handled_total", WithCode(watch, "Unknown")),
       0);
   EXPECT_EQ(FindSample(s, "grpc_server_handled_total", WithCode(watch, "OK")),
             0);
 }
 
-// A reactor that finishes with CANCELLED in OnCancel is counted as CANCELLED
-// (here after the client's deadline passed).
-TEST_F(GrpcServerMetricsTest, ReactorFinishingWithCancelledIsCountedSo) {
+// A call whose deadline passed is counted as DeadlineExceeded, though the
+// reactor finished it with CANCELLED in OnCancel.
+TEST_F(GrpcServerMetricsTest, CallPastItsDeadlineIsCountedAsDeadlineExceeded) {
   const PromLabels hang = MethodLabels("bidi_stream", "test.Echo", "Hang");
   EXPECT_EQ(
       Echo("/test.Echo/Hang", std::chrono::milliseconds(100)).error_code(),
       grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(WaitForSample("grpc_server_handled_total",
-                          WithCode(hang, "CANCELLED"), 1),
+                          WithCode(hang, "DeadlineExceeded"), 1),
             1);
   const std::vector<PromSample> s = Samples();
   EXPECT_EQ(FindSample(s, "grpc_server_started_total", hang), 1);
-  EXPECT_EQ(FindSample(s, "grpc_server_handled_total",
-                       WithCode(hang, "DEADLINE_EXCEEDED")),
-            0);
+  EXPECT_EQ(
+      FindSample(s, "grpc_server_handled_total", WithCode(hang, "Canceled")),
+      0);
   const std::optional<double> sum =
       FindSample(s, "grpc_server_handling_seconds_sum", hang);
   ASSERT_TRUE(sum.has_value());
@@ -385,7 +489,7 @@ TEST(GrpcServerMetricsUnimplementedTest, UnimplementedMethodIsCounted) {
   const PromLabels nope = MethodLabels("bidi_stream", "nope.Svc", "Method");
   EXPECT_EQ(FindSample(s, "grpc_server_started_total", nope), 1);
   EXPECT_EQ(FindSample(s, "grpc_server_handled_total",
-                       WithCode(nope, "UNIMPLEMENTED")),
+                       WithCode(nope, "Unimplemented")),
             1);
   // The built-in methods passed as known are exported before any call.
   EXPECT_EQ(FindSample(s, "grpc_server_started_total",
