@@ -10,6 +10,9 @@ packages=(
   libabsl-dev prometheus-cpp-dev librocksdb-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsodium-dev
   grpc-proto python3-grpcio openssl curl
+  # the Python client (client/python), its tests and the gateway example
+  python3-protobuf python3-pytest python3-websockets python3-pip
+  python3-venv python3-setuptools python3-wheel
   # clang, its sanitizer and libFuzzer runtimes, llvm-symbolizer (readable
   # sanitizer stacks): scripts/ci-sanitizers.sh
   clang libclang-rt-14-dev llvm
