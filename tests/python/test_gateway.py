@@ -287,3 +287,27 @@ async def test_gateway_end_to_end(tmp_path):
             gateway.stop(signal.SIGKILL)
         await client.close()
         server.close()
+
+
+@run_async
+async def test_gateway_closes_sockets_and_exits_when_its_lease_is_lost(
+        tmp_path):
+    server = ServerProcess().start()
+    gateway = GatewayProcess(str(tmp_path), server.address, "gw-lost")
+    try:
+        user = User(0)
+        ws, conn_id = await connect(gateway.port, user.token,
+                                    asyncio.Semaphore(1))
+        await send(ws, user)
+        async with rc.AsyncClient(server.address) as client:
+            lease_id = (await client.describe(conn_id)).lease_id
+            assert lease_id.startswith("lease")
+            await client.revoke_lease(lease_id)  # behind the gateway's back
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10 * time_scale() + LEASE_TTL)
+        assert closed.value.code == 1012
+        assert gateway.stop(signal.SIGTERM) == 3
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.stop(signal.SIGKILL)
+        server.close()
