@@ -3,8 +3,9 @@
 registrar-bench on the same server in the same run, and of the example
 gateway's added latency per message. A benchmark program, not a test.
 
-    PYTHONPATH=build/client/python /usr/bin/python3 bench/python/bench_client.py \
-        --build build [--duration 5] [--out bench/results/python-client-DATE.txt]
+    PYTHONPATH=build/client/python /usr/bin/python3 \
+        bench/python/bench_client.py --build build [--duration 5] \
+        [--out bench/results/python-client-DATE.txt]
 
 - OpenContext calls/s and p50/p99 from one asyncio process (one AsyncClient,
   one channel) at 1, 16 and 256 concurrent sessions, then registrar-bench
@@ -65,14 +66,16 @@ def summary(latencies, seconds, cpu):
 def start_server(build, args, tmp):
     port_file = os.path.join(tmp, "ports")
     proc = subprocess.Popen(
-        ["taskset", "-c", "1", os.path.join(build, "service/server/registrar"),
+        ["taskset", "-c", "1",
+         os.path.join(build, "service/server/registrar"),
          "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
          f"--port_file={port_file}", f"--data_dir={tmp}/data", *args],
         stdout=open(os.path.join(tmp, "server.log"), "wb"),
         stderr=subprocess.STDOUT)
     for _ in range(500):
         if os.path.exists(port_file):
-            lines = dict(l.split("=", 1) for l in open(port_file).read().split())
+            text = open(port_file).read()
+            lines = dict(line.split("=", 1) for line in text.split())
             if "grpc" in lines:
                 return proc, lines["grpc"]
         time.sleep(0.02)
@@ -116,14 +119,16 @@ async def python_open_context(address, sessions, warmup, duration,
     result = summary(latencies, elapsed, cpu)
     if profiler:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(12)
         result["profile"] = out.getvalue()
     return result
 
 
 def cpp_open_context(build, address, sessions, warmup, duration):
     out = subprocess.run(
-        ["taskset", "-c", "0", os.path.join(build, "client/bench/registrar-bench"),
+        ["taskset", "-c", "0",
+         os.path.join(build, "client/bench/registrar-bench"),
          f"--target={address}", "--workload=open-context",
          f"--concurrency={sessions}", f"--owners={OWNERS}", f"--reuse={REUSE}",
          f"--warmup={warmup}s", f"--duration={duration}s"],
@@ -131,7 +136,8 @@ def cpp_open_context(build, address, sessions, warmup, duration):
     line = json.loads(out.strip().splitlines()[-1])
     return {"calls": line["calls"], "calls_per_s": line["ok_per_s"],
             "p50_us": line["p50_us"], "p99_us": line["p99_us"],
-            "client_cpu_us_per_call": line["client_cpu_s"] / max(1, line["calls"]) * 1e6,
+            "client_cpu_us_per_call":
+                line["client_cpu_s"] / max(1, line["calls"]) * 1e6,
             "errors": line["errors"]}
 
 
@@ -218,7 +224,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="pybench-") as tmp:
         server, address = start_server(args.build, server_args, tmp)
         try:
-            emit(f"# Python client benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+            now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            emit(f"# Python client benchmark, {now}")
             emit(f"# host: {platform.node()}, {os.cpu_count()} CPUs, "
                  f"{platform.platform()}, Python {platform.python_version()}, "
                  f"grpcio {__import__('grpc').__version__}")
@@ -229,7 +236,8 @@ def main():
             emit()
             emit("OpenContext, closed loop, 1,000 owners, 90% thread reuse:")
             emit()
-            emit("| client | sessions | calls/s | p50 µs | p99 µs | client CPU µs/call |")
+            emit("| client | sessions | calls/s | p50 µs | p99 µs | "
+                 "client CPU µs/call |")
             emit("|---|---|---|---|---|---|")
             profile = None
             for sessions in [int(s) for s in args.sessions.split(",")]:

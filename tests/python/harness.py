@@ -76,8 +76,8 @@ class ServerProcess:
     def __init__(self, args: Optional[List[str]] = None,
                  store: str = "memory") -> None:
         if not REGISTRAR_BINARY or not os.access(REGISTRAR_BINARY, os.X_OK):
-            raise RuntimeError("REGISTRAR_BINARY must name the built registrar "
-                               f"binary (got {REGISTRAR_BINARY!r})")
+            raise RuntimeError("REGISTRAR_BINARY must name the built "
+                               f"registrar binary (got {REGISTRAR_BINARY!r})")
         self.dir = tempfile.mkdtemp(prefix="registrar-pytest-")
         self.args = list(args or [])
         self.store = store

@@ -203,7 +203,8 @@ async def test_errors_are_typed_and_carry_details(server):
         assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT
         fields = [f for f, _ in bad.value.field_violations]
         assert fields == ["owner.user_id"], bad.value.field_violations
-        assert bad.value.details.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        invalid_argument = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert bad.value.details.code == invalid_argument
 
         alice = new_owner()
         [thread] = await client.issue("thread", alice)
@@ -326,11 +327,12 @@ async def test_tls_and_mutual_tls():
         "name": "gw", "role": "ROLE_GATEWAY", "tenants": ["acme"],
         "cert_identities": ["spiffe://test/gw"]}])
     s.args = [f"--tls_cert={d}/server.crt", f"--tls_key={d}/server.key",
-              f"--tls_client_ca={d}/ca.crt", f"--callers_file={d}/callers.json"]
+              f"--tls_client_ca={d}/ca.crt",
+              f"--callers_file={d}/callers.json"]
     s.start()
     try:
-        tls = dict(tls_ca_file=f"{d}/ca.crt",
-                   tls_server_name="registrar.test", deadline=5.0 * time_scale())
+        tls = dict(tls_ca_file=f"{d}/ca.crt", tls_server_name="registrar.test",
+                   deadline=5.0 * time_scale())
         async with rc.AsyncClient(s.address, tls_cert_file=f"{d}/gw.crt",
                                   tls_key_file=f"{d}/gw.key", **tls) as mtls:
             assert len(await mtls.issue("thread", new_owner("acme"))) == 1
@@ -405,10 +407,14 @@ async def test_retry_on_unavailable_across_a_server_restart():
         # when the server dies.
         retries.clear()
         s.send_signal(signal.SIGSTOP)
+        wait_until(lambda: process_state(s.proc.pid) == "T", 10,
+                   "the server to stop")
+        before = established_rx_bytes(s.port)
         lost = asyncio.ensure_future(client.issue("thread", alice))
         await async_wait_until(
-            lambda: asyncio.sleep(0, result=established_rx_bytes(s.port) > 0),
-            10, "the Issue to reach the server's socket ")
+            lambda: asyncio.sleep(
+                0, result=established_rx_bytes(s.port) > before),
+            10, "the Issue to reach the server's socket")
         s.stop(signal.SIGKILL)
         with pytest.raises(rc.UnavailableError):
             await lost

@@ -52,30 +52,16 @@ class AsyncClient:
             await channel.close()
 
     async def _call(self, method: str, request, timeout: Optional[float]):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (
-            self.options.deadline if timeout is None else timeout)
-        attempt = 0
+        budget = retry.CallBudget(self.options, method, timeout,
+                                  asyncio.get_running_loop().time)
         while True:
-            attempt += 1
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise errors.DeadlineExceededError(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    "deadline passed before the call could be retried",
-                    method=method)
             stub = self._endpoints.pick()
             try:
                 return await getattr(stub, method)(
-                    request, timeout=remaining, metadata=self._metadata)
+                    request, timeout=budget.remaining(),
+                    metadata=self._metadata)
             except grpc.aio.AioRpcError as e:
-                error = errors.from_rpc_error(e, method)
-            delay = retry.retry_delay(self.options, method, attempt, error,
-                                      deadline - loop.time())
-            if delay is None:
-                raise error
-            if self.options.on_retry is not None:
-                self.options.on_retry(method, attempt, error, delay)
+                delay = budget.failed(errors.from_rpc_error(e, method))
             await asyncio.sleep(delay)
 
     async def issue(self, kind: _api.KindLike, owner: _api.OwnerLike,
@@ -211,11 +197,12 @@ class AsyncClient:
         or a throttle, it reconnects after a backoff (RetryInfo honoured)
         from the last received revision + 1, so no event is lost or
         repeated; `resume=False` raises instead. (Started from 0, a break
-        before the first event resumes from "now" again.) Other errors raise, e.g.
-        OutOfRangeError when the start is older than the server's history.
+        before the first event resumes from "now" again.) Other errors
+        raise, e.g. OutOfRangeError when the start is older than the
+        server's history.
         Stop by leaving the `async for` (or closing the generator)."""
         next_revision = start_revision
-        failures = 0
+        resumer = retry.WatchResume(self.options, resume)
         while True:
             stub = self._endpoints.pick()
             call = stub.Watch(
@@ -223,19 +210,12 @@ class AsyncClient:
                 metadata=self._metadata)
             try:
                 async for event in call:
-                    failures = 0
+                    resumer.ok()
                     next_revision = event.revision + 1
                     yield event
                 return  # the server ended the stream with OK
             except grpc.aio.AioRpcError as e:
-                error = errors.from_rpc_error(e, "Watch")
+                delay = resumer.failed(errors.from_rpc_error(e, "Watch"))
             finally:
                 call.cancel()
-            failures += 1
-            delay = retry.watch_resume_delay(self.options, error, failures,
-                                             resume)
-            if delay is None:
-                raise error
-            if self.options.on_retry is not None:
-                self.options.on_retry("Watch", failures, error, delay)
             await asyncio.sleep(delay)

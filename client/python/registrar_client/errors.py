@@ -42,11 +42,14 @@ class RegistrarError(Exception):
                 found.append(value)
         return found
 
+    def _first(self, message_type):
+        found = self._unpacked(message_type)
+        return found[0] if found else None
+
     @property
     def bad_request(self) -> Optional[rpc_details.BadRequest]:
         """The first google.rpc.BadRequest detail (INVALID_ARGUMENT)."""
-        found = self._unpacked(rpc_details.BadRequest)
-        return found[0] if found else None
+        return self._first(rpc_details.BadRequest)
 
     @property
     def field_violations(self) -> List[Tuple[str, str]]:
@@ -58,8 +61,7 @@ class RegistrarError(Exception):
     @property
     def quota_failure(self) -> Optional[rpc_details.QuotaFailure]:
         """The first google.rpc.QuotaFailure detail (RESOURCE_EXHAUSTED)."""
-        found = self._unpacked(rpc_details.QuotaFailure)
-        return found[0] if found else None
+        return self._first(rpc_details.QuotaFailure)
 
     @property
     def quota_violations(self) -> List[Tuple[str, str]]:
@@ -71,10 +73,10 @@ class RegistrarError(Exception):
     @property
     def retry_delay(self) -> Optional[float]:
         """Seconds from the first google.rpc.RetryInfo, if any (>= 0)."""
-        found = self._unpacked(rpc_details.RetryInfo)
-        if not found:
+        info = self._first(rpc_details.RetryInfo)
+        if info is None:
             return None
-        delay = found[0].retry_delay
+        delay = info.retry_delay
         return max(0.0, delay.seconds + delay.nanos / 1e9)
 
     @property

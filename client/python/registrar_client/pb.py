@@ -6,4 +6,4 @@ google.rpc detail messages the server sends with errors."""
 from registrar_client._gen.google.rpc import error_details_pb2 as rpc_details
 from registrar_client._gen.google.rpc import status_pb2 as rpc_status
 from registrar_client._gen.registrar.v1 import registrar_pb2_grpc as grpc_stubs
-from registrar_client._gen.registrar.v1.registrar_pb2 import *  # noqa: F401,F403
+from registrar_client._gen.registrar.v1.registrar_pb2 import *  # noqa

@@ -23,6 +23,7 @@ from typing import Optional
 
 import grpc
 
+from registrar_client import errors
 from registrar_client.errors import RegistrarError
 from registrar_client.options import ClientOptions
 
@@ -73,16 +74,64 @@ def retry_delay(options: ClientOptions, method: str, attempt: int,
     return delay
 
 
-def watch_resume_delay(options: ClientOptions, error: RegistrarError,
-                       failures: int, resume: bool) -> Optional[float]:
-    """Seconds before a broken Watch reconnects (after its `failures`-th
-    break in a row), or None when `error` must be raised: only UNAVAILABLE
-    and throttles are resumed, after a backoff of at least the RetryInfo
-    delay."""
-    if not resume or not (error.code == grpc.StatusCode.UNAVAILABLE or
-                          error.throttled):
-        return None
-    delay = backoff(options, failures)
-    if error.retry_delay is not None:
-        delay = max(delay, error.retry_delay)
-    return delay
+class WatchResume:
+    """When a broken Watch reconnects: only after UNAVAILABLE or a throttle
+    (and only when `resume`), after a backoff that grows with the breaks in
+    a row (`ok()` resets it) and is at least the RetryInfo delay."""
+
+    def __init__(self, options: ClientOptions, resume: bool) -> None:
+        self._options = options
+        self._resume = resume
+        self._failures = 0
+
+    def ok(self) -> None:
+        self._failures = 0
+
+    def failed(self, error: RegistrarError) -> float:
+        """The delay before reconnecting, or raises `error`."""
+        if not self._resume or not (
+                error.code == grpc.StatusCode.UNAVAILABLE or error.throttled):
+            raise error
+        self._failures += 1
+        delay = backoff(self._options, self._failures)
+        if error.retry_delay is not None:
+            delay = max(delay, error.retry_delay)
+        if self._options.on_retry is not None:
+            self._options.on_retry("Watch", self._failures, error, delay)
+        return delay
+
+
+class CallBudget:
+    """One call's deadline and attempts, shared by the blocking and asyncio
+    clients: `remaining()` before each attempt, `failed(error)` after a
+    failed one (the delay before the next, or raises `error`)."""
+
+    def __init__(self, options: ClientOptions, method: str,
+                 timeout: Optional[float], clock) -> None:
+        self._options = options
+        self._method = method
+        self._clock = clock
+        self._deadline = clock() + (options.deadline
+                                    if timeout is None else timeout)
+        self._attempt = 0
+
+    def remaining(self) -> float:
+        """Seconds left for the next attempt; DeadlineExceededError when
+        none are."""
+        self._attempt += 1
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise errors.DeadlineExceededError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "deadline passed before the call could be retried",
+                method=self._method)
+        return left
+
+    def failed(self, error: RegistrarError) -> float:
+        delay = retry_delay(self._options, self._method, self._attempt, error,
+                            self._deadline - self._clock())
+        if delay is None:
+            raise error
+        if self._options.on_retry is not None:
+            self._options.on_retry(self._method, self._attempt, error, delay)
+        return delay

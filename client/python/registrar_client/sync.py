@@ -45,29 +45,16 @@ class Client:
             channel.close()
 
     def _call(self, method: str, request, timeout: Optional[float]):
-        deadline = time.monotonic() + (
-            self.options.deadline if timeout is None else timeout)
-        attempt = 0
+        budget = retry.CallBudget(self.options, method, timeout,
+                                  time.monotonic)
         while True:
-            attempt += 1
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise errors.DeadlineExceededError(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    "deadline passed before the call could be retried",
-                    method=method)
             stub = self._endpoints.pick()
             try:
-                return getattr(stub, method)(request, timeout=remaining,
-                                             metadata=self._metadata)
+                return getattr(stub, method)(
+                    request, timeout=budget.remaining(),
+                    metadata=self._metadata)
             except grpc.RpcError as e:
-                error = errors.from_rpc_error(e, method)
-            delay = retry.retry_delay(self.options, method, attempt, error,
-                                      deadline - time.monotonic())
-            if delay is None:
-                raise error
-            if self.options.on_retry is not None:
-                self.options.on_retry(method, attempt, error, delay)
+                delay = budget.failed(errors.from_rpc_error(e, method))
             time.sleep(delay)
 
     def issue(self, kind: _api.KindLike, owner: _api.OwnerLike,
@@ -153,26 +140,19 @@ class Client:
               resume: bool = True) -> Iterator["pb.WatchEvent"]:
         """As AsyncClient.watch; close the generator to stop."""
         next_revision = start_revision
-        failures = 0
+        resumer = retry.WatchResume(self.options, resume)
         while True:
             call = self._endpoints.pick().Watch(
                 pb.WatchRequest(start_revision=next_revision, tenant=tenant),
                 metadata=self._metadata)
             try:
                 for event in call:
-                    failures = 0
+                    resumer.ok()
                     next_revision = event.revision + 1
                     yield event
                 return
             except grpc.RpcError as e:
-                error = errors.from_rpc_error(e, "Watch")
+                delay = resumer.failed(errors.from_rpc_error(e, "Watch"))
             finally:
                 call.cancel()
-            failures += 1
-            delay = retry.watch_resume_delay(self.options, error, failures,
-                                             resume)
-            if delay is None:
-                raise error
-            if self.options.on_retry is not None:
-                self.options.on_retry("Watch", failures, error, delay)
             time.sleep(delay)
