@@ -341,6 +341,18 @@ async def test_tls_and_mutual_tls():
             with pytest.raises(rc.UnavailableError):
                 await anon.validate(["thread_" + "0" * 26],
                                     owner=new_owner("acme"))
+        # Server-authenticated TLS only (no client certificates asked).
+        plain_tls = ServerProcess([f"--tls_cert={d}/server.crt",
+                                   f"--tls_key={d}/server.key"]).start()
+        try:
+            async with rc.AsyncClient(plain_tls.address, **tls) as client:
+                assert len(await client.issue("thread", new_owner())) == 1
+            async with rc.AsyncClient(plain_tls.address,
+                                      max_attempts=1) as plaintext:
+                with pytest.raises(rc.UnavailableError):
+                    await plaintext.issue("thread", new_owner())
+        finally:
+            plain_tls.close()
         with pytest.raises(ValueError, match="tls_ca_file"):
             rc.AsyncClient(s.address, tls_ca_file=f"{d}/missing.pem")
         with pytest.raises(ValueError, match="give both"):
