@@ -311,3 +311,35 @@ async def test_gateway_closes_sockets_and_exits_when_its_lease_is_lost(
         if gateway.proc.poll() is None:
             gateway.stop(signal.SIGKILL)
         server.close()
+
+
+@run_async
+async def test_gateway_sigterm_releases_open_connections_and_its_lease(
+        tmp_path):
+    server = ServerProcess().start()
+    gateway = GatewayProcess(str(tmp_path), server.address, "gw-term")
+    try:
+        user = User(1)
+        ws, conn_id = await connect(gateway.port, user.token,
+                                    asyncio.Semaphore(1))
+        reply = await send(ws, user)
+        gateway.proc.send_signal(signal.SIGTERM)
+        # Reading lets the client answer the gateway's closing handshake.
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.code == 1001
+        assert await asyncio.get_running_loop().run_in_executor(
+            None, gateway.stop, signal.SIGTERM) == 0, gateway.output()
+        async with rc.AsyncClient(server.address) as client:
+            record = await client.describe(conn_id)
+            assert record.state == pb.STATE_RELEASED
+            with pytest.raises(rc.NotFoundError):
+                await client.keep_alive(record.lease_id)
+            results = await client.validate(
+                [reply["thread_id"], reply["run_id"]], owner=user.owner)
+            assert [r.verdict for r in results] == [pb.VERDICT_VALID,
+                                                    pb.VERDICT_RELEASED]
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.stop(signal.SIGKILL)
+        server.close()
