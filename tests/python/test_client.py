@@ -534,3 +534,49 @@ async def test_lease_keeper_reports_loss(server):
             await keeper.open_connection(alice)
         assert await keeper.close() is None
         assert (await client.describe(conn)).state == pb.STATE_RELEASED
+
+
+def test_retry_policy_matches_the_cpp_client():
+    """retry.retry_delay decides like client/client.cc: UNAVAILABLE only for
+    repeatable calls (plus calls gRPC never sent), throttles for every
+    call, nothing else; never past the deadline or max_attempts."""
+    from registrar_client import errors, retry
+
+    options = rc.ClientOptions(max_attempts=3, initial_backoff=0.05,
+                               max_backoff=2.0)
+    unavailable = errors.make_error(grpc.StatusCode.UNAVAILABLE,
+                                    "Socket closed", [])
+    unsent = errors.make_error(
+        grpc.StatusCode.UNAVAILABLE,
+        "failed to connect to all addresses; last error: refused", [])
+    retry_info = pb.rpc_details.RetryInfo()
+    retry_info.retry_delay.FromMilliseconds(300)
+    status = pb.rpc_status.Status(code=8, message="slow down")
+    status.details.add().Pack(retry_info)
+    throttled = errors.make_error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down",
+        [(errors.DETAILS_KEY, status.SerializeToString())])
+    quota = errors.make_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota", [])
+    invalid = errors.make_error(grpc.StatusCode.INVALID_ARGUMENT, "bad", [])
+    methods = ["Issue", "OpenContext", "Validate", "Cleanup", "GrantLease",
+               "KeepAlive", "RevokeLease", "Describe", "ListOwned"]
+    assert len(methods) == 9
+    for method in methods:
+        repeatable = method in ("Validate", "Cleanup", "KeepAlive",
+                                "Describe", "ListOwned")
+        delay = retry.retry_delay(options, method, 1, unavailable, 10.0)
+        assert (delay is not None) == repeatable, method
+        if repeatable:
+            assert 0.025 <= delay <= 0.05
+        assert retry.retry_delay(options, method, 1, unsent, 10.0) is not None
+        assert retry.retry_delay(options, method, 1, throttled, 10.0) >= 0.3
+        assert retry.retry_delay(options, method, 1, quota, 10.0) is None
+        assert retry.retry_delay(options, method, 1, invalid, 10.0) is None
+        # Out of attempts, or the wait would pass the deadline.
+        assert retry.retry_delay(options, method, 3, throttled, 10.0) is None
+        assert retry.retry_delay(options, method, 1, throttled, 0.2) is None
+    assert throttled.throttled and throttled.retry_delay == pytest.approx(0.3)
+    assert not quota.throttled
+    # Backoff doubles per attempt up to max_backoff, jittered into [d/2, d].
+    for attempt, nominal in ((1, 0.05), (2, 0.1), (3, 0.2), (10, 2.0)):
+        assert nominal / 2 <= retry.backoff(options, attempt) <= nominal

@@ -13,7 +13,8 @@ registrar_client.errors.RegistrarError subclasses.
 from __future__ import annotations
 
 import asyncio
-from typing import (AsyncIterator, Iterable, Mapping, Optional, Sequence)
+from typing import (AsyncIterator, Iterable, List, Mapping, Optional,
+                    Sequence)
 
 import grpc
 
@@ -68,7 +69,7 @@ class AsyncClient:
                     count: int = 1, *, parent_id: str = "",
                     connection_id: str = "", lease_id: str = "",
                     labels: Optional[Mapping[str, str]] = None,
-                    timeout: Optional[float] = None) -> list:
+                    timeout: Optional[float] = None) -> List[str]:
         """Mints `count` IDs of `kind` for `owner`; returns them (list of
         str, increasing). Retried only when throttled or never sent."""
         request = _api.issue_request(kind, owner, count, parent_id,
@@ -183,7 +184,7 @@ class AsyncClient:
                 return
 
     async def owned_records(self, owner: _api.OwnerLike,
-                            **kwargs) -> list:
+                            **kwargs) -> List["pb.Record"]:
         """All of `owner`'s records (list_owned's pages joined)."""
         return [r async for page in self.list_owned(owner, **kwargs)
                 for r in page.records]

@@ -10,7 +10,7 @@ Thread-safe: one instance is meant to be shared by every thread.
 from __future__ import annotations
 
 import time
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import grpc
 
@@ -60,7 +60,7 @@ class Client:
     def issue(self, kind: _api.KindLike, owner: _api.OwnerLike,
               count: int = 1, *, parent_id: str = "", connection_id: str = "",
               lease_id: str = "", labels: Optional[Mapping[str, str]] = None,
-              timeout: Optional[float] = None) -> list:
+              timeout: Optional[float] = None) -> List[str]:
         request = _api.issue_request(kind, owner, count, parent_id,
                                      connection_id, lease_id, labels)
         return _api.issued_ids(request, self._call("Issue", request, timeout))
