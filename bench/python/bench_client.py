@@ -47,6 +47,46 @@ OWNERS = 1000
 REUSE = 0.9
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s():
+    """CPU seconds all CPUs spent busy since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
+def process_cpu_s(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+class OtherCpu:
+    """CPU used by processes other than this benchmark's (this process,
+    its children, the server, the gateway) over a row, in % of one CPU."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.start = self._sample()
+
+    def _sample(self):
+        t = os.times()
+        ours = (t.user + t.system + t.children_user + t.children_system +
+                sum(process_cpu_s(p) for p in self.pids))
+        return time.monotonic(), machine_busy_s(), ours
+
+    def percent(self):
+        t1, busy1, ours1 = self._sample()
+        t0, busy0, ours0 = self.start
+        return max(0.0, (busy1 - busy0) - (ours1 - ours0)) / (t1 - t0) * 100
+
+
 def percentile(sorted_values, q):
     if not sorted_values:
         return float("nan")
@@ -195,12 +235,12 @@ def start_gateway(address, tmp):
     raise SystemExit("gateway did not start")
 
 
-def row(name, sessions, r, cpu=True):
+def row(name, sessions, r, other, cpu=True):
     text = (f"| {name} | {sessions} | {r['calls_per_s']:,.0f} | "
             f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} |")
     if cpu:
         text += f" {r['client_cpu_us_per_call']:,.0f} |"
-    return text
+    return text + f" {other:.0f} |"
 
 
 def main():
@@ -237,16 +277,20 @@ def main():
             emit("OpenContext, closed loop, 1,000 owners, 90% thread reuse:")
             emit()
             emit("| client | sessions | calls/s | p50 µs | p99 µs | "
-                 "client CPU µs/call |")
-            emit("|---|---|---|---|---|---|")
+                 "client CPU µs/call | other_cpu% |")
+            emit("|---|---|---|---|---|---|---|")
             profile = None
             for sessions in [int(s) for s in args.sessions.split(",")]:
+                other = OtherCpu([server.pid])
                 py = asyncio.run(python_open_context(
                     address, sessions, args.warmup, args.duration))
-                emit(row("Python registrar_client (grpc.aio)", sessions, py))
+                emit(row("Python registrar_client (grpc.aio)", sessions, py,
+                         other.percent()))
+                other = OtherCpu([server.pid])
                 cpp = cpp_open_context(args.build, address, sessions,
                                        args.warmup, args.duration)
-                emit(row("C++ registrar-bench", sessions, cpp))
+                emit(row("C++ registrar-bench", sessions, cpp,
+                         other.percent()))
             profile = asyncio.run(python_open_context(
                 address, 16, args.warmup, min(args.duration, 3),
                 profile=True))["profile"]
@@ -257,18 +301,23 @@ def main():
                 emit("Gateway (examples/gateway, one process on CPU 0 beside "
                      "the WebSocket clients): round trip per message")
                 emit()
-                emit("| message | sessions | msgs/s | p50 µs | p99 µs |")
-                emit("|---|---|---|---|---|")
+                emit("| message | sessions | msgs/s | p50 µs | p99 µs | "
+                     "other_cpu% |")
+                emit("|---|---|---|---|---|---|")
                 for sessions in (1, 16):
                     for valid, name in ((False, "answered without Registrar"),
                                         (True, "OpenContext + reply")):
+                        other = OtherCpu([server.pid, gateway.pid])
                         r = asyncio.run(gateway_round_trips(
                             port, secret, sessions, args.warmup,
                             args.duration, valid))
-                        emit(row(name, sessions, r, cpu=False))
+                        emit(row(name, sessions, r, other.percent(),
+                                 cpu=False))
             finally:
                 gateway.terminate()
                 gateway.wait(timeout=30)
+            emit()
+            emit(f"# load average at the end {os.getloadavg()[0]:.2f}")
             emit()
             emit("Python client profile (16 sessions, cProfile, by own time):")
             emit("```")
