@@ -446,6 +446,12 @@ async def test_round_robin_and_failover_across_endpoints():
             ids = [(await client.issue("thread", alice))[0] for _ in range(6)]
             assert sorted(node_of(i) for i in ids) == [1, 1, 1, 2, 2, 2]
             b.stop(signal.SIGKILL)
+            # Once the client has seen b's connection close, b's calls can
+            # no longer be in flight there.
+            await async_wait_until(
+                lambda: asyncio.sleep(0, result=client.endpoint_states()[1][1]
+                                      != grpc.ChannelConnectivity.READY),
+                10, "the client to see b's connection close")
             # Every call still succeeds: unsent calls move on to `a`, and
             # b's failing channel is skipped.
             ids = [(await client.issue("thread", alice))[0] for _ in range(6)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import (AsyncIterator, Iterable, List, Mapping, Optional,
-                    Sequence)
+                    Sequence, Tuple)
 
 import grpc
 
@@ -46,6 +46,11 @@ class AsyncClient:
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+    def endpoint_states(self) -> List[Tuple[str, grpc.ChannelConnectivity]]:
+        """(target, channel state) per endpoint, e.g. for a health page."""
+        return [(t, c.get_state(try_to_connect=False)) for t, c in zip(
+            self.options.targets, self._endpoints.channels)]
 
     async def close(self) -> None:
         """Closes the channels; calls in flight end CANCELLED."""
