@@ -91,7 +91,7 @@ class WatchResume:
         """The delay before reconnecting, or raises `error`."""
         if not self._resume or not (
                 error.code == grpc.StatusCode.UNAVAILABLE or error.throttled):
-            raise error
+            raise error from None  # (not chained to the grpc error)
         self._failures += 1
         delay = backoff(self._options, self._failures)
         if error.retry_delay is not None:
@@ -131,7 +131,7 @@ class CallBudget:
         delay = retry_delay(self._options, self._method, self._attempt, error,
                             self._deadline - self._clock())
         if delay is None:
-            raise error
+            raise error from None  # (not chained to the grpc error)
         if self._options.on_retry is not None:
             self._options.on_retry(self._method, self._attempt, error, delay)
         return delay
