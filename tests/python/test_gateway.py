@@ -11,6 +11,7 @@ user ever receives or releases another user's IDs, and each user's records
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -289,16 +290,29 @@ async def test_gateway_end_to_end(tmp_path):
         server.close()
 
 
-@run_async
-async def test_gateway_closes_sockets_and_exits_when_its_lease_is_lost(
-        tmp_path):
+@contextlib.asynccontextmanager
+async def one_user_gateway(tmp_path, name):
+    """A server, a gateway and one user's WebSocket that has sent one
+    message: yields (server, gateway, user, ws, conn_id, reply)."""
     server = ServerProcess().start()
-    gateway = GatewayProcess(str(tmp_path), server.address, "gw-lost")
+    gateway = GatewayProcess(str(tmp_path), server.address, name)
     try:
         user = User(0)
         ws, conn_id = await connect(gateway.port, user.token,
                                     asyncio.Semaphore(1))
-        await send(ws, user)
+        reply = await send(ws, user)
+        yield server, gateway, user, ws, conn_id, reply
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.stop(signal.SIGKILL)
+        server.close()
+
+
+@run_async
+async def test_gateway_closes_sockets_and_exits_when_its_lease_is_lost(
+        tmp_path):
+    async with one_user_gateway(tmp_path, "gw-lost") as (
+            server, gateway, _, ws, conn_id, _):
         async with rc.AsyncClient(server.address) as client:
             lease_id = (await client.describe(conn_id)).lease_id
             assert lease_id.startswith("lease")
@@ -307,22 +321,13 @@ async def test_gateway_closes_sockets_and_exits_when_its_lease_is_lost(
             await asyncio.wait_for(ws.recv(), 10 * time_scale() + LEASE_TTL)
         assert closed.value.code == 1012
         assert gateway.stop(signal.SIGTERM) == 3
-    finally:
-        if gateway.proc.poll() is None:
-            gateway.stop(signal.SIGKILL)
-        server.close()
 
 
 @run_async
 async def test_gateway_sigterm_releases_open_connections_and_its_lease(
         tmp_path):
-    server = ServerProcess().start()
-    gateway = GatewayProcess(str(tmp_path), server.address, "gw-term")
-    try:
-        user = User(1)
-        ws, conn_id = await connect(gateway.port, user.token,
-                                    asyncio.Semaphore(1))
-        reply = await send(ws, user)
+    async with one_user_gateway(tmp_path, "gw-term") as (
+            server, gateway, user, ws, conn_id, reply):
         gateway.proc.send_signal(signal.SIGTERM)
         # Reading lets the client answer the gateway's closing handshake.
         with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -339,7 +344,3 @@ async def test_gateway_sigterm_releases_open_connections_and_its_lease(
                 [reply["thread_id"], reply["run_id"]], owner=user.owner)
             assert [r.verdict for r in results] == [pb.VERDICT_VALID,
                                                     pb.VERDICT_RELEASED]
-    finally:
-        if gateway.proc.poll() is None:
-            gateway.stop(signal.SIGKILL)
-        server.close()
