@@ -79,7 +79,11 @@ Registry::Registry(const RegistryOptions& options, const Clock& clock,
   for (uint32_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
 }
 
-Registry::~Registry() = default;
+Registry::~Registry() {
+  absl::MutexLock lock(&drops_mu_);
+  drops_mu_.Await(absl::Condition(
+      +[](int64_t* n) { return *n == 0; }, &drops_in_flight_));
+}
 
 uint32_t Registry::ShardIndex(const Owner& owner) const {
   return static_cast<uint32_t>(absl::HashOf(owner) % shards_.size());

@@ -181,6 +181,7 @@ class Registry {
   // persist its high-water mark through the store from now on. Call once,
   // before serving. Connections whose lease is gone are ended as expired.
   absl::Status Recover();
+  // Waits for queued tombstone drops (the store must still be running).
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
@@ -373,6 +374,11 @@ class Registry {
   std::unique_ptr<Store> owned_store_;
   Store* store_;
   CommitQueue commits_;
+  // Tombstone drops queued and not completed: nobody waits for them but
+  // the destructor (every other change is answered, or waited for, by its
+  // caller).
+  absl::Mutex drops_mu_;
+  int64_t drops_in_flight_ ABSL_GUARDED_BY(drops_mu_) = 0;
   registry_internal::Counters counters_;
 };
 

@@ -516,17 +516,26 @@ void Registry::DropExpiredTombstones(absl::Time now) {
     if (batch.drop_records.empty()) continue;
     shard.dropping = true;
     queued = true;
+    {
+      absl::MutexLock drops(&drops_mu_);
+      ++drops_in_flight_;
+    }
     Enqueue(std::move(batch), [this, &shard](WriteBatch& b, absl::Status s) {
-      absl::MutexLock lock(&shard.mu);
-      shard.dropping = false;
+      {
+        absl::MutexLock lock(&shard.mu);
+        shard.dropping = false;
+        if (s.ok()) {
+          counters_.tombstones.fetch_sub(
+              shard.table.DropOldestTombstones(b.drop_records.size()),
+              std::memory_order_relaxed);
+        }
+      }
       if (!s.ok()) {
         spdlog::warn("tombstone removal not stored, will retry: {}",
                      std::string(s.message()));
-        return;
       }
-      counters_.tombstones.fetch_sub(
-          shard.table.DropOldestTombstones(b.drop_records.size()),
-          std::memory_order_relaxed);
+      absl::MutexLock drops(&drops_mu_);
+      --drops_in_flight_;
     });
   }
   if (queued) commits_.Flush();

@@ -174,10 +174,17 @@ TEST_F(IssueAsyncTest, FailedCommitTakesTheRecordsOutAndFreesTheQuota) {
 }
 
 TEST_F(IssueAsyncTest, FailedCommitUnbindsConnectionsFromTheirLease) {
-  auto lease = registry_->GrantLease("gw-1", absl::Seconds(30));
-  ASSERT_TRUE(lease.ok());
+  // Every change is answered once its commit completes: the lease's grant
+  // and revocation too.
+  std::optional<absl::StatusOr<LeaseGrant>> lease;
+  registry_->GrantLeaseAsync("gw-1", absl::Seconds(30), "",
+                             absl::InfiniteFuture(),
+                             [&](absl::StatusOr<LeaseGrant> g) { lease = g; });
+  EXPECT_FALSE(lease.has_value()) << "granted before its commit";
+  store_.Release();
+  ASSERT_TRUE(lease.has_value() && lease->ok());
   IssueSpec spec = Spec(Kind::kConnection);
-  spec.lease_id = lease->lease_id;
+  spec.lease_id = (*lease)->lease_id;
   std::optional<absl::StatusOr<std::vector<std::string>>> failed;
   Start(spec, &failed);
   store_.Release(absl::UnavailableError("store: cannot write"));
@@ -185,9 +192,14 @@ TEST_F(IssueAsyncTest, FailedCommitUnbindsConnectionsFromTheirLease) {
   EXPECT_FALSE(failed->ok());
   const std::vector<std::string> kept = IssueNow(spec);
   ASSERT_EQ(kept.size(), 1u);
-  auto revoked = registry_->RevokeLease(lease->lease_id);
-  ASSERT_TRUE(revoked.ok()) << revoked.status();
-  EXPECT_EQ(*revoked, kept) << "the failed connection was still bound";
+  std::optional<absl::StatusOr<std::vector<std::string>>> revoked;
+  registry_->RevokeLeaseAsync(
+      (*lease)->lease_id, std::nullopt, absl::InfiniteFuture(),
+      [&](absl::StatusOr<std::vector<std::string>> r) { revoked = r; });
+  store_.Release();
+  ASSERT_TRUE(revoked.has_value());
+  ASSERT_TRUE(revoked->ok()) << revoked->status();
+  EXPECT_EQ(**revoked, kept) << "the failed connection was still bound";
 }
 
 TEST_F(IssueAsyncTest, ACascadeReachesAPendingRecordAndItStaysEnded) {
@@ -199,20 +211,30 @@ TEST_F(IssueAsyncTest, ACascadeReachesAPendingRecordAndItStaysEnded) {
   std::optional<absl::StatusOr<std::vector<std::string>>> pending;
   Start(run, &pending);
 
+  // The cleanup reaches the pending run; its commit is queued behind the
+  // run's, and it is answered after it.
   CleanupTarget target;
   target.type = CleanupTarget::Type::kConnection;
   target.connection_id = connection;
-  auto cleaned = registry_->Cleanup({"acme", "alice"}, target, "disconnect");
-  ASSERT_TRUE(cleaned.ok()) << cleaned.status();
-  EXPECT_EQ(cleaned->released.size(), 2u) << "connection and the pending run";
+  std::optional<absl::StatusOr<CleanupResult>> cleaned;
+  registry_->CleanupAsync({"acme", "alice"}, target, "disconnect",
+                          absl::InfiniteFuture(),
+                          [&](absl::StatusOr<CleanupResult> r) { cleaned = r; });
+  EXPECT_FALSE(cleaned.has_value()) << "answered before its commit";
+  ASSERT_EQ(store_.held(), 2u);
 
-  store_.Release();
+  store_.Release();  // the run
   ASSERT_TRUE(pending.has_value());
   ASSERT_TRUE(pending->ok()) << pending->status();
+  EXPECT_FALSE(cleaned.has_value());
+  store_.Release();  // the cleanup
+  ASSERT_TRUE(cleaned.has_value());
+  ASSERT_TRUE(cleaned->ok()) << cleaned->status();
+  EXPECT_EQ((*cleaned)->released.size(), 2u) << "connection and the run";
   const std::string run_id = (*pending)->at(0);
-  EXPECT_NE(std::find(cleaned->released.begin(), cleaned->released.end(),
+  EXPECT_NE(std::find((*cleaned)->released.begin(), (*cleaned)->released.end(),
                       run_id),
-            cleaned->released.end());
+            (*cleaned)->released.end());
   EXPECT_EQ(
       registry_->Validate(run_id, Kind::kRun, {"acme", "alice"}, false).verdict,
       Verdict::kReleased);
