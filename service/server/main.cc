@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/stubs/logging.h"
+#include "service/common/text.h"
 #include "service/server/config.h"
 #include "service/server/server.h"
 #include "spdlog/spdlog.h"
@@ -32,6 +34,18 @@ bool WritePortFile(const std::string& path, const std::string& grpc,
   return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
+// Protobuf's own messages (a string field that is not UTF-8, say) go through
+// spdlog, so that every line the server writes has the same format.
+void ProtobufLog(google::protobuf::LogLevel level, const char* filename,
+                 int line, const std::string& message) {
+  const spdlog::level::level_enum spd =
+      level >= google::protobuf::LOGLEVEL_ERROR     ? spdlog::level::err
+      : level == google::protobuf::LOGLEVEL_WARNING ? spdlog::level::warn
+                                                    : spdlog::level::info;
+  spdlog::log(spd, "protobuf {}:{}: {}", filename, line,
+              registrar::LogSafe(message, 512));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,6 +65,7 @@ int main(int argc, char** argv) {
   // load in profiles). Lock order is checked by -Wthread-safety and the
   // TSan build instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  google::protobuf::SetLogHandler(&ProtobufLog);
 
   absl::StatusOr<registrar::ServerConfig> config =
       registrar::ConfigFromFlags(argc, argv);
@@ -64,13 +79,14 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<registrar::RegistrarServer>> server =
       registrar::RegistrarServer::Start(*config);
   if (!server.ok()) {
-    spdlog::critical("cannot start: {}", std::string(server.status().message()));
+    spdlog::critical("cannot start: {}",
+                     std::string(server.status().message()));
     return 1;
   }
-  spdlog::info("registrar serving gRPC on {}, metrics on http://{}/metrics "
-               "(node_id {})",
-               (*server)->grpc_address(), (*server)->metrics_address(),
-               config->node_id);
+  spdlog::info(
+      "registrar serving gRPC on {}, metrics on http://{}/metrics "
+      "(node_id {})",
+      (*server)->grpc_address(), (*server)->metrics_address(), config->node_id);
   if (!config->port_file.empty() &&
       !WritePortFile(config->port_file, (*server)->grpc_address(),
                      (*server)->metrics_address())) {
