@@ -347,7 +347,9 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
         "tenant", absl::StrCat("must be at most ", limits_.max_string_bytes,
                                " bytes of printable UTF-8")));
   }
-  return WatchReactor::Start(*watch_hub_, *request);
+  return WatchReactor::Start(
+      *watch_hub_, *request,
+      *caller ? (*caller)->name() : PeerHost(ctx->peer()));
 }
 
 // ---------------------------------------------------------------------------

@@ -78,6 +78,14 @@ ABSL_FLAG(absl::Duration, clock_window, absl::Seconds(3),
 ABSL_FLAG(uint32_t, max_watchers, 1000,
           "Most concurrent Watch streams; more are refused with "
           "RESOURCE_EXHAUSTED (0 refuses every Watch)");
+ABSL_FLAG(uint32_t, max_watchers_per_tenant, 250,
+          "Most concurrent Watch streams of one tenant (all-tenant streams "
+          "count as one tenant); more are refused with RESOURCE_EXHAUSTED "
+          "(0: only --max_watchers bounds them)");
+ABSL_FLAG(uint32_t, max_watchers_per_caller, 250,
+          "Most concurrent Watch streams of one caller (its name, or its "
+          "address without a callers file); more are refused with "
+          "RESOURCE_EXHAUSTED (0: only --max_watchers bounds them)");
 ABSL_FLAG(uint64_t, watch_max_lag, 100000,
           "Revisions a Watch stream may fall behind before it is ended with "
           "RESOURCE_EXHAUSTED (it may resume where it stopped)");
@@ -151,6 +159,8 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "shutdown_timeout",
                                    "log_level",
                                    "max_watchers",
+                                   "max_watchers_per_tenant",
+                                   "max_watchers_per_caller",
                                    "watch_max_lag",
                                    "clock_offset",
                                    "store",
@@ -281,6 +291,10 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   }
 
   c.watch.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  c.watch.max_watchers_per_tenant =
+      absl::GetFlag(FLAGS_max_watchers_per_tenant);
+  c.watch.max_watchers_per_caller =
+      absl::GetFlag(FLAGS_max_watchers_per_caller);
   c.watch.max_lag = absl::GetFlag(FLAGS_watch_max_lag);
   if (c.watch.max_lag == 0) {
     return absl::InvalidArgumentError("--watch_max_lag must be > 0");
