@@ -169,6 +169,15 @@ absl::StatusOr<std::shared_ptr<WatchHub::Watcher>> WatchHub::Start(
                                      " is older than the retained history; the "
                                      "oldest available revision is ",
                                      oldest));
+    } else if (const uint64_t newest = store_.LastRevision();
+               start > newest + 1) {
+      // Waiting for a revision far ahead would hang the client without
+      // saying why; the next one to be committed may be waited for.
+      return FieldError(
+          absl::StatusCode::kOutOfRange, "start_revision",
+          absl::StrCat(start, " is beyond the newest revision ", newest,
+                       "; watch from at most ", newest + 1,
+                       " (the next one), or 0 for from now"));
     }
     w = std::make_shared<Watcher>(sink, spec.tenant, spec.caller, start);
     watchers_.push_back(w);

@@ -86,8 +86,8 @@ class WatchSink {
 
 struct WatchSpec {
   // 0: from now (the next revision committed). N > 0: from revision N;
-  // OUT_OF_RANGE when N is older than the retained history; a revision not
-  // yet committed is waited for.
+  // OUT_OF_RANGE when N is older than the retained history or beyond the
+  // newest committed revision + 1 (the next one, which is waited for).
   uint64_t start_revision = 0;
   // Only records of this tenant; empty: every tenant.
   std::string tenant;
@@ -115,10 +115,11 @@ class WatchHub {
   // called (from the pump thread) before Start returns. Errors, with the
   // sink never called: OUT_OF_RANGE when spec.start_revision is older than
   // the retained history (the message names the oldest available
-  // revision); RESOURCE_EXHAUSTED with max_watchers watchers already, or
-  // with max_watchers_per_tenant of spec.tenant or max_watchers_per_caller
-  // of spec.caller (the message names the limit and its flag);
-  // UNAVAILABLE after Shutdown.
+  // revision) or beyond the newest + 1 (the message names the newest);
+  // RESOURCE_EXHAUSTED with max_watchers watchers already, or with
+  // max_watchers_per_tenant of spec.tenant or max_watchers_per_caller of
+  // spec.caller (the message names the limit and its flag); UNAVAILABLE after
+  // Shutdown.
   absl::StatusOr<std::shared_ptr<Watcher>> Start(const WatchSpec& spec,
                                                  WatchSink* sink);
 

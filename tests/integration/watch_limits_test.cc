@@ -2,7 +2,8 @@
 // holding every slot of one tenant leaves other tenants' slots alone, a
 // caller at its own bound leaves other callers theirs, refusals are
 // RESOURCE_EXHAUSTED naming the limit and its flag, and a closed stream
-// frees its slot.
+// frees its slot. A watch from beyond the next revision is OUT_OF_RANGE at
+// once instead of hanging.
 
 #include <grpcpp/grpcpp.h>
 
@@ -168,6 +169,34 @@ TEST_F(WatchLimitsTest, OneTenantOrCallerCannotTakeEverySlot) {
   for (auto* s : {other_b.get(), greedy_b.get(), other_b2.get(), again.get()}) {
     s->ctx.TryCancel();
   }
+}
+
+TEST_F(WatchLimitsTest, WatchFromBeyondTheNextRevisionIsOutOfRange) {
+  ASSERT_NO_FATAL_FAILURE(IssueIn("tenant-a"));
+  ASSERT_NO_FATAL_FAILURE(IssueIn("tenant-a"));
+  // Newest revision is 2: 3 waits, 4 and far beyond are refused at once.
+  for (uint64_t start : {uint64_t{4}, uint64_t{1} << 40}) {
+    Stream stream;
+    Authorize(stream.ctx, "admin");
+    v1::WatchRequest req;
+    req.set_start_revision(start);
+    stream.reader = stub_->Watch(&stream.ctx, req);
+    const grpc::Status s = Refused(stream);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE) << start;
+    EXPECT_THAT(s.error_message(),
+                AllOf(HasSubstr("beyond the newest revision 2"),
+                      HasSubstr("at most 3")));
+  }
+  Stream next;
+  Authorize(next.ctx, "admin");
+  v1::WatchRequest req;
+  req.set_start_revision(3);
+  next.reader = stub_->Watch(&next.ctx, req);
+  ASSERT_NO_FATAL_FAILURE(IssueIn("tenant-a"));
+  v1::WatchEvent event;
+  ASSERT_TRUE(next.reader->Read(&event));
+  EXPECT_EQ(event.revision(), 3u);
+  next.ctx.TryCancel();
 }
 
 }  // namespace

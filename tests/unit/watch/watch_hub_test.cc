@@ -294,18 +294,40 @@ TEST_F(WatchHubTest, StartZeroMeansFromNow) {
   EXPECT_THAT(w->sink->revisions(), ElementsAreArray(Range(6, 8)));
 }
 
-TEST_F(WatchHubTest, StartAtNWithinHistoryAndBeyondTheLastRevision) {
+TEST_F(WatchHubTest, StartAtNWithinHistoryAndAtTheNextRevision) {
   MakeHub();
   CommitMany(10);
   auto from4 = MustWatch(4);
-  auto from15 = MustWatch(15);  // not committed yet: waits for it
+  auto from11 = MustWatch(11);  // not committed yet: waits for it
   ASSERT_TRUE(from4->ReadAtLeast(7));
   EXPECT_THAT(from4->sink->revisions(), ElementsAreArray(Range(4, 10)));
-  EXPECT_FALSE(from15->AckNext(absl::Milliseconds(100)));
-  EXPECT_EQ(from15->sink->event_count(), 0u);
+  EXPECT_FALSE(from11->AckNext(absl::Milliseconds(100)));
+  EXPECT_EQ(from11->sink->event_count(), 0u);
   CommitMany(7);
-  ASSERT_TRUE(from15->ReadAtLeast(3));
-  EXPECT_THAT(from15->sink->revisions(), ElementsAreArray(Range(15, 17)));
+  ASSERT_TRUE(from11->ReadAtLeast(7));
+  EXPECT_THAT(from11->sink->revisions(), ElementsAreArray(Range(11, 17)));
+}
+
+TEST_F(WatchHubTest, StartBeyondTheNextRevisionIsOutOfRange) {
+  MakeHub();
+  CommitMany(10);
+  for (uint64_t start : {uint64_t{12}, uint64_t{1000}, UINT64_MAX}) {
+    auto w = Watch(start);
+    ASSERT_FALSE(w.ok()) << start;
+    EXPECT_EQ(w.status().code(), absl::StatusCode::kOutOfRange);
+    EXPECT_THAT(std::string(w.status().message()),
+                AllOf(HasSubstr("start_revision"),
+                      HasSubstr("beyond the newest revision 10"),
+                      HasSubstr("at most 11")));
+  }
+  EXPECT_EQ(hub_->watcher_count(), 0u);  // refused ones are not counted
+  // On an empty store only revision 1 (or 0) may be watched.
+  MemoryStore empty;
+  WatchHub fresh(empty);
+  WatchSpec spec;
+  spec.start_revision = 2;
+  EXPECT_EQ(fresh.Start(spec, nullptr).status().code(),
+            absl::StatusCode::kOutOfRange);
 }
 
 TEST_F(WatchHubTest, StartBelowTheRetainedHistoryIsOutOfRange) {
