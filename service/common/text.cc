@@ -125,6 +125,42 @@ std::string LogSafe(std::string_view s, size_t max_bytes) {
   return out;
 }
 
+void AppendJsonString(std::string_view s, std::string* out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  out->push_back('"');
+  while (p < end) {
+    uint32_t cp;
+    const int len = DecodeUtf8(p, end, &cp);
+    if (len == 0) {
+      out->append("\\ufffd");
+      ++p;
+      continue;
+    }
+    if (cp == '"') {
+      out->append("\\\"");
+    } else if (cp == '\\') {
+      out->append("\\\\");
+    } else if (cp == '\n') {
+      out->append("\\n");
+    } else if (cp == '\t') {
+      out->append("\\t");
+    } else if (IsControl(cp) || IsLineOrBidiControl(cp)) {
+      char buf[8];
+      const int n = std::snprintf(buf, sizeof(buf), "\\u%04x", cp);
+      out->append(buf, n);
+    } else {
+      out->append(reinterpret_cast<const char*>(p), len);
+    }
+    p += len;
+  }
+  out->push_back('"');
+}
+
+std::string JsonTimestamp(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+}
+
 std::string SafeMessage(std::string_view message, size_t max_bytes) {
   if (message.size() <= max_bytes && IsPrintableUtf8(message)) {
     return std::string(message);

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/time/time.h"
+
 namespace registrar {
 
 // True for well-formed UTF-8 with no control characters (C0, DEL, C1).
@@ -38,6 +40,17 @@ std::string LogSafe(std::string_view s, size_t max_bytes = kLogTextBytes);
 // bounded like LogSafe.
 std::string SafeMessage(std::string_view message,
                         size_t max_bytes = kMaxStatusMessageBytes);
+
+// Appends `s` to *out as a JSON string (quoted): `"` and `\\` escaped,
+// control characters (C0, DEL, C1) and the line/bidi controls LogSafe
+// escapes as \uXXXX, each byte that is not well-formed UTF-8 as U+FFFD. The
+// result is always valid JSON, whatever `s` holds. (No length bound: bound
+// caller text with LogSafe first.)
+void AppendJsonString(std::string_view s, std::string* out);
+
+// The "ts" of a JSON log line: UTC with microseconds,
+// "2026-12-02T10:40:26.123456Z".
+std::string JsonTimestamp(absl::Time t);
 
 }  // namespace registrar
 

@@ -16,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
+#include "service/common/rate_limited_log.h"
 #include "service/common/status_macros.h"
 #include "service/store/memory_store.h"
 #include "spdlog/spdlog.h"
@@ -999,12 +1000,9 @@ std::vector<std::string> Registry::Tick() {
   for (const EndedLease& lease : lessor_.TakeExpired(now)) {
     if (absl::Status s = EndLease(lease, ended); !s.ok()) {
       // Retried every tick while the store is down: say so once in a while.
-      static std::atomic<int64_t> last_warning_s{0};
-      const int64_t now_s = absl::ToUnixSeconds(now);
-      if (now_s - last_warning_s.exchange(now_s) >= 10) {
-        spdlog::warn("lease expiry not stored, will retry: {}",
-                     std::string(s.message()));
-      }
+      REGISTRAR_LOG_EVERY_INTERVAL(warn,
+                                   "lease expiry not stored, will retry: {}",
+                                   std::string(s.message()));
       continue;
     }
     if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseExpired);
@@ -1012,8 +1010,9 @@ std::vector<std::string> Registry::Tick() {
   Report(ended);
   DropExpiredTombstones(now);
   if (absl::Status s = ids_.ExtendHighWater(); !s.ok()) {
-    spdlog::warn("ID clock high-water mark not stored: {}",
-                 std::string(s.message()));
+    REGISTRAR_LOG_EVERY_INTERVAL(warn,
+                                 "ID clock high-water mark not stored: {}",
+                                 std::string(s.message()));
   }
   const uint64_t last = store_->LastRevision();
   if (last > options_.event_history &&
@@ -1022,7 +1021,8 @@ std::vector<std::string> Registry::Tick() {
     // Compact in steps of a tenth of the history, not on every tick.
     if (absl::Status s = store_->CompactEvents(last - options_.event_history);
         !s.ok()) {
-      spdlog::warn("event compaction failed: {}", std::string(s.message()));
+      REGISTRAR_LOG_EVERY_INTERVAL(warn, "event compaction failed: {}",
+                                   std::string(s.message()));
     }
   }
   return ended.TakeIds();
@@ -1037,8 +1037,9 @@ void Registry::DropExpiredTombstones(absl::Time now) {
     batch.drop_records = shard->table.DueTombstones(cutoff_ms);
     if (batch.drop_records.empty()) continue;
     if (absl::Status s = Commit(&batch); !s.ok()) {
-      spdlog::warn("tombstone removal not stored, will retry: {}",
-                   std::string(s.message()));
+      REGISTRAR_LOG_EVERY_INTERVAL(
+          warn, "tombstone removal not stored, will retry: {}",
+          std::string(s.message()));
       return;
     }
     counters_.tombstones.fetch_sub(shard->table.DropTombstones(cutoff_ms),

@@ -58,6 +58,19 @@ ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "On SIGTERM: how long in-flight calls may take to finish");
 ABSL_FLAG(std::string, log_level, "info",
           "trace, debug, info, warn, error, critical or off");
+ABSL_FLAG(std::string, log_format, "text",
+          "text: [time] [level] message; json: one JSON object per line "
+          "with ts, level and msg");
+ABSL_FLAG(absl::Duration, log_repeat_interval, absl::Seconds(10),
+          "A warning that can repeat (store write failures, a full disk) is "
+          "written at most once per this interval, saying how many were "
+          "left out");
+ABSL_FLAG(std::string, access_log, "",
+          "Write one line per call (method, caller, tenant, peer, status "
+          "code, duration, the caller's traceparent and x-request-id) to "
+          "this file, or to stderr with \"stderr\"; empty: no access log");
+ABSL_FLAG(double, access_log_sample, 1.0,
+          "Fraction of calls written to --access_log (0..1)");
 ABSL_FLAG(std::string, store, "rocksdb",
           "Storage: rocksdb (durable, in --data_dir) or memory (nothing is "
           "kept across restarts)");
@@ -158,6 +171,10 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "shutdown_drain",
                                    "shutdown_timeout",
                                    "log_level",
+                                   "log_format",
+                                   "log_repeat_interval",
+                                   "access_log",
+                                   "access_log_sample",
                                    "max_watchers",
                                    "max_watchers_per_tenant",
                                    "max_watchers_per_caller",
@@ -322,6 +339,22 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   t.max_connection_idle = absl::GetFlag(FLAGS_max_connection_idle);
   t.memory_limit_bytes = absl::GetFlag(FLAGS_grpc_memory_limit);
   if (absl::Status s = CheckTransport(t, c.listen); !s.ok()) return s;
+
+  if (absl::Status s =
+          ParseLogFormat(absl::GetFlag(FLAGS_log_format), &c.log_format);
+      !s.ok()) {
+    return s;
+  }
+  c.log_repeat_interval = absl::GetFlag(FLAGS_log_repeat_interval);
+  if (c.log_repeat_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--log_repeat_interval must be >= 0");
+  }
+  c.access_log = absl::GetFlag(FLAGS_access_log);
+  c.access_log_sample = absl::GetFlag(FLAGS_access_log_sample);
+  if (!(c.access_log_sample >= 0 && c.access_log_sample <= 1)) {
+    return absl::InvalidArgumentError(
+        "--access_log_sample must be between 0 and 1");
+  }
 
   c.callers_file = absl::GetFlag(FLAGS_callers_file);
   c.caller_rate.rate = absl::GetFlag(FLAGS_caller_rate);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/stubs/logging.h"
+#include "service/common/rate_limited_log.h"
 #include "service/common/text.h"
 #include "service/server/config.h"
 #include "service/server/server.h"
@@ -35,15 +36,21 @@ bool WritePortFile(const std::string& path, const std::string& grpc,
 }
 
 // Protobuf's own messages (a string field that is not UTF-8, say) go through
-// spdlog, so that every line the server writes has the same format.
+// spdlog, so that every line the server writes has the same format, at most
+// one per --log_repeat_interval.
 void ProtobufLog(google::protobuf::LogLevel level, const char* filename,
                  int line, const std::string& message) {
   const spdlog::level::level_enum spd =
       level >= google::protobuf::LOGLEVEL_ERROR     ? spdlog::level::err
       : level == google::protobuf::LOGLEVEL_WARNING ? spdlog::level::warn
                                                     : spdlog::level::info;
-  spdlog::log(spd, "protobuf {}:{}: {}", filename, line,
-              registrar::LogSafe(message, 512));
+  // A client sending bad strings would repeat it on every call.
+  static registrar::RepeatedLogGate gate;
+  uint64_t suppressed = 0;
+  if (!gate.Allow(absl::Now(), &suppressed)) return;
+  spdlog::log(spd, "protobuf {}:{}: {}{}", filename, line,
+              registrar::LogSafe(message, 512),
+              registrar::SuppressedNote(suppressed));
 }
 
 }  // namespace
@@ -75,6 +82,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(registrar::LogLevelFlag()));
+  registrar::UseLogFormat(config->log_format);
+  registrar::SetLogRepeatInterval(config->log_repeat_interval);
 
   absl::StatusOr<std::unique_ptr<registrar::RegistrarServer>> server =
       registrar::RegistrarServer::Start(*config);

@@ -102,5 +102,31 @@ TEST(SafeMessageTest, EscapesAndBoundsAMessageCarryingCallerText) {
   EXPECT_EQ(out.rfind("...(1048583 bytes)"), out.size() - 18);
 }
 
+std::string Json(std::string_view s) {
+  std::string out;
+  AppendJsonString(s, &out);
+  return out;
+}
+
+TEST(AppendJsonStringTest, EscapesWhatJsonRequires) {
+  EXPECT_EQ(Json("plain"), "\"plain\"");
+  EXPECT_EQ(Json("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(Json("l1\nl2\tx"), "\"l1\\nl2\\tx\"");
+  EXPECT_EQ(Json("\x1b[31m\x7f"), "\"\\u001b[31m\\u007f\"");
+  EXPECT_EQ(Json("\u2028"), "\"\\u2028\"");
+  EXPECT_EQ(Json("Zürich"), "\"Zürich\"");
+}
+
+TEST(AppendJsonStringTest, InvalidUtf8BecomesReplacementCharacters) {
+  EXPECT_EQ(Json("a\xff\xc0\xaf"
+                 "b"),
+            "\"a\\ufffd\\ufffd\\ufffdb\"");
+}
+
+TEST(JsonTimestampTest, IsUtcWithMicroseconds) {
+  EXPECT_EQ(JsonTimestamp(absl::FromUnixMicros(1'764'670'826'123'456)),
+            "2025-12-02T10:20:26.123456Z");
+}
+
 }  // namespace
 }  // namespace registrar
