@@ -9,7 +9,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/id/id.h"
 
@@ -233,9 +235,22 @@ absl::Status NonZero(const char* flag, uint64_t value) {
 
 absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "registrar: issues thread/run/request/connection IDs, records their "
+      "issues thread/run/request/connection IDs, records their "
       "owners, validates and releases them.\nEvery flag may also be set as "
       "REGISTRAR_<FLAG> in the environment; the command line wins.");
+  // --help and --helpshort list the flags defined in this file (by default
+  // abseil lists only those of a file named after the program, i.e. none).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "service/server/config.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.normalize_filename = [](absl::string_view file) {
+    const size_t pos = file.rfind("service/server/");
+    return std::string(pos == absl::string_view::npos ? file
+                                                      : file.substr(pos));
+  };
+  absl::SetFlagsUsageConfig(usage);
   if (absl::Status s = ApplyEnvironment(); !s.ok()) return s;
   absl::ParseCommandLine(argc, argv);
 
