@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/integration/own_server_test.h"
 
 #ifndef REGISTRAR_BINARY_PATH
 #error "REGISTRAR_BINARY_PATH must be defined to the server's path"
@@ -19,17 +20,6 @@
 #endif
 
 namespace {
-
-std::string RunCommand(const std::string& command) {
-  std::string out;
-  if (FILE* p = popen(command.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    pclose(p);
-  }
-  return out;
-}
 
 // Every `--name` matched by `re` (first group) in `text`, line by line.
 std::set<std::string> Flags(const std::string& text,
@@ -50,8 +40,8 @@ std::set<std::string> Flags(const std::string& text,
 }
 
 TEST(HelpTest, HelpListsTheServerFlagsAsTheReadmeDocumentsThem) {
-  const std::string help =
-      RunCommand(std::string("'") + REGISTRAR_BINARY_PATH + "' --help 2>&1");
+  const std::string help = registrar::testing::CommandOutput(
+      std::string("'") + REGISTRAR_BINARY_PATH + "' --help 2>&1");
   EXPECT_EQ(help.find("No flags matched"), std::string::npos) << help;
   std::set<std::string> from_help;
   {

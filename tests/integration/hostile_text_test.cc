@@ -22,6 +22,7 @@
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/auth/callers_file.h"
 #include "service/common/text.h"
+#include "tests/integration/own_server_test.h"
 #include "tests/integration/test_util.h"
 
 namespace registrar::testing {
@@ -230,13 +231,8 @@ std::vector<FieldCase> TenantFields() {
 
 // The log's lines after byte `from` (complete lines only).
 std::vector<std::string> LinesAfter(const std::string& log, size_t from) {
-  std::vector<std::string> lines;
-  if (from >= log.size()) return lines;
-  const std::string tail = log.substr(from);
-  for (absl::string_view line : absl::StrSplit(tail, '\n')) {
-    if (!line.empty()) lines.emplace_back(line);
-  }
-  return lines;
+  return from >= log.size() ? std::vector<std::string>{}
+                            : NonEmptyLines(log.substr(from));
 }
 
 // A line as the server writes it: spdlog's "[date time] [level] message",
@@ -265,33 +261,7 @@ std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
   return ctx;
 }
 
-class HostileTextTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = ::testing::TempDir() + "/hostile_text_" + std::to_string(getpid());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (server_ != nullptr) {
-      EXPECT_EQ(StopServer(*server_), 0) << LogSafe(server_->Log(), 4000);
-    }
-    std::filesystem::remove_all(dir_);
-  }
-
-  void Start(std::vector<std::string> args) {
-    ServerProcess::Options options;
-    options.args = std::move(args);
-    options.args.push_back("--store=memory");
-    server_ = StartOrFail(options);
-    ASSERT_NE(server_, nullptr);
-    stub_ = v1::Registrar::NewStub(grpc::CreateChannel(
-        server_->grpc_address(), grpc::InsecureChannelCredentials()));
-  }
-
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<Stub> stub_;
-};
+using HostileTextTest = OwnServerTest;
 
 TEST_F(HostileTextTest,
        EveryStringFieldOfEveryRpcLogsNothingForgedOrUnbounded) {

@@ -24,20 +24,13 @@
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/auth/callers_file.h"
+#include "tests/integration/own_server_test.h"
 #include "tests/integration/test_util.h"
 
 namespace registrar::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (!line.empty()) lines.emplace_back(line);
-  }
-  return lines;
-}
 
 std::vector<std::string> Containing(const std::vector<std::string>& lines,
                                     const std::string& needle) {
@@ -69,43 +62,18 @@ std::string CheckJsonLines(const std::string& file,
   const std::string command = absl::StrCat(
       "/usr/bin/python3 ", ShellQuote(path), " ", ShellQuote(file), " ",
       ShellQuote(extra_keys.empty() ? "," : extra_keys), " 2>&1");
-  std::string out;
-  if (FILE* p = popen(command.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    pclose(p);
-  }
-  return out;
+  return CommandOutput(command);
 }
 
-class LoggingTest : public ::testing::Test {
+class LoggingTest : public OwnServerTest {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/logging_test_" + std::to_string(getpid());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    OwnServerTest::SetUp();
     callers_ = dir_ + "/callers.json";
     std::ofstream(callers_)
         << "{\"callers\": [{\"name\": \"gw-a\", \"role\": \"ROLE_GATEWAY\", "
            "\"tenants\": [\"tenant-a\"], \"token_sha256\": [\""
         << HashToken("token-gw-a") << "\"]}]}";
-  }
-  void TearDown() override {
-    if (server_ != nullptr && server_->running()) {
-      EXPECT_EQ(StopServer(*server_), 0) << server_->Log();
-    }
-    std::filesystem::remove_all(dir_);
-  }
-
-  void Start(std::vector<std::string> args) {
-    ServerProcess::Options options;
-    options.args = std::move(args);
-    options.args.push_back("--store=memory");
-    server_ = StartOrFail(options);
-    ASSERT_NE(server_, nullptr);
-    stub_ = v1::Registrar::NewStub(grpc::CreateChannel(
-        server_->grpc_address(), grpc::InsecureChannelCredentials()));
   }
 
   grpc::Status Issue(
@@ -125,10 +93,7 @@ class LoggingTest : public ::testing::Test {
     return stub_->Issue(&ctx, req, &resp);
   }
 
-  std::string dir_;
   std::string callers_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<v1::Registrar::Stub> stub_;
 };
 
 TEST_F(LoggingTest, JsonFormatMakesEveryLineOneJsonObject) {
@@ -148,7 +113,7 @@ TEST_F(LoggingTest, JsonFormatMakesEveryLineOneJsonObject) {
   ASSERT_EQ(StopServer(*server_), 0);  // startup and shutdown lines too
 
   const std::string log_file = server_->dir() + "/server.log";
-  const std::vector<std::string> lines = Lines(server_->Log());
+  const std::vector<std::string> lines = NonEmptyLines(server_->Log());
   ASSERT_GE(lines.size(), 4u) << server_->Log();
   EXPECT_EQ(CheckJsonLines(log_file), absl::StrCat(lines.size(), " ok\n"))
       << server_->Log();
@@ -157,7 +122,7 @@ TEST_F(LoggingTest, JsonFormatMakesEveryLineOneJsonObject) {
   // 5 calls, one access line each, with the access fields.
   EXPECT_EQ(CheckJsonLines(access, "method,code,duration_ms,peer"), "5 ok\n")
       << ReadFile(access);
-  const std::vector<std::string> access_lines = Lines(ReadFile(access));
+  const std::vector<std::string> access_lines = NonEmptyLines(ReadFile(access));
   ASSERT_EQ(access_lines.size(), 5u);
   EXPECT_THAT(access_lines[0],
               HasSubstr("\"method\":\"/registrar.v1.Registrar/Issue\""));
@@ -184,7 +149,7 @@ TEST_F(LoggingTest, AccessLogLineCarriesCallFieldsAndTraceMetadata) {
       Issue("token-gw-a", "tenant-b", {{"x-request-id", long_id}}).error_code(),
       grpc::StatusCode::PERMISSION_DENIED);
   // Written when the status is sent: before the client sees it.
-  const std::vector<std::string> lines = Lines(ReadFile(access));
+  const std::vector<std::string> lines = NonEmptyLines(ReadFile(access));
   ASSERT_EQ(lines.size(), 2u) << ReadFile(access);
   EXPECT_THAT(
       lines[0],
@@ -218,7 +183,7 @@ TEST_F(LoggingTest, RepeatedWarningIsWrittenAtMostOncePerInterval) {
     EXPECT_FALSE(Issue("", "tenant-a", {}, "bad\xff").ok());
   }
   const std::vector<std::string> warned =
-      Containing(Lines(server_->Log()), "invalid UTF-8");
+      Containing(NonEmptyLines(server_->Log()), "invalid UTF-8");
   EXPECT_EQ(warned.size(), 1u) << server_->Log();
 }
 
@@ -232,13 +197,14 @@ TEST_F(LoggingTest, RepeatedWarningCountsTheLinesLeftOut) {
         for (int i = 0; i < 10; ++i, ++sent) {
           EXPECT_FALSE(Issue("", "tenant-a", {}, "bad\xff").ok());
         }
-        return Containing(Lines(server_->Log()), "invalid UTF-8").size() >= 2;
+        return Containing(NonEmptyLines(server_->Log()), "invalid UTF-8")
+                   .size() >= 2;
       },
       absl::Seconds(10));
   ASSERT_TRUE(second);
   const absl::Duration elapsed = absl::Now() - start;
   const std::vector<std::string> warned =
-      Containing(Lines(server_->Log()), "invalid UTF-8");
+      Containing(NonEmptyLines(server_->Log()), "invalid UTF-8");
   // At most one per 200 ms interval (and one at the start).
   EXPECT_LE(warned.size(),
             static_cast<size_t>(elapsed / absl::Milliseconds(200)) + 1);

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/auth/callers_file.h"
+#include "tests/integration/own_server_test.h"
 #include "tests/integration/test_util.h"
 
 namespace registrar::testing {
@@ -33,11 +34,10 @@ struct Stream {
   std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader;
 };
 
-class WatchLimitsTest : public ::testing::Test {
+class WatchLimitsTest : public OwnServerTest {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/watch_limits_" + std::to_string(getpid());
-    std::filesystem::create_directories(dir_);
+    OwnServerTest::SetUp();
     const std::string callers = dir_ + "/callers.json";
     auto entry = [](const std::string& name, const std::string& role,
                     const std::string& tenants) {
@@ -52,20 +52,9 @@ class WatchLimitsTest : public ::testing::Test {
                            << ", "
                            << entry("other", "ROLE_READER", "\"tenant-b\"")
                            << "]}";
-    ServerProcess::Options options;
-    options.args = {"--store=memory", "--callers_file=" + callers,
-                    "--max_watchers=100", "--max_watchers_per_tenant=3",
-                    "--max_watchers_per_caller=4"};
-    server_ = StartOrFail(options);
-    ASSERT_NE(server_, nullptr);
-    stub_ = v1::Registrar::NewStub(grpc::CreateChannel(
-        server_->grpc_address(), grpc::InsecureChannelCredentials()));
-  }
-  void TearDown() override {
-    if (server_ != nullptr) {
-      EXPECT_EQ(StopServer(*server_), 0) << server_->Log();
-    }
-    std::filesystem::remove_all(dir_);
+    ASSERT_NO_FATAL_FAILURE(
+        Start({"--callers_file=" + callers, "--max_watchers=100",
+               "--max_watchers_per_tenant=3", "--max_watchers_per_caller=4"}));
   }
 
   void Authorize(grpc::ClientContext& ctx, const std::string& caller) {
@@ -110,10 +99,6 @@ class WatchLimitsTest : public ::testing::Test {
     EXPECT_FALSE(stream.reader->Read(&event));
     return stream.reader->Finish();
   }
-
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<v1::Registrar::Stub> stub_;
 };
 
 TEST_F(WatchLimitsTest, OneTenantOrCallerCannotTakeEverySlot) {
