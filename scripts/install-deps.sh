@@ -9,11 +9,14 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev librocksdb-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsodium-dev
-  grpc-proto python3-grpcio python3-protobuf openssl curl
+  grpc-proto python3-grpcio openssl curl
   # deploy/ checks: promtool and prometheus (tests/prometheus), manifests
   # parsed with python3-yaml (tests/deploy), ip and unshare (iproute2,
   # util-linux), systemd-analyze (systemd)
   prometheus python3-yaml iproute2 util-linux systemd
+  # the Python client (client/python), its tests and the gateway example
+  python3-protobuf python3-pytest python3-websockets python3-pip
+  python3-venv python3-setuptools python3-wheel
   # clang, its sanitizer and libFuzzer runtimes, llvm-symbolizer (readable
   # sanitizer stacks): scripts/ci-sanitizers.sh
   clang libclang-rt-14-dev llvm

@@ -21,7 +21,6 @@ namespace registrar {
 
 RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
                                    Metrics* metrics, WatchHub* watch_hub,
-                                   BlockingExecutor* blocking,
                                    const AccessControl* access,
                                    RateLimiter* limiter)
     : registry_(registry),
@@ -29,8 +28,7 @@ RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
       access_(access),
       limiter_(limiter),
       metrics_(metrics),
-      watch_hub_(watch_hub),
-      blocking_(blocking) {}
+      watch_hub_(watch_hub) {}
 
 namespace {
 
@@ -102,13 +100,6 @@ absl::Status LenientValidateParse(const grpc::ByteBuffer& bytes,
 
 namespace {
 
-// Blocking calls that commit to the store, and so may wait for an fsync
-// (Issue and OpenContext are answered later instead of blocking).
-bool Commits(CoreOp op) {
-  return op == CoreOp::kCleanup || op == CoreOp::kGrantLease ||
-         op == CoreOp::kRevokeLease;
-}
-
 // The host of a gRPC peer string ("ipv4:10.0.0.7:51234" -> "ipv4:10.0.0.7"):
 // the rate-limit key of an unauthenticated caller.
 std::string PeerHost(const std::string& peer) {
@@ -149,7 +140,7 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
     absl::Status (*parse)(const grpc::ByteBuffer&, Req*),
     void (RegistrarService::*async_body)(const Caller*, const Req&, Resp*,
-                                         Finish)) {
+                                         absl::Time, Finish)) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   if (stopping_.load(std::memory_order_acquire)) {
@@ -174,8 +165,9 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     in_flight_.fetch_sub(1, std::memory_order_acq_rel);
     return reactor;
   }
-  // The server's own deadline: queued work never runs after the caller has
-  // given up, nor later than --call_timeout after arrival.
+  // The server's own deadline: a change still queued for the store when the
+  // caller has given up, or --call_timeout after arrival, is not written
+  // (DEADLINE_EXCEEDED, nothing done).
   const absl::Time deadline = std::min(absl::Now() + limits_.call_timeout,
                                        absl::FromChrono(ctx->deadline()));
   const Caller* caller = call->caller.get();
@@ -196,22 +188,9 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
     in_flight_.fetch_sub(1, std::memory_order_acq_rel);
   };
   if (async_body != nullptr) {
-    (this->*async_body)(caller, *req, resp, std::move(finish));
-    return reactor;
-  }
-  auto run = [this, body, caller, req, resp, deadline,
-              finish = std::move(finish)]() mutable {
-    std::move(finish)(
-        absl::Now() > deadline
-            ? absl::DeadlineExceededError(
-                  "the call waited past its deadline (the client's or "
-                  "--call_timeout) before it could start; nothing was done")
-            : (this->*body)(caller, *req, resp));
-  };
-  if (blocking_ != nullptr && Commits(op)) {
-    blocking_->Submit(std::move(run));
+    (this->*async_body)(caller, *req, resp, deadline, std::move(finish));
   } else {
-    run();
+    std::move(finish)((this->*body)(caller, *req, resp));
   }
   return reactor;
 }
@@ -295,15 +274,17 @@ grpc::ServerUnaryReactor* RegistrarService::Validate(
 grpc::ServerUnaryReactor* RegistrarService::Cleanup(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kCleanup, request, response,
-                &RegistrarService::DoCleanup, &StrictParse<v1::CleanupRequest>);
+  return Handle<v1::CleanupRequest, v1::CleanupResponse>(
+      ctx, CoreOp::kCleanup, request, response, nullptr,
+      &StrictParse<v1::CleanupRequest>, &RegistrarService::DoCleanupAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::GrantLease(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kGrantLease, request, response,
-                &RegistrarService::DoGrantLease,
-                &StrictParse<v1::GrantLeaseRequest>);
+  return Handle<v1::GrantLeaseRequest, v1::GrantLeaseResponse>(
+      ctx, CoreOp::kGrantLease, request, response, nullptr,
+      &StrictParse<v1::GrantLeaseRequest>,
+      &RegistrarService::DoGrantLeaseAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::KeepAlive(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
@@ -315,9 +296,10 @@ grpc::ServerUnaryReactor* RegistrarService::KeepAlive(
 grpc::ServerUnaryReactor* RegistrarService::RevokeLease(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kRevokeLease, request, response,
-                &RegistrarService::DoRevokeLease,
-                &StrictParse<v1::RevokeLeaseRequest>);
+  return Handle<v1::RevokeLeaseRequest, v1::RevokeLeaseResponse>(
+      ctx, CoreOp::kRevokeLease, request, response, nullptr,
+      &StrictParse<v1::RevokeLeaseRequest>,
+      &RegistrarService::DoRevokeLeaseAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::Describe(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
@@ -362,13 +344,15 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
 
 void RegistrarService::DoIssueAsync(const Caller* caller,
                                     const v1::IssueRequest& req,
-                                    v1::IssueResponse* resp, Finish finish) {
+                                    v1::IssueResponse* resp,
+                                    absl::Time deadline, Finish finish) {
   if (absl::Status s = CheckIssue(req, limits_); !s.ok()) {
     std::move(finish)(std::move(s));
     return;
   }
   IssueSpec spec = IssueSpecFromProto(req);
   spec.lease_caller = LeaseCaller(caller);
+  spec.deadline = deadline;
   registry_.IssueAsync(
       spec, [resp, finish = std::move(finish)](
                 absl::StatusOr<std::vector<std::string>> ids) mutable {
@@ -380,13 +364,15 @@ void RegistrarService::DoIssueAsync(const Caller* caller,
 void RegistrarService::DoOpenContextAsync(const Caller* caller,
                                           const v1::OpenContextRequest& req,
                                           v1::OpenContextResponse* resp,
-                                          Finish finish) {
+                                          absl::Time deadline, Finish finish) {
   if (absl::Status s = CheckOpenContext(req, limits_); !s.ok()) {
     std::move(finish)(std::move(s));
     return;
   }
+  OpenContextSpec spec = OpenContextSpecFromProto(req);
+  spec.deadline = deadline;
   registry_.OpenContextAsync(
-      OpenContextSpecFromProto(req),
+      spec,
       [resp, finish = std::move(finish)](
           absl::StatusOr<OpenContextResult> result) mutable {
         if (result.ok()) FillOpenContextResponse(*std::move(result), resp);
@@ -424,37 +410,60 @@ absl::Status RegistrarService::DoValidate(const Caller* caller,
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoCleanup(const Caller* caller,
-                                         const v1::CleanupRequest& req,
-                                         v1::CleanupResponse* resp) {
-  RETURN_IF_ERROR(CheckCleanup(req, limits_));
-  const CleanupTarget target = CleanupTargetFromProto(req);
-  ASSIGN_OR_RETURN(
-      CleanupResult result,
-      registry_.Cleanup(OwnerFromProto(req.owner()), target, req.reason()));
-  for (std::string& id : result.released) resp->add_released(std::move(id));
-  for (std::string& id : result.already_ended) {
-    resp->add_already_ended(std::move(id));
+void RegistrarService::DoCleanupAsync(const Caller* caller,
+                                      const v1::CleanupRequest& req,
+                                      v1::CleanupResponse* resp,
+                                      absl::Time deadline, Finish finish) {
+  if (absl::Status s = CheckCleanup(req, limits_); !s.ok()) {
+    std::move(finish)(std::move(s));
+    return;
   }
-  for (std::string& id : result.refused) resp->add_refused(std::move(id));
-  for (std::string& id : result.unknown) {
-    // Same rule as Validate: never echo an oversized string back.
-    if (id.size() <= limits_.max_id_bytes) resp->add_unknown(std::move(id));
-  }
-  return absl::OkStatus();
+  registry_.CleanupAsync(
+      OwnerFromProto(req.owner()), CleanupTargetFromProto(req), req.reason(),
+      deadline,
+      [this, resp, finish = std::move(finish)](
+          absl::StatusOr<CleanupResult> result) mutable {
+        if (result.ok()) {
+          for (std::string& id : result->released) {
+            resp->add_released(std::move(id));
+          }
+          for (std::string& id : result->already_ended) {
+            resp->add_already_ended(std::move(id));
+          }
+          for (std::string& id : result->refused) {
+            resp->add_refused(std::move(id));
+          }
+          for (std::string& id : result->unknown) {
+            // Same rule as Validate: never echo an oversized string back.
+            if (id.size() <= limits_.max_id_bytes) {
+              resp->add_unknown(std::move(id));
+            }
+          }
+        }
+        std::move(finish)(result.status());
+      });
 }
 
-absl::Status RegistrarService::DoGrantLease(const Caller* caller,
-                                            const v1::GrantLeaseRequest& req,
-                                            v1::GrantLeaseResponse* resp) {
-  RETURN_IF_ERROR(CheckGrantLease(req, limits_));
-  ASSIGN_OR_RETURN(
-      LeaseGrant grant,
-      registry_.GrantLease(req.holder(), absl::Seconds(req.ttl_seconds()),
-                           caller ? caller->name() : ""));
-  resp->set_lease_id(std::move(grant.lease_id));
-  resp->set_ttl_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(grant.ttl)));
-  return absl::OkStatus();
+void RegistrarService::DoGrantLeaseAsync(const Caller* caller,
+                                         const v1::GrantLeaseRequest& req,
+                                         v1::GrantLeaseResponse* resp,
+                                         absl::Time deadline, Finish finish) {
+  if (absl::Status s = CheckGrantLease(req, limits_); !s.ok()) {
+    std::move(finish)(std::move(s));
+    return;
+  }
+  registry_.GrantLeaseAsync(
+      req.holder(), absl::Seconds(req.ttl_seconds()),
+      caller ? caller->name() : "", deadline,
+      [resp, finish = std::move(finish)](
+          absl::StatusOr<LeaseGrant> grant) mutable {
+        if (grant.ok()) {
+          resp->set_lease_id(std::move(grant->lease_id));
+          resp->set_ttl_seconds(
+              static_cast<uint32_t>(absl::ToInt64Seconds(grant->ttl)));
+        }
+        std::move(finish)(grant.status());
+      });
 }
 
 absl::Status RegistrarService::DoKeepAlive(const Caller* caller,
@@ -468,14 +477,23 @@ absl::Status RegistrarService::DoKeepAlive(const Caller* caller,
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoRevokeLease(const Caller* caller,
-                                             const v1::RevokeLeaseRequest& req,
-                                             v1::RevokeLeaseResponse* resp) {
-  RETURN_IF_ERROR(CheckLeaseId(req.lease_id(), limits_));
-  ASSIGN_OR_RETURN(std::vector<std::string> released,
-                   registry_.RevokeLease(req.lease_id(), LeaseCaller(caller)));
-  for (std::string& id : released) resp->add_released(std::move(id));
-  return absl::OkStatus();
+void RegistrarService::DoRevokeLeaseAsync(const Caller* caller,
+                                          const v1::RevokeLeaseRequest& req,
+                                          v1::RevokeLeaseResponse* resp,
+                                          absl::Time deadline, Finish finish) {
+  if (absl::Status s = CheckLeaseId(req.lease_id(), limits_); !s.ok()) {
+    std::move(finish)(std::move(s));
+    return;
+  }
+  registry_.RevokeLeaseAsync(
+      req.lease_id(), LeaseCaller(caller), deadline,
+      [resp, finish = std::move(finish)](
+          absl::StatusOr<std::vector<std::string>> released) mutable {
+        if (released.ok()) {
+          for (std::string& id : *released) resp->add_released(std::move(id));
+        }
+        std::move(finish)(released.status());
+      });
 }
 
 absl::Status RegistrarService::DoDescribe(const Caller* caller,

@@ -15,7 +15,6 @@
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/api/access_control.h"
 #include "service/api/access_log.h"
-#include "service/api/blocking_executor.h"
 #include "service/api/rate_limiter.h"
 #include "service/api/request_validation.h"
 #include "service/metrics/metrics.h"
@@ -43,13 +42,10 @@ class RegistrarService final : public RawUnaryService {
  public:
   // `registry`, `metrics` (nullable) and `watch_hub` (nullable: Watch is
   // then UNIMPLEMENTED) must outlive the service.
-  // `blocking` (nullable): where calls that change state run when commits
-  // block (fsync); without it every handler runs on gRPC's thread.
   // `access` (nullable: no authentication) and `limiter` (nullable: no
   // per-caller rate) are checked before any call does anything.
   RegistrarService(Registry& registry, const ApiLimits& limits,
                    Metrics* metrics, WatchHub* watch_hub = nullptr,
-                   BlockingExecutor* blocking = nullptr,
                    const AccessControl* access = nullptr,
                    RateLimiter* limiter = nullptr);
 
@@ -96,26 +92,32 @@ class RegistrarService final : public RawUnaryService {
   // The handlers' bodies, free of gRPC types but the messages.
   // Ends a call whose body finishes later, with the body's status.
   using Finish = absl::AnyInvocable<void(absl::Status) &&>;
-  // Issue and OpenContext hold no thread while the store commits: `finish`
-  // runs once the IDs are durable (Registry::IssueAsync).
+  // Calls that change state hold no thread while the store commits:
+  // `finish` runs once the change is durable (or has failed), from the
+  // store's completion; a change not written by `deadline` does nothing.
   void DoIssueAsync(const Caller* caller, const v1::IssueRequest& req,
-                    v1::IssueResponse* resp, Finish finish);
+                    v1::IssueResponse* resp, absl::Time deadline,
+                    Finish finish);
   void DoOpenContextAsync(const Caller* caller,
                           const v1::OpenContextRequest& req,
-                          v1::OpenContextResponse* resp, Finish finish);
+                          v1::OpenContextResponse* resp, absl::Time deadline,
+                          Finish finish);
+  void DoCleanupAsync(const Caller* caller, const v1::CleanupRequest& req,
+                      v1::CleanupResponse* resp, absl::Time deadline,
+                      Finish finish);
+  void DoGrantLeaseAsync(const Caller* caller,
+                         const v1::GrantLeaseRequest& req,
+                         v1::GrantLeaseResponse* resp, absl::Time deadline,
+                         Finish finish);
+  void DoRevokeLeaseAsync(const Caller* caller,
+                          const v1::RevokeLeaseRequest& req,
+                          v1::RevokeLeaseResponse* resp, absl::Time deadline,
+                          Finish finish);
   absl::Status DoValidate(const Caller* caller, const v1::ValidateRequest& req,
                           v1::ValidateResponse* resp);
-  absl::Status DoCleanup(const Caller* caller, const v1::CleanupRequest& req,
-                         v1::CleanupResponse* resp);
-  absl::Status DoGrantLease(const Caller* caller,
-                            const v1::GrantLeaseRequest& req,
-                            v1::GrantLeaseResponse* resp);
   absl::Status DoKeepAlive(const Caller* caller,
                            const v1::KeepAliveRequest& req,
                            v1::KeepAliveResponse* resp);
-  absl::Status DoRevokeLease(const Caller* caller,
-                             const v1::RevokeLeaseRequest& req,
-                             v1::RevokeLeaseResponse* resp);
   absl::Status DoDescribe(const Caller* caller, const v1::DescribeRequest& req,
                           v1::DescribeResponse* resp);
   absl::Status DoListOwned(const Caller* caller,
@@ -124,9 +126,8 @@ class RegistrarService final : public RawUnaryService {
 
   // Parses the request (with `parse`), runs the body unless stopping, timing
   // it as `op`, serialises the response and finishes the call. Exactly one
-  // body is given: `body` runs here or, for a blocking call that commits,
-  // on the commit pool; `async_body` runs here and finishes the call when
-  // its work is done.
+  // body is given: `body` (reads) runs here; `async_body` (changes) starts
+  // here and finishes the call when the store has committed its change.
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Handle(
       grpc::CallbackServerContext* ctx, CoreOp op,
@@ -134,7 +135,7 @@ class RegistrarService final : public RawUnaryService {
       absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
       absl::Status (*parse)(const grpc::ByteBuffer&, Req*),
       void (RegistrarService::*async_body)(const Caller*, const Req&, Resp*,
-                                           Finish) = nullptr);
+                                           absl::Time, Finish) = nullptr);
 
   // Authentication, authorization, rate and in-flight bounds, in that
   // order; the caller (null without authentication) or the refusal.
@@ -153,7 +154,6 @@ class RegistrarService final : public RawUnaryService {
   AccessLog* access_log_ = nullptr;
   Metrics* const metrics_;
   WatchHub* const watch_hub_;  // Watch
-  BlockingExecutor* const blocking_;
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> in_flight_{0};
 };

@@ -49,7 +49,8 @@ RecordTable::Ref RecordTable::FindLiveOwned(Id128 id, Kind kind,
   const Ref r = Find(id);
   if (r == kNone) return kNone;
   const Node& n = node(r);
-  if (n.kind != kind || n.owner != owner || n.state != State::kLive) {
+  if (n.kind != kind || n.owner != owner || n.state != State::kLive ||
+      (n.flags & kEnding) != 0) {
     return kNone;
   }
   return r;
@@ -434,6 +435,7 @@ void RecordTable::End(Ref r, State state, int64_t ended_ms,
   Node& n = node(r);
   n.state = state;
   n.revision = revision;
+  n.flags &= ~kEnding;
   Extra& e = MutableExtra(r);
   e.ended_ms = ended_ms;
   e.end_reason = reason;
@@ -457,6 +459,16 @@ uint64_t RecordTable::DropTombstones(int64_t cutoff_ms) {
     tombstones_.pop_front();
     Drop(r);
     ++dropped;
+  }
+  return dropped;
+}
+
+uint64_t RecordTable::DropOldestTombstones(size_t n) {
+  uint64_t dropped = 0;
+  for (; dropped < n && !tombstones_.empty(); ++dropped) {
+    const Ref r = tombstones_.front().second;
+    tombstones_.pop_front();
+    Drop(r);
   }
   return dropped;
 }

@@ -71,7 +71,8 @@ class RecordTable {
   // Like Find, but kNone for a pending record: what reads use, so nobody
   // learns of a record before its commit is durable.
   Ref FindCommitted(Id128 id) const;
-  // The live record `id` of `kind` owned by `owner`, or kNone.
+  // The live record `id` of `kind` owned by `owner`, or kNone; kNone too
+  // while it is ending (nothing new may be attached to it).
   Ref FindLiveOwned(Id128 id, Kind kind, OwnerRef owner) const;
   OwnerRef FindOwner(const Owner& owner) const;
 
@@ -81,6 +82,14 @@ class RecordTable {
   // Revision of the record's last change; 0 while it is pending.
   uint64_t revision(Ref r) const { return node(r).revision; }
   bool pending(Ref r) const { return node(r).revision == 0; }
+  // A live record whose end is staged: its commit is queued, not yet
+  // durable. Reads still see it live; changes treat it as ending (no new
+  // children under it, no second end). Cleared when the end is applied or
+  // its commit failed.
+  bool ending(Ref r) const { return (node(r).flags & kEnding) != 0; }
+  void set_ending(Ref r, bool on) {
+    node(r).flags = on ? (node(r).flags | kEnding) : (node(r).flags & ~kEnding);
+  }
   OwnerRef owner_of(Ref r) const { return node(r).owner; }
   const Owner& owner(OwnerRef o) const { return owners_[o]->key; }
   // Live records of an owner (0 for kNone).
@@ -138,7 +147,7 @@ class RecordTable {
   Ref Restore(RecordView&& v);
   void FinishRestore();
 
-  // Ends the live record `r`.
+  // Ends the live record `r` (and clears its ending mark).
   void End(Ref r, State state, int64_t ended_ms,
            const std::shared_ptr<const std::string>& reason, uint64_t revision);
 
@@ -147,6 +156,10 @@ class RecordTable {
   // Forgets them (their removal from the store is committed first).
   // Returns how many were dropped.
   uint64_t DropTombstones(int64_t cutoff_ms);
+  // Forgets the `n` oldest tombstones: the ones a DueTombstones call
+  // returned, once their removal is committed (only newer ones were added
+  // meanwhile). Returns how many were dropped.
+  uint64_t DropOldestTombstones(size_t n);
 
   // ----- Accounting
 
@@ -166,6 +179,7 @@ class RecordTable {
   static constexpr uint32_t kChunkBits = 12;  // 4096 nodes (256 KiB) a chunk
   static constexpr uint32_t kChunkSize = 1u << kChunkBits;
   static constexpr uint8_t kGhost = 1;
+  static constexpr uint8_t kEnding = 2;
 
   // 64 bytes. Refs are kNone when unset.
   struct Node {

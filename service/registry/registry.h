@@ -22,10 +22,14 @@
 //     it (threads outlive connections).
 //  4. Every live record counts against its owner's quota.
 //
-// Durability: every change is committed to the Store (one atomic batch per
-// call and shard) before it is applied in memory and before the call
-// returns, so an acknowledged change is as durable as the store makes it,
-// and a change the store refuses (UNAVAILABLE) changes nothing.
+// Durability: every change is committed to the Store as one atomic batch per
+// call (a lease end or a cleanup across shards included) before it is
+// applied in memory and before the call is answered, so an acknowledged
+// change is as durable as the store makes it, and a change the store
+// refuses (UNAVAILABLE, DEADLINE_EXCEEDED) changes nothing. Every change
+// takes the one path of shard.h: admit and stage under the shard lock,
+// commit with no registry lock held, apply or roll back on the store's
+// completion, answer. No store call is made under a registry lock.
 //
 // Thread-safe. Returned errors name the request field at fault (see
 // service/common/field_error.h).
@@ -48,6 +52,7 @@
 #include "service/common/kind.h"
 #include "service/id/id.h"
 #include "service/id/id_generator.h"
+#include "service/registry/commit_queue.h"
 #include "service/registry/lessor.h"
 #include "service/registry/observer.h"
 #include "service/registry/record_table.h"
@@ -59,6 +64,7 @@ namespace registrar {
 namespace registry_internal {
 struct Shard;
 struct Ended;
+class ParallelLoader;
 // Registry-wide counters, shared by all shards.
 struct Counters {
   std::atomic<uint64_t> live[kNumKinds] = {};
@@ -106,6 +112,8 @@ struct IssueSpec {
   // When set, the lease must have been granted by this caller.
   std::optional<std::string> lease_caller;
   Labels labels;
+  // Not committed by then: DEADLINE_EXCEEDED, nothing recorded.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 struct OpenContextSpec {
@@ -113,6 +121,7 @@ struct OpenContextSpec {
   std::string_view thread_id;      // optional: reused if live and owned
   std::string_view connection_id;  // optional
   Labels labels;
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 struct OpenContextResult {
@@ -215,6 +224,14 @@ class Registry {
   absl::StatusOr<CleanupResult> Cleanup(const Owner& owner,
                                         const CleanupTarget& target,
                                         std::string_view reason);
+  // Cleanup answered once its batch is committed (`done` runs then, on a
+  // store thread or before returning). Everything it ends in the owner's
+  // shard is one batch; not committed by `deadline`: DEADLINE_EXCEEDED,
+  // nothing ended. `target`'s strings need not outlive the call.
+  using CleanupDone = absl::AnyInvocable<void(absl::StatusOr<CleanupResult>) &&>;
+  void CleanupAsync(const Owner& owner, const CleanupTarget& target,
+                    std::string_view reason, absl::Time deadline,
+                    CleanupDone done);
 
   // Leases. InvalidArgument for a TTL outside [min_lease_ttl, max_lease_ttl]
   // or an empty holder; NotFound for a lease that is not live.
@@ -226,13 +243,23 @@ class Registry {
   absl::StatusOr<LeaseGrant> GrantLease(std::string_view holder,
                                         absl::Duration ttl,
                                         std::string grantor = "");
+  using GrantDone = absl::AnyInvocable<void(absl::StatusOr<LeaseGrant>) &&>;
+  void GrantLeaseAsync(std::string_view holder, absl::Duration ttl,
+                       std::string grantor, absl::Time deadline,
+                       GrantDone done);
   absl::StatusOr<absl::Duration> KeepAlive(
       std::string_view lease_id,
       const std::optional<std::string>& caller = std::nullopt);
-  // Ends the lease and everything bound to it; returns the IDs it ended.
+  // Ends the lease and everything bound to it, in every shard, as one
+  // batch; returns the IDs it ended.
   absl::StatusOr<std::vector<std::string>> RevokeLease(
       std::string_view lease_id,
       const std::optional<std::string>& caller = std::nullopt);
+  using RevokeDone =
+      absl::AnyInvocable<void(absl::StatusOr<std::vector<std::string>>) &&>;
+  void RevokeLeaseAsync(std::string_view lease_id,
+                        const std::optional<std::string>& caller,
+                        absl::Time deadline, RevokeDone done);
 
   // The record of an ID. InvalidArgument when the text does not parse,
   // NotFound when no record of that kind is held.
@@ -241,8 +268,9 @@ class Registry {
   // An owner's records in ID order, paginated.
   absl::StatusOr<ListOwnedResult> ListOwned(const ListOwnedSpec& spec) const;
 
-  // Expires due leases (ending their connections as EXPIRED) and drops
-  // tombstones past retention. Call periodically; returns IDs it expired.
+  // Expires due leases (ending their connections as EXPIRED; waits for
+  // those commits) and queues the drop of tombstones past retention. Call
+  // periodically, from one thread; returns IDs it expired.
   std::vector<std::string> Tick();
 
   RegistryStats Stats() const;
@@ -283,22 +311,18 @@ class Registry {
   };
   absl::StatusOr<PreparedContext> PrepareOpenContext(
       const OpenContextSpec& spec);
-  // Under the shard's lock: the connection and quota checked, the thread
-  // reused or not, the records to add built. Nothing changed on error.
   absl::Status AdmitOpenContext(Shard& shard, const OpenContextSpec& spec,
                                 PreparedContext& p,
                                 std::vector<RecordView>* records);
-  // The answer for committed records (and the observer told).
   OpenContextResult OpenedContext(const PreparedContext& p);
 
-  // The one way new records are added (Issue, OpenContext). Under the
-  // shard lock of `p.shard`, `admit` checks the call and builds the
-  // records (binding them to `p.lease` in *bound). When the store commits
-  // at once they are committed and applied there; when it defers commits
-  // they are applied as pending and their commit is queued (InsertLater).
-  // `done` then gets `answer(p)` or the error, once, with no lock held.
+  // The one way new records are added (Issue, OpenContext), per shard.h:
+  // under the lock of `p.shard`, `admit` checks the call and builds the
+  // records (binding them to `p.lease` in *bound); they are staged as
+  // pending and their batch queued; once committed they are applied and
+  // `done` gets `answer(p)`, else the error (and they are taken out).
   template <typename Prepared, typename Result>
-  void AddRecords(Prepared p,
+  void AddRecords(Prepared p, absl::Time deadline,
                   absl::FunctionRef<absl::Status(Shard&, Prepared&,
                                                  std::vector<RecordView>*,
                                                  std::vector<BoundConnection>*)>
@@ -306,16 +330,23 @@ class Registry {
                   Result (Registry::*answer)(const Prepared&),
                   absl::AnyInvocable<void(absl::StatusOr<Result>) &&> done);
 
-  // With the shard's lock held: adds `records` (all of one owner) as
-  // pending and queues their commit; `done` runs after the commit, once
-  // they are committed or, if it failed, taken out again (and `bound`
-  // detached from `lease`).
-  using CommitDone = Store::CommitDone;
-  struct QueuedInsert;
-  void InsertLater(Shard& shard, uint32_t shard_index,
-                   std::vector<RecordView>& records, Id128 lease,
-                   std::vector<BoundConnection> bound, CommitDone done);
-  void FinishInsert(std::unique_ptr<QueuedInsert> q, absl::Status status);
+  // Ending records, per shard.h: one batch across every shard the change
+  // touches (registry_end.cc).
+  struct EndOp;
+  // Locks op's shards (ascending), collects what to end, and stages and
+  // queues it; or, when another change is ending some of it, queues a
+  // barrier after that change and starts again on its completion.
+  void StartEnd(std::unique_ptr<EndOp> op);
+  // The batch's completion: applies or rolls back, then op->done.
+  void FinishEnd(std::unique_ptr<EndOp> op, const WriteBatch& batch,
+                 absl::Status status);
+  // Ends every live connection a lease carried (and their cascades) and
+  // deletes the lease, as one batch. On failure the lease is reinstated.
+  using EndLeaseDone = absl::AnyInvocable<void(absl::Status, Ended&) &&>;
+  void EndLeaseAsync(EndedLease lease, EndCause cause, absl::Time deadline,
+                     EndLeaseDone done);
+  // Queues the drop of tombstones past retention, per shard.
+  void DropExpiredTombstones(absl::Time now);
 
   uint32_t ShardIndex(const Owner& owner) const;
   Shard& ShardFor(const Owner& owner) const;
@@ -324,21 +355,11 @@ class Registry {
   // NOT_OWNER/refused answers. Kind of the record found, or kUnspecified.
   Kind FindElsewhere(Id128 id, const Shard* skip) const;
 
-  // Commits the ending of `refs` (live records of `shard`) as one batch,
-  // then applies it. Nothing changes when the commit fails.
-  absl::Status EndInShard(Shard& shard, uint32_t shard_index,
-                          const std::vector<RecordTable::Ref>& refs,
-                          int64_t now_ms, Ended& ended);
   // Counts new live records in the per-kind gauges.
   void CountLive(absl::Span<const RecordView> records);
-  // Commits new records as one batch, then records them.
-  absl::Status InsertInShard(Shard& shard, std::vector<RecordView>& records);
-  // Ends every live connection a lease carried (and their cascades), then
-  // deletes the lease from the store. On failure the lease is reinstated.
-  absl::Status EndLease(const EndedLease& lease, Ended& ended);
-  void DropExpiredTombstones(absl::Time now);
-  // store_->Commit, timed for the observer.
-  absl::Status Commit(WriteBatch* batch);
+  // Queues `batch` (under shard locks, or none); `done` runs on its
+  // completion, timed for the observer.
+  void Enqueue(WriteBatch batch, CommitQueue::Done done);
   // Tells the observer what a call ended.
   void Report(const Ended& ended);
   absl::Time Now() const { return clock_.Now(); }
@@ -351,6 +372,7 @@ class Registry {
   Lessor lessor_;
   std::unique_ptr<Store> owned_store_;
   Store* store_;
+  CommitQueue commits_;
   registry_internal::Counters counters_;
 };
 

@@ -81,11 +81,6 @@ ABSL_FLAG(std::string, data_dir, "./registrar-data",
 ABSL_FLAG(std::string, durability, "fsync",
           "fsync: acknowledged after the WAL is fsynced (survives power loss); "
           "os: after the WAL write (survives a process crash); none: no WAL");
-ABSL_FLAG(uint32_t, commit_threads, 64,
-          "fsync mode: threads that run changing calls other than Issue "
-          "and OpenContext while they wait for their fsync, so concurrent "
-          "calls share fsyncs (0: run them on gRPC's few callback threads); "
-          "Issue and OpenContext queue their commit and hold no thread");
 ABSL_FLAG(uint64_t, event_history, 1000000,
           "Watch events kept for resuming watchers; older ones are compacted");
 ABSL_FLAG(absl::Duration, clock_window, absl::Seconds(3),
@@ -187,7 +182,6 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "durability",
                                    "event_history",
                                    "clock_window",
-                                   "commit_threads",
                                    "tls_cert",
                                    "tls_key",
                                    "tls_client_ca",
@@ -284,8 +278,6 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
         absl::StrCat("--", durability.status().message()));
   }
   c.durability = *durability;
-  c.commit_threads = static_cast<int>(
-      std::min<uint32_t>(absl::GetFlag(FLAGS_commit_threads), 1024));
   if (c.tick_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--tick_interval must be > 0");
   }

@@ -35,8 +35,6 @@ struct ServerConfig {
   std::string store = "rocksdb";                       // "rocksdb" or "memory"
   std::string data_dir = "./registrar-data";
   Durability durability = Durability::kFsync;
-  // Threads that run changing calls in fsync mode (0: on gRPC's threads).
-  int commit_threads = 64;
   RegistryOptions registry;
   ApiLimits limits;
   WatchLimits watch;          // --max_watchers, --watch_max_lag

@@ -164,11 +164,6 @@ absl::Status RegistrarServer::Init() {
   Registry* registry = registry_.get();
   metrics_->SetStatsProvider([registry] { return registry->Stats(); });
   watch_hub_ = std::make_unique<WatchHub>(registry_->store(), config_.watch);
-  // Only fsync makes a commit wait long enough to be worth a thread handoff.
-  if (config_.store == "rocksdb" && config_.durability == Durability::kFsync &&
-      config_.commit_threads > 0) {
-    blocking_ = std::make_unique<BlockingExecutor>(config_.commit_threads);
-  }
   access_ = std::make_unique<AccessControl>(metrics_.get());
   if (!config_.callers_file.empty()) {
     RETURN_IF_ERROR(ReloadCallers());
@@ -181,7 +176,7 @@ absl::Status RegistrarServer::Init() {
   limiter_ = std::make_unique<RateLimiter>(config_.caller_rate);
   service_ = std::make_unique<RegistrarService>(
       *registry_, config_.limits, metrics_.get(), watch_hub_.get(),
-      blocking_.get(), access_.get(), limiter_.get());
+      access_.get(), limiter_.get());
   if (!config_.access_log.empty()) {
     ASSIGN_OR_RETURN(
         access_log_,

@@ -15,7 +15,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
-#include "service/api/blocking_executor.h"
 #include "service/api/registrar_service.h"
 #include "service/common/clock.h"
 #include "service/id/id_generator.h"
@@ -73,7 +72,6 @@ class RegistrarServer {
   // Watch; after the registry (its store), before the service and the
   // gRPC server, which are destroyed first.
   std::unique_ptr<WatchHub> watch_hub_;
-  std::unique_ptr<BlockingExecutor> blocking_;  // fsync mode only
   std::unique_ptr<AccessControl> access_;
   std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<AccessLog> access_log_;  // --access_log; outlives server_

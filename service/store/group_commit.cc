@@ -67,10 +67,18 @@ void GroupCommitter::LeadGroup() {
   leader_active_ = true;
   std::vector<Waiter*> group;
   group.swap(queue_);
+  // Batches whose caller gave up while they were queued are not written.
+  const absl::Time now = absl::Now();
   std::vector<WriteBatch*> batches;
   batches.reserve(group.size());
   uint64_t revision = last_revision_;
   for (Waiter* w : group) {
+    if (w->batch->deadline < now) {
+      w->status = absl::DeadlineExceededError(
+          "the change waited past its deadline (the client's or "
+          "--call_timeout) before it could be written; nothing was done");
+      continue;
+    }
     for (Event& e : w->batch->events) {
       e.revision = ++revision;
       e.record.revision = revision;
@@ -78,14 +86,19 @@ void GroupCommitter::LeadGroup() {
     batches.push_back(w->batch);
   }
 
-  mu_.Unlock();
-  absl::Status status = write_(batches);
-  mu_.Lock();
+  absl::Status status;
+  if (!batches.empty()) {
+    mu_.Unlock();
+    status = write_(batches);
+    mu_.Lock();
+  }
 
   if (status.ok()) {
-    last_revision_ = revision;
-    stats_.batches += group.size();
-    ++stats_.writes;
+    if (!batches.empty()) {
+      last_revision_ = revision;
+      stats_.batches += batches.size();
+      ++stats_.writes;
+    }
     if (listener_) {
       for (WriteBatch* b : batches) {
         if (!b->events.empty()) listener_(b->events);
@@ -97,7 +110,7 @@ void GroupCommitter::LeadGroup() {
     }
   }
   for (Waiter* w : group) {
-    w->status = status;
+    if (w->status.ok()) w->status = status;
     if (w->done) {
       finished_.emplace_back(w);
     } else {

@@ -22,6 +22,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "service/store/record.h"
 
 namespace registrar {
@@ -52,6 +53,9 @@ struct WriteBatch {
   std::vector<Id128> delete_leases;        // revoked or expired leases
   std::vector<Id128> drop_records;         // tombstones past retention
   uint64_t clock_high_water_ms = 0;        // 0: unchanged
+  // A batch still queued at this time is not written: its commit fails with
+  // DEADLINE_EXCEEDED and changes nothing (the caller gave up waiting).
+  absl::Time deadline = absl::InfiniteFuture();
 
   bool empty() const {
     return events.empty() && put_leases.empty() && delete_leases.empty() &&
@@ -85,8 +89,9 @@ class Store {
   // Applies `batch` atomically and, per the store's durability, durably;
   // assigns revisions to batch->events (event and record). Thread-safe;
   // concurrent commits share fsyncs (group commit). Unavailable (with the
-  // cause) when the store cannot write: then nothing of the batch is
-  // applied and no revision is used.
+  // cause) when the store cannot write, DeadlineExceeded when
+  // batch->deadline passed before it was written: then nothing of the
+  // batch is applied and no revision is used.
   virtual absl::Status Commit(WriteBatch* batch) = 0;
 
   // Commit without waiting for it: queues `batch` and may return before it

@@ -1,0 +1,536 @@
+// Ending records: Cleanup, lease revocation and expiry, tombstone drops.
+// Each is one change through shard.h's sequence (StartEnd, FinishEnd): one
+// batch, however many shards it spans, committed with no lock held.
+
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "service/common/field_error.h"
+#include "service/common/rate_limited_log.h"
+#include "service/common/status_macros.h"
+#include "service/registry/end_op.h"
+#include "service/registry/registry.h"
+#include "service/registry/registry_util.h"
+#include "service/registry/shard.h"
+#include "spdlog/spdlog.h"
+
+namespace registrar {
+
+using registry_internal::Await;
+using registry_internal::ParseReference;
+using registry_internal::ReasonFor;
+using Ref = RecordTable::Ref;
+constexpr Ref kNone = RecordTable::kNone;
+
+namespace {
+
+// A change that keeps finding records another change is ending gives up
+// after this many starts (each waits for everything queued before it).
+constexpr int kMaxStarts = 64;
+
+using ShardList = std::vector<std::unique_ptr<registry_internal::Shard>>;
+
+// Locks shards in ascending index order (every multi-shard change does),
+// so two such changes never wait for each other in a circle. Thread-safety
+// analysis cannot follow a run-time set of locks: the code that runs under
+// them (Locked* below) says so instead.
+class ShardLocks {
+ public:
+  ShardLocks(const ShardList& all, const std::vector<uint32_t>& indexes)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    locked_.reserve(indexes.size());
+    for (const uint32_t i : indexes) {
+      all[i]->mu.Lock();
+      locked_.push_back(all[i].get());
+    }
+  }
+  ~ShardLocks() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (auto it = locked_.rbegin(); it != locked_.rend(); ++it) {
+      (*it)->mu.Unlock();
+    }
+  }
+  ShardLocks(const ShardLocks&) = delete;
+  ShardLocks& operator=(const ShardLocks&) = delete;
+
+ private:
+  std::vector<registry_internal::Shard*> locked_;
+};
+
+// A shard's table while ShardLocks holds its lock.
+RecordTable& LockedTable(registry_internal::Shard& shard)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  return shard.table;
+}
+
+// Shard::StageEnd while ShardLocks holds its lock.
+void StageEndLocked(registry_internal::Shard& shard,
+                    const std::vector<Ref>& refs, int64_t now_ms,
+                    const registry_internal::Ended& ended, WriteBatch* batch)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  shard.StageEnd(refs, now_ms, ended, batch);
+}
+
+}  // namespace
+
+// Steps 1-3 of shard.h for an ending change.
+void Registry::StartEnd(std::unique_ptr<EndOp> op) {
+  ++op->starts;
+  enum { kStaged, kNothing, kConflict } outcome = kNothing;
+  {
+    ShardLocks locks(shards_, op->shards);
+    op->now_ms = absl::ToUnixMillis(Now());
+    op->staged.clear();
+    if (op->reset) op->reset();
+    bool conflict = false;
+    for (const uint32_t i : op->shards) {
+      RecordTable& table = LockedTable(*shards_[i]);
+      std::vector<Ref> refs;
+      op->collect(i, table, &refs);
+      if (refs.empty()) continue;
+      for (const Ref r : refs) conflict = conflict || table.ending(r);
+      op->staged.emplace_back(i, std::move(refs));
+    }
+    WriteBatch batch;
+    batch.deadline = op->deadline;
+    if (conflict) {
+      // Another change is ending some of these records: wait behind it (an
+      // empty batch queued after it completes after it), then start again.
+      outcome = kConflict;
+      op->staged.clear();
+      Enqueue(std::move(batch),
+              [this, op = std::move(op)](WriteBatch&, absl::Status s) mutable {
+                if (!s.ok()) {
+                  std::move(op->done)(std::move(s), *op);
+                } else if (op->starts >= kMaxStarts) {
+                  std::move(op->done)(
+                      absl::UnavailableError(
+                          "the records kept changing under this call; retry"),
+                      *op);
+                } else {
+                  StartEnd(std::move(op));
+                }
+              });
+    } else if (!op->staged.empty() || !op->delete_leases.empty()) {
+      outcome = kStaged;
+      for (const auto& [i, refs] : op->staged) {
+        StageEndLocked(*shards_[i], refs, op->now_ms, op->ended, &batch);
+      }
+      batch.delete_leases = op->delete_leases;
+      Enqueue(std::move(batch),
+              [this, op = std::move(op)](WriteBatch& b, absl::Status s) mutable {
+                FinishEnd(std::move(op), b, std::move(s));
+              });
+    }
+  }
+  switch (outcome) {
+    case kNothing:
+      std::move(op->done)(absl::OkStatus(), *op);  // nothing to commit
+      return;
+    case kStaged:
+    case kConflict:
+      commits_.Flush();
+      return;
+  }
+}
+
+// Steps 4-5 of shard.h for an ending change.
+void Registry::FinishEnd(std::unique_ptr<EndOp> op, const WriteBatch& batch,
+                         absl::Status status) {
+  std::vector<uint32_t> touched;
+  for (const auto& part : op->staged) touched.push_back(part.first);
+  {
+    ShardLocks locks(shards_, touched);
+    size_t k = 0;
+    for (const auto& [i, refs] : op->staged) {
+      RecordTable& table = LockedTable(*shards_[i]);
+      for (const Ref ref : refs) {
+        const Event& e = batch.events[k++];
+        const Ref r = table.Recheck(ref, e.record.id);
+        if (r == kNone || table.state(r) != State::kLive) continue;
+        if (!status.ok()) {
+          table.set_ending(r, false);
+          continue;
+        }
+        const Kind kind = table.kind(r);
+        const Id128 lease = table.lease_of(r);
+        table.End(r, op->ended.state, op->now_ms, op->ended.reason,
+                  e.revision);
+        counters_.live[static_cast<int>(kind)].fetch_sub(
+            1, std::memory_order_relaxed);
+        counters_.tombstones.fetch_add(1, std::memory_order_relaxed);
+        // A lease that ended already dropped its connections itself.
+        if (kind == Kind::kConnection && !lease.is_zero() &&
+            op->ended.cause != EndCause::kLeaseRevoked &&
+            op->ended.cause != EndCause::kLeaseExpired) {
+          lessor_.Detach(lease, BoundConnection{e.record.id, i});
+        }
+        ++op->ended.count[static_cast<int>(kind)];
+        op->ended.records.emplace_back(kind, e.record.id);
+      }
+    }
+  }
+  std::move(op->done)(std::move(status), *op);
+}
+
+// ---------------------------------------------------------------------------
+// Cleanup
+
+namespace {
+
+// A Cleanup's named IDs and what it found of them, reset on every start.
+struct CleanupState {
+  struct Named {
+    std::string text;
+    ParsedId parsed;
+  };
+  std::vector<Named> named;
+  CleanupResult result;        // unknown (unparsed) kept across starts
+  size_t unparsed = 0;         // result.unknown's unparsed prefix
+  std::vector<const Named*> not_here;
+};
+
+}  // namespace
+
+void Registry::CleanupAsync(const Owner& owner, const CleanupTarget& target,
+                            std::string_view reason, absl::Time deadline,
+                            CleanupDone done) {
+  EndCause cause = EndCause::kCleanupIds;
+  auto state = std::make_shared<CleanupState>();
+  switch (target.type) {
+    case CleanupTarget::Type::kIds: {
+      if (target.ids.size() > options_.max_batch) {
+        std::move(done)(FieldError(
+            absl::StatusCode::kResourceExhausted, "ids.ids",
+            absl::StrCat("has ", target.ids.size(), " ids, limit is ",
+                         options_.max_batch, " (--max_batch)")));
+        return;
+      }
+      // Each named ID is reported once, however often it is named.
+      absl::flat_hash_set<std::string_view> seen_text;
+      for (std::string_view text : target.ids) {
+        if (!seen_text.insert(text).second) continue;
+        absl::StatusOr<ParsedId> parsed = ParseId(text);
+        if (!parsed.ok() || !IsRecordKind(parsed->kind)) {
+          state->result.unknown.emplace_back(text);
+        } else {
+          state->named.push_back({std::string(text), *parsed});
+        }
+      }
+      state->unparsed = state->result.unknown.size();
+      break;
+    }
+    case CleanupTarget::Type::kConnection: {
+      cause = EndCause::kCleanupConnection;
+      absl::StatusOr<Id128> conn = ParseReference(
+          "connection_id", target.connection_id, Kind::kConnection);
+      if (!conn.ok()) {
+        std::move(done)(conn.status());
+        return;
+      }
+      if (conn->is_zero()) {
+        std::move(done)(InvalidField("connection_id", "is empty"));
+        return;
+      }
+      state->named.push_back({std::string(target.connection_id),
+                              {Kind::kConnection, *conn}});
+      break;
+    }
+    case CleanupTarget::Type::kAllOwned:
+      cause = EndCause::kCleanupOwner;
+      break;
+  }
+
+  auto op = std::make_unique<EndOp>(
+      Ended{cause, State::kReleased, ReasonFor(cause, reason), {}, {}});
+  op->deadline = deadline;
+  op->shards = {ShardIndex(owner)};
+  const bool all_owned = target.type == CleanupTarget::Type::kAllOwned;
+  op->reset = [state] {
+    state->result.already_ended.clear();
+    state->result.unknown.resize(state->unparsed);
+    state->not_here.clear();
+  };
+  op->collect = [state, owner, all_owned](uint32_t, RecordTable& table,
+                                          std::vector<Ref>* out) {
+    const RecordTable::OwnerRef o = table.FindOwner(owner);
+    if (all_owned) {
+      table.ForEachOwned(o, Id128{}, [&](Ref r) {
+        if (table.state(r) == State::kLive) out->push_back(r);
+        return true;
+      });
+      return;
+    }
+    absl::flat_hash_set<Ref> seen;
+    for (const CleanupState::Named& n : state->named) {
+      const Ref r = table.Find(n.parsed.bits);
+      if (r == kNone || o == RecordTable::kNone || table.owner_of(r) != o ||
+          table.kind(r) != n.parsed.kind) {
+        state->not_here.push_back(&n);
+      } else if (seen.contains(r)) {
+        // Ended by this call's own cascade: reported as released only.
+      } else if (table.state(r) != State::kLive) {
+        state->result.already_ended.push_back(n.text);
+      } else {
+        table.CollectCascade(r, out, &seen);
+      }
+    }
+  };
+  op->done = [this, state, done = std::move(done)](absl::Status s,
+                                                   EndOp& op) mutable {
+    if (!s.ok()) {
+      std::move(done)(std::move(s));
+      return;
+    }
+    // Not among this owner's records: another owner's (refused) or none.
+    for (const CleanupState::Named* n : state->not_here) {
+      if (FindElsewhere(n->parsed.bits, nullptr) == n->parsed.kind) {
+        state->result.refused.push_back(n->text);
+      } else {
+        state->result.unknown.push_back(n->text);
+      }
+    }
+    Report(op.ended);
+    state->result.released = op.ended.TakeIds();
+    std::move(done)(std::move(state->result));
+  };
+  StartEnd(std::move(op));
+}
+
+absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
+                                                const CleanupTarget& target,
+                                                std::string_view reason) {
+  return Await<absl::StatusOr<CleanupResult>>([&](CleanupDone done) {
+    CleanupAsync(owner, target, reason, absl::InfiniteFuture(),
+                 std::move(done));
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Leases
+
+void Registry::GrantLeaseAsync(std::string_view holder, absl::Duration ttl,
+                               std::string grantor, absl::Time deadline,
+                               GrantDone done) {
+  if (holder.empty()) {
+    std::move(done)(InvalidField("holder", "is required"));
+    return;
+  }
+  if (ttl < options_.min_lease_ttl || ttl > options_.max_lease_ttl) {
+    std::move(done)(InvalidField(
+        "ttl_seconds",
+        absl::StrCat("must be between ",
+                     absl::ToInt64Seconds(options_.min_lease_ttl), " and ",
+                     absl::ToInt64Seconds(options_.max_lease_ttl),
+                     " (--min_lease_ttl, --max_lease_ttl), got ",
+                     absl::ToInt64Seconds(ttl))));
+    return;
+  }
+  absl::StatusOr<Id128> id = ids_.MintOne(Kind::kLease, "", holder);
+  if (!id.ok()) {
+    std::move(done)(id.status());
+    return;
+  }
+  WriteBatch batch;
+  batch.deadline = deadline;
+  batch.put_leases.push_back(LeaseView{*id, std::string(holder), ttl, grantor});
+  Enqueue(std::move(batch),
+          [this, id = *id, holder = std::string(holder), ttl,
+           grantor = std::move(grantor),
+           done = std::move(done)](WriteBatch&, absl::Status s) mutable {
+            if (!s.ok()) {
+              std::move(done)(std::move(s));
+              return;
+            }
+            lessor_.Grant(id, holder, ttl, Now(), std::move(grantor));
+            if (observer_) observer_->OnLeaseGranted();
+            std::move(done)(LeaseGrant{FormatId(Kind::kLease, id), ttl});
+          });
+  commits_.Flush();
+}
+
+absl::StatusOr<LeaseGrant> Registry::GrantLease(std::string_view holder,
+                                                absl::Duration ttl,
+                                                std::string grantor) {
+  return Await<absl::StatusOr<LeaseGrant>>([&](GrantDone done) {
+    GrantLeaseAsync(holder, ttl, std::move(grantor), absl::InfiniteFuture(),
+                    std::move(done));
+  });
+}
+
+absl::StatusOr<absl::Duration> Registry::KeepAlive(
+    std::string_view lease_id, const std::optional<std::string>& caller) {
+  ASSIGN_OR_RETURN(const Id128 lease,
+                   ParseReference("lease_id", lease_id, Kind::kLease));
+  if (lease.is_zero()) return InvalidField("lease_id", "is required");
+  // Renewals are not stored: a restart grants every lease a fresh TTL.
+  return lessor_.KeepAlive(lease, Now(), caller);
+}
+
+void Registry::EndLeaseAsync(EndedLease lease, EndCause cause,
+                             absl::Time deadline, EndLeaseDone done) {
+  const State state =
+      cause == EndCause::kLeaseExpired ? State::kExpired : State::kReleased;
+  auto op = std::make_unique<EndOp>(
+      Ended{cause, state, ReasonFor(cause, ""), {}, {}});
+  op->deadline = deadline;
+  auto conns = std::make_shared<std::vector<BoundConnection>>(
+      std::move(lease.connections));
+  std::sort(conns->begin(), conns->end(),
+            [](const BoundConnection& a, const BoundConnection& b) {
+              return a.shard < b.shard;
+            });
+  for (const BoundConnection& c : *conns) {
+    if (op->shards.empty() || op->shards.back() != c.shard) {
+      op->shards.push_back(c.shard);
+    }
+  }
+  op->collect = [conns](uint32_t shard, RecordTable& table,
+                        std::vector<Ref>* out) {
+    absl::flat_hash_set<Ref> seen;
+    auto it = std::lower_bound(
+        conns->begin(), conns->end(), shard,
+        [](const BoundConnection& c, uint32_t s) { return c.shard < s; });
+    for (; it != conns->end() && it->shard == shard; ++it) {
+      const Ref r = table.Find(it->connection);
+      if (r != kNone) table.CollectCascade(r, out, &seen);
+    }
+  };
+  // The lease goes in the same batch: all of it or nothing survives a crash.
+  op->delete_leases.push_back(lease.lease);
+  lease.connections = *conns;
+  op->done = [this, lease = std::move(lease), done = std::move(done)](
+                 absl::Status s, EndOp& op) mutable {
+    if (!s.ok()) lessor_.Reinstate(lease);
+    std::move(done)(std::move(s), op.ended);
+  };
+  StartEnd(std::move(op));
+}
+
+void Registry::RevokeLeaseAsync(std::string_view lease_id,
+                                const std::optional<std::string>& caller,
+                                absl::Time deadline, RevokeDone done) {
+  absl::StatusOr<Id128> lease =
+      ParseReference("lease_id", lease_id, Kind::kLease);
+  if (!lease.ok()) {
+    std::move(done)(lease.status());
+    return;
+  }
+  if (lease->is_zero()) {
+    std::move(done)(InvalidField("lease_id", "is required"));
+    return;
+  }
+  absl::StatusOr<EndedLease> ended = lessor_.Revoke(*lease, Now(), caller);
+  if (!ended.ok()) {
+    std::move(done)(ended.status());
+    return;
+  }
+  EndLeaseAsync(*std::move(ended), EndCause::kLeaseRevoked, deadline,
+                [this, done = std::move(done)](absl::Status s,
+                                               Ended& ended) mutable {
+                  if (!s.ok()) {
+                    std::move(done)(std::move(s));
+                    return;
+                  }
+                  Report(ended);
+                  if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseRevoked);
+                  std::move(done)(ended.TakeIds());
+                });
+}
+
+absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
+    std::string_view lease_id, const std::optional<std::string>& caller) {
+  return Await<absl::StatusOr<std::vector<std::string>>>([&](RevokeDone done) {
+    RevokeLeaseAsync(lease_id, caller, absl::InfiniteFuture(), std::move(done));
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Expiry and tombstones
+
+std::vector<std::string> Registry::Tick() {
+  const absl::Time now = Now();
+  std::vector<EndedLease> expired = lessor_.TakeExpired(now);
+  std::vector<std::string> ids;
+  if (!expired.empty()) {
+    // Every expired lease's end is queued, then all are waited for.
+    absl::Mutex mu;
+    size_t left = expired.size();
+    for (EndedLease& lease : expired) {
+      EndLeaseAsync(
+          std::move(lease), EndCause::kLeaseExpired, absl::InfiniteFuture(),
+          [&](absl::Status s, Ended& ended) {
+            if (s.ok()) {
+              Report(ended);
+              if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseExpired);
+            } else {
+              // Retried every tick while the store is down: say so once in
+              // a while.
+              REGISTRAR_LOG_EVERY_INTERVAL(
+                  warn, "lease expiry not stored, will retry: {}",
+                  std::string(s.message()));
+            }
+            std::vector<std::string> ended_ids = ended.TakeIds();
+            absl::MutexLock lock(&mu);
+            for (std::string& id : ended_ids) ids.push_back(std::move(id));
+            --left;
+          });
+    }
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](size_t* left) { return *left == 0; }, &left));
+  }
+  DropExpiredTombstones(now);
+  if (absl::Status s = ids_.ExtendHighWater(); !s.ok()) {
+    REGISTRAR_LOG_EVERY_INTERVAL(warn,
+                                 "ID clock high-water mark not stored: {}",
+                                 std::string(s.message()));
+  }
+  const uint64_t last = store_->LastRevision();
+  if (last > options_.event_history &&
+      store_->OldestRevision() + options_.event_history / 10 <
+          last - options_.event_history) {
+    // Compact in steps of a tenth of the history, not on every tick.
+    if (absl::Status s = store_->CompactEvents(last - options_.event_history);
+        !s.ok()) {
+      REGISTRAR_LOG_EVERY_INTERVAL(warn, "event compaction failed: {}",
+                                   std::string(s.message()));
+    }
+  }
+  return ids;
+}
+
+void Registry::DropExpiredTombstones(absl::Time now) {
+  const int64_t cutoff_ms =
+      absl::ToUnixMillis(now - options_.tombstone_retention);
+  bool queued = false;
+  for (uint32_t i = 0; i < shards_.size(); ++i) {
+    Shard& shard = *shards_[i];
+    absl::MutexLock lock(&shard.mu);
+    if (shard.dropping) continue;  // the previous drop is still queued
+    WriteBatch batch;
+    batch.drop_records = shard.table.DueTombstones(cutoff_ms);
+    if (batch.drop_records.empty()) continue;
+    shard.dropping = true;
+    queued = true;
+    Enqueue(std::move(batch), [this, &shard](WriteBatch& b, absl::Status s) {
+      absl::MutexLock lock(&shard.mu);
+      shard.dropping = false;
+      if (!s.ok()) {
+        REGISTRAR_LOG_EVERY_INTERVAL(
+            warn, "tombstone removal not stored, will retry: {}",
+            std::string(s.message()));
+        return;
+      }
+      counters_.tombstones.fetch_sub(
+          shard.table.DropOldestTombstones(b.drop_records.size()),
+          std::memory_order_relaxed);
+    });
+  }
+  if (queued) commits_.Flush();
+}
+
+}  // namespace registrar
