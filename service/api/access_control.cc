@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/common/absl_compat.h"
+#include "service/common/text.h"
 #include "spdlog/spdlog.h"
 
 namespace registrar {
@@ -194,8 +195,9 @@ absl::Status AccessControl::CheckTenant(const Caller* caller,
   if (caller == nullptr || caller->AllowsTenant(tenant)) {
     return absl::OkStatus();
   }
-  return Deny(*caller, absl::StrCat("may not act for tenant \"", AsAbsl(tenant),
-                                    "\" (", AsAbsl(field), ")"));
+  return Deny(*caller,
+              absl::StrCat("may not act for tenant \"", LogSafe(tenant), "\" (",
+                           AsAbsl(field), ")"));
 }
 
 absl::Status AccessControl::Authorize(

@@ -201,9 +201,15 @@ absl::StatusOr<CallerPtr> RegistrarService::Admit(
   CallerPtr caller;
   if (access_ != nullptr) {
     ASSIGN_OR_RETURN(caller, access_->Authenticate(*ctx));
-    if (caller != nullptr) {
-      RETURN_IF_ERROR(access_->Authorize(caller.get(), rpc, tenants()));
-    }
+  }
+  if (access_log_ != nullptr) {
+    access_log_->Note(ctx, caller ? std::string_view(caller->name()) : "", [&] {
+      const std::vector<TenantUse> uses = tenants();
+      return uses.empty() ? std::string() : std::string(uses.front().tenant);
+    });
+  }
+  if (caller != nullptr) {
+    RETURN_IF_ERROR(access_->Authorize(caller.get(), rpc, tenants()));
   }
   if (limiter_ != nullptr && limiter_->enabled()) {
     absl::Status admitted = limiter_->Admit(
@@ -329,7 +335,9 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
         "tenant", absl::StrCat("must be at most ", limits_.max_string_bytes,
                                " bytes of printable UTF-8")));
   }
-  return WatchReactor::Start(*watch_hub_, *request);
+  return WatchReactor::Start(
+      *watch_hub_, *request,
+      *caller ? (*caller)->name() : PeerHost(ctx->peer()));
 }
 
 // ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include "absl/functional/function_ref.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/api/access_control.h"
+#include "service/api/access_log.h"
 #include "service/api/rate_limiter.h"
 #include "service/api/request_validation.h"
 #include "service/metrics/metrics.h"
@@ -50,6 +51,8 @@ class RegistrarService final : public RawUnaryService {
 
   // After this, every new call answers UNAVAILABLE (shutdown has begun).
   void StopAccepting() { stopping_.store(true, std::memory_order_release); }
+  // Tells `log` (nullable; outlives the service) who calls for which tenant.
+  void set_access_log(AccessLog* log) { access_log_ = log; }
   // Waits until no handler is running or `timeout` passes; true when idle.
   bool WaitIdle(absl::Duration timeout) const;
 
@@ -148,6 +151,7 @@ class RegistrarService final : public RawUnaryService {
   const ApiLimits limits_;
   const AccessControl* const access_;
   RateLimiter* const limiter_;
+  AccessLog* access_log_ = nullptr;
   Metrics* const metrics_;
   WatchHub* const watch_hub_;  // Watch
   std::atomic<bool> stopping_{false};

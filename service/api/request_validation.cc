@@ -5,6 +5,7 @@
 #include "service/common/field_error.h"
 #include "service/common/kind.h"
 #include "service/common/status_macros.h"
+#include "service/common/text.h"
 
 namespace registrar {
 namespace {
@@ -54,9 +55,9 @@ absl::Status CheckLabels(
     const std::string key_field = absl::StrCat(AsAbsl(field), "[key]");
     RETURN_IF_ERROR(CheckText(key, key_field, limits.max_label_key_bytes,
                               /*required=*/true));
-    RETURN_IF_ERROR(CheckText(value,
-                              absl::StrCat(AsAbsl(field), "[\"", key, "\"]"),
-                              limits.max_string_bytes, /*required=*/false));
+    RETURN_IF_ERROR(CheckText(
+        value, absl::StrCat(AsAbsl(field), "[\"", LogSafe(key), "\"]"),
+        limits.max_string_bytes, /*required=*/false));
   }
   return absl::OkStatus();
 }

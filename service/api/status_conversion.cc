@@ -7,13 +7,16 @@
 #include "google/rpc/status.pb.h"
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
+#include "service/common/text.h"
 
 namespace registrar {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const auto code = static_cast<grpc::StatusCode>(status.code());
-  std::string message(status.message());
+  // Core messages may quote what a caller sent (an ID, a tenant): every
+  // message leaves escaped and bounded, whatever produced it.
+  const std::string message = SafeMessage(AsStd(status.message()));
   std::optional<std::string> field = ErrorField(status);
   std::optional<std::string> quota_subject = QuotaSubject(status);
   if (!field && !quota_subject) return grpc::Status(code, message);
@@ -24,7 +27,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (quota_subject) {
     google::rpc::QuotaFailure quota;
     auto* v = quota.add_violations();
-    v->set_subject(*quota_subject);
+    v->set_subject(SafeMessage(*quota_subject));
     v->set_description(message);
     details.add_details()->PackFrom(quota);
     if (std::optional<absl::Duration> delay = RetryDelay(status)) {
@@ -37,16 +40,16 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     }
     return grpc::Status(code, message, details.SerializeAsString());
   }
-  const std::string description = ErrorDescription(status);
+  const std::string description = SafeMessage(ErrorDescription(status));
   google::rpc::BadRequest bad_request;
   auto* violation = bad_request.add_field_violations();
-  violation->set_field(*field);
+  violation->set_field(SafeMessage(*field));
   violation->set_description(description);
   details.add_details()->PackFrom(bad_request);
   if (code == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     google::rpc::QuotaFailure quota;
     auto* v = quota.add_violations();
-    v->set_subject(*field);
+    v->set_subject(SafeMessage(*field));
     v->set_description(description);
     details.add_details()->PackFrom(quota);
   }

@@ -9,11 +9,12 @@
 namespace registrar {
 
 grpc::ServerWriteReactor<v1::WatchEvent>* WatchReactor::Start(
-    WatchHub& hub, const v1::WatchRequest& request) {
+    WatchHub& hub, const v1::WatchRequest& request, std::string caller) {
   auto* reactor = new WatchReactor(&hub);
   WatchSpec spec;
   spec.start_revision = request.start_revision();
   spec.tenant = request.tenant();
+  spec.caller = std::move(caller);
   // The hub may call Send from its pump thread before Start returns; gRPC
   // keeps a write (or finish) issued before the reactor is bound.
   absl::StatusOr<std::shared_ptr<WatchHub::Watcher>> watcher =

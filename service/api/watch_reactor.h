@@ -7,6 +7,7 @@
 // messages, one StartWrite at a time, and reports gRPC's reactions.
 
 #include <memory>
+#include <string>
 
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/watch/watch_hub.h"
@@ -16,10 +17,11 @@ namespace registrar {
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>,
                            private WatchSink {
  public:
-  // Registers with `hub` (which must outlive the call), or finishes at once
-  // with the hub's error. The reactor deletes itself in OnDone.
+  // Registers with `hub` (which must outlive the call) for `caller` (the
+  // key of the hub's per-caller bound), or finishes at once with the hub's
+  // error. The reactor deletes itself in OnDone.
   static grpc::ServerWriteReactor<v1::WatchEvent>* Start(
-      WatchHub& hub, const v1::WatchRequest& request);
+      WatchHub& hub, const v1::WatchRequest& request, std::string caller);
 
   // Finishes at once with `status` (e.g. a bad request), no hub involved.
   static grpc::ServerWriteReactor<v1::WatchEvent>* Refuse(

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "service/common/field_error.h"
+#include "service/common/rate_limited_log.h"
 #include "service/common/status_macros.h"
 #include "service/registry/end_op.h"
 #include "service/registry/registry.h"
@@ -461,19 +462,16 @@ std::vector<std::string> Registry::Tick() {
     for (EndedLease& lease : expired) {
       EndLeaseAsync(
           std::move(lease), EndCause::kLeaseExpired, absl::InfiniteFuture(),
-          [&, now](absl::Status s, Ended& ended) {
+          [&](absl::Status s, Ended& ended) {
             if (s.ok()) {
               Report(ended);
               if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseExpired);
             } else {
               // Retried every tick while the store is down: say so once in
               // a while.
-              static std::atomic<int64_t> last_warning_s{0};
-              const int64_t now_s = absl::ToUnixSeconds(now);
-              if (now_s - last_warning_s.exchange(now_s) >= 10) {
-                spdlog::warn("lease expiry not stored, will retry: {}",
-                             std::string(s.message()));
-              }
+              REGISTRAR_LOG_EVERY_INTERVAL(
+                  warn, "lease expiry not stored, will retry: {}",
+                  std::string(s.message()));
             }
             std::vector<std::string> ended_ids = ended.TakeIds();
             absl::MutexLock lock(&mu);
@@ -487,8 +485,9 @@ std::vector<std::string> Registry::Tick() {
   }
   DropExpiredTombstones(now);
   if (absl::Status s = ids_.ExtendHighWater(); !s.ok()) {
-    spdlog::warn("ID clock high-water mark not stored: {}",
-                 std::string(s.message()));
+    REGISTRAR_LOG_EVERY_INTERVAL(warn,
+                                 "ID clock high-water mark not stored: {}",
+                                 std::string(s.message()));
   }
   const uint64_t last = store_->LastRevision();
   if (last > options_.event_history &&
@@ -497,7 +496,8 @@ std::vector<std::string> Registry::Tick() {
     // Compact in steps of a tenth of the history, not on every tick.
     if (absl::Status s = store_->CompactEvents(last - options_.event_history);
         !s.ok()) {
-      spdlog::warn("event compaction failed: {}", std::string(s.message()));
+      REGISTRAR_LOG_EVERY_INTERVAL(warn, "event compaction failed: {}",
+                                   std::string(s.message()));
     }
   }
   return ids;
@@ -531,8 +531,9 @@ void Registry::DropExpiredTombstones(absl::Time now) {
         }
       }
       if (!s.ok()) {
-        spdlog::warn("tombstone removal not stored, will retry: {}",
-                     std::string(s.message()));
+        REGISTRAR_LOG_EVERY_INTERVAL(
+            warn, "tombstone removal not stored, will retry: {}",
+            std::string(s.message()));
       }
       absl::MutexLock drops(&drops_mu_);
       --drops_in_flight_;

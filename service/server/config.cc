@@ -9,7 +9,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/id/id.h"
 
@@ -58,6 +60,19 @@ ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "On SIGTERM: how long in-flight calls may take to finish");
 ABSL_FLAG(std::string, log_level, "info",
           "trace, debug, info, warn, error, critical or off");
+ABSL_FLAG(std::string, log_format, "text",
+          "text: [time] [level] message; json: one JSON object per line "
+          "with ts, level and msg");
+ABSL_FLAG(absl::Duration, log_repeat_interval, absl::Seconds(10),
+          "A warning that can repeat (store write failures, a full disk) is "
+          "written at most once per this interval, saying how many were "
+          "left out");
+ABSL_FLAG(std::string, access_log, "",
+          "Write one line per call (method, caller, tenant, peer, status "
+          "code, duration, the caller's traceparent and x-request-id) to "
+          "this file, or to stderr with \"stderr\"; empty: no access log");
+ABSL_FLAG(double, access_log_sample, 1.0,
+          "Fraction of calls written to --access_log (0..1)");
 ABSL_FLAG(std::string, store, "rocksdb",
           "Storage: rocksdb (durable, in --data_dir) or memory (nothing is "
           "kept across restarts)");
@@ -73,6 +88,14 @@ ABSL_FLAG(absl::Duration, clock_window, absl::Seconds(3),
 ABSL_FLAG(uint32_t, max_watchers, 1000,
           "Most concurrent Watch streams; more are refused with "
           "RESOURCE_EXHAUSTED (0 refuses every Watch)");
+ABSL_FLAG(uint32_t, max_watchers_per_tenant, 250,
+          "Most concurrent Watch streams of one tenant (all-tenant streams "
+          "count as one tenant); more are refused with RESOURCE_EXHAUSTED "
+          "(0: only --max_watchers bounds them)");
+ABSL_FLAG(uint32_t, max_watchers_per_caller, 250,
+          "Most concurrent Watch streams of one caller (its name, or its "
+          "address without a callers file); more are refused with "
+          "RESOURCE_EXHAUSTED (0: only --max_watchers bounds them)");
 ABSL_FLAG(uint64_t, watch_max_lag, 100000,
           "Revisions a Watch stream may fall behind before it is ended with "
           "RESOURCE_EXHAUSTED (it may resume where it stopped)");
@@ -145,7 +168,13 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "shutdown_drain",
                                    "shutdown_timeout",
                                    "log_level",
+                                   "log_format",
+                                   "log_repeat_interval",
+                                   "access_log",
+                                   "access_log_sample",
                                    "max_watchers",
+                                   "max_watchers_per_tenant",
+                                   "max_watchers_per_caller",
                                    "watch_max_lag",
                                    "clock_offset",
                                    "store",
@@ -200,9 +229,22 @@ absl::Status NonZero(const char* flag, uint64_t value) {
 
 absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "registrar: issues thread/run/request/connection IDs, records their "
+      "issues thread/run/request/connection IDs, records their "
       "owners, validates and releases them.\nEvery flag may also be set as "
       "REGISTRAR_<FLAG> in the environment; the command line wins.");
+  // --help and --helpshort list the flags defined in this file (by default
+  // abseil lists only those of a file named after the program, i.e. none).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "service/server/config.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.normalize_filename = [](absl::string_view file) {
+    const size_t pos = file.rfind("service/server/");
+    return std::string(pos == absl::string_view::npos ? file
+                                                      : file.substr(pos));
+  };
+  absl::SetFlagsUsageConfig(usage);
   if (absl::Status s = ApplyEnvironment(); !s.ok()) return s;
   absl::ParseCommandLine(argc, argv);
 
@@ -273,6 +315,10 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   }
 
   c.watch.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  c.watch.max_watchers_per_tenant =
+      absl::GetFlag(FLAGS_max_watchers_per_tenant);
+  c.watch.max_watchers_per_caller =
+      absl::GetFlag(FLAGS_max_watchers_per_caller);
   c.watch.max_lag = absl::GetFlag(FLAGS_watch_max_lag);
   if (c.watch.max_lag == 0) {
     return absl::InvalidArgumentError("--watch_max_lag must be > 0");
@@ -300,6 +346,22 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   t.max_connection_idle = absl::GetFlag(FLAGS_max_connection_idle);
   t.memory_limit_bytes = absl::GetFlag(FLAGS_grpc_memory_limit);
   if (absl::Status s = CheckTransport(t, c.listen); !s.ok()) return s;
+
+  if (absl::Status s =
+          ParseLogFormat(absl::GetFlag(FLAGS_log_format), &c.log_format);
+      !s.ok()) {
+    return s;
+  }
+  c.log_repeat_interval = absl::GetFlag(FLAGS_log_repeat_interval);
+  if (c.log_repeat_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--log_repeat_interval must be >= 0");
+  }
+  c.access_log = absl::GetFlag(FLAGS_access_log);
+  c.access_log_sample = absl::GetFlag(FLAGS_access_log_sample);
+  if (!(c.access_log_sample >= 0 && c.access_log_sample <= 1)) {
+    return absl::InvalidArgumentError(
+        "--access_log_sample must be between 0 and 1");
+  }
 
   c.callers_file = absl::GetFlag(FLAGS_callers_file);
   c.caller_rate.rate = absl::GetFlag(FLAGS_caller_rate);

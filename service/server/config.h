@@ -9,6 +9,7 @@
 #include "service/api/rate_limiter.h"
 #include "service/api/request_validation.h"
 #include "service/registry/registry.h"
+#include "service/server/log_format.h"
 #include "service/server/transport.h"
 #include "service/store/store.h"
 #include "service/watch/watch_hub.h"
@@ -41,7 +42,12 @@ struct ServerConfig {
   // Callers and their roles (service/auth/callers_file.h); empty: no
   // authentication. Re-read on SIGHUP and when the file changes.
   std::string callers_file;
-  RateLimit caller_rate;  // --caller_rate, --caller_burst
+  RateLimit caller_rate;                    // --caller_rate, --caller_burst
+  LogFormat log_format = LogFormat::kText;  // --log_format
+  absl::Duration log_repeat_interval = absl::Seconds(10);
+  // --access_log: a path, "stderr", or empty (none); --access_log_sample.
+  std::string access_log;
+  double access_log_sample = 1.0;
 };
 
 // Parses argv into a ServerConfig. Every flag may also come from the

@@ -10,6 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/stubs/logging.h"
+#include "service/common/rate_limited_log.h"
+#include "service/common/text.h"
 #include "service/server/config.h"
 #include "service/server/server.h"
 #include "spdlog/spdlog.h"
@@ -32,6 +35,24 @@ bool WritePortFile(const std::string& path, const std::string& grpc,
   return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
+// Protobuf's own messages (a string field that is not UTF-8, say) go through
+// spdlog, so that every line the server writes has the same format, at most
+// one per --log_repeat_interval.
+void ProtobufLog(google::protobuf::LogLevel level, const char* filename,
+                 int line, const std::string& message) {
+  const spdlog::level::level_enum spd =
+      level >= google::protobuf::LOGLEVEL_ERROR     ? spdlog::level::err
+      : level == google::protobuf::LOGLEVEL_WARNING ? spdlog::level::warn
+                                                    : spdlog::level::info;
+  // A client sending bad strings would repeat it on every call.
+  static registrar::RepeatedLogGate gate;
+  uint64_t suppressed = 0;
+  if (!gate.Allow(absl::Now(), &suppressed)) return;
+  spdlog::log(spd, "protobuf {}:{}: {}{}", filename, line,
+              registrar::LogSafe(message, 512),
+              registrar::SuppressedNote(suppressed));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,6 +72,7 @@ int main(int argc, char** argv) {
   // load in profiles). Lock order is checked by -Wthread-safety and the
   // TSan build instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  google::protobuf::SetLogHandler(&ProtobufLog);
 
   absl::StatusOr<registrar::ServerConfig> config =
       registrar::ConfigFromFlags(argc, argv);
@@ -60,17 +82,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(registrar::LogLevelFlag()));
+  registrar::UseLogFormat(config->log_format);
+  registrar::SetLogRepeatInterval(config->log_repeat_interval);
 
   absl::StatusOr<std::unique_ptr<registrar::RegistrarServer>> server =
       registrar::RegistrarServer::Start(*config);
   if (!server.ok()) {
-    spdlog::critical("cannot start: {}", std::string(server.status().message()));
+    spdlog::critical("cannot start: {}",
+                     std::string(server.status().message()));
     return 1;
   }
-  spdlog::info("registrar serving gRPC on {}, metrics on http://{}/metrics "
-               "(node_id {})",
-               (*server)->grpc_address(), (*server)->metrics_address(),
-               config->node_id);
+  spdlog::info(
+      "registrar serving gRPC on {}, metrics on http://{}/metrics "
+      "(node_id {})",
+      (*server)->grpc_address(), (*server)->metrics_address(), config->node_id);
   if (!config->port_file.empty() &&
       !WritePortFile(config->port_file, (*server)->grpc_address(),
                      (*server)->metrics_address())) {

@@ -177,6 +177,13 @@ absl::Status RegistrarServer::Init() {
   service_ = std::make_unique<RegistrarService>(
       *registry_, config_.limits, metrics_.get(), watch_hub_.get(),
       access_.get(), limiter_.get());
+  if (!config_.access_log.empty()) {
+    ASSIGN_OR_RETURN(
+        access_log_,
+        AccessLog::Open({config_.access_log, config_.access_log_sample,
+                         config_.log_format == LogFormat::kJson}));
+    service_->set_access_log(access_log_.get());
+  }
 
   if (absl::Status s = metrics_->Serve(config_.metrics_listen); !s.ok()) {
     return absl::UnavailableError(absl::StrCat(
@@ -211,6 +218,9 @@ absl::Status RegistrarServer::Init() {
     methods.push_back(std::move(m));
   }
   interceptors.push_back(metrics_->MakeServerInterceptorFactory(methods));
+  if (access_log_ != nullptr) {
+    interceptors.push_back(access_log_->MakeInterceptorFactory());
+  }
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {

@@ -74,6 +74,7 @@ class RegistrarServer {
   std::unique_ptr<WatchHub> watch_hub_;
   std::unique_ptr<AccessControl> access_;
   std::unique_ptr<RateLimiter> limiter_;
+  std::unique_ptr<AccessLog> access_log_;  // --access_log; outlives server_
   absl::Mutex reload_mu_;
   // Modification time of the callers file last loaded.
   std::filesystem::file_time_type callers_mtime_ ABSL_GUARDED_BY(reload_mu_);

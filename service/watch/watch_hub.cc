@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/common/field_error.h"
+#include "service/common/text.h"
 
 namespace registrar {
 
@@ -16,8 +17,12 @@ class WatchHub::Watcher {
     kFinished,  // Finish called (or Stop): nothing more, ever
   };
 
-  Watcher(WatchSink* sink, std::string tenant, uint64_t start)
-      : tenant(std::move(tenant)), sink_(sink), cursor_(start) {}
+  Watcher(WatchSink* sink, std::string tenant, std::string caller,
+          uint64_t start)
+      : tenant(std::move(tenant)),
+        caller(std::move(caller)),
+        sink_(sink),
+        cursor_(start) {}
 
   // The first revision not yet handed to the sink: where a client resumes.
   uint64_t NextToSend() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -44,6 +49,7 @@ class WatchHub::Watcher {
   }
 
   const std::string tenant;  // empty: every tenant
+  const std::string caller;
   absl::Mutex mu;
 
  private:
@@ -73,6 +79,19 @@ WatchLimits Sanitized(WatchLimits limits) {
   return limits;
 }
 
+size_t CountOf(const absl::flat_hash_map<std::string, size_t>& counts,
+               const std::string& key) {
+  auto it = counts.find(key);
+  return it == counts.end() ? 0 : it->second;
+}
+
+// One watcher fewer under `key`; a key with none is forgotten.
+void Release(absl::flat_hash_map<std::string, size_t>& counts,
+             const std::string& key) {
+  auto it = counts.find(key);
+  if (it != counts.end() && --it->second == 0) counts.erase(it);
+}
+
 absl::Status FellBehindHistory(uint64_t oldest) {
   return absl::OutOfRangeError(absl::StrCat(
       "watch fell behind the retained history; oldest available revision is ",
@@ -88,8 +107,8 @@ WatchHub::WatchHub(Store& store, WatchLimits limits)
   // Commits before the listener was set are covered by LastRevision.
   const uint64_t last = store_.LastRevision();
   uint64_t seen = latest_.load(std::memory_order_acquire);
-  while (seen < last &&
-         !latest_.compare_exchange_weak(seen, last, std::memory_order_acq_rel)) {
+  while (seen < last && !latest_.compare_exchange_weak(
+                            seen, last, std::memory_order_acq_rel)) {
   }
   pump_ = std::thread([this] { RunPump(); });
 }
@@ -119,23 +138,51 @@ absl::StatusOr<std::shared_ptr<WatchHub::Watcher>> WatchHub::Start(
     absl::MutexLock lock(&mu_);
     if (shut_down_) return absl::UnavailableError("server is shutting down");
     if (watchers_.size() >= limits_.max_watchers) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("too many watchers (limit ", limits_.max_watchers,
-                       "); retry later or watch from fewer clients"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "too many watchers (limit ", limits_.max_watchers,
+          ", --max_watchers); retry later or watch from fewer clients"));
+    }
+    if (limits_.max_watchers_per_tenant > 0 &&
+        CountOf(per_tenant_, spec.tenant) >= limits_.max_watchers_per_tenant) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "too many watchers of ",
+          spec.tenant.empty()
+              ? std::string("all tenants")
+              : absl::StrCat("tenant \"", LogSafe(spec.tenant), "\""),
+          " (limit ", limits_.max_watchers_per_tenant,
+          ", --max_watchers_per_tenant); retry later or close some"));
+    }
+    if (limits_.max_watchers_per_caller > 0 &&
+        CountOf(per_caller_, spec.caller) >= limits_.max_watchers_per_caller) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "too many watchers of caller ", LogSafe(spec.caller), " (limit ",
+          limits_.max_watchers_per_caller,
+          ", --max_watchers_per_caller); retry later or close some"));
     }
     uint64_t start = spec.start_revision;
     if (start == 0) {
       start = store_.LastRevision() + 1;
     } else if (const uint64_t oldest = store_.OldestRevision();
                start < oldest) {
+      return FieldError(absl::StatusCode::kOutOfRange, "start_revision",
+                        absl::StrCat(start,
+                                     " is older than the retained history; the "
+                                     "oldest available revision is ",
+                                     oldest));
+    } else if (const uint64_t newest = store_.LastRevision();
+               start > newest + 1) {
+      // Waiting for a revision far ahead would hang the client without
+      // saying why; the next one to be committed may be waited for.
       return FieldError(
           absl::StatusCode::kOutOfRange, "start_revision",
-          absl::StrCat(start, " is older than the retained history; the "
-                              "oldest available revision is ",
-                       oldest));
+          absl::StrCat(start, " is beyond the newest revision ", newest,
+                       "; watch from at most ", newest + 1,
+                       " (the next one), or 0 for from now"));
     }
-    w = std::make_shared<Watcher>(sink, spec.tenant, start);
+    w = std::make_shared<Watcher>(sink, spec.tenant, spec.caller, start);
     watchers_.push_back(w);
+    ++per_tenant_[spec.tenant];
+    ++per_caller_[spec.caller];
     ++watchers_version_;
   }
   Wake();
@@ -177,6 +224,8 @@ void WatchHub::Stop(Watcher& w) {
   auto it = std::find_if(watchers_.begin(), watchers_.end(),
                          [&w](const auto& p) { return p.get() == &w; });
   if (it != watchers_.end()) {
+    Release(per_tenant_, w.tenant);
+    Release(per_caller_, w.caller);
     std::swap(*it, watchers_.back());
     watchers_.pop_back();
     ++watchers_version_;
@@ -263,9 +312,8 @@ bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest,
     w.least_behind_ = std::min(w.least_behind_, behind);
     if (behind - w.least_behind_ > limits_.max_lag) {
       w.Finish(absl::ResourceExhaustedError(absl::StrCat(
-                          "watcher too slow: ", behind,
-                          " revisions behind (limit ", limits_.max_lag,
-                          "); resume with start_revision=", next)));
+          "watcher too slow: ", behind, " revisions behind (limit ",
+          limits_.max_lag, "); resume with start_revision=", next)));
       return false;
     }
     if (w.state_ == Watcher::State::kWriting) {
@@ -301,9 +349,9 @@ bool WatchHub::Serve(Watcher& w, uint64_t last, uint64_t oldest,
     if (read.code() == absl::StatusCode::kOutOfRange) {
       w.Finish(FellBehindHistory(store_.OldestRevision()));
     } else {
-      w.Finish(absl::UnavailableError(absl::StrCat(
-                          "watch cannot read events: ", read.message(),
-                          "; resume with start_revision=", from)));
+      w.Finish(absl::UnavailableError(
+          absl::StrCat("watch cannot read events: ", read.message(),
+                       "; resume with start_revision=", from)));
     }
     return false;
   }

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -51,6 +52,11 @@ namespace registrar {
 struct WatchLimits {
   // Most concurrent watchers; more are refused with RESOURCE_EXHAUSTED.
   size_t max_watchers = 1000;
+  // Most concurrent watchers of one tenant (the all-tenant watchers count
+  // as one tenant, ""), and of one caller; so one tenant or one caller
+  // cannot take every slot from the others. 0: no bound of its own.
+  size_t max_watchers_per_tenant = 250;
+  size_t max_watchers_per_caller = 250;
   // Revisions a watcher may fall behind the newest one (further than it
   // ever was, see above) before it is finished with RESOURCE_EXHAUSTED.
   uint64_t max_lag = 100'000;
@@ -80,11 +86,14 @@ class WatchSink {
 
 struct WatchSpec {
   // 0: from now (the next revision committed). N > 0: from revision N;
-  // OUT_OF_RANGE when N is older than the retained history; a revision not
-  // yet committed is waited for.
+  // OUT_OF_RANGE when N is older than the retained history or beyond the
+  // newest committed revision + 1 (the next one, which is waited for).
   uint64_t start_revision = 0;
   // Only records of this tenant; empty: every tenant.
   std::string tenant;
+  // Who watches (the caller's name, or its address without authentication):
+  // the key of max_watchers_per_caller.
+  std::string caller;
 };
 
 // Thread-safe.
@@ -106,8 +115,11 @@ class WatchHub {
   // called (from the pump thread) before Start returns. Errors, with the
   // sink never called: OUT_OF_RANGE when spec.start_revision is older than
   // the retained history (the message names the oldest available
-  // revision); RESOURCE_EXHAUSTED with max_watchers watchers already;
-  // UNAVAILABLE after Shutdown.
+  // revision) or beyond the newest + 1 (the message names the newest);
+  // RESOURCE_EXHAUSTED with max_watchers watchers already, or with
+  // max_watchers_per_tenant of spec.tenant or max_watchers_per_caller of
+  // spec.caller (the message names the limit and its flag); UNAVAILABLE after
+  // Shutdown.
   absl::StatusOr<std::shared_ptr<Watcher>> Start(const WatchSpec& spec,
                                                  WatchSink* sink);
 
@@ -176,6 +188,9 @@ class WatchHub {
   // Bumped when watchers_ changes, so the pump re-copies it only then.
   uint64_t watchers_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Started and not yet stopped watchers per tenant and per caller.
+  absl::flat_hash_map<std::string, size_t> per_tenant_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, size_t> per_caller_ ABSL_GUARDED_BY(mu_);
 
   std::thread pump_;
   // Serialises Shutdown callers.

@@ -24,6 +24,7 @@
 namespace registrar {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
@@ -99,9 +100,8 @@ class TestSink final : public WatchSink {
   // Waits until a Send is outstanding.
   bool AwaitInFlight(absl::Duration timeout = kWait) {
     absl::MutexLock lock(&mu_);
-    auto busy = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return in_flight_;
-    };
+    auto busy = [this]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_; };
     return mu_.AwaitWithTimeout(absl::Condition(&busy), timeout);
   }
 
@@ -165,20 +165,22 @@ class WatchHubTest : public ::testing::Test {
   }
 
   absl::StatusOr<std::unique_ptr<TestWatch>> Watch(uint64_t start,
-                                                   std::string tenant = "") {
+                                                   std::string tenant = "",
+                                                   std::string caller = "") {
     auto sink = std::make_shared<TestSink>();
     WatchSpec spec;
     spec.start_revision = start;
     spec.tenant = std::move(tenant);
+    spec.caller = std::move(caller);
     absl::StatusOr<std::shared_ptr<WatchHub::Watcher>> w =
         hub_->Start(spec, sink.get());
     if (!w.ok()) return w.status();
     return std::make_unique<TestWatch>(*hub_, sink, *std::move(w));
   }
 
-  std::unique_ptr<TestWatch> MustWatch(uint64_t start,
-                                       std::string tenant = "") {
-    auto w = Watch(start, std::move(tenant));
+  std::unique_ptr<TestWatch> MustWatch(uint64_t start, std::string tenant = "",
+                                       std::string caller = "") {
+    auto w = Watch(start, std::move(tenant), std::move(caller));
     EXPECT_TRUE(w.ok()) << StatusText(w.status());
     return w.ok() ? *std::move(w) : nullptr;
   }
@@ -292,18 +294,40 @@ TEST_F(WatchHubTest, StartZeroMeansFromNow) {
   EXPECT_THAT(w->sink->revisions(), ElementsAreArray(Range(6, 8)));
 }
 
-TEST_F(WatchHubTest, StartAtNWithinHistoryAndBeyondTheLastRevision) {
+TEST_F(WatchHubTest, StartAtNWithinHistoryAndAtTheNextRevision) {
   MakeHub();
   CommitMany(10);
   auto from4 = MustWatch(4);
-  auto from15 = MustWatch(15);  // not committed yet: waits for it
+  auto from11 = MustWatch(11);  // not committed yet: waits for it
   ASSERT_TRUE(from4->ReadAtLeast(7));
   EXPECT_THAT(from4->sink->revisions(), ElementsAreArray(Range(4, 10)));
-  EXPECT_FALSE(from15->AckNext(absl::Milliseconds(100)));
-  EXPECT_EQ(from15->sink->event_count(), 0u);
+  EXPECT_FALSE(from11->AckNext(absl::Milliseconds(100)));
+  EXPECT_EQ(from11->sink->event_count(), 0u);
   CommitMany(7);
-  ASSERT_TRUE(from15->ReadAtLeast(3));
-  EXPECT_THAT(from15->sink->revisions(), ElementsAreArray(Range(15, 17)));
+  ASSERT_TRUE(from11->ReadAtLeast(7));
+  EXPECT_THAT(from11->sink->revisions(), ElementsAreArray(Range(11, 17)));
+}
+
+TEST_F(WatchHubTest, StartBeyondTheNextRevisionIsOutOfRange) {
+  MakeHub();
+  CommitMany(10);
+  for (uint64_t start : {uint64_t{12}, uint64_t{1000}, UINT64_MAX}) {
+    auto w = Watch(start);
+    ASSERT_FALSE(w.ok()) << start;
+    EXPECT_EQ(w.status().code(), absl::StatusCode::kOutOfRange);
+    EXPECT_THAT(std::string(w.status().message()),
+                AllOf(HasSubstr("start_revision"),
+                      HasSubstr("beyond the newest revision 10"),
+                      HasSubstr("at most 11")));
+  }
+  EXPECT_EQ(hub_->watcher_count(), 0u);  // refused ones are not counted
+  // On an empty store only revision 1 (or 0) may be watched.
+  MemoryStore empty;
+  WatchHub fresh(empty);
+  WatchSpec spec;
+  spec.start_revision = 2;
+  EXPECT_EQ(fresh.Start(spec, nullptr).status().code(),
+            absl::StatusCode::kOutOfRange);
 }
 
 TEST_F(WatchHubTest, StartBelowTheRetainedHistoryIsOutOfRange) {
@@ -357,9 +381,9 @@ TEST_F(WatchHubTest, SlowWatcherIsCutOffAtMaxLagAndResumesWithoutGap) {
   const std::vector<uint64_t> got = slow->sink->revisions();
   ASSERT_FALSE(got.empty());
   EXPECT_THAT(got, ElementsAreArray(Range(1, got.back())));
-  EXPECT_THAT(std::string(status.message()),
-              HasSubstr(absl::StrCat("resume with start_revision=",
-                                     got.back() + 1)));
+  EXPECT_THAT(
+      std::string(status.message()),
+      HasSubstr(absl::StrCat("resume with start_revision=", got.back() + 1)));
   EXPECT_FALSE(fast->sink->finished());  // the fast one was not affected
 
   auto resumed = MustWatch(got.back() + 1);
@@ -372,7 +396,8 @@ TEST_F(WatchHubTest, SlowWatcherIsCutOffAtMaxLagAndResumesWithoutGap) {
 TEST_F(WatchHubTest, StalledReaderHoldsAtMostOneBatch) {
   MakeHub(WatchLimits{.batch = 16});
   auto stalled = MustWatch(1);
-  for (int i = 0; i < 200; ++i) Commit({"acme", "acme", "acme", "acme", "acme"});
+  for (int i = 0; i < 200; ++i)
+    Commit({"acme", "acme", "acme", "acme", "acme"});
   ASSERT_TRUE(stalled->sink->AwaitInFlight());
   absl::SleepFor(absl::Milliseconds(50));  // let the pump do its worst
   EXPECT_EQ(stalled->sink->event_count(), 1u);
@@ -397,6 +422,79 @@ TEST_F(WatchHubTest, MaxWatchersIsEnforcedAndFreedByStop) {
   EXPECT_EQ(hub_->watcher_count(), 1u);
   auto d = Watch(0);
   EXPECT_TRUE(d.ok()) << StatusText(d.status());
+}
+
+TEST_F(WatchHubTest, OneTenantCannotTakeEverySlot) {
+  MakeHub(WatchLimits{.max_watchers = 10,
+                      .max_watchers_per_tenant = 3,
+                      .max_watchers_per_caller = 0});
+  std::vector<std::unique_ptr<TestWatch>> acme;
+  for (int i = 0; i < 3; ++i) {
+    acme.push_back(MustWatch(0, "acme", "reader-" + std::to_string(i)));
+  }
+  ASSERT_EQ(hub_->watcher_count(), 3u);
+  // A fourth of acme's is refused whoever asks, naming the limit and flag.
+  auto fourth = Watch(0, "acme", "someone-else");
+  ASSERT_FALSE(fourth.ok());
+  EXPECT_EQ(fourth.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(fourth.status().message()),
+              AllOf(HasSubstr("tenant \"acme\""), HasSubstr("limit 3"),
+                    HasSubstr("--max_watchers_per_tenant")));
+  // Other tenants (and all-tenant watchers, counted as one tenant) still
+  // get theirs.
+  auto globex = Watch(0, "globex", "reader-0");
+  EXPECT_TRUE(globex.ok()) << StatusText(globex.status());
+  std::vector<std::unique_ptr<TestWatch>> all;
+  for (int i = 0; i < 3; ++i) all.push_back(MustWatch(0, "", "admin"));
+  auto all4 = Watch(0, "", "admin");
+  ASSERT_FALSE(all4.ok());
+  EXPECT_THAT(std::string(all4.status().message()), HasSubstr("all tenants"));
+  EXPECT_EQ(hub_->watcher_count(), 7u);
+  // A slot freed by Stop is acme's again.
+  acme.pop_back();
+  auto again = Watch(0, "acme", "someone-else");
+  EXPECT_TRUE(again.ok()) << StatusText(again.status());
+}
+
+TEST_F(WatchHubTest, OneCallerCannotTakeEverySlot) {
+  MakeHub(WatchLimits{.max_watchers = 10,
+                      .max_watchers_per_tenant = 0,
+                      .max_watchers_per_caller = 2});
+  auto a = MustWatch(0, "acme", "greedy");
+  auto b = MustWatch(0, "globex", "greedy");
+  auto c = Watch(0, "initech", "greedy");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(c.status().message()),
+              AllOf(HasSubstr("caller greedy"), HasSubstr("limit 2"),
+                    HasSubstr("--max_watchers_per_caller")));
+  // Another caller, same tenants: admitted.
+  auto d = Watch(0, "acme", "polite");
+  EXPECT_TRUE(d.ok()) << StatusText(d.status());
+  b.reset();
+  auto e = Watch(0, "initech", "greedy");
+  EXPECT_TRUE(e.ok()) << StatusText(e.status());
+  EXPECT_EQ(hub_->watcher_count(), 3u);
+}
+
+TEST_F(WatchHubTest, RefusedWatchersLeaveNoCountBehind) {
+  // Refusals by one bound do not consume the other's slots: 100 refused
+  // attempts by distinct callers of a full tenant leave every caller's
+  // count at zero, so each of them may still watch another tenant.
+  MakeHub(WatchLimits{.max_watchers = 200,
+                      .max_watchers_per_tenant = 1,
+                      .max_watchers_per_caller = 1});
+  auto held = MustWatch(0, "full", "holder");
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_FALSE(Watch(0, "full", "c" + std::to_string(i)).ok());
+  }
+  std::vector<std::unique_ptr<TestWatch>> others;
+  for (int i = 0; i < 100; ++i) {
+    auto w = Watch(0, "t" + std::to_string(i), "c" + std::to_string(i));
+    ASSERT_TRUE(w.ok()) << i << " " << StatusText(w.status());
+    others.push_back(*std::move(w));
+  }
+  EXPECT_EQ(hub_->watcher_count(), 101u);
 }
 
 TEST_F(WatchHubTest, CancelAndBrokenWriteFinishWithCancelled) {
