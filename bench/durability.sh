@@ -28,13 +28,9 @@
 # At 10 s + 2 s per run the default matrix is 24 runs, about 4 min 50 s.
 set -euo pipefail
 
-BUILD=${1:?usage: bench/durability.sh BUILD_DIR}
-BUILD=$(cd "$BUILD" && pwd)
-SERVER=$BUILD/service/server/registrar
-BENCH=$BUILD/client/bench/registrar-bench
-for b in "$SERVER" "$BENCH"; do
-  [[ -x $b ]] || { echo "missing $b (build it first)" >&2; exit 2; }
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_binaries "${1:?usage: bench/durability.sh BUILD_DIR}"
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
@@ -46,19 +42,6 @@ CHANNELS=${CHANNELS:-1}
 SERVER_CPU=${SERVER_CPU-1}
 CLIENT_CPU=${CLIENT_CPU-0}
 DATA_ROOT=${DATA_ROOT:-${TMPDIR:-/tmp}}
-
-pin() {  # pin CPU cmd...
-  local cpu=$1; shift
-  if [[ -n $cpu ]] && command -v taskset >/dev/null; then
-    taskset -c "$cpu" "$@"
-  else
-    "$@"
-  fi
-}
-
-jnum() {  # jnum KEY < json line
-  sed -n "s/.*\"$1\":\(-\{0,1\}[0-9][0-9.e+-]*\).*/\1/p"
-}
 
 metric_sum() {  # metric_sum NAME < metrics text: sum over label sets
   awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF; f = 1 }
@@ -165,10 +148,6 @@ HZ=$(getconf CLK_TCK)
 machine_busy() {  # jiffies all CPUs spent busy
   awk '/^cpu / { printf "%d\n", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
-proc_cpu() {  # jiffies a process has used (utime + stime)
-  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-
 scrape() { curl -s --max-time 2 "http://$METRICS/metrics" || true; }
 
 ROWS=()

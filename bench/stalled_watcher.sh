@@ -31,13 +31,9 @@
 #   SERVER_ARGS [unset]                  extra registrar flags
 set -euo pipefail
 
-BUILD=${1:?usage: bench/stalled_watcher.sh BUILD_DIR}
-BUILD=$(cd "$BUILD" && pwd)
-SERVER=$BUILD/service/server/registrar
-BENCH=$BUILD/client/bench/registrar-bench
-for b in "$SERVER" "$BENCH"; do
-  [[ -x $b ]] || { echo "missing $b (build it first)" >&2; exit 2; }
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_binaries "${1:?usage: bench/stalled_watcher.sh BUILD_DIR}"
 REPS=${REPS:-5}
 DURATION=${DURATION:-4}
 WARMUP=${WARMUP:-3}
@@ -48,20 +44,6 @@ STORE=${STORE:-memory}
 SERVER_CPU=${SERVER_CPU-0}
 CLIENT_CPU=${CLIENT_CPU-1}
 
-pin() {  # pin CPU cmd...
-  local cpu=$1; shift
-  if [[ -n $cpu ]] && command -v taskset >/dev/null; then
-    taskset -c "$cpu" "$@"
-  else
-    "$@"
-  fi
-}
-jnum() {  # jnum KEY < json line
-  sed -n "s/.*\"$1\":\(-\{0,1\}[0-9][0-9.e+-]*\).*/\1/p"
-}
-proc_cpu() {  # jiffies a process has used (utime + stime)
-  awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/registrar-stalled.XXXXXX")

@@ -25,22 +25,19 @@
 #include "service/id/key_ring.h"
 #include "service/registry/registry.h"
 #include "service/store/memory_store.h"
+#include "tests/unit/registry/test_store.h"
 
 namespace registrar {
 namespace {
 
 // Holds submitted batches until Release(); everything else is the
 // MemoryStore's.
-class HeldStore final : public Store {
+class HeldStore final : public testing::ForwardingStore {
  public:
-  absl::Status Commit(WriteBatch* batch) override {
-    return inner_.Commit(batch);
-  }
   void Submit(WriteBatch* batch, CommitDone done) override {
     absl::MutexLock lock(&mu_);
     held_.emplace_back(batch, std::move(done));
   }
-  bool defers_commits() const override { return true; }
   // Completes the oldest held batch: committed, or failed with `failure`.
   void Release(absl::Status failure = absl::OkStatus()) {
     std::pair<WriteBatch*, CommitDone> next;
@@ -56,30 +53,9 @@ class HeldStore final : public Store {
     absl::MutexLock lock(&mu_);
     return held_.size();
   }
-
-  absl::StatusOr<StoreMeta> Load(
-      const std::function<void(RecordView&&)>& on_record) override {
-    return inner_.Load(on_record);
-  }
-  absl::Status ReadEvents(uint64_t from, size_t limit,
-                          std::vector<Event>* out) override {
-    return inner_.ReadEvents(from, limit, out);
-  }
-  uint64_t OldestRevision() override { return inner_.OldestRevision(); }
-  uint64_t LastRevision() override { return inner_.LastRevision(); }
-  absl::Status CompactEvents(uint64_t below) override {
-    return inner_.CompactEvents(below);
-  }
-  void SetEventListener(EventListener listener) override {
-    inner_.SetEventListener(std::move(listener));
-  }
-  absl::Status CheckWritable() override { return absl::OkStatus(); }
-  CommitStats commit_stats() const override { return inner_.commit_stats(); }
-  Durability durability() const override { return Durability::kFsync; }
   std::string_view name() const override { return "held"; }
 
  private:
-  MemoryStore inner_;
   absl::Mutex mu_;
   std::deque<std::pair<WriteBatch*, CommitDone>> held_ ABSL_GUARDED_BY(mu_);
 };

@@ -26,7 +26,39 @@
 
 namespace registrar::testing {
 
-class DelayStore final : public Store {
+// A MemoryStore behind the Store interface, for test stores that change
+// only how commits are submitted.
+class ForwardingStore : public Store {
+ public:
+  absl::Status Commit(WriteBatch* batch) override {
+    return inner_.Commit(batch);
+  }
+  absl::StatusOr<StoreMeta> Load(
+      const std::function<void(RecordView&&)>& on_record) override {
+    return inner_.Load(on_record);
+  }
+  absl::Status ReadEvents(uint64_t from, size_t limit,
+                          std::vector<Event>* out) override {
+    return inner_.ReadEvents(from, limit, out);
+  }
+  uint64_t OldestRevision() override { return inner_.OldestRevision(); }
+  uint64_t LastRevision() override { return inner_.LastRevision(); }
+  absl::Status CompactEvents(uint64_t below) override {
+    return inner_.CompactEvents(below);
+  }
+  void SetEventListener(EventListener listener) override {
+    inner_.SetEventListener(std::move(listener));
+  }
+  absl::Status CheckWritable() override { return absl::OkStatus(); }
+  CommitStats commit_stats() const override { return inner_.commit_stats(); }
+  Durability durability() const override { return Durability::kFsync; }
+  bool defers_commits() const override { return true; }
+
+ protected:
+  MemoryStore inner_;
+};
+
+class DelayStore final : public ForwardingStore {
  public:
   explicit DelayStore(absl::Duration delay) : delay_(delay) {
     writer_ = std::thread([this] { Run(); });
@@ -64,27 +96,6 @@ class DelayStore final : public Store {
     absl::MutexLock lock(&mu_);
     queue_.emplace_back(batch, std::move(done));
   }
-  bool defers_commits() const override { return true; }
-
-  absl::StatusOr<StoreMeta> Load(
-      const std::function<void(RecordView&&)>& on_record) override {
-    return inner_.Load(on_record);
-  }
-  absl::Status ReadEvents(uint64_t from, size_t limit,
-                          std::vector<Event>* out) override {
-    return inner_.ReadEvents(from, limit, out);
-  }
-  uint64_t OldestRevision() override { return inner_.OldestRevision(); }
-  uint64_t LastRevision() override { return inner_.LastRevision(); }
-  absl::Status CompactEvents(uint64_t below) override {
-    return inner_.CompactEvents(below);
-  }
-  void SetEventListener(EventListener listener) override {
-    inner_.SetEventListener(std::move(listener));
-  }
-  absl::Status CheckWritable() override { return absl::OkStatus(); }
-  CommitStats commit_stats() const override { return inner_.commit_stats(); }
-  Durability durability() const override { return Durability::kFsync; }
   std::string_view name() const override { return "delay"; }
 
  private:
@@ -134,7 +145,6 @@ class DelayStore final : public Store {
   }
 
   const absl::Duration delay_;
-  MemoryStore inner_;
   std::atomic<bool> fail_{false};
   absl::Mutex mu_;
   std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);
