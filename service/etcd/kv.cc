@@ -119,6 +119,22 @@ void Kv::Delete(const std::string& key, const std::string& range_end,
       std::move(done));
 }
 
+void Kv::Compact(int64_t revision, bool physical,
+                 Callback<pb::CompactionResponse> done) {
+  pb::CompactionRequest req;
+  req.set_revision(revision);
+  req.set_physical(physical);
+  // Compacting the same revision twice fails (already compacted): no retry.
+  UnaryCall<pb::CompactionRequest, pb::CompactionResponse>::Start(
+      conn_, "Compact", std::move(req), Retry::kNo,
+      [](const Endpoint& e, grpc::ClientContext* c,
+         const pb::CompactionRequest* q, pb::CompactionResponse* r,
+         std::function<void(grpc::Status)> f) {
+        e.kv->async()->Compact(c, q, r, std::move(f));
+      },
+      std::move(done));
+}
+
 namespace {
 
 // One paged scan: each page's reply starts the next page's Range.

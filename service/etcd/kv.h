@@ -61,6 +61,12 @@ class Kv {
   void Delete(const std::string& key, const std::string& range_end,
               Callback<pb::DeleteRangeResponse> done);
 
+  // Compacts etcd's history up to revision (issue 13 keeps etcd bounded
+  // with it; tests use it to provoke ErrCompacted). physical: wait until
+  // the compaction is applied to the backend.
+  void Compact(int64_t revision, bool physical,
+               Callback<pb::CompactionResponse> done);
+
   // Every key in [key, range_end) at one revision, in pages of page_size
   // keys (etcd's limit), each page its own Range at that revision:
   // on_page(kvs, revision) is called per page in key order, then
