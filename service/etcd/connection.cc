@@ -1,5 +1,6 @@
 #include "service/etcd/connection.h"
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 
@@ -51,6 +52,35 @@ absl::StatusOr<std::string> Address(absl::string_view e, bool tls) {
   return std::string(e);
 }
 
+// gRPC 1.51 runs client callbacks on one process-wide "alternative"
+// completion queue, reference-counted by the channels that use it: when the
+// last such channel goes, the queue is shut down and a new one is made for
+// the next. Channels come and go with connections here, and that
+// shutdown/restart raced with callbacks still running on the old queue
+// (an abort in grpc_cq_internal_unref, "prior > 0", about one run in four
+// of the watch test). One channel that made a callback call and is never
+// destroyed keeps the queue alive for the whole process.
+void PinCallbackQueue() {
+  static const bool pinned = [] {
+    struct Pin {
+      std::shared_ptr<grpc::Channel> channel;
+      std::unique_ptr<etcdserverpb::Maintenance::Stub> stub;
+      grpc::ClientContext ctx;
+      etcdserverpb::StatusRequest req;
+      etcdserverpb::StatusResponse resp;
+    };
+    auto* pin = new Pin();  // never deleted, on purpose
+    pin->channel = grpc::CreateChannel("unix:/nonexistent/registrar-pin",
+                                       grpc::InsecureChannelCredentials());
+    pin->stub = etcdserverpb::Maintenance::NewStub(pin->channel);
+    pin->ctx.set_deadline(std::chrono::system_clock::now());
+    pin->stub->async()->Status(&pin->ctx, &pin->req, &pin->resp,
+                               [](grpc::Status) {});
+    return true;
+  }();
+  (void)pinned;
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(
@@ -84,6 +114,7 @@ absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(
     creds = grpc::InsecureChannelCredentials();
   }
 
+  PinCallbackQueue();
   std::shared_ptr<Connection> c(new Connection(options));
   for (const std::string& e : options.endpoints) {
     auto address = Address(e, options.tls.has_value());

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "service/etcd/timer.h"
 
 namespace registrar::etcd {
 
@@ -76,6 +77,9 @@ class Connection {
   // A context for a stream (no deadline).
   std::unique_ptr<grpc::ClientContext> NewStreamContext() const;
   const ConnectionOptions& options() const { return options_; }
+  // The timer of everything on this connection (retry backoff, keep-alive
+  // ticks).
+  Timer& timer() const { return *timer_; }
 
  private:
   explicit Connection(ConnectionOptions options)
@@ -85,6 +89,7 @@ class Connection {
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   std::atomic<int> current_{0};
   std::atomic<int64_t> failovers_{0};
+  const std::unique_ptr<Timer> timer_ = std::make_unique<Timer>();
 };
 
 }  // namespace registrar::etcd

@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
-#include "grpcpp/alarm.h"
 #include "service/etcd/status.h"
 
 namespace registrar::etcd {
@@ -269,11 +268,9 @@ void Watch::StreamEnded(int member, const absl::Status& status,
         const absl::Duration backoff =
             std::min(absl::Milliseconds(50) * (failures_in_a_row_ - 1),
                      absl::Milliseconds(500));
-        // The alarm's callback keeps the watch alive through waiting_self_.
+        // The timer's callback keeps the watch alive through waiting_self_.
         waiting_self_ = shared_from_this();
-        resume_alarm_ = std::make_unique<grpc::Alarm>();
-        resume_alarm_->Set(absl::ToChronoTime(absl::Now() + backoff),
-                           [this, next](bool) { Resume(next); });
+        conn_->timer().After(backoff, [this, next] { Resume(next); });
         return;
       }
     }

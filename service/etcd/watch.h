@@ -39,7 +39,6 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "etcd/mvcc/mvccpb/kv.pb.h"
-#include "grpcpp/alarm.h"
 #include "service/etcd/connection.h"
 
 namespace registrar::etcd {
@@ -100,7 +99,7 @@ class Watch : public std::enable_shared_from_this<Watch> {
   void Progress(int64_t revision);
   void StreamEnded(int member, const absl::Status& status, bool got_response,
                    bool server_cancelled, int64_t compact_revision);
-  // The backoff alarm after a member failure fired.
+  // The backoff after a member failure has passed.
   void Resume(int member);
   // Calls on_end, once.
   void End(WatchEnd end);
@@ -121,7 +120,6 @@ class Watch : public std::enable_shared_from_this<Watch> {
   int64_t next_revision_ ABSL_GUARDED_BY(mu_) = 0;
   int failures_in_a_row_ ABSL_GUARDED_BY(mu_) = 0;
   int resumes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::unique_ptr<grpc::Alarm> resume_alarm_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Watch> waiting_self_ ABSL_GUARDED_BY(mu_);
 };
 
