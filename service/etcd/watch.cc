@@ -6,154 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "service/etcd/bidi_stream.h"
 #include "service/etcd/status.h"
 
 namespace registrar::etcd {
 
 namespace pb = ::etcdserverpb;
-
-// One gRPC Watch stream carrying one etcd watcher. It keeps itself (and
-// its Watch) alive from Begin until OnDone. A hold keeps the call open
-// while a write is queued or in flight, so StartWrite never races OnDone.
-class Watch::Stream final
-    : public grpc::ClientBidiReactor<pb::WatchRequest, pb::WatchResponse>,
-      public std::enable_shared_from_this<Watch::Stream> {
- public:
-  Stream(std::shared_ptr<Watch> watch, int member)
-      : watch_(std::move(watch)),
-        member_(member),
-        ctx_(watch_->conn_->NewStreamContext()) {
-    // A member cut off from the leader ends the stream (UNAVAILABLE)
-    // instead of silently delivering nothing.
-    ctx_->AddMetadata("hasleader", "true");
-  }
-
-  void Begin(pb::WatchRequest create) {
-    self_ = shared_from_this();
-    watch_->conn_->endpoint(member_).watch->async()->Watch(ctx_.get(), this);
-    AddHold();
-    Enqueue(std::move(create));
-    StartRead(&resp_);
-    StartCall();
-  }
-
-  void RequestProgress() {
-    pb::WatchRequest req;
-    req.mutable_progress_request();
-    Enqueue(std::move(req));
-  }
-
-  void Cancel() { ctx_->TryCancel(); }
-
- private:
-  void Enqueue(pb::WatchRequest req) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (reads_done_) return;
-      queue_.push_back(std::move(req));
-      if (writing_) return;
-      writing_ = true;
-      write_ = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    StartWrite(&write_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool next = false;
-    bool release = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (ok && !queue_.empty() && !reads_done_) {
-        write_ = std::move(queue_.front());
-        queue_.pop_front();
-        next = true;
-      } else {
-        writing_ = false;
-        release = reads_done_ && !hold_removed_;
-        if (release) hold_removed_ = true;
-      }
-    }
-    if (next) {
-      StartWrite(&write_);
-    } else if (release) {
-      RemoveHold();
-    }
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      bool release = false;
-      {
-        absl::MutexLock lock(&mu_);
-        reads_done_ = true;
-        release = !writing_ && !hold_removed_;
-        if (release) hold_removed_ = true;
-      }
-      if (release) RemoveHold();
-      return;
-    }
-    got_response_ = true;
-    const int64_t revision = resp_.header().revision();
-    if (resp_.canceled()) {
-      // etcd cancelled the watcher: compaction, or a refused request.
-      server_cancelled_ = true;
-      compact_revision_ = resp_.compact_revision();
-      cancel_reason_ = resp_.cancel_reason();
-      ctx_->TryCancel();
-    } else if (resp_.events_size() > 0) {
-      std::vector<mvccpb::Event> events(
-          std::make_move_iterator(resp_.mutable_events()->begin()),
-          std::make_move_iterator(resp_.mutable_events()->end()));
-      watch_->Deliver(std::move(events), revision);
-    } else if (resp_.created()) {
-      watch_->Created(revision);
-    } else {
-      watch_->Progress(revision);
-    }
-    StartRead(&resp_);
-  }
-
-  void OnDone(const grpc::Status& s) override {
-    absl::Status status;
-    if (server_cancelled_ && compact_revision_ > 0) {
-      status = absl::OutOfRangeError(
-          absl::StrCat("etcd watch: the revision was compacted (compaction at ",
-                       compact_revision_, ")"));
-    } else if (server_cancelled_) {
-      status = absl::FailedPreconditionError(absl::StrCat(
-          "etcd watch cancelled by etcd: ", cancel_reason_.substr(0, 200)));
-    } else {
-      status =
-          ToAbsl(s, absl::StrCat("etcd Watch on ",
-                                 watch_->conn_->endpoint(member_).address));
-      if (status.ok()) status = absl::UnavailableError("etcd Watch closed");
-    }
-    std::shared_ptr<Stream> self = std::move(self_);
-    std::shared_ptr<Watch> watch = std::move(watch_);
-    watch->StreamEnded(member_, status, got_response_, server_cancelled_,
-                       compact_revision_);
-  }
-
-  std::shared_ptr<Watch> watch_;
-  const int member_;
-  std::unique_ptr<grpc::ClientContext> ctx_;
-  std::shared_ptr<Stream> self_;
-
-  absl::Mutex mu_;
-  std::deque<pb::WatchRequest> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool hold_removed_ ABSL_GUARDED_BY(mu_) = false;
-  pb::WatchRequest write_;  // the write in flight
-
-  // Reactions only (serial).
-  pb::WatchResponse resp_;
-  bool got_response_ = false;
-  bool server_cancelled_ = false;
-  int64_t compact_revision_ = 0;
-  std::string cancel_reason_;
-};
 
 Watch::Watch(std::shared_ptr<Connection> conn, WatchOptions options,
              WatchHandlers handlers)
@@ -179,23 +37,89 @@ void Watch::StartStream(int member) {
   create->set_key(options_.key);
   create->set_range_end(options_.range_end);
   create->set_prev_kv(options_.prev_kv);
-  std::shared_ptr<Stream> stream;
   WatchEnd end;
+  bool cancelled = false;
   {
     absl::MutexLock lock(&mu_);
-    if (!cancelled_) {
-      create->set_start_revision(next_revision_);
-      stream = std::make_shared<Stream>(shared_from_this(), member);
-      stream_ = stream;
-    }
     end.next_revision = next_revision_;
+    create->set_start_revision(next_revision_);
+    cancelled = cancelled_;
   }
-  if (stream) {
-    stream->Begin(std::move(req));
-  } else {
+  if (cancelled) {
     end.status = absl::CancelledError("etcd watch cancelled");
     End(std::move(end));
+    return;
   }
+
+  // What this stream saw (its reactions run one at a time).
+  struct Seen {
+    bool response = false;
+    bool server_cancelled = false;
+    int64_t compact_revision = 0;
+    std::string cancel_reason;
+  };
+  auto seen = std::make_shared<Seen>();
+  auto ctx = conn_->NewStreamContext();
+  // A member cut off from the leader ends the stream (UNAVAILABLE) instead
+  // of silently delivering nothing.
+  ctx->AddMetadata("hasleader", "true");
+  grpc::ClientContext* raw_ctx = ctx.get();
+  Stream::Handlers h;
+  h.on_read = [this, self = shared_from_this(), seen,
+               raw_ctx](pb::WatchResponse& resp) {
+    seen->response = true;
+    const int64_t revision = resp.header().revision();
+    if (resp.canceled()) {
+      // etcd cancelled the watcher: compaction, or a refused request.
+      seen->server_cancelled = true;
+      seen->compact_revision = resp.compact_revision();
+      seen->cancel_reason = resp.cancel_reason().substr(0, 200);
+      raw_ctx->TryCancel();
+    } else if (resp.events_size() > 0) {
+      std::vector<mvccpb::Event> events(
+          std::make_move_iterator(resp.mutable_events()->begin()),
+          std::make_move_iterator(resp.mutable_events()->end()));
+      Deliver(std::move(events), revision);
+    } else if (resp.created()) {
+      Created(revision);
+    } else {
+      Progress(revision);
+    }
+  };
+  h.on_done = [this, self = shared_from_this(), seen,
+               member](const grpc::Status& s) {
+    absl::Status status;
+    if (seen->server_cancelled && seen->compact_revision > 0) {
+      status = absl::OutOfRangeError(
+          absl::StrCat("etcd watch: the revision was compacted (compaction at ",
+                       seen->compact_revision, ")"));
+    } else if (seen->server_cancelled) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat("etcd watch cancelled by etcd: ", seen->cancel_reason));
+    } else {
+      status = ToAbsl(
+          s, absl::StrCat("etcd Watch on ", conn_->endpoint(member).address));
+      if (status.ok()) status = absl::UnavailableError("etcd Watch closed");
+    }
+    StreamEnded(member, status, seen->response, seen->server_cancelled,
+                seen->compact_revision);
+  };
+  const Endpoint& endpoint = conn_->endpoint(member);
+  std::shared_ptr<Stream> stream = Stream::Start(
+      std::move(ctx),
+      [&endpoint](
+          grpc::ClientContext* c,
+          grpc::ClientBidiReactor<pb::WatchRequest, pb::WatchResponse>* r) {
+        endpoint.watch->async()->Watch(c, r);
+      },
+      std::move(req), std::move(h));
+  bool cancel = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stream_ = stream;
+    cancel = cancelled_;
+  }
+  if (cancel) stream->Cancel();  // Cancel() came while it was starting
 }
 
 void Watch::Created(int64_t revision) {
@@ -226,7 +150,11 @@ void Watch::RequestProgress() {
     absl::MutexLock lock(&mu_);
     s = stream_;
   }
-  if (s) s->RequestProgress();
+  if (s) {
+    pb::WatchRequest req;
+    req.mutable_progress_request();
+    s->Write(std::move(req));
+  }
 }
 
 void Watch::Cancel() {

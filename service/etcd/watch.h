@@ -38,7 +38,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.pb.h"
 #include "etcd/mvcc/mvccpb/kv.pb.h"
+#include "service/etcd/bidi_stream.h"
 #include "service/etcd/connection.h"
 
 namespace registrar::etcd {
@@ -86,8 +88,8 @@ class Watch : public std::enable_shared_from_this<Watch> {
   int resumes() const;
 
  private:
-  class Stream;
-  friend class Stream;
+  using Stream =
+      BidiStream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
 
   Watch(std::shared_ptr<Connection> conn, WatchOptions options,
         WatchHandlers handlers);
