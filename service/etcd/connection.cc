@@ -60,25 +60,26 @@ absl::StatusOr<std::string> Address(absl::string_view e, bool tls) {
 // (an abort in grpc_cq_internal_unref, "prior > 0", about one run in four
 // of the watch test). One channel that made a callback call and is never
 // destroyed keeps the queue alive for the whole process.
+struct CallbackQueuePin {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<etcdserverpb::Maintenance::Stub> stub;
+  grpc::ClientContext ctx;
+  etcdserverpb::StatusRequest req;
+  etcdserverpb::StatusResponse resp;
+};
+
 void PinCallbackQueue() {
-  static const bool pinned = [] {
-    struct Pin {
-      std::shared_ptr<grpc::Channel> channel;
-      std::unique_ptr<etcdserverpb::Maintenance::Stub> stub;
-      grpc::ClientContext ctx;
-      etcdserverpb::StatusRequest req;
-      etcdserverpb::StatusResponse resp;
-    };
-    auto* pin = new Pin();  // never deleted, on purpose
-    pin->channel = grpc::CreateChannel("unix:/nonexistent/registrar-pin",
-                                       grpc::InsecureChannelCredentials());
-    pin->stub = etcdserverpb::Maintenance::NewStub(pin->channel);
-    pin->ctx.set_deadline(std::chrono::system_clock::now());
-    pin->stub->async()->Status(&pin->ctx, &pin->req, &pin->resp,
-                               [](grpc::Status) {});
-    return true;
+  // Never deleted, on purpose; reachable from here, so not a leak.
+  static CallbackQueuePin* const pin = [] {
+    auto* p = new CallbackQueuePin();
+    p->channel = grpc::CreateChannel("unix:/nonexistent/registrar-pin",
+                                     grpc::InsecureChannelCredentials());
+    p->stub = etcdserverpb::Maintenance::NewStub(p->channel);
+    p->ctx.set_deadline(std::chrono::system_clock::now());
+    p->stub->async()->Status(&p->ctx, &p->req, &p->resp, [](grpc::Status) {});
+    return p;
   }();
-  (void)pinned;
+  (void)pin;
 }
 
 }  // namespace
