@@ -56,6 +56,9 @@ std::string ReadFile(const std::string& path) {
 }
 
 std::string Url(int port) { return absl::StrCat("http://127.0.0.1:", port); }
+std::string ClientUrl(int port, bool tls) {
+  return absl::StrCat(tls ? "https" : "http", "://127.0.0.1:", port);
+}
 
 }  // namespace
 
@@ -103,12 +106,13 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(
 
 absl::Status EtcdCluster::Spawn(int i, bool initial) {
   Member& m = members_[i];
+  const bool tls = options_.tls.has_value();
   std::vector<std::string> args = {
       options_.etcd_binary,
       "--name=" + m.name,
       "--data-dir=" + m.data_dir,
-      "--listen-client-urls=" + Url(m.client_port),
-      "--advertise-client-urls=" + Url(m.client_port),
+      "--listen-client-urls=" + ClientUrl(m.client_port, tls),
+      "--advertise-client-urls=" + ClientUrl(m.client_port, tls),
       "--listen-peer-urls=" + Url(m.peer_port),
       "--initial-advertise-peer-urls=" + Url(m.peer_port),
       "--initial-cluster=" + initial_cluster_,
@@ -119,6 +123,14 @@ absl::Status EtcdCluster::Spawn(int i, bool initial) {
       "--logger=zap",
       "--log-outputs=stderr",
   };
+  if (tls) {
+    args.push_back("--cert-file=" + options_.tls->cert_file);
+    args.push_back("--key-file=" + options_.tls->key_file);
+    if (!options_.tls->client_ca_file.empty()) {
+      args.push_back("--trusted-ca-file=" + options_.tls->client_ca_file);
+      args.push_back("--client-cert-auth=true");
+    }
+  }
   args.insert(args.end(), options_.extra_args.begin(),
               options_.extra_args.end());
   // Built before fork: the child only calls async-signal-safe functions.
@@ -191,8 +203,16 @@ bool EtcdCluster::Reap(int i) {
 
 absl::StatusOr<std::pair<uint64_t, uint64_t>> EtcdCluster::Status(
     int i, absl::Duration timeout) {
-  auto channel = grpc::CreateChannel(client_endpoint(i),
-                                     grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::ChannelCredentials> creds =
+      grpc::InsecureChannelCredentials();
+  if (options_.tls.has_value()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ReadFile(options_.tls->ca_file);
+    ssl.pem_cert_chain = ReadFile(options_.tls->client_cert_file);
+    ssl.pem_private_key = ReadFile(options_.tls->client_key_file);
+    creds = grpc::SslCredentials(ssl);
+  }
+  auto channel = grpc::CreateChannel(client_endpoint(i), creds);
   auto stub = etcdserverpb::Maintenance::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));

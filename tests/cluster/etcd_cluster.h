@@ -37,6 +37,19 @@ class EtcdCluster {
     // Passed to every member, e.g. "--max-txn-ops=256".
     std::vector<std::string> extra_args;
     absl::Duration start_timeout = absl::Seconds(30);
+    // Client TLS (PEM files): with cert_file set, members serve clients on
+    // https with this certificate; with client_ca_file also, they require
+    // client certificates signed by it (--client-cert-auth). The harness's
+    // own health checks present client_cert_file / client_key_file.
+    struct Tls {
+      std::string cert_file;
+      std::string key_file;
+      std::string client_ca_file;
+      std::string ca_file;  // what the harness trusts
+      std::string client_cert_file;
+      std::string client_key_file;
+    };
+    std::optional<Tls> tls;
     std::string etcd_binary = "/usr/bin/etcd";
   };
 
