@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace registrar::testing {
@@ -59,6 +60,20 @@ absl::StatusOr<T> Call(Fn fn, absl::Duration timeout = kAwait) {
     return absl::DeadlineExceededError("the etcd callback did not come");
   }
   return *std::move(r);
+}
+
+// Waits (bounded) until done() holds, for state that has no completion to
+// wait on (re-checked every 20 ms); done()'s value at the end.
+inline bool WaitFor(const std::function<bool()>& done,
+                    absl::Duration timeout = kAwait) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Mutex mu;
+  absl::MutexLock lock(&mu);
+  const bool never = false;
+  while (!done() && absl::Now() < deadline) {
+    mu.AwaitWithTimeout(absl::Condition(&never), absl::Milliseconds(20));
+  }
+  return done();
 }
 
 }  // namespace registrar::testing

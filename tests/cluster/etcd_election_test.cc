@@ -14,13 +14,13 @@
 #include "service/etcd/kv.h"
 #include "service/etcd/lease.h"
 #include "tests/cluster/await.h"
-#include "tests/cluster/etcd_cluster.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace registrar::etcd {
 namespace {
 
 using ::registrar::testing::Call;
-using ::registrar::testing::EtcdCluster;
+using ::registrar::testing::ClusterTest;
 using ::registrar::testing::kAwait;
 
 // One candidate: its connection, lease, keeper, election, and every leader
@@ -39,27 +39,14 @@ struct Candidate {
   }
 };
 
-class EtcdElectionTest : public ::testing::Test {
+class EtcdElectionTest : public ClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    auto c = EtcdCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-
   // A candidate with a fresh connection and a kept-alive lease.
   std::unique_ptr<Candidate> Join(const std::string& prefix,
                                   const std::string& value) {
     auto c = std::make_unique<Candidate>();
-    ConnectionOptions o;
-    o.endpoints = cluster_->client_endpoints();
-    auto conn = Connection::Create(o);
-    if (!conn.ok()) return nullptr;
-    c->conn = *conn;
+    c->conn = Connect();
+    if (c->conn == nullptr) return nullptr;
     const absl::Time before = clock_.Now();
     Lease lease(c->conn);
     auto granted =
@@ -118,10 +105,8 @@ class EtcdElectionTest : public ::testing::Test {
     return r->succeeded();
   }
 
-  static EtcdCluster* cluster_;
   SystemClock clock_;
 };
-EtcdCluster* EtcdElectionTest::cluster_ = nullptr;
 
 TEST_F(EtcdElectionTest, OneLeaderAtATimeAndTheNextAfterRevokeOrResign) {
   const std::string prefix = "/election/expirer/";

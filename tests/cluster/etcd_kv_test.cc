@@ -11,48 +11,27 @@
 #include "gtest/gtest.h"
 #include "service/etcd/kv.h"
 #include "tests/cluster/await.h"
-#include "tests/cluster/etcd_cluster.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace registrar::etcd {
 namespace {
 
 using ::registrar::testing::Await;
 using ::registrar::testing::Call;
-using ::registrar::testing::EtcdCluster;
+using ::registrar::testing::ClusterTest;
 
-class EtcdKvTest : public ::testing::Test {
+class EtcdKvTest : public ClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    auto c = EtcdCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(cluster_, nullptr);
-    ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(30)).ok());
-    ConnectionOptions o;
-    o.endpoints = cluster_->client_endpoints();
-    o.call_timeout = absl::Seconds(3);
-    auto conn = Connection::Create(o);
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    conn_ = *conn;
-    kv_ = std::make_unique<Kv>(conn_);
+    ClusterTest::SetUp();
+    ASSERT_TRUE(Reconnect({}));
   }
 
-  // A connection to the members in this order (the first is current).
+  // Talks to the members in this order from now on (the first is current).
   bool Reconnect(const std::vector<int>& order) {
-    ConnectionOptions o;
-    for (int i : order) o.endpoints.push_back(cluster_->client_endpoint(i));
-    o.call_timeout = absl::Seconds(3);
-    auto conn = Connection::Create(o);
-    if (!conn.ok()) return false;
-    conn_ = *conn;
+    conn_ = Connect(order);
     kv_ = std::make_unique<Kv>(conn_);
-    return true;
+    return conn_ != nullptr;
   }
   // A setup write: retried (bounded) while the cluster settles after a
   // restart in an earlier test.
@@ -77,11 +56,9 @@ class EtcdKvTest : public ::testing::Test {
         [&](auto cb) { kv_->Range(req, std::move(cb)); });
   }
 
-  static EtcdCluster* cluster_;
   std::shared_ptr<Connection> conn_;
   std::unique_ptr<Kv> kv_;
 };
-EtcdCluster* EtcdKvTest::cluster_ = nullptr;
 
 TEST_F(EtcdKvTest, PutGetDeleteRoundTrip) {
   auto put = Put("/kv/a", "alpha");

@@ -14,36 +14,23 @@
 #include "service/etcd/lease.h"
 #include "service/etcd/lease_keeper.h"
 #include "tests/cluster/await.h"
-#include "tests/cluster/etcd_cluster.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace registrar::etcd {
 namespace {
 
 using ::registrar::testing::Await;
 using ::registrar::testing::Call;
-using ::registrar::testing::EtcdCluster;
+using ::registrar::testing::ClusterTest;
 using ::registrar::testing::kAwait;
+using ::registrar::testing::WaitFor;
 
-class EtcdLeaseTest : public ::testing::Test {
+class EtcdLeaseTest : public ClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    auto c = EtcdCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(cluster_, nullptr);
-    ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(30)).ok());
-    ConnectionOptions o;
-    o.endpoints = cluster_->client_endpoints();
-    o.call_timeout = absl::Seconds(3);
-    auto conn = Connection::Create(o);
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    conn_ = *conn;
+    ClusterTest::SetUp();
+    conn_ = Connect();
+    ASSERT_NE(conn_, nullptr);
     kv_ = std::make_unique<Kv>(conn_);
     lease_ = std::make_unique<Lease>(conn_);
   }
@@ -65,29 +52,15 @@ class EtcdLeaseTest : public ::testing::Test {
     if (!r.ok()) return r.status();
     return r->kvs_size();
   }
-  // Waits (bounded) until done() holds. The keeper has no completion to
-  // wait on: re-check every 20 ms.
-  static bool WaitFor(const std::function<bool()>& done) {
-    const absl::Time deadline = absl::Now() + kAwait;
-    absl::Mutex mu;
-    absl::MutexLock lock(&mu);
-    const bool never = false;
-    while (!done() && absl::Now() < deadline) {
-      mu.AwaitWithTimeout(absl::Condition(&never), absl::Milliseconds(20));
-    }
-    return done();
-  }
   static bool WaitAnswered(const LeaseKeeper& k, int64_t n) {
     return WaitFor([&] { return k.answered() >= n; });
   }
 
-  static EtcdCluster* cluster_;
   std::shared_ptr<Connection> conn_;
   std::unique_ptr<Kv> kv_;
   std::unique_ptr<Lease> lease_;
   SystemClock clock_;
 };
-EtcdCluster* EtcdLeaseTest::cluster_ = nullptr;
 
 // Records on_lost.
 struct LossLog {

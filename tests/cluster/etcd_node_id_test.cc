@@ -26,7 +26,7 @@
 #include "service/etcd/lease.h"
 #include "service/etcd/node_id_claimer.h"
 #include "tests/cluster/await.h"
-#include "tests/cluster/etcd_cluster.h"
+#include "tests/cluster/cluster_fixture.h"
 
 #ifndef CLAIMER_CHILD
 #error "CLAIMER_CHILD must name the etcd_claimer_child binary"
@@ -36,7 +36,7 @@ namespace registrar::etcd {
 namespace {
 
 using ::registrar::testing::Call;
-using ::registrar::testing::EtcdCluster;
+using ::registrar::testing::ClusterTest;
 using ::registrar::testing::kAwait;
 
 // The claimer child process, its stdin and stdout as pipes. Killed (and
@@ -123,28 +123,8 @@ class Child {
   std::string buffer_;
 };
 
-class EtcdNodeIdTest : public ::testing::Test {
+class EtcdNodeIdTest : public ClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    auto c = EtcdCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(cluster_, nullptr);
-    ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(30)).ok());
-  }
-  static std::shared_ptr<Connection> Connect() {
-    ConnectionOptions o;
-    o.endpoints = cluster_->client_endpoints();
-    o.call_timeout = absl::Seconds(3);
-    auto conn = Connection::Create(o);
-    return conn.ok() ? *conn : nullptr;
-  }
   absl::StatusOr<std::shared_ptr<NodeIdClaimer>> ClaimOn(
       std::shared_ptr<Connection> conn, NodeIdClaimerOptions o,
       std::function<void(const absl::Status&)> on_lost = nullptr) {
@@ -152,10 +132,8 @@ class EtcdNodeIdTest : public ::testing::Test {
         [&](auto cb) { NodeIdClaimer::Claim(conn, clock_, o, on_lost, cb); });
   }
 
-  static EtcdCluster* cluster_;
   SystemClock clock_;
 };
-EtcdCluster* EtcdNodeIdTest::cluster_ = nullptr;
 
 NodeIdClaimerOptions Options(const std::string& prefix, int max_ids) {
   NodeIdClaimerOptions o;

@@ -14,13 +14,13 @@
 #include "service/etcd/kv.h"
 #include "service/etcd/watch.h"
 #include "tests/cluster/await.h"
-#include "tests/cluster/etcd_cluster.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace registrar::etcd {
 namespace {
 
 using ::registrar::testing::Call;
-using ::registrar::testing::EtcdCluster;
+using ::registrar::testing::ClusterTest;
 using ::registrar::testing::kAwait;
 
 // Collects what a Watch reports.
@@ -76,30 +76,13 @@ struct Collector {
   }
 };
 
-class EtcdWatchTest : public ::testing::Test {
+class EtcdWatchTest : public ClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    auto c = EtcdCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(cluster_, nullptr);
-    ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(30)).ok());
+    ClusterTest::SetUp();
     conn_ = Connect();
     ASSERT_NE(conn_, nullptr);
     kv_ = std::make_unique<Kv>(conn_);
-  }
-  static std::shared_ptr<Connection> Connect() {
-    ConnectionOptions o;
-    o.endpoints = cluster_->client_endpoints();
-    o.call_timeout = absl::Seconds(3);
-    auto conn = Connection::Create(o);
-    return conn.ok() ? *conn : nullptr;
   }
 
   // Creates key once (a retried create after an unknown outcome is a
@@ -115,11 +98,9 @@ class EtcdWatchTest : public ::testing::Test {
     return r->responses(0).response_range().kvs(0).create_revision();
   }
 
-  static EtcdCluster* cluster_;
   std::shared_ptr<Connection> conn_;
   std::unique_ptr<Kv> kv_;
 };
-EtcdCluster* EtcdWatchTest::cluster_ = nullptr;
 
 TEST_F(EtcdWatchTest, FromARevisionDeliversEveryEventInOrder) {
   // History before the watch starts, then more while it runs.
