@@ -1,6 +1,5 @@
 #include "service/etcd/connection.h"
 
-#include <chrono>
 #include <fstream>
 #include <sstream>
 
@@ -52,36 +51,6 @@ absl::StatusOr<std::string> Address(absl::string_view e, bool tls) {
   return std::string(e);
 }
 
-// gRPC 1.51 runs client callbacks on one process-wide "alternative"
-// completion queue, reference-counted by the channels that use it: when the
-// last such channel goes, the queue is shut down and a new one is made for
-// the next. Channels come and go with connections here, and that
-// shutdown/restart raced with callbacks still running on the old queue
-// (an abort in grpc_cq_internal_unref, "prior > 0", about one run in four
-// of the watch test). One channel that made a callback call and is never
-// destroyed keeps the queue alive for the whole process.
-struct CallbackQueuePin {
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<etcdserverpb::Maintenance::Stub> stub;
-  grpc::ClientContext ctx;
-  etcdserverpb::StatusRequest req;
-  etcdserverpb::StatusResponse resp;
-};
-
-void PinCallbackQueue() {
-  // Never deleted, on purpose; reachable from here, so not a leak.
-  static CallbackQueuePin* const pin = [] {
-    auto* p = new CallbackQueuePin();
-    p->channel = grpc::CreateChannel("unix:/nonexistent/registrar-pin",
-                                     grpc::InsecureChannelCredentials());
-    p->stub = etcdserverpb::Maintenance::NewStub(p->channel);
-    p->ctx.set_deadline(std::chrono::system_clock::now());
-    p->stub->async()->Status(&p->ctx, &p->req, &p->resp, [](grpc::Status) {});
-    return p;
-  }();
-  (void)pin;
-}
-
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(
@@ -115,7 +84,6 @@ absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(
     creds = grpc::InsecureChannelCredentials();
   }
 
-  PinCallbackQueue();
   std::shared_ptr<Connection> c(new Connection(options));
   for (const std::string& e : options.endpoints) {
     auto address = Address(e, options.tls.has_value());
@@ -145,6 +113,22 @@ absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(
     c->endpoints_.push_back(std::move(ep));
   }
   return c;
+}
+
+void Connection::KeepForProcess(int i) const {
+  // gRPC 1.51 runs client callbacks on one process-wide "alternative"
+  // completion queue, reference-counted by the channels that used it: when
+  // the last such channel goes, the queue is shut down, and a new one made
+  // for the next. Connections come and go, and that shutdown raced with
+  // callbacks still running on the old queue (an abort in
+  // grpc_cq_internal_unref, "prior > 0", in about one run in four of the
+  // watch test). The first channel that starts a call is kept for the
+  // whole process, so the queue is never shut down. (An extra call made
+  // only to pin the queue was reported by TSan: its first completion
+  // arrives on the queue's poller thread as that thread is being made.)
+  static const std::shared_ptr<grpc::Channel>* const kept =
+      new std::shared_ptr<grpc::Channel>(endpoints_[i]->channel);
+  (void)kept;
 }
 
 int Connection::ReportFailure(int i) {

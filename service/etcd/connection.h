@@ -69,6 +69,9 @@ class Connection {
   // Member i failed a call: if it is still the current one, move on to the
   // next. Returns the member calls go to now.
   int ReportFailure(int i);
+  // Called with the member of every call started: keeps the first such
+  // channel for the life of the process (see connection.cc).
+  void KeepForProcess(int i) const;
   // How many times the current member changed (for tests and metrics).
   int64_t failovers() const { return failovers_.load(); }
 

@@ -125,6 +125,7 @@ std::shared_ptr<LeaseKeeper::Stream> LeaseKeeper::OpenStream() {
         endpoint.lease->async()->LeaseKeepAlive(c, r);
       },
       std::nullopt, std::move(h));
+  conn_->KeepForProcess(member);
   return stream;
 }
 

@@ -56,13 +56,16 @@ class UnaryCall : public std::enable_shared_from_this<UnaryCall<Req, Resp>> {
 
   void Attempt() {
     ++attempts_;
-    member_ = conn_->current();
+    const int member = conn_->current();
+    member_ = member;
     ctx_ = conn_->NewCallContext();
     resp_ = Resp();
-    invoke_(conn_->endpoint(member_), ctx_.get(), &req_, &resp_,
+    invoke_(conn_->endpoint(member), ctx_.get(), &req_, &resp_,
             [self = this->shared_from_this()](grpc::Status s) {
               self->Finished(std::move(s));
             });
+    // Not member_: the call may have finished (and retried) already.
+    conn_->KeepForProcess(member);
   }
 
   void Finished(grpc::Status s) {

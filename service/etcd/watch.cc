@@ -113,6 +113,7 @@ void Watch::StartStream(int member) {
         endpoint.watch->async()->Watch(c, r);
       },
       std::move(req), std::move(h));
+  conn_->KeepForProcess(member);
   bool cancel = false;
   {
     absl::MutexLock lock(&mu_);
