@@ -21,6 +21,8 @@ packages=(
   # sanitizer stacks): scripts/ci-sanitizers.sh
   clang libclang-rt-14-dev llvm
   etcd-server etcd-client redis-server libhiredis-dev
+  # etcd's gRPC API protos (proto/etcd_api) and their imports
+  golang-etcd-server-dev
 )
 
 if [[ "$(id -u)" -eq 0 ]]; then
