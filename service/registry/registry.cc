@@ -29,8 +29,29 @@ using Ref = RecordTable::Ref;
 using OwnerRef = RecordTable::OwnerRef;
 constexpr Ref kNone = RecordTable::kNone;
 
-
 namespace {
+
+// One page of an owner's committed records after `after`, filtered by
+// kind and state; the caller holds the owner's shard lock.
+ListOwnedResult ListPage(const RecordTable& table, const ListOwnedSpec& spec,
+                         Id128 after, uint32_t page_size) {
+  ListOwnedResult result;
+  table.ForEachOwned(table.FindOwner(spec.owner), after, [&](Ref r) {
+    if (spec.kind != Kind::kUnspecified && table.kind(r) != spec.kind) {
+      return true;
+    }
+    if (!spec.include_ended && table.state(r) != State::kLive) return true;
+    if (table.pending(r)) return true;  // not issued yet
+    if (result.records.size() == page_size) {
+      // One more match exists: hand out a token for the next page.
+      result.next_page_token = EncodeSuffix(result.records.back().id);
+      return false;
+    }
+    result.records.push_back(table.View(r));
+    return true;
+  });
+  return result;
+}
 
 std::shared_ptr<const Labels> ShareLabels(const Labels& labels) {
   if (labels.empty()) return EmptyLabels();
@@ -193,11 +214,10 @@ absl::StatusOr<Registry::PreparedIssue> Registry::PrepareIssue(
   return p;
 }
 
-absl::Status Registry::AdmitIssue(Shard& shard, const IssueSpec& spec,
+absl::Status Registry::AdmitIssue(RecordTable& table, const IssueSpec& spec,
                                   const PreparedIssue& p,
                                   std::vector<RecordView>* records,
                                   std::vector<BoundConnection>* bound) {
-  RecordTable& table = shard.table;
   const OwnerRef owner = table.FindOwner(spec.owner);
   const uint64_t count = p.minted.size();
   const uint64_t live = table.live_count(owner);
@@ -240,7 +260,8 @@ std::vector<std::string> Registry::IssuedIds(const PreparedIssue& p) {
 template <typename Prepared, typename Result>
 void Registry::AddRecords(
     Prepared p, absl::Time deadline,
-    absl::FunctionRef<absl::Status(Shard&, Prepared&, std::vector<RecordView>*,
+    absl::FunctionRef<absl::Status(RecordTable&, Prepared&,
+                                   std::vector<RecordView>*,
                                    std::vector<BoundConnection>*)>
         admit,
     Result (Registry::*answer)(const Prepared&),
@@ -253,7 +274,7 @@ void Registry::AddRecords(
     std::vector<RecordView> records;
     std::vector<BoundConnection> bound;
     // 1. Admit and stage (pending records).
-    status = admit(shard, p, &records, &bound);
+    status = admit(shard.table, p, &records, &bound);
     if (status.ok()) {
       CountLive(records);
       WriteBatch batch;
@@ -262,30 +283,28 @@ void Registry::AddRecords(
       shard.StageInsert(records, &refs, &batch);
       // 2. Queued before the lock is released.
       const Id128 lease = p.lease;
-      Enqueue(std::move(batch),
-              [this, &shard, refs = std::move(refs), lease,
-               bound = std::move(bound), answer, p = std::move(p),
-               done = std::move(done)](WriteBatch& b,
-                                       absl::Status committed) mutable {
-                // 4. Apply or roll back.
-                uint64_t removed[kNumKinds] = {};
-                {
-                  absl::MutexLock lock(&shard.mu);
-                  shard.ApplyInsert(refs, b.events.data(), committed.ok(),
-                                    removed);
-                }
-                for (int k = 0; k < kNumKinds; ++k) {
-                  counters_.live[k].fetch_sub(removed[k],
-                                              std::memory_order_relaxed);
-                }
-                if (!committed.ok()) {
-                  for (const BoundConnection& c : bound) lessor_.Detach(lease, c);
-                  std::move(done)(std::move(committed));
-                  return;
-                }
-                // 5. Reply.
-                std::move(done)((this->*answer)(p));
-              });
+      Enqueue(std::move(batch), [this, &shard, refs = std::move(refs), lease,
+                                 bound = std::move(bound), answer,
+                                 p = std::move(p), done = std::move(done)](
+                                    WriteBatch& b,
+                                    absl::Status committed) mutable {
+        // 4. Apply or roll back.
+        uint64_t removed[kNumKinds] = {};
+        {
+          absl::MutexLock lock(&shard.mu);
+          shard.ApplyInsert(refs, b.events.data(), committed.ok(), removed);
+        }
+        for (int k = 0; k < kNumKinds; ++k) {
+          counters_.live[k].fetch_sub(removed[k], std::memory_order_relaxed);
+        }
+        if (!committed.ok()) {
+          for (const BoundConnection& c : bound) lessor_.Detach(lease, c);
+          std::move(done)(std::move(committed));
+          return;
+        }
+        // 5. Reply.
+        std::move(done)((this->*answer)(p));
+      });
     }
   }
   if (!status.ok()) {
@@ -304,9 +323,10 @@ void Registry::IssueAsync(const IssueSpec& spec, IssueDone done) {
   }
   AddRecords<PreparedIssue, std::vector<std::string>>(
       *std::move(prepared), spec.deadline,
-      [&](Shard& shard, PreparedIssue& p, std::vector<RecordView>* records,
+      [&](RecordTable& table, PreparedIssue& p,
+          std::vector<RecordView>* records,
           std::vector<BoundConnection>* bound) {
-        return AdmitIssue(shard, spec, p, records, bound);
+        return AdmitIssue(table, spec, p, records, bound);
       },
       &Registry::IssuedIds, std::move(done));
 }
@@ -342,11 +362,10 @@ absl::StatusOr<Registry::PreparedContext> Registry::PrepareOpenContext(
   return p;
 }
 
-absl::Status Registry::AdmitOpenContext(Shard& shard,
+absl::Status Registry::AdmitOpenContext(RecordTable& table,
                                         const OpenContextSpec& spec,
                                         PreparedContext& p,
                                         std::vector<RecordView>* records) {
-  RecordTable& table = shard.table;
   const OwnerRef owner = table.FindOwner(spec.owner);
   if (!p.connection.is_zero() &&
       table.FindLiveOwned(p.connection, Kind::kConnection, owner) == kNone) {
@@ -397,9 +416,9 @@ void Registry::OpenContextAsync(const OpenContextSpec& spec,
   }
   AddRecords<PreparedContext, OpenContextResult>(
       *std::move(prepared), spec.deadline,
-      [&](Shard& shard, PreparedContext& p, std::vector<RecordView>* records,
-          std::vector<BoundConnection>*) {
-        return AdmitOpenContext(shard, spec, p, records);
+      [&](RecordTable& table, PreparedContext& p,
+          std::vector<RecordView>* records, std::vector<BoundConnection>*) {
+        return AdmitOpenContext(table, spec, p, records);
       },
       &Registry::OpenedContext, std::move(done));
 }
@@ -492,37 +511,21 @@ absl::StatusOr<ListOwnedResult> Registry::ListOwned(
       spec.page_size == 0
           ? options_.default_page_size
           : std::min<uint32_t>(spec.page_size, options_.max_page_size);
-  ListOwnedResult result;
   const Shard& shard = ShardFor(spec.owner);
   absl::ReaderMutexLock lock(&shard.mu);
-  const RecordTable& table = shard.table;
-  table.ForEachOwned(table.FindOwner(spec.owner), after, [&](Ref r) {
-    if (spec.kind != Kind::kUnspecified && table.kind(r) != spec.kind) {
-      return true;
-    }
-    if (!spec.include_ended && table.state(r) != State::kLive) return true;
-    if (table.pending(r)) return true;  // not issued yet
-    if (result.records.size() == page_size) {
-      // One more match exists: hand out a token for the next page.
-      result.next_page_token = EncodeSuffix(result.records.back().id);
-      return false;
-    }
-    result.records.push_back(table.View(r));
-    return true;
-  });
-  return result;
+  return ListPage(shard.table, spec, after, page_size);
 }
 
 void Registry::Enqueue(WriteBatch batch, CommitQueue::Done done) {
   const absl::Time queued_at = absl::Now();
-  commits_.Enqueue(std::move(batch),
-                   [this, queued_at, done = std::move(done)](
-                       WriteBatch& b, absl::Status s) mutable {
-                     if (observer_) {
-                       observer_->OnStoreCommit(absl::Now() - queued_at, s.ok());
-                     }
-                     std::move(done)(b, std::move(s));
-                   });
+  commits_.Enqueue(
+      std::move(batch), [this, queued_at, done = std::move(done)](
+                            WriteBatch& b, absl::Status s) mutable {
+        if (observer_) {
+          observer_->OnStoreCommit(absl::Now() - queued_at, s.ok());
+        }
+        std::move(done)(b, std::move(s));
+      });
 }
 
 RecordTable::Memory Registry::MemoryUsage() const {
