@@ -59,10 +59,12 @@ std::shared_ptr<const Labels> ShareLabels(const Labels& labels) {
 }
 
 absl::Status QuotaError(uint64_t live, uint64_t adding, uint64_t quota) {
-  return FieldError(absl::StatusCode::kResourceExhausted, "owner",
-                    absl::StrCat("live record quota exceeded: owner holds ",
-                                 live, ", this call adds ", adding,
-                                 ", limit is ", quota, " (--owner_quota)"));
+  return WithLimit(
+      FieldError(
+          absl::StatusCode::kResourceExhausted, "owner",
+          absl::StrCat("live record quota exceeded: owner holds ", live,
+                       ", this call adds ", adding, ", limit is ", quota)),
+      Limit::kOwnerQuota);
 }
 
 }  // namespace
@@ -181,9 +183,10 @@ absl::StatusOr<Registry::PreparedIssue> Registry::PrepareIssue(
   }
   const uint32_t count = spec.count == 0 ? 1 : spec.count;
   if (count > options_.max_batch) {
-    return FieldError(absl::StatusCode::kResourceExhausted, "count",
-                      absl::StrCat("is ", count, ", limit is ",
-                                   options_.max_batch, " (--max_batch)"));
+    return WithLimit(FieldError(absl::StatusCode::kResourceExhausted, "count",
+                                absl::StrCat("is ", count, ", limit is ",
+                                             options_.max_batch)),
+                     Limit::kMaxBatch);
   }
   PreparedIssue p;
   p.kind = spec.kind;

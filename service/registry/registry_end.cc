@@ -69,8 +69,8 @@ RecordTable& LockedTable(registry_internal::Shard& shard)
 // Shard::StageEnd while ShardLocks holds its lock.
 void StageEndLocked(registry_internal::Shard& shard,
                     const std::vector<Ref>& refs, int64_t now_ms,
-                    const registry_internal::Ended& ended, WriteBatch* batch)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                    const registry_internal::Ended& ended,
+                    WriteBatch* batch) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   shard.StageEnd(refs, now_ms, ended, batch);
 }
 
@@ -120,10 +120,10 @@ void Registry::StartEnd(std::unique_ptr<EndOp> op) {
         StageEndLocked(*shards_[i], refs, op->now_ms, op->ended, &batch);
       }
       batch.delete_leases = op->delete_leases;
-      Enqueue(std::move(batch),
-              [this, op = std::move(op)](WriteBatch& b, absl::Status s) mutable {
-                FinishEnd(std::move(op), b, std::move(s));
-              });
+      Enqueue(std::move(batch), [this, op = std::move(op)](
+                                    WriteBatch& b, absl::Status s) mutable {
+        FinishEnd(std::move(op), b, std::move(s));
+      });
     }
   }
   switch (outcome) {
@@ -157,8 +157,7 @@ void Registry::FinishEnd(std::unique_ptr<EndOp> op, const WriteBatch& batch,
         }
         const Kind kind = table.kind(r);
         const Id128 lease = table.lease_of(r);
-        table.End(r, op->ended.state, op->now_ms, op->ended.reason,
-                  e.revision);
+        table.End(r, op->ended.state, op->now_ms, op->ended.reason, e.revision);
         counters_.live[static_cast<int>(kind)].fetch_sub(
             1, std::memory_order_relaxed);
         counters_.tombstones.fetch_add(1, std::memory_order_relaxed);
@@ -188,8 +187,8 @@ struct CleanupState {
     ParsedId parsed;
   };
   std::vector<Named> named;
-  CleanupResult result;        // unknown (unparsed) kept across starts
-  size_t unparsed = 0;         // result.unknown's unparsed prefix
+  CleanupResult result;  // unknown (unparsed) kept across starts
+  size_t unparsed = 0;   // result.unknown's unparsed prefix
   std::vector<const Named*> not_here;
 };
 
@@ -203,10 +202,11 @@ void Registry::CleanupAsync(const Owner& owner, const CleanupTarget& target,
   switch (target.type) {
     case CleanupTarget::Type::kIds: {
       if (target.ids.size() > options_.max_batch) {
-        std::move(done)(FieldError(
-            absl::StatusCode::kResourceExhausted, "ids.ids",
-            absl::StrCat("has ", target.ids.size(), " ids, limit is ",
-                         options_.max_batch, " (--max_batch)")));
+        std::move(done)(WithLimit(
+            FieldError(absl::StatusCode::kResourceExhausted, "ids.ids",
+                       absl::StrCat("has ", target.ids.size(),
+                                    " ids, limit is ", options_.max_batch)),
+            Limit::kMaxBatch));
         return;
       }
       // Each named ID is reported once, however often it is named.
@@ -235,8 +235,8 @@ void Registry::CleanupAsync(const Owner& owner, const CleanupTarget& target,
         std::move(done)(InvalidField("connection_id", "is empty"));
         return;
       }
-      state->named.push_back({std::string(target.connection_id),
-                              {Kind::kConnection, *conn}});
+      state->named.push_back(
+          {std::string(target.connection_id), {Kind::kConnection, *conn}});
       break;
     }
     case CleanupTarget::Type::kAllOwned:
@@ -320,13 +320,14 @@ void Registry::GrantLeaseAsync(std::string_view holder, absl::Duration ttl,
     return;
   }
   if (ttl < options_.min_lease_ttl || ttl > options_.max_lease_ttl) {
-    std::move(done)(InvalidField(
-        "ttl_seconds",
-        absl::StrCat("must be between ",
-                     absl::ToInt64Seconds(options_.min_lease_ttl), " and ",
-                     absl::ToInt64Seconds(options_.max_lease_ttl),
-                     " (--min_lease_ttl, --max_lease_ttl), got ",
-                     absl::ToInt64Seconds(ttl))));
+    std::move(done)(WithLimit(
+        InvalidField(
+            "ttl_seconds",
+            absl::StrCat("must be between ",
+                         absl::ToInt64Seconds(options_.min_lease_ttl), " and ",
+                         absl::ToInt64Seconds(options_.max_lease_ttl), ", got ",
+                         absl::ToInt64Seconds(ttl))),
+        Limit::kLeaseTtl));
     return;
   }
   absl::StatusOr<Id128> id = ids_.MintOne(Kind::kLease, "", holder);
@@ -428,17 +429,17 @@ void Registry::RevokeLeaseAsync(std::string_view lease_id,
     std::move(done)(ended.status());
     return;
   }
-  EndLeaseAsync(*std::move(ended), EndCause::kLeaseRevoked, deadline,
-                [this, done = std::move(done)](absl::Status s,
-                                               Ended& ended) mutable {
-                  if (!s.ok()) {
-                    std::move(done)(std::move(s));
-                    return;
-                  }
-                  Report(ended);
-                  if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseRevoked);
-                  std::move(done)(ended.TakeIds());
-                });
+  EndLeaseAsync(
+      *std::move(ended), EndCause::kLeaseRevoked, deadline,
+      [this, done = std::move(done)](absl::Status s, Ended& ended) mutable {
+        if (!s.ok()) {
+          std::move(done)(std::move(s));
+          return;
+        }
+        Report(ended);
+        if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseRevoked);
+        std::move(done)(ended.TakeIds());
+      });
 }
 
 absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
@@ -460,24 +461,25 @@ std::vector<std::string> Registry::Tick() {
     absl::Mutex mu;
     size_t left = expired.size();
     for (EndedLease& lease : expired) {
-      EndLeaseAsync(
-          std::move(lease), EndCause::kLeaseExpired, absl::InfiniteFuture(),
-          [&](absl::Status s, Ended& ended) {
-            if (s.ok()) {
-              Report(ended);
-              if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseExpired);
-            } else {
-              // Retried every tick while the store is down: say so once in
-              // a while.
-              REGISTRAR_LOG_EVERY_INTERVAL(
-                  warn, "lease expiry not stored, will retry: {}",
-                  std::string(s.message()));
-            }
-            std::vector<std::string> ended_ids = ended.TakeIds();
-            absl::MutexLock lock(&mu);
-            for (std::string& id : ended_ids) ids.push_back(std::move(id));
-            --left;
-          });
+      EndLeaseAsync(std::move(lease), EndCause::kLeaseExpired,
+                    absl::InfiniteFuture(), [&](absl::Status s, Ended& ended) {
+                      if (s.ok()) {
+                        Report(ended);
+                        if (observer_)
+                          observer_->OnLeaseEnded(EndCause::kLeaseExpired);
+                      } else {
+                        // Retried every tick while the store is down: say so
+                        // once in a while.
+                        REGISTRAR_LOG_EVERY_INTERVAL(
+                            warn, "lease expiry not stored, will retry: {}",
+                            std::string(s.message()));
+                      }
+                      std::vector<std::string> ended_ids = ended.TakeIds();
+                      absl::MutexLock lock(&mu);
+                      for (std::string& id : ended_ids)
+                        ids.push_back(std::move(id));
+                      --left;
+                    });
     }
     absl::MutexLock lock(&mu);
     mu.Await(absl::Condition(

@@ -25,7 +25,8 @@ TEST(StatusConversionTest, FieldErrorCarriesBadRequest) {
   EXPECT_EQ(s.error_message(), "owner.user_id: is required");
   google::rpc::Status details;
   ASSERT_TRUE(details.ParseFromString(s.error_details()));
-  EXPECT_EQ(details.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(details.code(),
+            static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
   ASSERT_EQ(details.details_size(), 1);
   google::rpc::BadRequest bad;
   ASSERT_TRUE(details.details(0).UnpackTo(&bad));
@@ -35,8 +36,8 @@ TEST(StatusConversionTest, FieldErrorCarriesBadRequest) {
 }
 
 TEST(StatusConversionTest, ResourceExhaustedAlsoCarriesQuotaFailure) {
-  grpc::Status s = ToGrpcStatus(FieldError(
-      absl::StatusCode::kResourceExhausted, "count", "is 11, limit is 10"));
+  grpc::Status s = ToGrpcStatus(FieldError(absl::StatusCode::kResourceExhausted,
+                                           "count", "is 11, limit is 10"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   google::rpc::Status details;
   ASSERT_TRUE(details.ParseFromString(s.error_details()));
@@ -45,6 +46,37 @@ TEST(StatusConversionTest, ResourceExhaustedAlsoCarriesQuotaFailure) {
   ASSERT_TRUE(details.details(1).UnpackTo(&quota));
   EXPECT_EQ(quota.violations(0).subject(), "count");
   EXPECT_EQ(quota.violations(0).description(), "is 11, limit is 10");
+}
+
+}  // namespace
+}  // namespace registrar
+
+namespace registrar {
+namespace {
+
+TEST(StatusConversionLimitTest, TaggedLimitsNameTheirFlagsAndUntaggedNone) {
+  const grpc::Status quota = ToGrpcStatus(WithLimit(
+      FieldError(absl::StatusCode::kResourceExhausted, "owner",
+                 "live record quota exceeded: limit is 5"),
+      Limit::kOwnerQuota));
+  EXPECT_EQ(quota.error_message(),
+            "owner: live record quota exceeded: limit is 5 (set by "
+            "--owner_quota)");
+  const grpc::Status watchers = ToGrpcStatus(WithLimit(
+      absl::ResourceExhaustedError("too many watchers (limit 2)"),
+      Limit::kMaxWatchersPerCaller));
+  EXPECT_EQ(watchers.error_message(),
+            "too many watchers (limit 2) (set by --max_watchers_per_caller)");
+  EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("no limit named"))
+                .error_message(),
+            "no limit named");
+  // Every limit maps to a flag.
+  for (Limit l : {Limit::kOwnerQuota, Limit::kMaxBatch, Limit::kLeaseTtl,
+                  Limit::kCallDeadline, Limit::kMaxWatchers,
+                  Limit::kMaxWatchersPerTenant, Limit::kMaxWatchersPerCaller}) {
+    EXPECT_EQ(LimitFlags(l).substr(0, 2), "--");
+    EXPECT_EQ(LimitOf(WithLimit(absl::InternalError("x"), l)), l);
+  }
 }
 
 }  // namespace
