@@ -168,7 +168,7 @@ async def python_open_context(address, sessions, warmup, duration,
 def cpp_open_context(build, address, sessions, warmup, duration):
     out = subprocess.run(
         ["taskset", "-c", "0",
-         os.path.join(build, "client/bench/registrar-bench"),
+         os.path.join(build, "bench/programs/registrar-bench"),
          f"--target={address}", "--workload=open-context",
          f"--concurrency={sessions}", f"--owners={OWNERS}", f"--reuse={REUSE}",
          f"--warmup={warmup}s", f"--duration={duration}s"],

@@ -25,7 +25,7 @@ void RecordToProto(const RecordView& r, v1::Record* out) {
   out->set_kind(KindToProto(r.kind));
   out->mutable_owner()->set_tenant(r.owner.tenant);
   out->mutable_owner()->set_user_id(r.owner.user_id);
-  out->set_parent_id(ParentIdText(r));
+  out->set_parent_id(FormatParentId(r.kind, r.parent));
   if (!r.connection.is_zero()) {
     out->set_connection_id(FormatId(Kind::kConnection, r.connection));
   }

@@ -6,7 +6,7 @@
 
 #include "google/protobuf/map.h"
 #include "registrar/v1/registrar.pb.h"
-#include "service/common/kind.h"
+#include "service/model/kind.h"
 #include "service/registry/registry.h"
 
 namespace registrar {

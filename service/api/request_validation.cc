@@ -3,9 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
-#include "service/common/kind.h"
 #include "service/common/status_macros.h"
 #include "service/common/text.h"
+#include "service/model/kind.h"
 
 namespace registrar {
 namespace {

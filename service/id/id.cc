@@ -155,6 +155,11 @@ std::string FormatUuid(Id128 id) {
   return std::string(buf, sizeof(buf));
 }
 
+std::string FormatParentId(Kind child_kind, Id128 parent) {
+  if (parent.is_zero()) return "";
+  return FormatId(ParentKindOf(child_kind), parent);
+}
+
 std::string FormatId(Kind kind, Id128 id) {
   std::string out;
   AppendId(kind, id, &out);

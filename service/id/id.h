@@ -14,22 +14,10 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "service/common/kind.h"
+#include "service/model/id128.h"
+#include "service/model/kind.h"
 
 namespace registrar {
-
-struct Id128 {
-  uint64_t hi = 0;
-  uint64_t lo = 0;
-
-  bool is_zero() const { return hi == 0 && lo == 0; }
-  friend bool operator==(const Id128&, const Id128&) = default;
-  friend auto operator<=>(const Id128&, const Id128&) = default;
-  template <typename H>
-  friend H AbslHashValue(H h, const Id128& id) {
-    return H::combine(std::move(h), id.hi, id.lo);
-  }
-};
 
 inline constexpr int kTagBits = 46;
 inline constexpr uint64_t kTagMask = (uint64_t{1} << kTagBits) - 1;
@@ -40,11 +28,11 @@ inline constexpr int64_t kMaxUnixMs = (int64_t{1} << 48) - 1;
 
 // The fields packed into an Id128.
 struct IdFields {
-  int64_t unix_ms = 0;   // 48 bits
-  uint32_t seq = 0;      // 12 bits
-  uint32_t node = 0;     // 14 bits
+  int64_t unix_ms = 0;       // 48 bits
+  uint32_t seq = 0;          // 12 bits
+  uint32_t node = 0;         // 14 bits
   uint32_t key_version = 0;  // 2 bits
-  uint64_t tag = 0;      // 46 bits
+  uint64_t tag = 0;          // 46 bits
 };
 
 // Packs fields (each masked to its width) with version 7 and variant 0b10.
@@ -73,6 +61,9 @@ std::string FormatUuid(Id128 id);
 
 // `<prefix>_<suffix>`.
 std::string FormatId(Kind kind, Id128 id);
+// Text form of the parent of a record of `child_kind` ("" for a zero
+// parent): a run's thread, a request's run.
+std::string FormatParentId(Kind child_kind, Id128 parent);
 // Appends FormatId(kind, id) to *out without temporaries.
 void AppendId(Kind kind, Id128 id, std::string* out);
 

@@ -28,11 +28,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-
 #include "service/common/clock.h"
-#include "service/common/kind.h"
 #include "service/id/id.h"
 #include "service/id/key_ring.h"
+#include "service/model/kind.h"
 
 namespace registrar {
 

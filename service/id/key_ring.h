@@ -13,8 +13,8 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "service/common/kind.h"
 #include "service/id/id.h"
+#include "service/model/kind.h"
 
 namespace registrar {
 

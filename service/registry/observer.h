@@ -5,23 +5,10 @@
 #include <string_view>
 
 #include "absl/time/time.h"
-#include "service/common/kind.h"
+#include "service/model/end_cause.h"
+#include "service/model/kind.h"
 
 namespace registrar {
-
-// Why records ended; a small closed set so it can label metrics.
-enum class EndCause : uint8_t {
-  kCleanupIds = 0,         // Cleanup naming IDs (and their cascades)
-  kCleanupConnection = 1,  // Cleanup of a connection (and its cascade)
-  kCleanupOwner = 2,       // Cleanup of everything an owner holds
-  kLeaseRevoked = 3,       // RevokeLease
-  kLeaseExpired = 4,       // lease TTL ran out
-};
-inline constexpr int kNumEndCauses = 5;
-
-// Metric label / default end_reason: "cleanup_ids", "cleanup_connection",
-// "cleanup_owner", "lease_revoked", "lease_expired".
-std::string_view EndCauseName(EndCause cause);
 
 // Told about every state change the registry makes, after it is made.
 // Called without registry locks held; must be thread-safe and cheap.

@@ -39,9 +39,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/types/span.h"
-#include "service/common/kind.h"
 #include "service/id/id.h"
-#include "service/store/record.h"
+#include "service/model/kind.h"
+#include "service/model/record.h"
 
 namespace registrar {
 

@@ -19,22 +19,6 @@ using Ref = RecordTable::Ref;
 using OwnerRef = RecordTable::OwnerRef;
 constexpr Ref kNone = RecordTable::kNone;
 
-std::string_view EndCauseName(EndCause cause) {
-  switch (cause) {
-    case EndCause::kCleanupIds:
-      return "cleanup_ids";
-    case EndCause::kCleanupConnection:
-      return "cleanup_connection";
-    case EndCause::kCleanupOwner:
-      return "cleanup_owner";
-    case EndCause::kLeaseRevoked:
-      return "lease_revoked";
-    case EndCause::kLeaseExpired:
-      return "lease_expired";
-  }
-  return "unknown";
-}
-
 // ---------------------------------------------------------------------------
 
 Registry::Registry(const RegistryOptions& options, const Clock& clock,

@@ -49,14 +49,14 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "service/common/clock.h"
-#include "service/common/kind.h"
 #include "service/id/id.h"
 #include "service/id/id_generator.h"
+#include "service/model/kind.h"
+#include "service/model/record.h"
 #include "service/registry/commit_queue.h"
 #include "service/registry/lessor.h"
 #include "service/registry/observer.h"
 #include "service/registry/record_table.h"
-#include "service/store/record.h"
 #include "service/store/store.h"
 
 namespace registrar {

@@ -16,8 +16,8 @@
 #include "absl/synchronization/notification.h"
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
-#include "service/common/kind.h"
 #include "service/id/id.h"
+#include "service/model/kind.h"
 #include "service/registry/observer.h"
 
 namespace registrar::registry_internal {

@@ -31,7 +31,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "service/common/kind.h"
+#include "service/model/kind.h"
 #include "service/registry/observer.h"
 #include "service/registry/record_table.h"
 #include "service/store/store.h"

@@ -16,7 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "service/store/record.h"
+#include "service/model/record.h"
 #include "service/store/store.h"
 
 namespace registrar {

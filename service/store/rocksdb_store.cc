@@ -29,6 +29,7 @@
 #include "rocksdb/write_batch.h"
 #include "service/common/absl_compat.h"
 #include "service/common/status_macros.h"
+#include "service/id/id.h"
 #include "service/store/record_codec.h"
 
 namespace registrar {

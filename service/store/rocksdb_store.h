@@ -58,7 +58,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "service/common/kind.h"
+#include "service/model/kind.h"
 #include "service/store/group_commit.h"
 #include "service/store/store.h"
 

@@ -23,7 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "service/store/record.h"
+#include "service/model/record.h"
 
 namespace registrar {
 
@@ -43,16 +43,16 @@ enum class EventType : uint8_t { kIssued = 1, kReleased = 2, kExpired = 3 };
 struct Event {
   uint64_t revision = 0;  // assigned by Store::Commit
   EventType type = EventType::kIssued;
-  RecordView record;      // record.revision == revision after commit
+  RecordView record;  // record.revision == revision after commit
 };
 
 // One atomic unit of change.
 struct WriteBatch {
-  std::vector<Event> events;               // records written, in order
-  std::vector<LeaseView> put_leases;       // granted leases
-  std::vector<Id128> delete_leases;        // revoked or expired leases
-  std::vector<Id128> drop_records;         // tombstones past retention
-  uint64_t clock_high_water_ms = 0;        // 0: unchanged
+  std::vector<Event> events;          // records written, in order
+  std::vector<LeaseView> put_leases;  // granted leases
+  std::vector<Id128> delete_leases;   // revoked or expired leases
+  std::vector<Id128> drop_records;    // tombstones past retention
+  uint64_t clock_high_water_ms = 0;   // 0: unchanged
   // A batch still queued at this time is not written: its commit fails with
   // DEADLINE_EXCEEDED and changes nothing (the caller gave up waiting).
   absl::Time deadline = absl::InfiniteFuture();
@@ -77,8 +77,8 @@ struct CommitStats {
 
 // What a store held at start, besides records.
 struct StoreMeta {
-  uint64_t revision = 0;            // last committed revision
-  uint64_t clock_high_water_ms = 0; // IDs may have used ms below this
+  uint64_t revision = 0;             // last committed revision
+  uint64_t clock_high_water_ms = 0;  // IDs may have used ms below this
   std::vector<LeaseView> leases;
 };
 

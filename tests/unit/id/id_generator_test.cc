@@ -10,9 +10,9 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "service/common/clock.h"
-#include "service/common/kind.h"
 #include "service/id/id.h"
 #include "service/id/key_ring.h"
+#include "service/model/kind.h"
 
 namespace registrar {
 namespace {
@@ -77,7 +77,8 @@ TEST(IdGeneratorTest, LaterIdsSortLaterAsBitsAndText) {
   std::vector<Id128> ids;
   for (int i = 0; i < 3000; ++i) {
     // Alternate owners: tags differ, order must still follow time.
-    ids.push_back(gen.MintOne(Kind::kThread, "t", i % 2 ? "alice" : "bob").value());
+    ids.push_back(
+        gen.MintOne(Kind::kThread, "t", i % 2 ? "alice" : "bob").value());
     if (i % 7 == 0) clock.Advance(absl::Milliseconds(1));
     if (i % 100 == 0) clock.Advance(absl::Seconds(3));
   }
@@ -90,14 +91,16 @@ TEST(IdGeneratorTest, ClockStepBackNeverGoesBackOrRepeats) {
   const KeyRing keys = TestKeys();
   IdGenerator gen(clock, keys, 1);
   std::vector<Id128> ids;
-  for (int i = 0; i < 10; ++i) ids.push_back(gen.MintOne(Kind::kRun, "t", "u").value());
+  for (int i = 0; i < 10; ++i)
+    ids.push_back(gen.MintOne(Kind::kRun, "t", "u").value());
   clock.Advance(absl::Milliseconds(5));
   ids.push_back(gen.MintOne(Kind::kRun, "t", "u").value());
   const int64_t high_ms = UnpackId(ids.back()).unix_ms;
   EXPECT_EQ(high_ms, kStartMs + 5);
 
   clock.Advance(absl::Seconds(-10));  // NTP step back
-  for (int i = 0; i < 10; ++i) ids.push_back(gen.MintOne(Kind::kRun, "t", "u").value());
+  for (int i = 0; i < 10; ++i)
+    ids.push_back(gen.MintOne(Kind::kRun, "t", "u").value());
   // Minting continues from the last stamp in the last ms handed out.
   EXPECT_EQ(UnpackId(ids.back()).unix_ms, high_ms);
   EXPECT_EQ(UnpackId(ids.back()).seq, 10u);
@@ -205,7 +208,8 @@ TEST(IdGeneratorTest, NodeIdIsCarried) {
   const KeyRing keys = TestKeys();
   IdGenerator gen(clock, keys, kMaxNodeId);
   EXPECT_EQ(gen.node_id(), kMaxNodeId);
-  EXPECT_EQ(UnpackId(gen.MintOne(Kind::kThread, "t", "u").value()).node, kMaxNodeId);
+  EXPECT_EQ(UnpackId(gen.MintOne(Kind::kThread, "t", "u").value()).node,
+            kMaxNodeId);
 }
 
 TEST(IdGeneratorTest, OutOfRangeClocksDoNotCrash) {

@@ -11,7 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "service/common/kind.h"
+#include "service/model/kind.h"
 
 namespace registrar {
 namespace {

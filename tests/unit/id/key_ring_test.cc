@@ -9,8 +9,8 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "service/common/kind.h"
 #include "service/id/id.h"
+#include "service/model/kind.h"
 
 namespace registrar {
 namespace {

@@ -23,10 +23,10 @@
 #include "gtest/gtest.h"
 #include "service/common/clock.h"
 #include "service/common/field_error.h"
-#include "service/common/kind.h"
 #include "service/id/id.h"
 #include "service/id/id_generator.h"
 #include "service/id/key_ring.h"
+#include "service/model/kind.h"
 #include "service/registry/observer.h"
 
 namespace registrar {
@@ -51,6 +51,10 @@ void PrintTo(const Owner& o, std::ostream* os) {
 }
 
 namespace {
+
+std::string ParentIdText(const RecordView& r) {
+  return FormatParentId(r.kind, r.parent);
+}
 
 using ::testing::Contains;
 using ::testing::ElementsAreArray;
@@ -345,7 +349,8 @@ class RegistryTest : public ::testing::Test {
   }
   // A genuine ID of `owner` that the registry never recorded.
   std::string MintedNotRecorded(Kind kind, const Owner& owner) {
-    return FormatId(kind, ids_.MintOne(kind, owner.tenant, owner.user_id).value());
+    return FormatId(kind,
+                    ids_.MintOne(kind, owner.tenant, owner.user_id).value());
   }
 
   FakeClock clock_;
@@ -550,8 +555,8 @@ TEST_F(RegistryTest, IssueConnectionWithUnusableLeaseIsRefused) {
   const std::string expired = Grant(absl::Seconds(5));
   const std::string live = Grant(absl::Seconds(60));
   clock_.Advance(absl::Seconds(5));  // `expired` is due; no Tick yet
-  const std::string never =
-      FormatId(Kind::kLease, ids_.MintOne(Kind::kLease, "", "gateway-1").value());
+  const std::string never = FormatId(
+      Kind::kLease, ids_.MintOne(Kind::kLease, "", "gateway-1").value());
   const std::vector<uint64_t> before = StatsNow();
 
   for (const std::string& lease : {revoked, expired, never}) {

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "service/id/id.h"
 #include "tests/unit/store/store_test_util.h"
 
 namespace registrar {
@@ -68,11 +69,12 @@ void PutRawMeta(const std::string& path, const std::string& key,
   ASSERT_TRUE(
       rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  for (const auto& n : names)
+    cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &handles, &db)
-                  .ok());
+  ASSERT_TRUE(
+      rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &handles, &db).ok());
   ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key, value).ok());
   for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
   delete db;
@@ -90,8 +92,8 @@ TEST(RocksDbStoreTest, RoundTripsEveryFieldThroughReopen) {
 
     WriteBatch b;
     int n = 0;
-    for (Kind k : {Kind::kThread, Kind::kRun, Kind::kRequest,
-                   Kind::kConnection}) {
+    for (Kind k :
+         {Kind::kThread, Kind::kRun, Kind::kRequest, Kind::kConnection}) {
       b.events.push_back(Issued(MakeRecord(++n, k)));
     }
     RecordView ended = MakeRecord(++n, Kind::kRequest);
@@ -177,7 +179,8 @@ TEST(RocksDbStoreTest, LeasesPutAndDeleteSurviveReopen) {
     WriteBatch b;
     b.put_leases.push_back({Id128{1, 1}, "gateway-1", absl::Seconds(10)});
     b.put_leases.push_back({Id128{2, 2}, "gateway-2", absl::Seconds(20)});
-    b.put_leases.push_back({Id128{3, 3}, "gateway-3", absl::Milliseconds(1500)});
+    b.put_leases.push_back(
+        {Id128{3, 3}, "gateway-3", absl::Milliseconds(1500)});
     ASSERT_TRUE(store->Commit(&b).ok());
     WriteBatch revoke;
     revoke.delete_leases.push_back(Id128{2, 2});
@@ -261,8 +264,8 @@ TEST(RocksDbStoreTest, ReadEventsInOrderWithLimitAndOutOfRangeAfterCompact) {
         r.state = State::kReleased;
         r.ended_at = absl::FromUnixMillis(1'750'000'000'999);
       }
-      b.events.push_back({0, i % 2 ? EventType::kIssued : EventType::kReleased,
-                          r});
+      b.events.push_back(
+          {0, i % 2 ? EventType::kIssued : EventType::kReleased, r});
       ASSERT_TRUE(store->Commit(&b).ok());
     }
     std::vector<Event> all;
@@ -451,8 +454,9 @@ TEST(RocksDbStoreTest, ForeignDirectoryIsRefusedAndLeftIntact) {
   auto s = RocksDbStore::Open(Options(dir.path()));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(s.status().message()),
-              HasSubstr("is not a Registrar data directory; refusing to use it"));
+  EXPECT_THAT(
+      std::string(s.status().message()),
+      HasSubstr("is not a Registrar data directory; refusing to use it"));
   EXPECT_THAT(std::string(s.status().message()), HasSubstr("notes.txt"));
   EXPECT_EQ(ListFiles(dir.path()), before);
   std::ifstream in(file);
@@ -483,8 +487,8 @@ TEST(RocksDbStoreTest, ForeignRocksDbIsRefusedAndLeftIntact) {
               HasSubstr("is not a Registrar data directory"));
   EXPECT_EQ(ListFiles(dir.path()), before);
   rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), dir.path(), &db)
-                  .ok());
+  ASSERT_TRUE(
+      rocksdb::DB::OpenForReadOnly(rocksdb::Options(), dir.path(), &db).ok());
   std::string v;
   EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), "user:1", &v).ok());
   EXPECT_EQ(v, "alice");
@@ -509,8 +513,8 @@ TEST(RocksDbStoreTest, EmptyRocksDbFromAnInterruptedFirstOpenIsAdopted) {
 
 TEST(RocksDbStoreTest, LeftoversOfACreationBeforeCurrentAreAccepted) {
   TempDir dir;
-  for (const char* name : {"LOCK", "LOG", "IDENTITY", "MANIFEST-000001",
-                           "000001.dbtmp"}) {
+  for (const char* name :
+       {"LOCK", "LOG", "IDENTITY", "MANIFEST-000001", "000001.dbtmp"}) {
     std::ofstream(dir.Sub(name)) << "x";
   }
   auto store = MustOpen(Options(dir.path()));
@@ -555,7 +559,8 @@ TEST(RocksDbStoreTest, SecondOpenInThisProcessIsRefused) {
               HasSubstr("is in use by another registrar process"));
   // Another spelling of the same directory is the same directory.
   const std::string other =
-      dir.path() + "/../" + std::filesystem::path(dir.path()).filename().string();
+      dir.path() + "/../" +
+      std::filesystem::path(dir.path()).filename().string();
   auto third = RocksDbStore::Open(Options(other));
   EXPECT_EQ(third.status().code(), absl::StatusCode::kFailedPrecondition)
       << third.status();

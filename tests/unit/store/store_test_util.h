@@ -11,7 +11,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "service/store/record.h"
+#include "service/model/record.h"
 #include "service/store/store.h"
 
 namespace registrar::testing_util {
@@ -51,7 +51,8 @@ inline RecordView MakeRecord(uint64_t n, Kind kind = Kind::kRun) {
   RecordView r;
   r.id = Id128{0x0190000000007000ULL + n, 0x8000000000000000ULL | n};
   r.kind = kind;
-  r.owner = Owner{"tenant-" + std::to_string(n % 3), "user-" + std::to_string(n)};
+  r.owner =
+      Owner{"tenant-" + std::to_string(n % 3), "user-" + std::to_string(n)};
   if (kind == Kind::kRun || kind == Kind::kRequest) r.parent = Id128{n, n + 1};
   if (kind != Kind::kConnection) r.connection = Id128{n + 2, n + 3};
   if (kind == Kind::kConnection) r.lease = Id128{n + 4, n + 5};
