@@ -14,9 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/auth/callers_file.h"
@@ -385,6 +387,37 @@ TEST_F(AccessTest, HealthAndReflectionNeedNoCredentials) {
   grpc::Status s = health->Check(&ctx, req, &resp);
   ASSERT_TRUE(s.ok()) << Code(s);
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // Reflection, on the same channel without a token: the service list and
+  // the Registrar service's file descriptor.
+  auto reflection = grpc::reflection::v1::ServerReflection::NewStub(*channel_);
+  grpc::ClientContext rctx;
+  rctx.set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(10 * SanitizerTimeScale()));
+  auto stream = reflection->ServerReflectionInfo(&rctx);
+  grpc::reflection::v1::ServerReflectionRequest list;
+  list.set_list_services("");
+  grpc::reflection::v1::ServerReflectionResponse listed;
+  ASSERT_TRUE(stream->Write(list) && stream->Read(&listed))
+      << Code(stream->Finish());
+  ASSERT_TRUE(listed.has_list_services_response()) << listed.ShortDebugString();
+  std::vector<std::string> services;
+  for (const auto& service : listed.list_services_response().service()) {
+    services.push_back(service.name());
+  }
+  EXPECT_THAT(services, ::testing::Contains("registrar.v1.Registrar"));
+  grpc::reflection::v1::ServerReflectionRequest symbol;
+  symbol.set_file_containing_symbol("registrar.v1.Registrar");
+  grpc::reflection::v1::ServerReflectionResponse described;
+  ASSERT_TRUE(stream->Write(symbol) && stream->Read(&described))
+      << Code(stream->Finish());
+  ASSERT_TRUE(described.has_file_descriptor_response())
+      << described.ShortDebugString();
+  EXPECT_GT(described.file_descriptor_response().file_descriptor_proto_size(),
+            0);
+  stream->WritesDone();
+  const grpc::Status closed = stream->Finish();
+  EXPECT_TRUE(closed.ok()) << Code(closed);
 }
 
 TEST_F(AccessTest, RefusalsAreCountedInMetrics) {
@@ -413,22 +446,30 @@ TEST_F(AccessTest, CallersFileChangesApplyWithoutRestart) {
             StatusCode::UNAUTHENTICATED);
   WriteFile(CallersPath(), CallersJson(callers));
   // Picked up by the file watch (about a second) or SIGHUP: send both.
+  // The reload happens in the server process, which tells no one: poll it
+  // (bounded).
   server_->Signal(SIGHUP);
   grpc::Status s;
-  for (int i = 0; i < 50; ++i) {
-    s = Call(Rpc::kIssue, "token-new", "tenant-a", "");
-    if (s.ok()) break;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  EXPECT_TRUE(s.ok()) << Code(s);
-  // A broken file keeps the callers loaded before.
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        s = Call(Rpc::kIssue, "token-new", "tenant-a", "");
+        return s.ok();
+      },
+      absl::Seconds(5)))
+      << Code(s);
+  // A broken file keeps the callers loaded before: wait (bounded) until the
+  // server has read it and said so, then the new caller still works.
   WriteFile(CallersPath(), "{ not json");
   server_->Signal(SIGHUP);
-  absl::SleepFor(absl::Milliseconds(1500));
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        return server_->Log().find("keeping the callers loaded before") !=
+               std::string::npos;
+      },
+      absl::Seconds(5)))
+      << server_->Log();
   s = Call(Rpc::kIssue, "token-new", "tenant-a", "");
   EXPECT_TRUE(s.ok()) << Code(s);
-  EXPECT_NE(server_->Log().find("keeping the callers loaded before"),
-            std::string::npos);
   WriteFile(CallersPath(), CallersJson(Callers()));
   server_->Signal(SIGHUP);
 }
@@ -496,9 +537,11 @@ TEST(RateLimitTest, ExcessCallsGetRetryInfoAndOtherCallersAreUnaffected) {
   EXPECT_TRUE(quota);
   // Another caller has its own bucket.
   EXPECT_TRUE(issue("token-gw-b", "tenant-b").ok());
-  // After the delay the first caller may call again.
-  absl::SleepFor(absl::Milliseconds(600));
-  EXPECT_TRUE(issue("token-gw-a", "tenant-a").ok());
+  // After the delay the first caller may call again: the server's bucket
+  // refills by its own clock, so poll it (bounded; a refused call takes no
+  // token).
+  EXPECT_TRUE(PollUntil([&] { return issue("token-gw-a", "tenant-a").ok(); },
+                        absl::Seconds(3)));
   EXPECT_EQ(StopServer(*server), 0);
   std::filesystem::remove_all(dir);
 }
