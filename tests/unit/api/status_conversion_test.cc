@@ -25,7 +25,8 @@ TEST(StatusConversionTest, FieldErrorCarriesBadRequest) {
   EXPECT_EQ(s.error_message(), "owner.user_id: is required");
   google::rpc::Status details;
   ASSERT_TRUE(details.ParseFromString(s.error_details()));
-  EXPECT_EQ(details.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(details.code(),
+            static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
   ASSERT_EQ(details.details_size(), 1);
   google::rpc::BadRequest bad;
   ASSERT_TRUE(details.details(0).UnpackTo(&bad));
@@ -35,8 +36,8 @@ TEST(StatusConversionTest, FieldErrorCarriesBadRequest) {
 }
 
 TEST(StatusConversionTest, ResourceExhaustedAlsoCarriesQuotaFailure) {
-  grpc::Status s = ToGrpcStatus(FieldError(
-      absl::StatusCode::kResourceExhausted, "count", "is 11, limit is 10"));
+  grpc::Status s = ToGrpcStatus(FieldError(absl::StatusCode::kResourceExhausted,
+                                           "count", "is 11, limit is 10"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   google::rpc::Status details;
   ASSERT_TRUE(details.ParseFromString(s.error_details()));
