@@ -79,12 +79,7 @@ class WatchServiceTest : public ::testing::Test {
 
   // Waits until the hub has `n` watchers.
   bool AwaitWatchers(size_t n) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (hub_->watcher_count() != n) {
-      if (absl::Now() > deadline) return false;
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    return true;
+    return hub_->AwaitWatcherCount(n, absl::Seconds(10));
   }
 
   FakeClock clock_;
