@@ -23,6 +23,7 @@
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/auth/callers_file.h"
 #include "tests/integration/test_util.h"
+#include "tests/quota_details.h"
 #include "tests/unit/metrics/http_get.h"
 
 namespace registrar::testing {
@@ -514,27 +515,13 @@ TEST(RateLimitTest, ExcessCallsGetRetryInfoAndOtherCallersAreUnaffected) {
   ASSERT_EQ(limited.error_code(), StatusCode::RESOURCE_EXHAUSTED)
       << Code(limited);
   EXPECT_NE(limited.error_message().find("--caller_rate"), std::string::npos);
-  google::rpc::Status details;
-  ASSERT_TRUE(details.ParseFromString(limited.error_details()));
-  bool retry = false, quota = false;
-  for (const auto& any : details.details()) {
-    google::rpc::RetryInfo info;
-    google::rpc::QuotaFailure failure;
-    if (any.UnpackTo(&info)) {
-      retry = true;
-      const int64_t ms = info.retry_delay().seconds() * 1000 +
-                         info.retry_delay().nanos() / 1'000'000;
-      EXPECT_GT(ms, 0);
-      EXPECT_LE(ms, 500);  // one token at 2/s
-    }
-    if (any.UnpackTo(&failure)) {
-      quota = true;
-      ASSERT_EQ(failure.violations_size(), 1);
-      EXPECT_EQ(failure.violations(0).subject(), "caller:gw-a");
-    }
-  }
-  EXPECT_TRUE(retry);
-  EXPECT_TRUE(quota);
+  const QuotaDetails details = QuotaDetailsOf(limited);
+  ASSERT_TRUE(details.parsed);
+  ASSERT_TRUE(details.retry_delay.has_value());
+  EXPECT_GT(*details.retry_delay, absl::ZeroDuration());
+  EXPECT_LE(*details.retry_delay, absl::Milliseconds(500));  // a token at 2/s
+  EXPECT_EQ(details.subjects,
+            std::optional<std::vector<std::string>>({"caller:gw-a"}));
   // Another caller has its own bucket.
   EXPECT_TRUE(issue("token-gw-b", "tenant-b").ok());
   // After the delay the first caller may call again: the server's bucket

@@ -8,12 +8,6 @@
 
 #include "service/api/registrar_service.h"
 
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
-
 #include <memory>
 #include <string>
 
@@ -21,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/api/access_control.h"
@@ -31,6 +26,8 @@
 #include "service/id/key_ring.h"
 #include "service/registry/registry.h"
 #include "service/store/memory_store.h"
+#include "tests/quota_details.h"
+#include "tests/unit/in_process_server.h"
 
 namespace registrar {
 namespace {
@@ -85,23 +82,9 @@ class RegistrarServiceTest : public ::testing::Test {
     service_ = std::make_unique<RegistrarService>(
         registry_, ApiLimits{}, nullptr, nullptr, &access_,
         limited ? &limiter_ : nullptr);
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_NE(port, 0);
-    stub_ = v1::Registrar::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
-  }
-
-  void TearDown() override {
-    if (server_) {
-      server_->Shutdown(std::chrono::system_clock::now());
-      server_->Wait();
-    }
+    server_ = std::make_unique<testing::InProcessServer>(service_.get());
+    ASSERT_TRUE(server_->started());
+    stub_ = &server_->stub();
   }
 
   // A context with `token` as bearer token ("" sends none).
@@ -141,8 +124,9 @@ class RegistrarServiceTest : public ::testing::Test {
   AccessControl access_;
   RateLimiter limiter_;
   std::unique_ptr<RegistrarService> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::Registrar::Stub> stub_;
+  // Declared after what it serves: destroyed (stopped) first.
+  std::unique_ptr<testing::InProcessServer> server_;
+  v1::Registrar::Stub* stub_ = nullptr;
 };
 
 TEST_F(RegistrarServiceTest, UnknownOrMissingTokenIsUnauthenticated) {
@@ -227,25 +211,12 @@ TEST_F(RegistrarServiceTest,
   EXPECT_TRUE(Issue("token-gw-a", "tenant-a").ok());
   const grpc::Status limited = Issue("token-gw-a", "tenant-a");
   ASSERT_EQ(limited.error_code(), StatusCode::RESOURCE_EXHAUSTED);
-  google::rpc::Status details;
-  ASSERT_TRUE(details.ParseFromString(limited.error_details()));
-  bool retry = false;
-  bool quota = false;
-  for (const auto& any : details.details()) {
-    google::rpc::RetryInfo info;
-    google::rpc::QuotaFailure failure;
-    if (any.UnpackTo(&info)) {
-      retry = true;
-      EXPECT_GT(info.retry_delay().seconds(), 0);
-    }
-    if (any.UnpackTo(&failure)) {
-      quota = true;
-      ASSERT_EQ(failure.violations_size(), 1);
-      EXPECT_EQ(failure.violations(0).subject(), "caller:gw-a");
-    }
-  }
-  EXPECT_TRUE(retry);
-  EXPECT_TRUE(quota);
+  const testing::QuotaDetails details = testing::QuotaDetailsOf(limited);
+  ASSERT_TRUE(details.parsed);
+  ASSERT_TRUE(details.retry_delay.has_value());
+  EXPECT_GT(*details.retry_delay, absl::Seconds(1));  // a token per 1,000 s
+  EXPECT_EQ(details.subjects,
+            std::optional<std::vector<std::string>>({"caller:gw-a"}));
   // Another caller has its own bucket.
   EXPECT_TRUE(Issue("token-gw-b", "tenant-b").ok());
   // The refused Issue minted nothing: the owner holds the two.
