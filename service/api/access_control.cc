@@ -26,73 +26,6 @@ std::string FieldOf(const TenantUse& use) {
 
 }  // namespace
 
-Rpc RpcOf(CoreOp op) {
-  switch (op) {
-    case CoreOp::kIssue:
-      return Rpc::kIssue;
-    case CoreOp::kOpenContext:
-      return Rpc::kOpenContext;
-    case CoreOp::kValidate:
-      return Rpc::kValidate;
-    case CoreOp::kCleanup:
-      return Rpc::kCleanup;
-    case CoreOp::kGrantLease:
-      return Rpc::kGrantLease;
-    case CoreOp::kKeepAlive:
-      return Rpc::kKeepAlive;
-    case CoreOp::kRevokeLease:
-      return Rpc::kRevokeLease;
-    case CoreOp::kDescribe:
-      return Rpc::kDescribe;
-    case CoreOp::kListOwned:
-    case CoreOp::kTick:
-      break;
-  }
-  return Rpc::kListOwned;
-}
-
-std::string_view RpcName(Rpc rpc) {
-  switch (rpc) {
-    case Rpc::kIssue:
-      return "Issue";
-    case Rpc::kOpenContext:
-      return "OpenContext";
-    case Rpc::kValidate:
-      return "Validate";
-    case Rpc::kCleanup:
-      return "Cleanup";
-    case Rpc::kGrantLease:
-      return "GrantLease";
-    case Rpc::kKeepAlive:
-      return "KeepAlive";
-    case Rpc::kRevokeLease:
-      return "RevokeLease";
-    case Rpc::kDescribe:
-      return "Describe";
-    case Rpc::kListOwned:
-      return "ListOwned";
-    case Rpc::kWatch:
-      return "Watch";
-  }
-  return "unknown";
-}
-
-bool RoleAllows(CallerRole role, Rpc rpc) {
-  switch (role) {
-    case CallerRole::kAdmin:
-      return true;
-    case CallerRole::kGateway:
-      return rpc == Rpc::kIssue || rpc == Rpc::kOpenContext ||
-             rpc == Rpc::kValidate || rpc == Rpc::kCleanup ||
-             rpc == Rpc::kGrantLease || rpc == Rpc::kKeepAlive ||
-             rpc == Rpc::kRevokeLease;
-    case CallerRole::kReader:
-      return rpc == Rpc::kValidate || rpc == Rpc::kDescribe ||
-             rpc == Rpc::kListOwned || rpc == Rpc::kWatch;
-  }
-  return false;
-}
-
 std::vector<TenantUse> TenantsOf(const v1::IssueRequest& r) {
   return OwnerTenant(r.owner());
 }
@@ -201,13 +134,14 @@ absl::Status AccessControl::CheckTenant(const Caller* caller,
 }
 
 absl::Status AccessControl::Authorize(
-    const Caller* caller, Rpc rpc,
+    const Caller* caller, Method method,
     const std::vector<TenantUse>& tenants) const {
   if (caller == nullptr) return absl::OkStatus();
-  if (!RoleAllows(caller->role(), rpc)) {
-    return Deny(*caller, absl::StrCat("may not call ", AsAbsl(RpcName(rpc))));
+  if (!RoleAllows(caller->role(), method)) {
+    return Deny(*caller,
+                absl::StrCat("may not call ", AsAbsl(InfoOf(method).name)));
   }
-  if (rpc == Rpc::kWatch && !caller->all_tenants() &&
+  if (method == Method::kWatch && !caller->all_tenants() &&
       (tenants.empty() || tenants.front().tenant.empty())) {
     return Deny(*caller,
                 "may watch only its own tenants: set `tenant` to one of them");

@@ -5,7 +5,7 @@
 // identity or bearer token against the callers table (--callers_file), and
 // authorization by role and tenant, checked before a call does anything.
 //
-// Roles (see README, "Security"):
+// Roles (see README, "Security"; the table is method.h's kMethods):
 //   gateway  Issue, OpenContext, Validate, Cleanup, GrantLease, KeepAlive,
 //            RevokeLease, for its tenants;
 //   reader   Validate, Describe, ListOwned, Watch, for its tenants;
@@ -30,28 +30,11 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/server_context.h"
 #include "registrar/v1/registrar.pb.h"
+#include "service/api/api_metrics.h"
+#include "service/api/method.h"
 #include "service/auth/callers_file.h"
-#include "service/metrics/metrics.h"
 
 namespace registrar {
-
-// The service's RPCs, for role checks.
-enum class Rpc : uint8_t {
-  kIssue,
-  kOpenContext,
-  kValidate,
-  kCleanup,
-  kGrantLease,
-  kKeepAlive,
-  kRevokeLease,
-  kDescribe,
-  kListOwned,
-  kWatch,
-};
-Rpc RpcOf(CoreOp op);
-std::string_view RpcName(Rpc rpc);
-// True when `role` may call `rpc` at all (tenants are checked apart).
-bool RoleAllows(CallerRole role, Rpc rpc);
 
 using CallerPtr = std::shared_ptr<const Caller>;
 
@@ -76,7 +59,7 @@ std::vector<TenantUse> TenantsOf(const v1::DescribeRequest& r);
 class AccessControl {
  public:
   // `metrics` (nullable) counts refusals.
-  explicit AccessControl(Metrics* metrics) : metrics_(metrics) {}
+  explicit AccessControl(ApiMetrics* metrics) : metrics_(metrics) {}
 
   // Installs the callers table; null turns access control off.
   void SetCallers(std::shared_ptr<const CallerTable> table)
@@ -91,10 +74,11 @@ class AccessControl {
       const grpc::ServerContextBase& ctx) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // PERMISSION_DENIED unless `caller` (null: off, always OK) may call
-  // `rpc` for every tenant in `tenants` (from TenantsOf). Watch without a
-  // tenant filter needs an all-tenant caller. Describe's record tenant and
-  // a lease's grantor are checked later (CheckTenant, the registry).
-  absl::Status Authorize(const Caller* caller, Rpc rpc,
+  // `method` (its roles in method.h) for every tenant in `tenants` (from
+  // TenantsOf). Watch without a tenant filter needs an all-tenant caller.
+  // Describe's record tenant and a lease's grantor are checked later
+  // (CheckTenant, the registry).
+  absl::Status Authorize(const Caller* caller, Method method,
                          const std::vector<TenantUse>& tenants) const;
 
   // PERMISSION_DENIED unless `caller` (null: OK) may act for `tenant`.
@@ -105,7 +89,7 @@ class AccessControl {
   absl::Status Deny(const Caller& caller, std::string_view what) const;
 
  private:
-  Metrics* const metrics_;
+  ApiMetrics* const metrics_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const CallerTable> table_ ABSL_GUARDED_BY(mu_);
 };

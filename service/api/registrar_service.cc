@@ -14,13 +14,12 @@
 #include "service/api/status_conversion.h"
 #include "service/api/watch_reactor.h"  // Watch
 #include "service/common/field_error.h"
-#include "service/common/field_error.h"  // Watch
 #include "service/common/status_macros.h"
 
 namespace registrar {
 
 RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
-                                   Metrics* metrics, WatchHub* watch_hub,
+                                   ApiMetrics* metrics, WatchHub* watch_hub,
                                    const AccessControl* access,
                                    RateLimiter* limiter)
     : registry_(registry),
@@ -135,7 +134,7 @@ void FillOpenContextResponse(OpenContextResult result,
 
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* RegistrarService::Handle(
-    grpc::CallbackServerContext* ctx, CoreOp op,
+    grpc::CallbackServerContext* ctx, Method method,
     const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
     absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
     absl::Status (*parse)(const grpc::ByteBuffer&, Req*),
@@ -153,7 +152,7 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
   absl::Status admitted = parse(*request, call->request);
   if (admitted.ok()) {
     absl::StatusOr<CallerPtr> caller =
-        Admit(ctx, RpcOf(op), [&] { return TenantsOf(*call->request); });
+        Admit(ctx, method, [&] { return TenantsOf(*call->request); });
     if (caller.ok()) {
       call->caller = *std::move(caller);
     } else {
@@ -174,9 +173,9 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
   const Req* req = call->request;
   Resp* resp = call->response;
   // Owns the call's messages until the call is finished.
-  Finish finish = [this, reactor, op, response, start = absl::Now(),
+  Finish finish = [this, reactor, method, response, start = absl::Now(),
                    call = std::move(call)](absl::Status status) mutable {
-    if (metrics_) metrics_->ObserveCoreOp(op, absl::Now() - start);
+    if (metrics_) metrics_->ObserveCall(method, absl::Now() - start);
     grpc::Status result = ToGrpcStatus(status);
     if (status.ok()) {
       bool own_buffer = false;
@@ -196,7 +195,7 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
 }
 
 absl::StatusOr<CallerPtr> RegistrarService::Admit(
-    grpc::CallbackServerContext* ctx, Rpc rpc,
+    grpc::CallbackServerContext* ctx, Method method,
     absl::FunctionRef<std::vector<TenantUse>()> tenants) {
   CallerPtr caller;
   if (access_ != nullptr) {
@@ -209,7 +208,7 @@ absl::StatusOr<CallerPtr> RegistrarService::Admit(
     });
   }
   if (caller != nullptr) {
-    RETURN_IF_ERROR(access_->Authorize(caller.get(), rpc, tenants()));
+    RETURN_IF_ERROR(access_->Authorize(caller.get(), method, tenants()));
   }
   if (limiter_ != nullptr && limiter_->enabled()) {
     absl::Status admitted = limiter_->Admit(
@@ -221,7 +220,7 @@ absl::StatusOr<CallerPtr> RegistrarService::Admit(
   }
   // Counted on entry to Handle, this call included.
   const int64_t in_flight = in_flight_.load(std::memory_order_acquire);
-  if (rpc != Rpc::kWatch && limits_.max_in_flight > 0 &&
+  if (method != Method::kWatch && limits_.max_in_flight > 0 &&
       in_flight > static_cast<int64_t>(limits_.max_in_flight)) {
     if (metrics_) metrics_->CountRejection(Rejection::kOverloaded);
     return QuotaExceeded(
@@ -254,42 +253,42 @@ grpc::ServerUnaryReactor* RegistrarService::Issue(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle<v1::IssueRequest, v1::IssueResponse>(
-      ctx, CoreOp::kIssue, request, response, nullptr,
+      ctx, Method::kIssue, request, response, nullptr,
       &StrictParse<v1::IssueRequest>, &RegistrarService::DoIssueAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::OpenContext(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle<v1::OpenContextRequest, v1::OpenContextResponse>(
-      ctx, CoreOp::kOpenContext, request, response, nullptr,
+      ctx, Method::kOpenContext, request, response, nullptr,
       &StrictParse<v1::OpenContextRequest>,
       &RegistrarService::DoOpenContextAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::Validate(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kValidate, request, response,
+  return Handle(ctx, Method::kValidate, request, response,
                 &RegistrarService::DoValidate, &LenientValidateParse);
 }
 grpc::ServerUnaryReactor* RegistrarService::Cleanup(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle<v1::CleanupRequest, v1::CleanupResponse>(
-      ctx, CoreOp::kCleanup, request, response, nullptr,
+      ctx, Method::kCleanup, request, response, nullptr,
       &StrictParse<v1::CleanupRequest>, &RegistrarService::DoCleanupAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::GrantLease(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle<v1::GrantLeaseRequest, v1::GrantLeaseResponse>(
-      ctx, CoreOp::kGrantLease, request, response, nullptr,
+      ctx, Method::kGrantLease, request, response, nullptr,
       &StrictParse<v1::GrantLeaseRequest>,
       &RegistrarService::DoGrantLeaseAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::KeepAlive(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kKeepAlive, request, response,
+  return Handle(ctx, Method::kKeepAlive, request, response,
                 &RegistrarService::DoKeepAlive,
                 &StrictParse<v1::KeepAliveRequest>);
 }
@@ -297,21 +296,21 @@ grpc::ServerUnaryReactor* RegistrarService::RevokeLease(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Handle<v1::RevokeLeaseRequest, v1::RevokeLeaseResponse>(
-      ctx, CoreOp::kRevokeLease, request, response, nullptr,
+      ctx, Method::kRevokeLease, request, response, nullptr,
       &StrictParse<v1::RevokeLeaseRequest>,
       &RegistrarService::DoRevokeLeaseAsync);
 }
 grpc::ServerUnaryReactor* RegistrarService::Describe(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kDescribe, request, response,
+  return Handle(ctx, Method::kDescribe, request, response,
                 &RegistrarService::DoDescribe,
                 &StrictParse<v1::DescribeRequest>);
 }
 grpc::ServerUnaryReactor* RegistrarService::ListOwned(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Handle(ctx, CoreOp::kListOwned, request, response,
+  return Handle(ctx, Method::kListOwned, request, response,
                 &RegistrarService::DoListOwned,
                 &StrictParse<v1::ListOwnedRequest>);
 }
@@ -327,7 +326,7 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
         absl::UnavailableError("server is shutting down"));
   }
   absl::StatusOr<CallerPtr> caller =
-      Admit(ctx, Rpc::kWatch, [&] { return TenantsOf(*request); });
+      Admit(ctx, Method::kWatch, [&] { return TenantsOf(*request); });
   if (!caller.ok()) return WatchReactor::Refuse(caller.status());
   const std::string& tenant = request->tenant();
   if (tenant.size() > limits_.max_string_bytes || !IsPrintableUtf8(tenant)) {
@@ -372,9 +371,8 @@ void RegistrarService::DoOpenContextAsync(const Caller* caller,
   OpenContextSpec spec = OpenContextSpecFromProto(req);
   spec.deadline = deadline;
   registry_.OpenContextAsync(
-      spec,
-      [resp, finish = std::move(finish)](
-          absl::StatusOr<OpenContextResult> result) mutable {
+      spec, [resp, finish = std::move(finish)](
+                absl::StatusOr<OpenContextResult> result) mutable {
         if (result.ok()) FillOpenContextResponse(*std::move(result), resp);
         std::move(finish)(result.status());
       });
@@ -418,30 +416,30 @@ void RegistrarService::DoCleanupAsync(const Caller* caller,
     std::move(finish)(std::move(s));
     return;
   }
-  registry_.CleanupAsync(
-      OwnerFromProto(req.owner()), CleanupTargetFromProto(req), req.reason(),
-      deadline,
-      [this, resp, finish = std::move(finish)](
-          absl::StatusOr<CleanupResult> result) mutable {
-        if (result.ok()) {
-          for (std::string& id : result->released) {
-            resp->add_released(std::move(id));
-          }
-          for (std::string& id : result->already_ended) {
-            resp->add_already_ended(std::move(id));
-          }
-          for (std::string& id : result->refused) {
-            resp->add_refused(std::move(id));
-          }
-          for (std::string& id : result->unknown) {
-            // Same rule as Validate: never echo an oversized string back.
-            if (id.size() <= limits_.max_id_bytes) {
-              resp->add_unknown(std::move(id));
-            }
-          }
-        }
-        std::move(finish)(result.status());
-      });
+  registry_.CleanupAsync(OwnerFromProto(req.owner()),
+                         CleanupTargetFromProto(req), req.reason(), deadline,
+                         [this, resp, finish = std::move(finish)](
+                             absl::StatusOr<CleanupResult> result) mutable {
+                           if (result.ok()) {
+                             for (std::string& id : result->released) {
+                               resp->add_released(std::move(id));
+                             }
+                             for (std::string& id : result->already_ended) {
+                               resp->add_already_ended(std::move(id));
+                             }
+                             for (std::string& id : result->refused) {
+                               resp->add_refused(std::move(id));
+                             }
+                             for (std::string& id : result->unknown) {
+                               // Same rule as Validate: never echo an oversized
+                               // string back.
+                               if (id.size() <= limits_.max_id_bytes) {
+                                 resp->add_unknown(std::move(id));
+                               }
+                             }
+                           }
+                           std::move(finish)(result.status());
+                         });
 }
 
 void RegistrarService::DoGrantLeaseAsync(const Caller* caller,
@@ -452,18 +450,17 @@ void RegistrarService::DoGrantLeaseAsync(const Caller* caller,
     std::move(finish)(std::move(s));
     return;
   }
-  registry_.GrantLeaseAsync(
-      req.holder(), absl::Seconds(req.ttl_seconds()),
-      caller ? caller->name() : "", deadline,
-      [resp, finish = std::move(finish)](
-          absl::StatusOr<LeaseGrant> grant) mutable {
-        if (grant.ok()) {
-          resp->set_lease_id(std::move(grant->lease_id));
-          resp->set_ttl_seconds(
-              static_cast<uint32_t>(absl::ToInt64Seconds(grant->ttl)));
-        }
-        std::move(finish)(grant.status());
-      });
+  registry_.GrantLeaseAsync(req.holder(), absl::Seconds(req.ttl_seconds()),
+                            caller ? caller->name() : "", deadline,
+                            [resp, finish = std::move(finish)](
+                                absl::StatusOr<LeaseGrant> grant) mutable {
+                              if (grant.ok()) {
+                                resp->set_lease_id(std::move(grant->lease_id));
+                                resp->set_ttl_seconds(static_cast<uint32_t>(
+                                    absl::ToInt64Seconds(grant->ttl)));
+                              }
+                              std::move(finish)(grant.status());
+                            });
 }
 
 absl::Status RegistrarService::DoKeepAlive(const Caller* caller,

@@ -15,9 +15,9 @@
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/api/access_control.h"
 #include "service/api/access_log.h"
+#include "service/api/api_metrics.h"
 #include "service/api/rate_limiter.h"
 #include "service/api/request_validation.h"
-#include "service/metrics/metrics.h"
 #include "service/registry/registry.h"
 #include "service/watch/watch_hub.h"  // Watch
 
@@ -45,7 +45,7 @@ class RegistrarService final : public RawUnaryService {
   // `access` (nullable: no authentication) and `limiter` (nullable: no
   // per-caller rate) are checked before any call does anything.
   RegistrarService(Registry& registry, const ApiLimits& limits,
-                   Metrics* metrics, WatchHub* watch_hub = nullptr,
+                   ApiMetrics* metrics, WatchHub* watch_hub = nullptr,
                    const AccessControl* access = nullptr,
                    RateLimiter* limiter = nullptr);
 
@@ -105,8 +105,7 @@ class RegistrarService final : public RawUnaryService {
   void DoCleanupAsync(const Caller* caller, const v1::CleanupRequest& req,
                       v1::CleanupResponse* resp, absl::Time deadline,
                       Finish finish);
-  void DoGrantLeaseAsync(const Caller* caller,
-                         const v1::GrantLeaseRequest& req,
+  void DoGrantLeaseAsync(const Caller* caller, const v1::GrantLeaseRequest& req,
                          v1::GrantLeaseResponse* resp, absl::Time deadline,
                          Finish finish);
   void DoRevokeLeaseAsync(const Caller* caller,
@@ -130,7 +129,7 @@ class RegistrarService final : public RawUnaryService {
   // here and finishes the call when the store has committed its change.
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Handle(
-      grpc::CallbackServerContext* ctx, CoreOp op,
+      grpc::CallbackServerContext* ctx, Method method,
       const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
       absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
       absl::Status (*parse)(const grpc::ByteBuffer&, Req*),
@@ -142,7 +141,7 @@ class RegistrarService final : public RawUnaryService {
   // `tenants` (TenantsOf the request) is called only for an authenticated
   // caller: without authentication no call pays for listing them.
   absl::StatusOr<CallerPtr> Admit(
-      grpc::CallbackServerContext* ctx, Rpc rpc,
+      grpc::CallbackServerContext* ctx, Method method,
       absl::FunctionRef<std::vector<TenantUse>()> tenants);
   // Who a lease call must have granted the lease (nullopt: anyone).
   static std::optional<std::string> LeaseCaller(const Caller* caller);
@@ -152,7 +151,7 @@ class RegistrarService final : public RawUnaryService {
   const AccessControl* const access_;
   RateLimiter* const limiter_;
   AccessLog* access_log_ = nullptr;
-  Metrics* const metrics_;
+  ApiMetrics* const metrics_;
   WatchHub* const watch_hub_;  // Watch
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> in_flight_{0};

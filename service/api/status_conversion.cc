@@ -3,6 +3,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "service/common/absl_compat.h"
@@ -11,12 +12,45 @@
 
 namespace registrar {
 
+std::string_view LimitFlags(Limit limit) {
+  switch (limit) {
+    case Limit::kOwnerQuota:
+      return "--owner_quota";
+    case Limit::kMaxBatch:
+      return "--max_batch";
+    case Limit::kLeaseTtl:
+      return "--min_lease_ttl, --max_lease_ttl";
+    case Limit::kCallDeadline:
+      return "--call_timeout";
+    case Limit::kMaxWatchers:
+      return "--max_watchers";
+    case Limit::kMaxWatchersPerTenant:
+      return "--max_watchers_per_tenant";
+    case Limit::kMaxWatchersPerCaller:
+      return "--max_watchers_per_caller";
+  }
+  return "";
+}
+
+namespace {
+
+// "<message> (set by --flag)" when the core tagged the limit it hit.
+std::string WithFlag(std::string message, const absl::Status& status) {
+  if (std::optional<Limit> limit = LimitOf(status)) {
+    absl::StrAppend(&message, " (set by ", AsAbsl(LimitFlags(*limit)), ")");
+  }
+  return message;
+}
+
+}  // namespace
+
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const auto code = static_cast<grpc::StatusCode>(status.code());
   // Core messages may quote what a caller sent (an ID, a tenant): every
   // message leaves escaped and bounded, whatever produced it.
-  const std::string message = SafeMessage(AsStd(status.message()));
+  const std::string message =
+      WithFlag(SafeMessage(AsStd(status.message())), status);
   std::optional<std::string> field = ErrorField(status);
   std::optional<std::string> quota_subject = QuotaSubject(status);
   if (!field && !quota_subject) return grpc::Status(code, message);
@@ -40,7 +74,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     }
     return grpc::Status(code, message, details.SerializeAsString());
   }
-  const std::string description = SafeMessage(ErrorDescription(status));
+  const std::string description =
+      WithFlag(SafeMessage(ErrorDescription(status)), status);
   google::rpc::BadRequest bad_request;
   auto* violation = bad_request.add_field_violations();
   violation->set_field(SafeMessage(*field));

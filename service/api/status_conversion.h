@@ -3,7 +3,10 @@
 
 #include <grpcpp/support/status.h>
 
+#include <string_view>
+
 #include "absl/status/status.h"
+#include "service/common/field_error.h"
 
 namespace registrar {
 
@@ -12,7 +15,12 @@ namespace registrar {
 // carry a google.rpc.Status with a BadRequest field violation, plus a
 // QuotaFailure for RESOURCE_EXHAUSTED, so clients can tell which field and
 // which limit.
+// A status the core tagged with a Limit (field_error.h) gets the flags that
+// set the limit appended: "... limit is 1000 (set by --owner_quota)".
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// The server flags that set `limit`, e.g. "--owner_quota".
+std::string_view LimitFlags(Limit limit);
 
 }  // namespace registrar
 

@@ -11,7 +11,25 @@ namespace {
 constexpr std::string_view kFieldPayloadUrl = "registrar.dev/field";
 constexpr std::string_view kQuotaPayloadUrl = "registrar.dev/quota_subject";
 constexpr std::string_view kRetryPayloadUrl = "registrar.dev/retry_delay_ms";
+constexpr std::string_view kLimitPayloadUrl = "registrar.dev/limit";
 }  // namespace
+
+absl::Status WithLimit(absl::Status status, Limit limit) {
+  status.SetPayload(AsAbsl(kLimitPayloadUrl),
+                    absl::Cord(std::string(1, static_cast<char>(limit))));
+  return status;
+}
+
+std::optional<Limit> LimitOf(const absl::Status& status) {
+  absl::optional<absl::Cord> payload =
+      status.GetPayload(AsAbsl(kLimitPayloadUrl));
+  if (!payload || payload->size() != 1) return std::nullopt;
+  const auto value = static_cast<uint8_t>(std::string(*payload)[0]);
+  if (value > static_cast<uint8_t>(Limit::kMaxWatchersPerCaller)) {
+    return std::nullopt;
+  }
+  return static_cast<Limit>(value);
+}
 
 absl::Status QuotaExceeded(std::string_view subject,
                            std::string_view description,

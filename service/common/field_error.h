@@ -35,6 +35,24 @@ absl::Status QuotaExceeded(std::string_view subject,
 std::optional<std::string> QuotaSubject(const absl::Status& status);
 std::optional<absl::Duration> RetryDelay(const absl::Status& status);
 
+// A server setting that bounds a call. The core says what the limit is
+// ("limit is 1000") and tags the status with which one; the server, which
+// knows how it was configured, names the setting (the API layer appends
+// the flag: ToGrpcStatus in service/api/status_conversion.h).
+enum class Limit : uint8_t {
+  kOwnerQuota,            // live records per owner
+  kMaxBatch,              // IDs per call
+  kLeaseTtl,              // lease TTL bounds
+  kCallDeadline,          // the server's own call deadline
+  kMaxWatchers,           // Watch streams in all
+  kMaxWatchersPerTenant,  // Watch streams per tenant
+  kMaxWatchersPerCaller,  // Watch streams per caller
+};
+// `status` tagged with `limit`.
+absl::Status WithLimit(absl::Status status, Limit limit);
+// The limit WithLimit tagged, if any.
+std::optional<Limit> LimitOf(const absl::Status& status);
+
 // The field attached by FieldError, if any.
 std::optional<std::string> ErrorField(const absl::Status& status);
 

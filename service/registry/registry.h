@@ -229,7 +229,8 @@ class Registry {
   // store thread or before returning). Everything it ends in the owner's
   // shard is one batch; not committed by `deadline`: DEADLINE_EXCEEDED,
   // nothing ended. `target`'s strings need not outlive the call.
-  using CleanupDone = absl::AnyInvocable<void(absl::StatusOr<CleanupResult>) &&>;
+  using CleanupDone =
+      absl::AnyInvocable<void(absl::StatusOr<CleanupResult>) &&>;
   void CleanupAsync(const Owner& owner, const CleanupTarget& target,
                     std::string_view reason, absl::Time deadline,
                     CleanupDone done);
@@ -295,7 +296,8 @@ class Registry {
   absl::StatusOr<PreparedIssue> PrepareIssue(const IssueSpec& spec);
   // Under the shard's lock: quota and references checked, the lease
   // attached (*bound), the records to add built. Nothing changed on error.
-  absl::Status AdmitIssue(Shard& shard, const IssueSpec& spec,
+  // `table` is the owner's shard's, whose lock the caller holds.
+  absl::Status AdmitIssue(RecordTable& table, const IssueSpec& spec,
                           const PreparedIssue& p,
                           std::vector<RecordView>* records,
                           std::vector<BoundConnection>* bound);
@@ -312,7 +314,7 @@ class Registry {
   };
   absl::StatusOr<PreparedContext> PrepareOpenContext(
       const OpenContextSpec& spec);
-  absl::Status AdmitOpenContext(Shard& shard, const OpenContextSpec& spec,
+  absl::Status AdmitOpenContext(RecordTable& table, const OpenContextSpec& spec,
                                 PreparedContext& p,
                                 std::vector<RecordView>* records);
   OpenContextResult OpenedContext(const PreparedContext& p);
@@ -324,7 +326,7 @@ class Registry {
   // `done` gets `answer(p)`, else the error (and they are taken out).
   template <typename Prepared, typename Result>
   void AddRecords(Prepared p, absl::Time deadline,
-                  absl::FunctionRef<absl::Status(Shard&, Prepared&,
+                  absl::FunctionRef<absl::Status(RecordTable&, Prepared&,
                                                  std::vector<RecordView>*,
                                                  std::vector<BoundConnection>*)>
                       admit,

@@ -1,6 +1,7 @@
-// Ending records: Cleanup, lease revocation and expiry, tombstone drops.
-// Each is one change through shard.h's sequence (StartEnd, FinishEnd): one
-// batch, however many shards it spans, committed with no lock held.
+// Ending records: the sequence every end takes (StartEnd, FinishEnd: one
+// batch through shard.h's steps, however many shards it spans, committed
+// with no lock held), and Cleanup. Lease ends and expiry use it from
+// registry_lease.cc.
 
 #include <algorithm>
 #include <atomic>
@@ -69,8 +70,8 @@ RecordTable& LockedTable(registry_internal::Shard& shard)
 // Shard::StageEnd while ShardLocks holds its lock.
 void StageEndLocked(registry_internal::Shard& shard,
                     const std::vector<Ref>& refs, int64_t now_ms,
-                    const registry_internal::Ended& ended, WriteBatch* batch)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                    const registry_internal::Ended& ended,
+                    WriteBatch* batch) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   shard.StageEnd(refs, now_ms, ended, batch);
 }
 
@@ -120,10 +121,10 @@ void Registry::StartEnd(std::unique_ptr<EndOp> op) {
         StageEndLocked(*shards_[i], refs, op->now_ms, op->ended, &batch);
       }
       batch.delete_leases = op->delete_leases;
-      Enqueue(std::move(batch),
-              [this, op = std::move(op)](WriteBatch& b, absl::Status s) mutable {
-                FinishEnd(std::move(op), b, std::move(s));
-              });
+      Enqueue(std::move(batch), [this, op = std::move(op)](
+                                    WriteBatch& b, absl::Status s) mutable {
+        FinishEnd(std::move(op), b, std::move(s));
+      });
     }
   }
   switch (outcome) {
@@ -157,8 +158,7 @@ void Registry::FinishEnd(std::unique_ptr<EndOp> op, const WriteBatch& batch,
         }
         const Kind kind = table.kind(r);
         const Id128 lease = table.lease_of(r);
-        table.End(r, op->ended.state, op->now_ms, op->ended.reason,
-                  e.revision);
+        table.End(r, op->ended.state, op->now_ms, op->ended.reason, e.revision);
         counters_.live[static_cast<int>(kind)].fetch_sub(
             1, std::memory_order_relaxed);
         counters_.tombstones.fetch_add(1, std::memory_order_relaxed);
@@ -188,8 +188,8 @@ struct CleanupState {
     ParsedId parsed;
   };
   std::vector<Named> named;
-  CleanupResult result;        // unknown (unparsed) kept across starts
-  size_t unparsed = 0;         // result.unknown's unparsed prefix
+  CleanupResult result;  // unknown (unparsed) kept across starts
+  size_t unparsed = 0;   // result.unknown's unparsed prefix
   std::vector<const Named*> not_here;
 };
 
@@ -203,10 +203,11 @@ void Registry::CleanupAsync(const Owner& owner, const CleanupTarget& target,
   switch (target.type) {
     case CleanupTarget::Type::kIds: {
       if (target.ids.size() > options_.max_batch) {
-        std::move(done)(FieldError(
-            absl::StatusCode::kResourceExhausted, "ids.ids",
-            absl::StrCat("has ", target.ids.size(), " ids, limit is ",
-                         options_.max_batch, " (--max_batch)")));
+        std::move(done)(WithLimit(
+            FieldError(absl::StatusCode::kResourceExhausted, "ids.ids",
+                       absl::StrCat("has ", target.ids.size(),
+                                    " ids, limit is ", options_.max_batch)),
+            Limit::kMaxBatch));
         return;
       }
       // Each named ID is reported once, however often it is named.
@@ -235,8 +236,8 @@ void Registry::CleanupAsync(const Owner& owner, const CleanupTarget& target,
         std::move(done)(InvalidField("connection_id", "is empty"));
         return;
       }
-      state->named.push_back({std::string(target.connection_id),
-                              {Kind::kConnection, *conn}});
+      state->named.push_back(
+          {std::string(target.connection_id), {Kind::kConnection, *conn}});
       break;
     }
     case CleanupTarget::Type::kAllOwned:
@@ -307,239 +308,6 @@ absl::StatusOr<CleanupResult> Registry::Cleanup(const Owner& owner,
     CleanupAsync(owner, target, reason, absl::InfiniteFuture(),
                  std::move(done));
   });
-}
-
-// ---------------------------------------------------------------------------
-// Leases
-
-void Registry::GrantLeaseAsync(std::string_view holder, absl::Duration ttl,
-                               std::string grantor, absl::Time deadline,
-                               GrantDone done) {
-  if (holder.empty()) {
-    std::move(done)(InvalidField("holder", "is required"));
-    return;
-  }
-  if (ttl < options_.min_lease_ttl || ttl > options_.max_lease_ttl) {
-    std::move(done)(InvalidField(
-        "ttl_seconds",
-        absl::StrCat("must be between ",
-                     absl::ToInt64Seconds(options_.min_lease_ttl), " and ",
-                     absl::ToInt64Seconds(options_.max_lease_ttl),
-                     " (--min_lease_ttl, --max_lease_ttl), got ",
-                     absl::ToInt64Seconds(ttl))));
-    return;
-  }
-  absl::StatusOr<Id128> id = ids_.MintOne(Kind::kLease, "", holder);
-  if (!id.ok()) {
-    std::move(done)(id.status());
-    return;
-  }
-  WriteBatch batch;
-  batch.deadline = deadline;
-  batch.put_leases.push_back(LeaseView{*id, std::string(holder), ttl, grantor});
-  Enqueue(std::move(batch),
-          [this, id = *id, holder = std::string(holder), ttl,
-           grantor = std::move(grantor),
-           done = std::move(done)](WriteBatch&, absl::Status s) mutable {
-            if (!s.ok()) {
-              std::move(done)(std::move(s));
-              return;
-            }
-            lessor_.Grant(id, holder, ttl, Now(), std::move(grantor));
-            if (observer_) observer_->OnLeaseGranted();
-            std::move(done)(LeaseGrant{FormatId(Kind::kLease, id), ttl});
-          });
-  commits_.Flush();
-}
-
-absl::StatusOr<LeaseGrant> Registry::GrantLease(std::string_view holder,
-                                                absl::Duration ttl,
-                                                std::string grantor) {
-  return Await<absl::StatusOr<LeaseGrant>>([&](GrantDone done) {
-    GrantLeaseAsync(holder, ttl, std::move(grantor), absl::InfiniteFuture(),
-                    std::move(done));
-  });
-}
-
-absl::StatusOr<absl::Duration> Registry::KeepAlive(
-    std::string_view lease_id, const std::optional<std::string>& caller) {
-  ASSIGN_OR_RETURN(const Id128 lease,
-                   ParseReference("lease_id", lease_id, Kind::kLease));
-  if (lease.is_zero()) return InvalidField("lease_id", "is required");
-  // Renewals are not stored: a restart grants every lease a fresh TTL.
-  return lessor_.KeepAlive(lease, Now(), caller);
-}
-
-void Registry::EndLeaseAsync(EndedLease lease, EndCause cause,
-                             absl::Time deadline, EndLeaseDone done) {
-  const State state =
-      cause == EndCause::kLeaseExpired ? State::kExpired : State::kReleased;
-  auto op = std::make_unique<EndOp>(
-      Ended{cause, state, ReasonFor(cause, ""), {}, {}});
-  op->deadline = deadline;
-  auto conns = std::make_shared<std::vector<BoundConnection>>(
-      std::move(lease.connections));
-  std::sort(conns->begin(), conns->end(),
-            [](const BoundConnection& a, const BoundConnection& b) {
-              return a.shard < b.shard;
-            });
-  for (const BoundConnection& c : *conns) {
-    if (op->shards.empty() || op->shards.back() != c.shard) {
-      op->shards.push_back(c.shard);
-    }
-  }
-  op->collect = [conns](uint32_t shard, RecordTable& table,
-                        std::vector<Ref>* out) {
-    absl::flat_hash_set<Ref> seen;
-    auto it = std::lower_bound(
-        conns->begin(), conns->end(), shard,
-        [](const BoundConnection& c, uint32_t s) { return c.shard < s; });
-    for (; it != conns->end() && it->shard == shard; ++it) {
-      const Ref r = table.Find(it->connection);
-      if (r != kNone) table.CollectCascade(r, out, &seen);
-    }
-  };
-  // The lease goes in the same batch: all of it or nothing survives a crash.
-  op->delete_leases.push_back(lease.lease);
-  lease.connections = *conns;
-  op->done = [this, lease = std::move(lease), done = std::move(done)](
-                 absl::Status s, EndOp& op) mutable {
-    if (!s.ok()) lessor_.Reinstate(lease);
-    std::move(done)(std::move(s), op.ended);
-  };
-  StartEnd(std::move(op));
-}
-
-void Registry::RevokeLeaseAsync(std::string_view lease_id,
-                                const std::optional<std::string>& caller,
-                                absl::Time deadline, RevokeDone done) {
-  absl::StatusOr<Id128> lease =
-      ParseReference("lease_id", lease_id, Kind::kLease);
-  if (!lease.ok()) {
-    std::move(done)(lease.status());
-    return;
-  }
-  if (lease->is_zero()) {
-    std::move(done)(InvalidField("lease_id", "is required"));
-    return;
-  }
-  absl::StatusOr<EndedLease> ended = lessor_.Revoke(*lease, Now(), caller);
-  if (!ended.ok()) {
-    std::move(done)(ended.status());
-    return;
-  }
-  EndLeaseAsync(*std::move(ended), EndCause::kLeaseRevoked, deadline,
-                [this, done = std::move(done)](absl::Status s,
-                                               Ended& ended) mutable {
-                  if (!s.ok()) {
-                    std::move(done)(std::move(s));
-                    return;
-                  }
-                  Report(ended);
-                  if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseRevoked);
-                  std::move(done)(ended.TakeIds());
-                });
-}
-
-absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
-    std::string_view lease_id, const std::optional<std::string>& caller) {
-  return Await<absl::StatusOr<std::vector<std::string>>>([&](RevokeDone done) {
-    RevokeLeaseAsync(lease_id, caller, absl::InfiniteFuture(), std::move(done));
-  });
-}
-
-// ---------------------------------------------------------------------------
-// Expiry and tombstones
-
-std::vector<std::string> Registry::Tick() {
-  const absl::Time now = Now();
-  std::vector<EndedLease> expired = lessor_.TakeExpired(now);
-  std::vector<std::string> ids;
-  if (!expired.empty()) {
-    // Every expired lease's end is queued, then all are waited for.
-    absl::Mutex mu;
-    size_t left = expired.size();
-    for (EndedLease& lease : expired) {
-      EndLeaseAsync(
-          std::move(lease), EndCause::kLeaseExpired, absl::InfiniteFuture(),
-          [&](absl::Status s, Ended& ended) {
-            if (s.ok()) {
-              Report(ended);
-              if (observer_) observer_->OnLeaseEnded(EndCause::kLeaseExpired);
-            } else {
-              // Retried every tick while the store is down: say so once in
-              // a while.
-              REGISTRAR_LOG_EVERY_INTERVAL(
-                  warn, "lease expiry not stored, will retry: {}",
-                  std::string(s.message()));
-            }
-            std::vector<std::string> ended_ids = ended.TakeIds();
-            absl::MutexLock lock(&mu);
-            for (std::string& id : ended_ids) ids.push_back(std::move(id));
-            --left;
-          });
-    }
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(
-        +[](size_t* left) { return *left == 0; }, &left));
-  }
-  DropExpiredTombstones(now);
-  if (absl::Status s = ids_.ExtendHighWater(); !s.ok()) {
-    REGISTRAR_LOG_EVERY_INTERVAL(warn,
-                                 "ID clock high-water mark not stored: {}",
-                                 std::string(s.message()));
-  }
-  const uint64_t last = store_->LastRevision();
-  if (last > options_.event_history &&
-      store_->OldestRevision() + options_.event_history / 10 <
-          last - options_.event_history) {
-    // Compact in steps of a tenth of the history, not on every tick.
-    if (absl::Status s = store_->CompactEvents(last - options_.event_history);
-        !s.ok()) {
-      REGISTRAR_LOG_EVERY_INTERVAL(warn, "event compaction failed: {}",
-                                   std::string(s.message()));
-    }
-  }
-  return ids;
-}
-
-void Registry::DropExpiredTombstones(absl::Time now) {
-  const int64_t cutoff_ms =
-      absl::ToUnixMillis(now - options_.tombstone_retention);
-  bool queued = false;
-  for (uint32_t i = 0; i < shards_.size(); ++i) {
-    Shard& shard = *shards_[i];
-    absl::MutexLock lock(&shard.mu);
-    if (shard.dropping) continue;  // the previous drop is still queued
-    WriteBatch batch;
-    batch.drop_records = shard.table.DueTombstones(cutoff_ms);
-    if (batch.drop_records.empty()) continue;
-    shard.dropping = true;
-    queued = true;
-    {
-      absl::MutexLock drops(&drops_mu_);
-      ++drops_in_flight_;
-    }
-    Enqueue(std::move(batch), [this, &shard](WriteBatch& b, absl::Status s) {
-      {
-        absl::MutexLock lock(&shard.mu);
-        shard.dropping = false;
-        if (s.ok()) {
-          counters_.tombstones.fetch_sub(
-              shard.table.DropOldestTombstones(b.drop_records.size()),
-              std::memory_order_relaxed);
-        }
-      }
-      if (!s.ok()) {
-        REGISTRAR_LOG_EVERY_INTERVAL(
-            warn, "tombstone removal not stored, will retry: {}",
-            std::string(s.message()));
-      }
-      absl::MutexLock drops(&drops_mu_);
-      --drops_in_flight_;
-    });
-  }
-  if (queued) commits_.Flush();
 }
 
 }  // namespace registrar

@@ -1,5 +1,3 @@
-#include "service/registry/registry.h"
-
 #include <algorithm>
 #include <deque>
 #include <thread>
@@ -9,6 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "service/common/status_macros.h"
 #include "service/registry/end_op.h"
+#include "service/registry/registry.h"
 #include "service/registry/registry_util.h"
 #include "service/registry/shard.h"
 #include "spdlog/spdlog.h"
@@ -158,8 +157,11 @@ absl::Status Registry::Recover() {
   // Rebind live connections to their leases; a connection whose lease is
   // gone ends now, as expired, in one batch (the write path of any end).
   auto op = std::make_unique<EndOp>(
-      Ended{EndCause::kLeaseExpired, State::kExpired,
-            registry_internal::ReasonFor(EndCause::kLeaseExpired, ""), {}, {}});
+      Ended{EndCause::kLeaseExpired,
+            State::kExpired,
+            registry_internal::ReasonFor(EndCause::kLeaseExpired, ""),
+            {},
+            {}});
   for (uint32_t i = 0; i < shards_.size(); ++i) op->shards.push_back(i);
   op->collect = [this, now](uint32_t i, RecordTable& table,
                             std::vector<Ref>* out) {

@@ -13,6 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
 #include "service/common/absl_compat.h"
 #include "service/common/status_macros.h"
 #include "service/metrics/grpc_server_metrics.h"
@@ -106,7 +109,11 @@ absl::StatusOr<KeyRing> LoadKeys(const ServerConfig& config) {
 RegistrarServer::RegistrarServer(const ServerConfig& config)
     : config_(config), clock_(config.clock_offset) {}
 
-RegistrarServer::~RegistrarServer() { Shutdown(); }
+RegistrarServer::~RegistrarServer() {
+  Shutdown();
+  // A scrape from now on must not read the registry being destroyed.
+  if (registry_stats_ != nullptr) registry_stats_->SetSource(nullptr);
+}
 
 absl::StatusOr<std::unique_ptr<RegistrarServer>> RegistrarServer::Start(
     const ServerConfig& config) {
@@ -121,6 +128,19 @@ absl::StatusOr<std::unique_ptr<RegistrarServer>> RegistrarServer::Start(
 
 absl::Status RegistrarServer::Init() {
   metrics_ = std::make_unique<Metrics>();
+  api_metrics_ = std::make_unique<ApiMetrics>(metrics_->registry());
+  registry_metrics_ = std::make_unique<RegistryMetrics>(metrics_->registry());
+  registry_stats_ = std::make_shared<RegistryStatsCollectable>();
+  metrics_->AddCollectable(registry_stats_);
+  store_writable_ = &prometheus::BuildGauge()
+                         .Name("registrar_store_writable")
+                         .Help(
+                             "1 while the store can write, 0 while it "
+                             "cannot (changes then fail with UNAVAILABLE "
+                             "and health reports NOT_SERVING).")
+                         .Register(metrics_->registry())
+                         .Add({});
+  store_writable_->Set(1);
   if (config_.store != "memory") {
     metrics_->AddCollectable(MakeDataDirCollectable(config_.data_dir));
   }
@@ -145,7 +165,7 @@ absl::Status RegistrarServer::Init() {
   keys_ = std::make_unique<KeyRing>(*std::move(keys));
   ids_ = std::make_unique<IdGenerator>(clock_, *keys_, config_.node_id);
   registry_ = std::make_unique<Registry>(config_.registry, clock_, *ids_,
-                                         metrics_.get(), store_.get());
+                                         registry_metrics_.get(), store_.get());
   const absl::Time load_start = absl::Now();
   if (absl::Status s = registry_->Recover(); !s.ok()) return s;
   const RegistryStats loaded = registry_->Stats();
@@ -162,9 +182,9 @@ absl::Status RegistrarServer::Init() {
       absl::FormatDuration(absl::Now() - load_start), live, loaded.tombstones,
       loaded.leases);
   Registry* registry = registry_.get();
-  metrics_->SetStatsProvider([registry] { return registry->Stats(); });
+  registry_stats_->SetSource([registry] { return registry->Stats(); });
   watch_hub_ = std::make_unique<WatchHub>(registry_->store(), config_.watch);
-  access_ = std::make_unique<AccessControl>(metrics_.get());
+  access_ = std::make_unique<AccessControl>(api_metrics_.get());
   if (!config_.callers_file.empty()) {
     RETURN_IF_ERROR(ReloadCallers());
   } else {
@@ -175,7 +195,7 @@ absl::Status RegistrarServer::Init() {
   }
   limiter_ = std::make_unique<RateLimiter>(config_.caller_rate);
   service_ = std::make_unique<RegistrarService>(
-      *registry_, config_.limits, metrics_.get(), watch_hub_.get(),
+      *registry_, config_.limits, api_metrics_.get(), watch_hub_.get(),
       access_.get(), limiter_.get());
   if (!config_.access_log.empty()) {
     ASSIGN_OR_RETURN(
@@ -280,7 +300,7 @@ void RegistrarServer::SetServing(const std::string& service, bool serving) {
 void RegistrarServer::CheckStoreHealth() {
   // Every tick: the store itself limits how often it probes and recovers.
   const absl::Status writable = store_->CheckWritable();
-  metrics_->SetStoreWritable(writable.ok());
+  store_writable_->Set(writable.ok() ? 1 : 0);
   if (writable.ok() == store_healthy_) return;
   store_healthy_ = writable.ok();
   if (store_healthy_) {
@@ -336,7 +356,7 @@ void RegistrarServer::RunTicker() {
     CheckCallersFile();
     const absl::Time start = absl::Now();
     std::vector<std::string> expired = registry_->Tick();
-    metrics_->ObserveCoreOp(CoreOp::kTick, absl::Now() - start);
+    api_metrics_->ObserveTick(absl::Now() - start);
     if (!expired.empty()) {
       spdlog::info("lease expiry ended {} records", expired.size());
     }

@@ -15,15 +15,21 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "service/api/api_metrics.h"
 #include "service/api/registrar_service.h"
 #include "service/common/clock.h"
 #include "service/id/id_generator.h"
 #include "service/id/key_ring.h"
 #include "service/metrics/metrics.h"
 #include "service/registry/registry.h"
+#include "service/registry/registry_metrics.h"
 #include "service/server/config.h"
 #include "service/store/store.h"
 #include "service/watch/watch_hub.h"
+
+namespace prometheus {
+class Gauge;
+}  // namespace prometheus
 
 namespace registrar {
 
@@ -66,7 +72,14 @@ class RegistrarServer {
   SystemClock clock_;
   std::unique_ptr<KeyRing> keys_;
   std::unique_ptr<IdGenerator> ids_;
+  // The exposer first: every component's metrics live on its registry.
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<ApiMetrics> api_metrics_;
+  std::unique_ptr<RegistryMetrics> registry_metrics_;  // outlives registry_
+  // Reads registry_ at scrape time; its source is cleared before registry_
+  // goes away.
+  std::shared_ptr<RegistryStatsCollectable> registry_stats_;
+  prometheus::Gauge* store_writable_ = nullptr;  // registrar_store_writable
   std::unique_ptr<Store> store_;
   std::unique_ptr<Registry> registry_;
   // Watch; after the registry (its store), before the service and the

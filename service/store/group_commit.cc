@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "service/common/field_error.h"
+
 namespace registrar {
 
 GroupCommitter::GroupCommitter(uint64_t last_revision, WriteFn write)
@@ -74,9 +76,11 @@ void GroupCommitter::LeadGroup() {
   uint64_t revision = last_revision_;
   for (Waiter* w : group) {
     if (w->batch->deadline < now) {
-      w->status = absl::DeadlineExceededError(
-          "the change waited past its deadline (the client's or "
-          "--call_timeout) before it could be written; nothing was done");
+      w->status = WithLimit(
+          absl::DeadlineExceededError(
+              "the change waited past its deadline (the client's or the "
+              "server's) before it could be written; nothing was done"),
+          Limit::kCallDeadline);
       continue;
     }
     for (Event& e : w->batch->events) {

@@ -138,26 +138,30 @@ absl::StatusOr<std::shared_ptr<WatchHub::Watcher>> WatchHub::Start(
     absl::MutexLock lock(&mu_);
     if (shut_down_) return absl::UnavailableError("server is shutting down");
     if (watchers_.size() >= limits_.max_watchers) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "too many watchers (limit ", limits_.max_watchers,
-          ", --max_watchers); retry later or watch from fewer clients"));
+      return WithLimit(absl::ResourceExhaustedError(absl::StrCat(
+                           "too many watchers (limit ", limits_.max_watchers,
+                           "); retry later or watch from fewer clients")),
+                       Limit::kMaxWatchers);
     }
     if (limits_.max_watchers_per_tenant > 0 &&
         CountOf(per_tenant_, spec.tenant) >= limits_.max_watchers_per_tenant) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "too many watchers of ",
-          spec.tenant.empty()
-              ? std::string("all tenants")
-              : absl::StrCat("tenant \"", LogSafe(spec.tenant), "\""),
-          " (limit ", limits_.max_watchers_per_tenant,
-          ", --max_watchers_per_tenant); retry later or close some"));
+      return WithLimit(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "too many watchers of ",
+              spec.tenant.empty()
+                  ? std::string("all tenants")
+                  : absl::StrCat("tenant \"", LogSafe(spec.tenant), "\""),
+              " (limit ", limits_.max_watchers_per_tenant,
+              "); retry later or close some")),
+          Limit::kMaxWatchersPerTenant);
     }
     if (limits_.max_watchers_per_caller > 0 &&
         CountOf(per_caller_, spec.caller) >= limits_.max_watchers_per_caller) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "too many watchers of caller ", LogSafe(spec.caller), " (limit ",
-          limits_.max_watchers_per_caller,
-          ", --max_watchers_per_caller); retry later or close some"));
+      return WithLimit(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "too many watchers of caller ", LogSafe(spec.caller), " (limit ",
+              limits_.max_watchers_per_caller, "); retry later or close some")),
+          Limit::kMaxWatchersPerCaller);
     }
     uint64_t start = spec.start_revision;
     if (start == 0) {

@@ -50,3 +50,34 @@ TEST(StatusConversionTest, ResourceExhaustedAlsoCarriesQuotaFailure) {
 
 }  // namespace
 }  // namespace registrar
+
+namespace registrar {
+namespace {
+
+TEST(StatusConversionLimitTest, TaggedLimitsNameTheirFlagsAndUntaggedNone) {
+  const grpc::Status quota = ToGrpcStatus(WithLimit(
+      FieldError(absl::StatusCode::kResourceExhausted, "owner",
+                 "live record quota exceeded: limit is 5"),
+      Limit::kOwnerQuota));
+  EXPECT_EQ(quota.error_message(),
+            "owner: live record quota exceeded: limit is 5 (set by "
+            "--owner_quota)");
+  const grpc::Status watchers = ToGrpcStatus(WithLimit(
+      absl::ResourceExhaustedError("too many watchers (limit 2)"),
+      Limit::kMaxWatchersPerCaller));
+  EXPECT_EQ(watchers.error_message(),
+            "too many watchers (limit 2) (set by --max_watchers_per_caller)");
+  EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("no limit named"))
+                .error_message(),
+            "no limit named");
+  // Every limit maps to a flag.
+  for (Limit l : {Limit::kOwnerQuota, Limit::kMaxBatch, Limit::kLeaseTtl,
+                  Limit::kCallDeadline, Limit::kMaxWatchers,
+                  Limit::kMaxWatchersPerTenant, Limit::kMaxWatchersPerCaller}) {
+    EXPECT_EQ(LimitFlags(l).substr(0, 2), "--");
+    EXPECT_EQ(LimitOf(WithLimit(absl::InternalError("x"), l)), l);
+  }
+}
+
+}  // namespace
+}  // namespace registrar

@@ -139,7 +139,7 @@ TEST(BuildInfoTest, VersionAndRevisionAreExported) {
             1);
 }
 
-TEST(MetricsProcessTest, ServedAtMetricsWithStoreWritableAndAddedFamilies) {
+TEST(MetricsProcessTest, ServedAtMetricsWithAddedFamilies) {
   Metrics metrics;
   ASSERT_TRUE(metrics.Serve("127.0.0.1:0").ok());
   metrics.AddCollectable(
@@ -151,16 +151,8 @@ TEST(MetricsProcessTest, ServedAtMetricsWithStoreWritableAndAddedFamilies) {
   EXPECT_TRUE(FindSample(s, "process_open_fds", {}).has_value());
   EXPECT_TRUE(
       FindSample(s, "registrar_data_dir_available_bytes", {}).has_value());
-  EXPECT_EQ(FindSample(s, "registrar_store_writable", {}), 1);
-
-  metrics.SetStoreWritable(false);
   s = ParsePromText(metrics.ExpositionText());
-  EXPECT_EQ(FindSample(s, "registrar_store_writable", {}), 0);
   EXPECT_TRUE(FindSample(s, "registrar_data_dir_size_bytes", {}).has_value());
-  metrics.SetStoreWritable(true);
-  EXPECT_EQ(FindSample(ParsePromText(metrics.ExpositionText()),
-                       "registrar_store_writable", {}),
-            1);
 }
 
 }  // namespace

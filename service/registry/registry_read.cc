@@ -1,0 +1,135 @@
+// Reads: Validate, Describe, ListOwned. Each takes one shard's lock for
+// reading and answers from committed records only.
+
+#include <algorithm>
+#include <optional>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "service/common/field_error.h"
+#include "service/common/status_macros.h"
+#include "service/registry/registry.h"
+#include "service/registry/registry_util.h"
+#include "service/registry/shard.h"
+
+namespace registrar {
+using registry_internal::Await;
+using registry_internal::ParseReference;
+using Ref = RecordTable::Ref;
+using OwnerRef = RecordTable::OwnerRef;
+constexpr Ref kNone = RecordTable::kNone;
+
+namespace {
+
+// One page of an owner's committed records after `after`, filtered by
+// kind and state; the caller holds the owner's shard lock.
+ListOwnedResult ListPage(const RecordTable& table, const ListOwnedSpec& spec,
+                         Id128 after, uint32_t page_size) {
+  ListOwnedResult result;
+  table.ForEachOwned(table.FindOwner(spec.owner), after, [&](Ref r) {
+    if (spec.kind != Kind::kUnspecified && table.kind(r) != spec.kind) {
+      return true;
+    }
+    if (!spec.include_ended && table.state(r) != State::kLive) return true;
+    if (table.pending(r)) return true;  // not issued yet
+    if (result.records.size() == page_size) {
+      // One more match exists: hand out a token for the next page.
+      result.next_page_token = EncodeSuffix(result.records.back().id);
+      return false;
+    }
+    result.records.push_back(table.View(r));
+    return true;
+  });
+  return result;
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Validate
+
+ValidateResult Registry::Validate(std::string_view id, Kind expected_kind,
+                                  const Owner& owner, bool want_record) const {
+  ValidateResult result;
+  absl::StatusOr<ParsedId> parsed = ParseId(id);
+  if (!parsed.ok() || !IsRecordKind(parsed->kind)) {
+    result.verdict = Verdict::kMalformed;
+    return result;
+  }
+  if (expected_kind != Kind::kUnspecified && expected_kind != parsed->kind) {
+    result.verdict = Verdict::kWrongKind;
+    return result;
+  }
+  const Shard& shard = ShardFor(owner);
+  {
+    absl::ReaderMutexLock lock(&shard.mu);
+    const RecordTable& table = shard.table;
+    const Ref r = table.FindCommitted(parsed->bits);
+    if (r != kNone) {
+      const State state = table.state(r);
+      if (table.kind(r) != parsed->kind) {
+        result.verdict = Verdict::kForged;
+      } else if (table.owner(table.owner_of(r)) != owner) {
+        result.verdict = Verdict::kNotOwner;
+      } else {
+        result.verdict = state == State::kLive      ? Verdict::kValid
+                         : state == State::kExpired ? Verdict::kExpired
+                                                    : Verdict::kReleased;
+        if (want_record) result.record = table.View(r);
+      }
+      return result;
+    }
+  }
+  // No record in the owner's shard: a genuine tag for this owner means the
+  // record is gone; otherwise it is another owner's record or a forgery.
+  if (ids_.keys().Verify(parsed->kind, parsed->bits, owner.tenant,
+                         owner.user_id)) {
+    result.verdict = Verdict::kUnknown;
+    return result;
+  }
+  const Kind found = FindElsewhere(parsed->bits, &shard);
+  result.verdict = (found == Kind::kUnspecified || found != parsed->kind)
+                       ? Verdict::kForged
+                       : Verdict::kNotOwner;
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+
+absl::StatusOr<RecordView> Registry::Describe(std::string_view id) const {
+  absl::StatusOr<ParsedId> parsed = ParseId(id);
+  if (!parsed.ok()) return InvalidField("id", AsStd(parsed.status().message()));
+  for (const auto& shard : shards_) {
+    absl::ReaderMutexLock lock(&shard->mu);
+    const Ref r = shard->table.FindCommitted(parsed->bits);
+    if (r != kNone && shard->table.kind(r) == parsed->kind) {
+      return shard->table.View(r);
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("id: no record of ", AsAbsl(id)));
+}
+
+absl::StatusOr<ListOwnedResult> Registry::ListOwned(
+    const ListOwnedSpec& spec) const {
+  if (spec.kind != Kind::kUnspecified && !IsRecordKind(spec.kind)) {
+    return InvalidField("kind", "is not a record kind");
+  }
+  Id128 after;
+  if (!spec.page_token.empty()) {
+    absl::StatusOr<Id128> decoded = DecodeSuffix(spec.page_token);
+    if (!decoded.ok()) {
+      return InvalidField("page_token", "is not a token this server issued");
+    }
+    after = *decoded;
+  }
+  const uint32_t page_size =
+      spec.page_size == 0
+          ? options_.default_page_size
+          : std::min<uint32_t>(spec.page_size, options_.max_page_size);
+  const Shard& shard = ShardFor(spec.owner);
+  absl::ReaderMutexLock lock(&shard.mu);
+  return ListPage(shard.table, spec, after, page_size);
+}
+
+}  // namespace registrar
