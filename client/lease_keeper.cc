@@ -10,13 +10,30 @@
 
 namespace registrar {
 
+namespace {
+
+const Clock& SystemClockInstance() {
+  static const SystemClock* const clock = new SystemClock();
+  return *clock;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<LeaseKeeper>> LeaseKeeper::Start(
     Client& client, std::string holder, uint32_t ttl_seconds,
     LossCallback on_loss) {
+  Options options;
+  options.on_loss = std::move(on_loss);
+  return Start(client, std::move(holder), ttl_seconds, std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<LeaseKeeper>> LeaseKeeper::Start(
+    Client& client, std::string holder, uint32_t ttl_seconds, Options options) {
+  if (options.clock == nullptr) options.clock = &SystemClockInstance();
   v1::GrantLeaseRequest request;
   request.set_holder(holder);
   request.set_ttl_seconds(ttl_seconds);
-  const absl::Time sent = absl::Now();
+  const absl::Time sent = options.clock->Now();
   ASSIGN_OR_RETURN(v1::GrantLeaseResponse granted, client.GrantLease(request));
   if (granted.lease_id().empty()) {
     return absl::InternalError("GrantLease returned no lease_id");
@@ -24,10 +41,11 @@ absl::StatusOr<std::unique_ptr<LeaseKeeper>> LeaseKeeper::Start(
   // The server may adjust the TTL; trust its answer when it gives one.
   const uint32_t ttl =
       granted.ttl_seconds() != 0 ? granted.ttl_seconds() : ttl_seconds;
+  const bool renewal_thread = options.renewal_thread;
   std::unique_ptr<LeaseKeeper> keeper = absl::WrapUnique(
-      new LeaseKeeper(client, std::move(holder), granted.lease_id(), ttl,
-                      sent + absl::Seconds(ttl), std::move(on_loss)));
-  {
+      new LeaseKeeper(client, std::move(holder), granted.lease_id(), ttl, sent,
+                      std::move(options)));
+  if (renewal_thread) {
     absl::MutexLock lock(&keeper->join_mu_);
     keeper->thread_ = std::thread(&LeaseKeeper::Run, keeper.get());
   }
@@ -36,13 +54,15 @@ absl::StatusOr<std::unique_ptr<LeaseKeeper>> LeaseKeeper::Start(
 
 LeaseKeeper::LeaseKeeper(Client& client, std::string holder,
                          std::string lease_id, uint32_t ttl_seconds,
-                         absl::Time renewed_until, LossCallback on_loss)
+                         absl::Time sent, Options options)
     : client_(client),
       holder_(std::move(holder)),
       lease_id_(std::move(lease_id)),
-      on_loss_(std::move(on_loss)),
+      on_loss_(std::move(options.on_loss)),
+      clock_(*options.clock),
       ttl_seconds_(ttl_seconds),
-      renewed_until_(renewed_until) {}
+      renewed_until_(sent + absl::Seconds(ttl_seconds)),
+      next_renewal_(sent + RenewInterval(ttl_seconds)) {}
 
 LeaseKeeper::~LeaseKeeper() { Stop(); }
 
@@ -64,6 +84,11 @@ absl::Status LeaseKeeper::status() const {
 absl::Time LeaseKeeper::renewed_until() const {
   absl::MutexLock lock(&mu_);
   return renewed_until_;
+}
+
+absl::Time LeaseKeeper::next_renewal() const {
+  absl::MutexLock lock(&mu_);
+  return next_renewal_;
 }
 
 absl::Duration LeaseKeeper::RenewInterval(uint32_t ttl_seconds) {
@@ -123,49 +148,65 @@ absl::StatusOr<std::string> LeaseKeeper::OpenConnection(
 }
 
 void LeaseKeeper::Run() {
-  absl::Duration wait;
-  {
-    absl::MutexLock lock(&mu_);
-    wait = RenewInterval(ttl_seconds_);
-  }
-  v1::KeepAliveRequest request;
-  request.set_lease_id(lease_id_);
   for (;;) {
-    uint32_t ttl;
     {
       absl::MutexLock lock(&mu_);
-      const absl::Time wake_at = absl::Now() + wait;
-      while (!stopping_ && absl::Now() < wake_at) {
-        wake_.WaitWithDeadline(&mu_, wake_at);
+      // Waits on the keeper's clock: wakes at the renewal time (or on
+      // Stop) and checks the clock again.
+      while (!stopping_) {
+        const absl::Duration left = next_renewal_ - clock_.Now();
+        if (left <= absl::ZeroDuration()) break;
+        wake_.WaitWithTimeout(&mu_, left);
       }
-      if (stopping_) return;
-      ttl = ttl_seconds_;
+      if (stopping_ || !status_.ok()) return;
     }
-    const absl::Duration interval = RenewInterval(ttl);
-    const absl::Time sent = absl::Now();
-    // A renewal that takes longer than the interval is no better than the
-    // next one; bound it so Stop() stays prompt too.
-    absl::StatusOr<v1::KeepAliveResponse> renewed = client_.KeepAlive(
-        request, std::min(client_.options().deadline, interval));
-    if (renewed.ok()) {
-      absl::MutexLock lock(&mu_);
-      if (renewed->ttl_seconds() != 0) ttl_seconds_ = renewed->ttl_seconds();
-      renewed_until_ = sent + absl::Seconds(ttl_seconds_);
-      wait = RenewInterval(ttl_seconds_);
-      continue;
-    }
-    if (renewed.status().code() == absl::StatusCode::kNotFound) {
-      {
-        absl::MutexLock lock(&mu_);
-        status_ = renewed.status();
-      }
-      if (on_loss_) on_loss_(renewed.status());
-      return;
-    }
-    // Transient (UNAVAILABLE after retries, DEADLINE_EXCEEDED, ...): the
-    // lease may still be alive, so try again sooner than the full interval.
-    wait = std::max(interval / 3, absl::Milliseconds(100));
+    Tick();
   }
+}
+
+bool LeaseKeeper::Tick() {
+  uint32_t ttl;
+  absl::Time sent;
+  absl::Duration left_on_lease;
+  {
+    absl::MutexLock lock(&mu_);
+    sent = clock_.Now();
+    if (stopping_ || !status_.ok() || sent < next_renewal_) return false;
+    ttl = ttl_seconds_;
+    left_on_lease = renewed_until_ - sent;
+  }
+  const absl::Duration interval = RenewInterval(ttl);
+  // A renewal is worth waiting for as long as the lease surely lives (at
+  // least an interval): on a busy machine a slow answer still renews it,
+  // where a deadline of one interval would fail it and retry. Stop() waits
+  // for it, within the client's deadline.
+  const absl::Duration timeout =
+      std::min(client_.options().deadline, std::max(left_on_lease, interval));
+  v1::KeepAliveRequest request;
+  request.set_lease_id(lease_id_);
+  absl::StatusOr<v1::KeepAliveResponse> renewed =
+      client_.KeepAlive(request, timeout);
+  if (renewed.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (renewed->ttl_seconds() != 0) ttl_seconds_ = renewed->ttl_seconds();
+    renewed_until_ = sent + absl::Seconds(ttl_seconds_);
+    next_renewal_ = sent + RenewInterval(ttl_seconds_);
+    return true;
+  }
+  if (renewed.status().code() == absl::StatusCode::kNotFound) {
+    {
+      absl::MutexLock lock(&mu_);
+      status_ = renewed.status();
+    }
+    if (on_loss_) on_loss_(renewed.status());
+    return true;
+  }
+  // Transient (UNAVAILABLE after retries, DEADLINE_EXCEEDED, ...): the
+  // lease may still be alive, so try again sooner than the full interval.
+  absl::MutexLock lock(&mu_);
+  next_renewal_ =
+      clock_.Now() + std::max(interval / 3, absl::Milliseconds(100));
+  return true;
 }
 
 }  // namespace registrar

@@ -16,11 +16,14 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "registrar/v1/registrar.pb.h"
+#include "service/common/clock.h"
 
 namespace registrar {
 
 // Holds one Registrar lease for a gateway instance and keeps it alive from a
 // background thread, renewing it every ttl/3 (sooner after a failed renewal).
+// The schedule runs on an injected Clock (the system clock by default); a
+// test with a FakeClock turns the thread off and calls Tick() itself.
 // Connection IDs opened through the keeper are bound to the lease, so the
 // server releases them when the lease is revoked or expires.
 //
@@ -41,12 +44,25 @@ class LeaseKeeper {
   // only hand the news to the gateway, e.g. to close its WebSockets.
   using LossCallback = std::function<void(const absl::Status&)>;
 
+  struct Options {
+    LossCallback on_loss;
+    // Time of the renewal schedule and of renewed_until(); the system clock
+    // when null. Must outlive the keeper.
+    const Clock* clock = nullptr;
+    // False: no renewal thread; the caller renews by calling Tick() (tests
+    // that step a FakeClock).
+    bool renewal_thread = true;
+  };
+
   // Grants a lease for `holder` with `ttl_seconds` and starts renewing it.
   // Fails with the GrantLease error (e.g. INVALID_ARGUMENT for an empty
   // holder or a TTL outside the server's limits); then no thread is started.
   static absl::StatusOr<std::unique_ptr<LeaseKeeper>> Start(
       Client& client, std::string holder, uint32_t ttl_seconds,
       LossCallback on_loss = nullptr);
+  static absl::StatusOr<std::unique_ptr<LeaseKeeper>> Start(
+      Client& client, std::string holder, uint32_t ttl_seconds,
+      Options options);
 
   LeaseKeeper(const LeaseKeeper&) = delete;
   LeaseKeeper& operator=(const LeaseKeeper&) = delete;
@@ -77,6 +93,17 @@ class LeaseKeeper {
   // it receives the request). In the past means the lease may be gone.
   absl::Time renewed_until() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Clock time at which the next KeepAlive is due.
+  absl::Time next_renewal() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // One step of the renewal schedule at the clock's present time: when a
+  // KeepAlive is due (and the keeper is healthy and not stopped) sends it,
+  // waits for the answer and applies it (a renewal, a loss reported to the
+  // loss callback from this thread, or a sooner retry). Returns whether it
+  // sent one. The renewal thread calls it when due; without the thread
+  // (Options::renewal_thread false) the caller does.
+  bool Tick() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Stops renewing without revoking. Returns at once if the thread is
   // waiting, else after the in-flight KeepAlive (bounded by its deadline).
   // Idempotent.
@@ -101,8 +128,7 @@ class LeaseKeeper {
 
  private:
   LeaseKeeper(Client& client, std::string holder, std::string lease_id,
-              uint32_t ttl_seconds, absl::Time renewed_until,
-              LossCallback on_loss);
+              uint32_t ttl_seconds, absl::Time sent, Options options);
 
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   // Interval between renewals for a TTL: a third of it, at least 100ms.
@@ -112,12 +138,14 @@ class LeaseKeeper {
   const std::string holder_;
   const std::string lease_id_;
   const LossCallback on_loss_;
+  const Clock& clock_;
 
   mutable absl::Mutex mu_;
   absl::CondVar wake_;  // signalled by Stop()
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint32_t ttl_seconds_ ABSL_GUARDED_BY(mu_);
   absl::Time renewed_until_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_renewal_ ABSL_GUARDED_BY(mu_);
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 
   // Serializes Stop() callers around join(); never held with mu_ while

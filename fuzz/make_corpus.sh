@@ -152,6 +152,14 @@ call Validate "$alice items { id: \"\$1\" } items { id: \"\$3\" } items { id: \"
 call KeepAlive 'lease_id: "$0"'
 call RevokeLease 'lease_id: "$0"'
 
+begin watch_after_changes
+call Issue "kind: KIND_THREAD $alice count: 2"
+call Issue 'kind: KIND_THREAD owner { tenant: "other" user_id: "bob" }'
+call Cleanup "$alice ids { ids: \"\$0\" ids: \"\$2\" }"
+call Watch 'start_revision: 1 tenant: "acme"'
+call Watch 'start_revision: 2'
+call Watch 'start_revision: 999'
+
 begin revoke_cascade
 call GrantLease 'holder: "gateway-1" ttl_seconds: 60'
 call Issue "kind: KIND_CONNECTION $alice lease_id: \"\$0\" count: 2"

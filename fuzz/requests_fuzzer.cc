@@ -8,7 +8,8 @@
 //   <op byte> <length: 2 bytes, little-endian> <length bytes: the request>
 // (a short last call takes what is left). Op % 11: 0 Issue,
 // 1 OpenContext, 2 Validate, 3 Cleanup, 4 GrantLease, 5 KeepAlive,
-// 6 RevokeLease, 7 Describe, 8 ListOwned, 9 Watch (its check only),
+// 6 RevokeLease, 7 Describe, 8 ListOwned, 9 Watch (its check, then a real
+// WatchHub on the registry's store, read to the newest revision),
 // 10 advance the clock by the first payload byte in seconds and Tick().
 // Op / 11 % 3 is the authenticated caller, for lease ownership: none (no
 // authentication), "gw-a" or "gw-b" (gateways: a lease is theirs only).
@@ -17,11 +18,22 @@
 // string field "$<n>" in a request is replaced by the n-th ID minted so
 // far (mod their number); fuzz/make_corpus.sh builds seeds this way.
 //
-// Oracles besides the sanitizers: a check that passes never leaves a field
-// the registry then reports as malformed input with a crash; every ID
-// Issue returns parses with the kind asked for and validates as VALID for
-// its owner right away, and Describe finds it.
+// Oracles besides the sanitizers (each failure aborts, so it is a crash):
+//  - drift between the validators: after the API's request check passed,
+//    the core answers INVALID_ARGUMENT only for what the API leaves to it
+//    by design (CoreMayRefuse: the content of ID text, a page token, the
+//    server's lease TTL range);
+//  - every ID Issue returns parses with the kind asked for and validates
+//    as VALID for its owner right away, and Describe finds it;
+//  - Validate answers VALID only for the caller's own live record (of the
+//    expected kind), and returns records only of the caller;
+//  - Cleanup's released set holds only the caller's records, each at most
+//    once, and each has ended; refused IDs are records of someone else;
+//  - a Watch from revision R receives exactly the store's events from R to
+//    the newest, filtered by tenant, in order; a start the store cannot
+//    serve is OUT_OF_RANGE.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -34,6 +46,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
@@ -43,11 +56,13 @@
 #include "service/api/proto_conversion.h"
 #include "service/api/request_validation.h"
 #include "service/common/clock.h"
+#include "service/common/field_error.h"
 #include "service/common/text.h"
 #include "service/id/id.h"
 #include "service/id/id_generator.h"
 #include "service/id/key_ring.h"
 #include "service/registry/registry.h"
+#include "service/watch/watch_hub.h"
 #include "spdlog/spdlog.h"
 
 namespace registrar {
@@ -104,6 +119,9 @@ struct World {
   KeyRing keys;
   IdGenerator ids;
   Registry registry;
+  // Started by the first Watch op (a pump thread); stopped before the
+  // registry (and its store) go.
+  std::unique_ptr<WatchHub> hub;
   const ApiLimits limits = FuzzLimits();
   std::vector<std::string> minted;  // for "$<n>" references
   // The caller of the current call (RegistrarService::LeaseCaller: nullopt
@@ -173,14 +191,33 @@ bool Parse(std::string_view bytes, World& w, Req* req) {
   return true;
 }
 
+// The fields whose INVALID_ARGUMENT belongs to the core by design: the API
+// check bounds ID text and page tokens by size only (their content is the
+// core's to parse: prefix, alphabet, kind, which field an ID may fill), and
+// the lease TTL range is the server's configuration. Any other field the
+// core refuses after the API accepted the request is drift.
+bool CoreMayRefuse(const std::optional<std::string>& field) {
+  if (!field.has_value()) return false;
+  for (const char* f : {"parent_id", "connection_id", "lease_id", "thread_id",
+                        "id", "page_token", "ttl_seconds"}) {
+    if (*field == f) return true;
+  }
+  return false;
+}
+
 // A status from the core after the request check passed: the core may
 // refuse (state, quota, lease TTL, an ID that does not parse) but only with
-// the codes the API documents.
+// the codes the API documents, and INVALID_ARGUMENT only for CoreMayRefuse.
 void ExpectCoreCode(const absl::Status& s, const char* rpc) {
   Log(rpc, s);
   switch (s.code()) {
-    case absl::StatusCode::kOk:
     case absl::StatusCode::kInvalidArgument:
+      if (!CoreMayRefuse(ErrorField(s))) {
+        Fail(std::string(rpc) +
+             ": the API check accepted what the core refuses: " + s.ToString());
+      }
+      return;
+    case absl::StatusCode::kOk:
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kResourceExhausted:
@@ -250,6 +287,21 @@ void Validate(World& w, std::string_view bytes) {
         Fail("Validate: MALFORMED for a record ID that parses: " + item.id());
       }
     }
+    if (result.record.has_value() && !(result.record->owner == owner)) {
+      Fail("Validate returned another owner's record for " + item.id());
+    }
+    if (result.verdict == Verdict::kValid) {
+      absl::StatusOr<RecordView> record = w.registry.Describe(item.id());
+      if (!record.ok() || !(record->owner == owner) ||
+          record->state != State::kLive) {
+        Fail("Validate: VALID for " + item.id() +
+             ", which is not a live record of the claimed owner");
+      }
+      const Kind expected = KindFromProto(item.expected_kind());
+      if (expected != Kind::kUnspecified && record->kind != expected) {
+        Fail("Validate: VALID for " + item.id() + " of another kind");
+      }
+    }
     v1::ValidateResult out;
     if (result.record) RecordToProto(*result.record, out.mutable_record());
   }
@@ -259,9 +311,33 @@ void Cleanup(World& w, std::string_view bytes) {
   v1::CleanupRequest req;
   if (!Parse(bytes, w, &req)) return;
   if (!Checked("CheckCleanup", CheckCleanup(req, w.limits))) return;
-  absl::StatusOr<CleanupResult> r = w.registry.Cleanup(
-      OwnerFromProto(req.owner()), CleanupTargetFromProto(req), req.reason());
+  const Owner owner = OwnerFromProto(req.owner());
+  absl::StatusOr<CleanupResult> r =
+      w.registry.Cleanup(owner, CleanupTargetFromProto(req), req.reason());
   ExpectCoreCode(r.status(), "Cleanup");
+  if (!r.ok()) return;
+  std::vector<std::string> seen = r->released;
+  std::sort(seen.begin(), seen.end());
+  if (std::adjacent_find(seen.begin(), seen.end()) != seen.end()) {
+    Fail("Cleanup released an ID twice");
+  }
+  for (const std::string& id : r->released) {
+    absl::StatusOr<RecordView> record = w.registry.Describe(id);
+    if (!record.ok())
+      Fail("Cleanup released " + id + ", which Describe misses");
+    if (!(record->owner == owner)) {
+      Fail("Cleanup released " + id + " of another owner");
+    }
+    if (record->state == State::kLive) {
+      Fail("Cleanup released " + id + ", which is still live");
+    }
+  }
+  for (const std::string& id : r->refused) {
+    absl::StatusOr<RecordView> record = w.registry.Describe(id);
+    if (record.ok() && record->owner == owner) {
+      Fail("Cleanup refused " + id + ", a record of the caller");
+    }
+  }
 }
 
 void GrantLease(World& w, std::string_view bytes) {
@@ -325,12 +401,109 @@ void ListOwned(World& w, std::string_view bytes) {
   }
 }
 
-// RegistrarService::Watch checks the tenant inline.
+// Records what the hub sends; the fuzzer's thread acknowledges each Send.
+class CollectingSink final : public WatchSink {
+ public:
+  void Send(const Event& event) override {
+    absl::MutexLock lock(&mu_);
+    if (in_flight_) Fail("Watch: Send while a Send is outstanding");
+    if (finished_) Fail("Watch: Send after Finish");
+    in_flight_ = true;
+    events_.push_back(event);
+  }
+  void Finish(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_) Fail("Watch: Finish twice");
+    finished_ = true;
+    status_ = status;
+  }
+  // Waits (bounded) for the outstanding Send; false when the stream ended
+  // or nothing came.
+  bool TakeSend() {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return in_flight_ || finished_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(20));
+    if (!in_flight_) return false;
+    in_flight_ = false;
+    return true;
+  }
+  std::vector<Event> events() const {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::vector<Event> events_ ABSL_GUARDED_BY(mu_);
+};
+
+// RegistrarService::Watch checks the tenant inline; then a real watcher on
+// the registry's store reads from start_revision to the newest revision and
+// must get exactly the store's events, filtered by tenant.
 void Watch(World& w, std::string_view bytes) {
   v1::WatchRequest req;
   if (!Parse(bytes, w, &req)) return;
-  (void)(req.tenant().size() <= w.limits.max_string_bytes &&
-         IsPrintableUtf8(req.tenant()));
+  if (req.tenant().size() > w.limits.max_string_bytes ||
+      !IsPrintableUtf8(req.tenant())) {
+    return;
+  }
+  if (w.hub == nullptr) {
+    w.hub =
+        std::make_unique<WatchHub>(w.registry.store(), WatchLimits{.batch = 8});
+  }
+  Store& store = w.registry.store();
+  const uint64_t start = req.start_revision();
+  const uint64_t last = store.LastRevision();
+  const uint64_t oldest = store.OldestRevision();
+  CollectingSink sink;
+  absl::StatusOr<std::shared_ptr<WatchHub::Watcher>> watcher = w.hub->Start(
+      WatchSpec{start, req.tenant(), w.caller.value_or("")}, &sink);
+  const bool servable = start == 0 || (start >= oldest && start <= last + 1);
+  if (!watcher.ok()) {
+    Log("Watch", watcher.status());
+    if (servable || watcher.status().code() != absl::StatusCode::kOutOfRange) {
+      Fail("Watch from " + std::to_string(start) +
+           " refused: " + watcher.status().ToString());
+    }
+    return;
+  }
+  if (!servable) Fail("Watch started at an unservable revision");
+  std::vector<Event> want;
+  if (start != 0 && start <= last) {
+    std::vector<Event> stored;
+    if (!store.ReadEvents(start, last - start + 1, &stored).ok()) {
+      Fail("ReadEvents failed for a servable start");
+    }
+    for (Event& e : stored) {
+      if (req.tenant().empty() || e.record.owner.tenant == req.tenant()) {
+        want.push_back(std::move(e));
+      }
+    }
+  }
+  while (sink.events().size() < want.size()) {
+    if (!sink.TakeSend()) Fail("Watch stalled before the newest revision");
+    w.hub->WriteDone(**watcher, /*ok=*/true);
+  }
+  const std::vector<Event> got = sink.events();
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (got[i].revision != want[i].revision ||
+        !(got[i].record.id == want[i].record.id) ||
+        got[i].type != want[i].type) {
+      Fail("Watch delivered revision " + std::to_string(got[i].revision) +
+           " where the store has " + std::to_string(want[i].revision));
+    }
+  }
+  if (Verbose()) {
+    std::fprintf(stderr, "  Watch: %zu events from revision %llu\n",
+                 want.size(), static_cast<unsigned long long>(start));
+  }
+  w.hub->Cancel(**watcher);
+  w.hub->Stop(**watcher);
 }
 
 void Advance(World& w, std::string_view bytes) {

@@ -241,9 +241,29 @@ size_t WatchHub::watcher_count() const {
   return watchers_.size();
 }
 
+bool WatchHub::AwaitWatcherCount(size_t n, absl::Duration bound) const {
+  absl::MutexLock lock(&mu_);
+  auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return watchers_.size() == n;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&reached), bound);
+}
+
 size_t WatchHub::pending_events(Watcher& w) const {
   absl::MutexLock lock(&w.mu);
   return w.pending_.size() - w.pos_;
+}
+
+bool WatchHub::AwaitPumpIdle(absl::Duration bound) {
+  const uint32_t target = wake_seq_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  wake_seq_.notify_one();
+  absl::MutexLock lock(&idle_mu_);
+  // A round that loaded wake_seq_ >= target began after the bump above
+  // (serial arithmetic: the counter may wrap).
+  auto idle_after = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(idle_mu_) {
+    return idle_seen_ && static_cast<int32_t>(idle_seq_ - target) >= 0;
+  };
+  return idle_mu_.AwaitWithTimeout(absl::Condition(&idle_after), bound);
 }
 
 void WatchHub::Shutdown() {
@@ -297,6 +317,11 @@ void WatchHub::RunPump() {
     // a commit reaching wake_at (see OnCommitted for the ordering).
     wake_at_.store(wake_at);
     if (latest_.load() >= wake_at) continue;
+    {
+      absl::MutexLock lock(&idle_mu_);
+      idle_seq_ = seq;
+      idle_seen_ = true;
+    }
     wake_seq_.wait(seq, std::memory_order_acquire);
   }
 }

@@ -45,6 +45,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "service/store/store.h"
 
 namespace registrar {
@@ -144,9 +145,20 @@ class WatchHub {
 
   // Watchers started and not yet stopped.
   size_t watcher_count() const;
+  // Waits until watcher_count() is `n`; false if it was not within `bound`
+  // (for tests: a gRPC stream starts or stops its watcher on its own
+  // thread).
+  bool AwaitWatcherCount(size_t n, absl::Duration bound) const;
   // Events `watcher` has read and not yet handed to its sink (at most
   // limits().batch): what a slow reader costs the server, for tests.
   size_t pending_events(Watcher& watcher) const;
+
+  // The pump's step, for tests: wakes the pump and waits until a round of
+  // it that began after this call served every watcher and found nothing
+  // more to do (so whatever was committed and startable before the call
+  // has been read and handed to the sinks that can take it). False when
+  // that did not happen within `bound` (or the hub is shut down).
+  bool AwaitPumpIdle(absl::Duration bound);
   const WatchLimits& limits() const { return limits_; }
 
  private:
@@ -191,6 +203,13 @@ class WatchHub {
   // Started and not yet stopped watchers per tenant and per caller.
   absl::flat_hash_map<std::string, size_t> per_tenant_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, size_t> per_caller_ ABSL_GUARDED_BY(mu_);
+
+  // The wake_seq_ value of the pump's last round that ended idle (the pump
+  // sets it just before it sleeps): AwaitPumpIdle's step hook. Only the
+  // pump writes it, once per sleep, never on a committer's path.
+  absl::Mutex idle_mu_;
+  uint32_t idle_seq_ ABSL_GUARDED_BY(idle_mu_) = 0;
+  bool idle_seen_ ABSL_GUARDED_BY(idle_mu_) = false;
 
   std::thread pump_;
   // Serialises Shutdown callers.

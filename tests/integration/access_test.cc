@@ -14,13 +14,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/auth/callers_file.h"
 #include "tests/integration/test_util.h"
+#include "tests/quota_details.h"
 #include "tests/unit/metrics/http_get.h"
 
 namespace registrar::testing {
@@ -385,6 +388,37 @@ TEST_F(AccessTest, HealthAndReflectionNeedNoCredentials) {
   grpc::Status s = health->Check(&ctx, req, &resp);
   ASSERT_TRUE(s.ok()) << Code(s);
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // Reflection, on the same channel without a token: the service list and
+  // the Registrar service's file descriptor.
+  auto reflection = grpc::reflection::v1::ServerReflection::NewStub(*channel_);
+  grpc::ClientContext rctx;
+  rctx.set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(10 * SanitizerTimeScale()));
+  auto stream = reflection->ServerReflectionInfo(&rctx);
+  grpc::reflection::v1::ServerReflectionRequest list;
+  list.set_list_services("");
+  grpc::reflection::v1::ServerReflectionResponse listed;
+  ASSERT_TRUE(stream->Write(list) && stream->Read(&listed))
+      << Code(stream->Finish());
+  ASSERT_TRUE(listed.has_list_services_response()) << listed.ShortDebugString();
+  std::vector<std::string> services;
+  for (const auto& service : listed.list_services_response().service()) {
+    services.push_back(service.name());
+  }
+  EXPECT_THAT(services, ::testing::Contains("registrar.v1.Registrar"));
+  grpc::reflection::v1::ServerReflectionRequest symbol;
+  symbol.set_file_containing_symbol("registrar.v1.Registrar");
+  grpc::reflection::v1::ServerReflectionResponse described;
+  ASSERT_TRUE(stream->Write(symbol) && stream->Read(&described))
+      << Code(stream->Finish());
+  ASSERT_TRUE(described.has_file_descriptor_response())
+      << described.ShortDebugString();
+  EXPECT_GT(described.file_descriptor_response().file_descriptor_proto_size(),
+            0);
+  stream->WritesDone();
+  const grpc::Status closed = stream->Finish();
+  EXPECT_TRUE(closed.ok()) << Code(closed);
 }
 
 TEST_F(AccessTest, RefusalsAreCountedInMetrics) {
@@ -413,22 +447,30 @@ TEST_F(AccessTest, CallersFileChangesApplyWithoutRestart) {
             StatusCode::UNAUTHENTICATED);
   WriteFile(CallersPath(), CallersJson(callers));
   // Picked up by the file watch (about a second) or SIGHUP: send both.
+  // The reload happens in the server process, which tells no one: poll it
+  // (bounded).
   server_->Signal(SIGHUP);
   grpc::Status s;
-  for (int i = 0; i < 50; ++i) {
-    s = Call(Rpc::kIssue, "token-new", "tenant-a", "");
-    if (s.ok()) break;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  EXPECT_TRUE(s.ok()) << Code(s);
-  // A broken file keeps the callers loaded before.
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        s = Call(Rpc::kIssue, "token-new", "tenant-a", "");
+        return s.ok();
+      },
+      absl::Seconds(5)))
+      << Code(s);
+  // A broken file keeps the callers loaded before: wait (bounded) until the
+  // server has read it and said so, then the new caller still works.
   WriteFile(CallersPath(), "{ not json");
   server_->Signal(SIGHUP);
-  absl::SleepFor(absl::Milliseconds(1500));
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        return server_->Log().find("keeping the callers loaded before") !=
+               std::string::npos;
+      },
+      absl::Seconds(5)))
+      << server_->Log();
   s = Call(Rpc::kIssue, "token-new", "tenant-a", "");
   EXPECT_TRUE(s.ok()) << Code(s);
-  EXPECT_NE(server_->Log().find("keeping the callers loaded before"),
-            std::string::npos);
   WriteFile(CallersPath(), CallersJson(Callers()));
   server_->Signal(SIGHUP);
 }
@@ -473,32 +515,20 @@ TEST(RateLimitTest, ExcessCallsGetRetryInfoAndOtherCallersAreUnaffected) {
   ASSERT_EQ(limited.error_code(), StatusCode::RESOURCE_EXHAUSTED)
       << Code(limited);
   EXPECT_NE(limited.error_message().find("--caller_rate"), std::string::npos);
-  google::rpc::Status details;
-  ASSERT_TRUE(details.ParseFromString(limited.error_details()));
-  bool retry = false, quota = false;
-  for (const auto& any : details.details()) {
-    google::rpc::RetryInfo info;
-    google::rpc::QuotaFailure failure;
-    if (any.UnpackTo(&info)) {
-      retry = true;
-      const int64_t ms = info.retry_delay().seconds() * 1000 +
-                         info.retry_delay().nanos() / 1'000'000;
-      EXPECT_GT(ms, 0);
-      EXPECT_LE(ms, 500);  // one token at 2/s
-    }
-    if (any.UnpackTo(&failure)) {
-      quota = true;
-      ASSERT_EQ(failure.violations_size(), 1);
-      EXPECT_EQ(failure.violations(0).subject(), "caller:gw-a");
-    }
-  }
-  EXPECT_TRUE(retry);
-  EXPECT_TRUE(quota);
+  const QuotaDetails details = QuotaDetailsOf(limited);
+  ASSERT_TRUE(details.parsed);
+  ASSERT_TRUE(details.retry_delay.has_value());
+  EXPECT_GT(*details.retry_delay, absl::ZeroDuration());
+  EXPECT_LE(*details.retry_delay, absl::Milliseconds(500));  // a token at 2/s
+  EXPECT_EQ(details.subjects,
+            std::optional<std::vector<std::string>>({"caller:gw-a"}));
   // Another caller has its own bucket.
   EXPECT_TRUE(issue("token-gw-b", "tenant-b").ok());
-  // After the delay the first caller may call again.
-  absl::SleepFor(absl::Milliseconds(600));
-  EXPECT_TRUE(issue("token-gw-a", "tenant-a").ok());
+  // After the delay the first caller may call again: the server's bucket
+  // refills by its own clock, so poll it (bounded; a refused call takes no
+  // token).
+  EXPECT_TRUE(PollUntil([&] { return issue("token-gw-a", "tenant-a").ok(); },
+                        absl::Seconds(3)));
   EXPECT_EQ(StopServer(*server), 0);
   std::filesystem::remove_all(dir);
 }

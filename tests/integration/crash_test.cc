@@ -34,6 +34,7 @@ namespace registrar {
 namespace {
 
 using testing::KillNine;
+using testing::SanitizerTimeScale;
 using testing::ServerProcess;
 using testing::TestDir;
 
@@ -95,6 +96,19 @@ class Model {
       if (k.lease == lease) k.uncertain = true;
     }
   }
+  // Waits until at least `n` records are acknowledged, or `bound` passed;
+  // whether they were.
+  bool AwaitRecords(size_t n, absl::Duration bound) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return records_.size() >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), bound);
+  }
+  size_t RecordCount() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return records_.size();
+  }
   std::vector<Known> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     return records_;
@@ -153,7 +167,8 @@ void RunWorker(int worker, int run, const std::string& target, Model& model,
   std::vector<std::pair<std::string, std::string>> connections;  // user, id
   int call_seq = 0;
   while (!stop.load()) {
-    const std::string call = absl::StrCat("r", run, "w", worker, "c", call_seq++);
+    const std::string call =
+        absl::StrCat("r", run, "w", worker, "c", call_seq++);
     const std::string& user = users[rng() % users.size()];
     const int op = rng() % 10;
     if (op == 0 || leases.empty()) {
@@ -262,6 +277,7 @@ void Verify(Client& client, Model& model, std::string* max_suffix) {
       }
       auto resp = client.Validate(req);
       ASSERT_TRUE(resp.ok()) << resp.status();
+      ASSERT_EQ(resp->results_size(), req.items_size());
       for (int j = 0; j < resp->results_size(); ++j) {
         const Known& k = *list[i + j];
         const v1::ValidateResult& r = resp->results(j);
@@ -311,9 +327,11 @@ void Verify(Client& client, Model& model, std::string* max_suffix) {
       token = resp->next_page_token();
     } while (!token.empty());
   }
-  for (const auto& [call, n] : model.AckedCalls()) {
+  const auto acked_calls = model.AckedCalls();
+  for (const auto& [call, n] : acked_calls) {
     EXPECT_EQ(call_counts[call], n) << "acknowledged call " << call;
   }
+  ASSERT_GE(all.size(), known.size());
   for (const auto& [call, expected] : model.UnackedCalls()) {
     const int n = call_counts[call];
     EXPECT_TRUE(n == 0 || n == expected)
@@ -366,6 +384,7 @@ TEST(CrashTest, KillNineNeverLosesAcknowledgedWorkNorRepeatsAnId) {
       return;
     }
 
+    const size_t acked_before = model.RecordCount();
     std::atomic<bool> stop{false};
     std::vector<std::thread> workers;
     for (int w = 0; w < kWorkers; ++w) {
@@ -373,7 +392,13 @@ TEST(CrashTest, KillNineNeverLosesAcknowledgedWorkNorRepeatsAnId) {
         RunWorker(w, run, (*server)->grpc_address(), model, stop);
       });
     }
-    absl::SleepFor(absl::Milliseconds(150 + rng() % 500));
+    // Kill after a random amount of acknowledged work (not time): the
+    // crash point varies, and every run has done something to check.
+    const size_t kill_after = acked_before + 50 + rng() % 400;
+    EXPECT_TRUE(model.AwaitRecords(kill_after,
+                                   absl::Seconds(30) * SanitizerTimeScale()))
+        << "run " << run << " acknowledged only "
+        << model.RecordCount() - acked_before << " records";
     // The server must have been alive and well until this kill.
     ASSERT_TRUE((*server)->running());
     ASSERT_FALSE((*server)->WaitForExit(absl::ZeroDuration()).has_value())
@@ -385,13 +410,16 @@ TEST(CrashTest, KillNineNeverLosesAcknowledgedWorkNorRepeatsAnId) {
 
     // IDs acknowledged in this run sort after every ID stored before it
     // started, even when its clock was an hour behind.
+    int this_run = 0;
     for (const Known& k : model.Snapshot()) {
       if (k.call.rfind(absl::StrCat("r", run, "w"), 0) == 0) {
+        ++this_run;
         EXPECT_GT(SuffixOf(k.id), max_suffix_before)
             << "run " << run << " minted " << k.id
             << " at or below an earlier run's ID";
       }
     }
+    EXPECT_GT(this_run, 0) << "run " << run << " acknowledged nothing";
   }
   // A final clean start verifies the last crash too.
   ServerProcess::Options options;
@@ -403,6 +431,8 @@ TEST(CrashTest, KillNineNeverLosesAcknowledgedWorkNorRepeatsAnId) {
   copts.target = (*server)->grpc_address();
   Client client(copts);
   std::string max_suffix;
+  // Every run acknowledged work (checked above): Verify checks it all.
+  ASSERT_GT(model.RecordCount(), 0u);
   Verify(client, model, &max_suffix);
   EXPECT_GT(model.AckedCalls().size(), 100u) << "the load did too little";
   EXPECT_EQ(testing::StopServer(**server), 0);

@@ -74,6 +74,8 @@ TEST(OverloadTest, WellBehavedClientIsServedThroughAFlood) {
       uint64_t seen = peak_rss.load();
       while (rss > seen && !peak_rss.compare_exchange_weak(seen, rss)) {
       }
+      // Samples the server process's memory (a real child process) every
+      // 50 ms while the flood runs: a sampler's pace, not a wait.
       absl::SleepFor(absl::Milliseconds(50));
     }
   });
@@ -199,6 +201,7 @@ TEST(OverloadTest, WellBehavedClientIsServedThroughAFlood) {
   auto restarted = StartOrFail(options);
   ASSERT_NE(restarted, nullptr);
   auto after = MakeClient(*restarted);
+  ASSERT_GT(acked.size(), 0u) << "nothing was acknowledged: nothing to check";
   for (size_t i = 0; i < acked.size(); i += 100) {
     v1::ValidateRequest req;
     *req.mutable_owner() = owner;
@@ -207,6 +210,7 @@ TEST(OverloadTest, WellBehavedClientIsServedThroughAFlood) {
     }
     auto resp = after->Validate(req);
     ASSERT_TRUE(resp.ok()) << StatusText(resp.status());
+    ASSERT_EQ(resp->results_size(), req.items_size());
     for (const auto& r : resp->results()) {
       EXPECT_EQ(r.verdict(), v1::VERDICT_VALID) << r.id();
     }

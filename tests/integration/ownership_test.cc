@@ -13,6 +13,7 @@
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/id/id.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_util.h"
 
@@ -82,8 +83,7 @@ class OwnershipTest : public ::testing::Test {
     }
   }
 
-  void Build(const v1::Owner& owner, const std::string& holder,
-             UserWorld* w) {
+  void Build(const v1::Owner& owner, const std::string& holder, UserWorld* w) {
     w->owner = owner;
     v1::GrantLeaseRequest grant;
     grant.set_holder(holder);
@@ -94,8 +94,7 @@ class OwnershipTest : public ::testing::Test {
 
     IssueOptions conn_options;
     conn_options.lease_id = w->lease;
-    auto conns =
-        client_->IssueIds(v1::KIND_CONNECTION, owner, 2, conn_options);
+    auto conns = client_->IssueIds(v1::KIND_CONNECTION, owner, 2, conn_options);
     ASSERT_TRUE(conns.ok()) << StatusText(conns.status());
     w->conn1 = (*conns)[0];
     w->conn2 = (*conns)[1];
@@ -154,8 +153,7 @@ class OwnershipTest : public ::testing::Test {
     ASSERT_EQ(response->results_size(), request.items_size());
     for (int i = 0; i < response->results_size(); ++i) {
       EXPECT_EQ(response->results(i).id(), request.items(i).id());
-      EXPECT_EQ(VerdictName(response->results(i).verdict()),
-                VerdictName(want))
+      EXPECT_EQ(VerdictName(response->results(i).verdict()), VerdictName(want))
           << what << ": " << request.items(i).id() << " claimed by "
           << OwnerText(claimer) << " (expected_kind "
           << v1::Kind_Name(request.items(i).expected_kind()) << ")";
@@ -185,7 +183,8 @@ TEST_F(OwnershipTest, OwnIdsAreValid) {
   }
 }
 
-TEST_F(OwnershipTest, OtherOwnersIdsAreNotOwnerInBothDirectionsAndAcrossTenants) {
+TEST_F(OwnershipTest,
+       OtherOwnersIdsAreNotOwnerInBothDirectionsAndAcrossTenants) {
   const std::vector<const UserWorld*> users = {&a_, &b_, &c_};
   for (const UserWorld* claimer : users) {
     for (const UserWorld* holder : users) {
@@ -303,8 +302,7 @@ TEST_F(OwnershipTest, CleanupByIdsOfAnotherOwnerIsRefusedAndTouchesNothing) {
   auto reverse_response = client_->Cleanup(reverse);
   ASSERT_TRUE(reverse_response.ok()) << StatusText(reverse_response.status());
   EXPECT_THAT(reverse_response->released(), IsEmpty());
-  EXPECT_THAT(reverse_response->refused(),
-              UnorderedElementsAreArray(a_.All()));
+  EXPECT_THAT(reverse_response->refused(), UnorderedElementsAreArray(a_.All()));
 
   ExpectVerdicts(a_.owner, a_.All(), v1::VERDICT_VALID, "A's records");
   ExpectVerdicts(b_.owner, b_.All(), v1::VERDICT_VALID, "B's records");
@@ -374,11 +372,51 @@ TEST_F(OwnershipTest, CleanupAllOwnedReleasesOnlyThatOwnersRecords) {
   EXPECT_THAT(again->released(), IsEmpty());
 }
 
+// Whether `id`'s 16 bytes (big-endian, as the text encodes them) contain
+// `text`'s bytes anywhere.
+bool BitsContain(const std::string& id, const std::string& text) {
+  absl::StatusOr<ParsedId> parsed = ParseId(id);
+  if (!parsed.ok()) {
+    ADD_FAILURE() << id << ": " << StatusText(parsed.status());
+    return false;
+  }
+  std::string bytes;
+  for (uint64_t half : {parsed->bits.hi, parsed->bits.lo}) {
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      bytes.push_back(static_cast<char>((half >> shift) & 0xff));
+    }
+  }
+  return bytes.find(text) != std::string::npos;
+}
+
 TEST_F(OwnershipTest, RecordsNameTheirOwnerAndIdsCarryNoUserData) {
-  for (const UserWorld* w : {&a_, &b_, &c_}) {
-    for (const std::string& id : w->All()) {
-      EXPECT_EQ(id.find(w->owner.user_id()), std::string::npos) << id;
-      EXPECT_EQ(id.find(w->owner.tenant()), std::string::npos) << id;
+  // An owner spelled only with lowercase Crockford base32 letters and
+  // digits (no i, l, o, u): were it copied into an ID's text it could be
+  // found there, unlike "alice". A 26-character random suffix holds one of
+  // these 5+-character strings by chance with probability below 1e-6.
+  UserWorld d;
+  ASSERT_NO_FATAL_FAILURE(Build(MakeOwner("t3nx9k", "q7vkz4m"), "gw-d", &d));
+  for (const char c : d.owner.tenant() + d.owner.user_id()) {
+    ASSERT_NE(std::string("0123456789abcdefghjkmnpqrstvwxyz").find(c),
+              std::string::npos)
+        << "owner text must be in the ID alphabet for the search to mean "
+           "anything";
+  }
+  for (const UserWorld* w : {&a_, &b_, &c_, &d}) {
+    const std::vector<std::string> ids = w->All();
+    ASSERT_EQ(ids.size(), 9u);
+    for (const std::string& id : ids) {
+      const std::string suffix = id.substr(id.find('_') + 1);
+      EXPECT_EQ(suffix.find(w->owner.user_id()), std::string::npos) << id;
+      EXPECT_EQ(suffix.find(w->owner.tenant()), std::string::npos) << id;
+      // Nor as raw bytes in the 128 bits (any 4-byte piece of the owner
+      // text, so a truncated copy is found too).
+      for (const std::string& text : {w->owner.tenant(), w->owner.user_id()}) {
+        for (size_t at = 0; at + 4 <= text.size(); ++at) {
+          EXPECT_FALSE(BitsContain(id, text.substr(at, 4)))
+              << id << " holds bytes of " << text;
+        }
+      }
       v1::DescribeRequest describe;
       describe.set_id(id);
       auto record = client_->Describe(describe);
@@ -398,10 +436,10 @@ TEST_F(OwnershipTest, RecordsNameTheirOwnerAndIdsCarryNoUserData) {
     EXPECT_EQ(req->record().parent_id(), w->run1b);
     EXPECT_EQ(req->record().connection_id(), w->conn1);
   }
-  // Every ID is distinct across all three owners.
+  // Every ID is distinct across all four owners.
   std::set<std::string> all;
   size_t n = 0;
-  for (const UserWorld* w : {&a_, &b_, &c_}) {
+  for (const UserWorld* w : {&a_, &b_, &c_, &d}) {
     for (const std::string& id : w->All()) {
       all.insert(id);
       ++n;

@@ -55,10 +55,13 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   const std::string log_file = p->dir_ + "/server.log";
 
   std::vector<std::string> args = {
-      REGISTRAR_BINARY, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-      "--port_file=" + port_file, "--shutdown_drain=0s",
-      "--data_dir=" + (options.data_dir.empty() ? p->dir_ + "/data"
-                                                : options.data_dir)};
+      REGISTRAR_BINARY,
+      "--listen=127.0.0.1:0",
+      "--metrics_listen=127.0.0.1:0",
+      "--port_file=" + port_file,
+      "--shutdown_drain=0s",
+      "--data_dir=" +
+          (options.data_dir.empty() ? p->dir_ + "/data" : options.data_dir)};
   if (options.key_file && !options.key_path.empty()) {
     args.push_back("--key_file=" + options.key_path);
   } else if (options.key_file) {
@@ -90,9 +93,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
       return p;
     }
     if (p->WaitForExit(absl::Milliseconds(20)).has_value()) {
-      return absl::InternalError(absl::StrCat(
-          "registrar exited with ", p->exit_code_, " before serving:\n",
-          p->Log()));
+      return absl::InternalError(absl::StrCat("registrar exited with ",
+                                              p->exit_code_,
+                                              " before serving:\n", p->Log()));
     }
   }
   return absl::DeadlineExceededError(
@@ -122,10 +125,11 @@ std::optional<int> ServerProcess::WaitForExit(absl::Duration timeout) {
     const pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
       exited_ = true;
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status)
-                                     : 128 + WTERMSIG(status);
+      exit_code_ =
+          WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       return exit_code_;
     }
+    // A real child process: waitpid has no timeout, so poll it (bounded).
     absl::SleepFor(absl::Milliseconds(10));
   } while (absl::Now() < deadline);
   return std::nullopt;

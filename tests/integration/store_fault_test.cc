@@ -294,6 +294,8 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
     validate.add_items()->set_id(context->run_id());
     auto validated = client->Validate(validate);
     ASSERT_TRUE(validated.ok()) << StatusText(validated);
+    ASSERT_EQ(validated->results_size(), validate.items_size());
+    ASSERT_GT(validated->results_size(), 1);
     for (const v1::ValidateResult& r : validated->results()) {
       EXPECT_EQ(r.verdict(), v1::VERDICT_VALID)
           << r.id() << ": " << VerdictName(r.verdict());
@@ -306,10 +308,12 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
     EXPECT_EQ(described->record().state(), v1::STATE_LIVE);
     EXPECT_EQ(described->record().labels().at("call"), "before");
     std::multiset<std::string> calls = CallLabels(*client, alice);
+    ASSERT_FALSE(acked_calls.empty());
     std::multiset<std::string> want;
     for (const auto& [call, n] : acked_calls) {
       for (int i = 0; i < n; ++i) want.insert(call);
     }
+    ASSERT_GT(want.size(), 0u);
     EXPECT_EQ(calls, want);
   };
   check_reads("while the store cannot write");
@@ -383,10 +387,12 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
   ASSERT_NE(server, nullptr);
   client = NoRetryClient(*server);
 
+  ASSERT_FALSE(acked_calls.empty());
   std::multiset<std::string> want;
   for (const auto& [call, n] : acked_calls) {
     for (int i = 0; i < n; ++i) want.insert(call);
   }
+  ASSERT_GT(want.size(), 0u);
   EXPECT_EQ(CallLabels(*client, alice), want)
       << "records after restart differ from what was acknowledged";
   EXPECT_EQ(VerdictName(VerdictOf(*client, before[0], alice)),
@@ -429,6 +435,7 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
   // OpenContext refused under the fault reused no thread and made no run.
   auto runs = ListAll(*client, alice, /*include_ended=*/true);
   ASSERT_TRUE(runs.ok());
+  ASSERT_GT(runs->size(), 0u);
   int run_count = 0;
   for (const v1::Record& r : *runs) run_count += r.kind() == v1::KIND_RUN;
   EXPECT_EQ(run_count, 1);

@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.pb.h"
 #include "tests/integration/server_process.h"
+#include "tests/time_scale.h"
 
 #ifndef REGISTRARCTL_BINARY
 #error "REGISTRARCTL_BINARY must be defined to the CLI's path"
@@ -64,20 +65,11 @@ inline std::string StatusText(const absl::Status& status) {
   return out;
 }
 
-// How many times longer a timing bound may be in this build: the
-// sanitizer test presets export REGISTRAR_SANITIZER (asan or tsan), whose
-// builds run the server several times slower. A test scales the latencies
-// and deadlines it asserts by this, never what it checks.
-inline int SanitizerTimeScale() {
-  const char* sanitizer = std::getenv("REGISTRAR_SANITIZER");
-  if (sanitizer == nullptr || *sanitizer == '\0') return 1;
-  return std::string(sanitizer) == "tsan" ? 4 : 2;
-}
-
 // Polls `done` (which asks a real server) every 20 ms until it returns
 // true or `bound` (scaled by SanitizerTimeScale) has passed; returns
-// whether it did. For conditions a server reaches by its own clock (a
-// lease expiring): a bounded poll, not a fixed sleep.
+// whether it did. For conditions a server process reaches by its own clock
+// or on its own (a lease expiring, a file reloaded), which it tells no
+// one: a bounded poll of a real child process, not a fixed sleep.
 template <typename Pred>
 bool PollUntil(Pred done, absl::Duration bound) {
   const absl::Time deadline = absl::Now() + bound * SanitizerTimeScale();
@@ -93,9 +85,8 @@ std::string StatusText(const absl::StatusOr<T>& s) {
   return StatusText(s.status());
 }
 
-inline std::unique_ptr<Client> MakeClient(const ServerProcess& server,
-                                          absl::Duration deadline =
-                                              absl::Seconds(5)) {
+inline std::unique_ptr<Client> MakeClient(
+    const ServerProcess& server, absl::Duration deadline = absl::Seconds(5)) {
   ClientOptions options;
   options.target = server.grpc_address();
   options.deadline = deadline;
@@ -114,9 +105,8 @@ inline std::unique_ptr<ServerProcess> StartOrFail(
 }
 
 // SIGTERM and wait; the exit code (nullopt on timeout).
-inline std::optional<int> StopServer(ServerProcess& server,
-                                     absl::Duration timeout =
-                                         absl::Seconds(20)) {
+inline std::optional<int> StopServer(
+    ServerProcess& server, absl::Duration timeout = absl::Seconds(20)) {
   server.Signal(SIGTERM);
   return server.WaitForExit(timeout);
 }
@@ -240,25 +230,25 @@ inline v1::Verdict VerdictOf(Client& client, const std::string& id,
   item->set_expected_kind(expected_kind);
   absl::StatusOr<v1::ValidateResponse> response = client.Validate(request);
   if (!response.ok() || response->results_size() != 1) {
-    ADD_FAILURE() << "Validate(" << id << ") failed: "
-                  << StatusText(response.status());
+    ADD_FAILURE() << "Validate(" << id
+                  << ") failed: " << StatusText(response.status());
     return v1::VERDICT_UNSPECIFIED;
   }
   return response->results(0).verdict();
 }
 
 // Every record of `owner` (all pages), live only or with ended ones.
-inline absl::StatusOr<std::vector<v1::Record>> ListAll(
-    Client& client, const v1::Owner& owner, bool include_ended,
-    uint32_t page_size = 0) {
+inline absl::StatusOr<std::vector<v1::Record>> ListAll(Client& client,
+                                                       const v1::Owner& owner,
+                                                       bool include_ended,
+                                                       uint32_t page_size = 0) {
   std::vector<v1::Record> out;
   v1::ListOwnedRequest request;
   *request.mutable_owner() = owner;
   request.set_include_ended(include_ended);
   request.set_page_size(page_size);
   for (int page = 0; page < 100000; ++page) {
-    absl::StatusOr<v1::ListOwnedResponse> response =
-        client.ListOwned(request);
+    absl::StatusOr<v1::ListOwnedResponse> response = client.ListOwned(request);
     if (!response.ok()) return response.status();
     for (const v1::Record& r : response->records()) out.push_back(r);
     if (response->next_page_token().empty()) return out;

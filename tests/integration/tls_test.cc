@@ -228,13 +228,15 @@ TEST(TlsTest, ReplacedCertificateIsServedWithoutDroppingAnOpenStream) {
   std::filesystem::rename(pki.Path("new.key"), pki.Path("live.key"));
   std::filesystem::rename(pki.Path("new.crt"), pki.Path("live.crt"));
 
-  // New connections get the new certificate once it is re-read.
+  // New connections get the new certificate once the server process has
+  // re-read it, which it tells no one: poll it (bounded).
   grpc::Status s;
-  for (int i = 0; i < 50; ++i) {
-    s = IssueOne(address, Tls(pki.Read("ca2.crt")));
-    if (s.ok()) break;
-    absl::SleepFor(absl::Milliseconds(200));
-  }
+  testing::PollUntil(
+      [&] {
+        s = IssueOne(address, Tls(pki.Read("ca2.crt")));
+        return s.ok();
+      },
+      absl::Seconds(10));
   ASSERT_TRUE(s.ok()) << Code(s);
   // The open stream is still up and delivers what happened since, in order.
   v1::IssueResponse issued;

@@ -19,7 +19,9 @@ SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(
 
 
 def wait_for(what, check, timeout=20.0, interval=0.05):
-    """Polls check() until it returns a truthy value; raises after timeout."""
+    """Polls check() until it returns a truthy value; raises after timeout.
+    For a real child process (the server starting or going), which tells
+    no one: a bounded poll, not a fixed sleep."""
     deadline = time.monotonic() + timeout
     last_error = None
     while time.monotonic() < deadline:

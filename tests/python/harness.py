@@ -35,7 +35,9 @@ def time_scale() -> int:
 def wait_until(condition: Callable[[], object], timeout: float,
                what: str, interval: float = 0.02):
     """Polls `condition` until it returns a true value (returned) or
-    `timeout` seconds (scaled) pass (AssertionError naming `what`)."""
+    `timeout` seconds (scaled) pass (AssertionError naming `what`). For
+    conditions of a real child process (the server, the gateway), which
+    tells no one: a bounded poll, not a fixed sleep."""
     deadline = time.monotonic() + timeout * time_scale()
     while True:
         value = condition()

@@ -1,7 +1,10 @@
 #include "service/api/request_validation.h"
 
+#include <functional>
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/common/field_error.h"
@@ -99,11 +102,100 @@ TEST(CheckIssueTest, CountAboveMaxBatchIsResourceExhausted) {
   EXPECT_THAT(std::string(CheckIssue(r, limits).message()), HasSubstr("10"));
 }
 
-TEST(CheckIssueTest, IdFieldsAreLengthCapped) {
-  v1::IssueRequest r = GoodIssue();
-  r.set_parent_id(std::string(65, 'a'));
-  ExpectFieldError(CheckIssue(r, ApiLimits{}),
-                   absl::StatusCode::kInvalidArgument, "parent_id");
+// Every ID field of every request, checked with an ID of `size` bytes in
+// that field (and valid values elsewhere).
+struct IdFieldCase {
+  std::string field;
+  std::function<absl::Status(const std::string& id, const ApiLimits&)> check;
+};
+
+std::vector<IdFieldCase> IdFieldCases() {
+  return {
+      {"parent_id",
+       [](const std::string& id, const ApiLimits& l) {
+         v1::IssueRequest r = GoodIssue();
+         r.set_parent_id(id);
+         return CheckIssue(r, l);
+       }},
+      {"connection_id",
+       [](const std::string& id, const ApiLimits& l) {
+         v1::IssueRequest r = GoodIssue();
+         r.set_connection_id(id);
+         return CheckIssue(r, l);
+       }},
+      {"lease_id",
+       [](const std::string& id, const ApiLimits& l) {
+         v1::IssueRequest r = GoodIssue();
+         r.set_lease_id(id);
+         return CheckIssue(r, l);
+       }},
+      {"thread_id",
+       [](const std::string& id, const ApiLimits& l) {
+         v1::OpenContextRequest r;
+         *r.mutable_owner() = MakeOwner("acme", "alice");
+         r.set_thread_id(id);
+         return CheckOpenContext(r, l);
+       }},
+      {"connection_id",
+       [](const std::string& id, const ApiLimits& l) {
+         v1::OpenContextRequest r;
+         *r.mutable_owner() = MakeOwner("acme", "alice");
+         r.set_connection_id(id);
+         return CheckOpenContext(r, l);
+       }},
+      {"connection_id",
+       [](const std::string& id, const ApiLimits& l) {
+         v1::CleanupRequest r;
+         *r.mutable_owner() = MakeOwner("acme", "alice");
+         r.set_connection_id(id);
+         return CheckCleanup(r, l);
+       }},
+      // KeepAlive and RevokeLease check their lease_id with CheckLeaseId.
+      {"lease_id", [](const std::string& id,
+                      const ApiLimits& l) { return CheckLeaseId(id, l); }},
+      {"id",
+       [](const std::string& id, const ApiLimits& l) {
+         v1::DescribeRequest r;
+         r.set_id(id);
+         return CheckDescribe(r, l);
+       }},
+  };
+}
+
+TEST(RequestValidationTest, IdFieldsAreLengthCapped) {
+  const std::vector<IdFieldCase> cases = IdFieldCases();
+  ASSERT_EQ(cases.size(), 8u);
+  for (const uint32_t limit : {64u, 10u}) {
+    ApiLimits limits;
+    limits.max_id_bytes = limit;
+    for (const IdFieldCase& c : cases) {
+      SCOPED_TRACE(c.field + " limit " + std::to_string(limit));
+      EXPECT_TRUE(c.check(std::string(limit, 'a'), limits).ok());
+      const absl::Status over = c.check(std::string(limit + 1, 'a'), limits);
+      ExpectFieldError(over, absl::StatusCode::kInvalidArgument, c.field);
+      EXPECT_THAT(std::string(over.message()),
+                  HasSubstr(absl::StrCat("limit is ", limit)));
+    }
+  }
+}
+
+// The two lists of IDs are not capped per ID, by design: an oversized ID in
+// Validate is a verdict (INVALID) and in Cleanup an `unknown`, like any text
+// that is not an ID; the lists themselves are bounded by max_batch.
+TEST(RequestValidationTest, IdListsAreBoundedByBatchNotPerId) {
+  ApiLimits limits;
+  limits.max_batch = 2;
+  v1::ValidateRequest validate;
+  *validate.mutable_owner() = MakeOwner("acme", "alice");
+  validate.add_items()->set_id(std::string(10'000, 'x'));
+  EXPECT_TRUE(CheckValidate(validate, limits).ok());
+  v1::CleanupRequest cleanup;
+  *cleanup.mutable_owner() = MakeOwner("acme", "alice");
+  cleanup.mutable_ids()->add_ids(std::string(10'000, 'x'));
+  EXPECT_TRUE(CheckCleanup(cleanup, limits).ok());
+  for (int i = 0; i < 2; ++i) cleanup.mutable_ids()->add_ids("x");
+  ExpectFieldError(CheckCleanup(cleanup, limits),
+                   absl::StatusCode::kResourceExhausted, "ids.ids");
 }
 
 TEST(CheckIssueTest, LabelsAreBounded) {

@@ -5,7 +5,9 @@
 // registrar.v1.Registrar's Issue and Watch that can fail the first calls
 // with a chosen status and rich details (QuotaFailure, RetryInfo), and
 // records when each call arrived, its `authorization` metadata and the
-// peer's TLS identity.
+// peer's TLS identity; GrantLease and KeepAlive answer with the asked TTL
+// (KeepAlive fails with a chosen code when told) and record each
+// KeepAlive's deadline.
 
 #include <chrono>
 #include <memory>
@@ -28,8 +30,9 @@ namespace registrar::client_test {
 
 struct ObservedCall {
   absl::Time at;
-  std::optional<std::string> authorization;  // the metadata value, if sent
-  std::string peer_identity;                 // TLS peer identity, if any
+  std::optional<std::string> authorization;      // the metadata value, if sent
+  std::string peer_identity;                     // TLS peer identity, if any
+  absl::Time deadline = absl::InfiniteFuture();  // KeepAlive only
 };
 
 class FakeRegistrar final : public v1::Registrar::CallbackService {
@@ -51,6 +54,50 @@ class FakeRegistrar final : public v1::Registrar::CallbackService {
   std::vector<ObservedCall> watch_calls() const {
     absl::MutexLock lock(&mu_);
     return watch_calls_;
+  }
+  std::vector<ObservedCall> keep_alive_calls() const {
+    absl::MutexLock lock(&mu_);
+    return keep_alive_calls_;
+  }
+  // Every KeepAlive from now on fails with `code` (OK: they succeed).
+  void FailKeepAlive(grpc::StatusCode code) {
+    absl::MutexLock lock(&mu_);
+    keep_alive_code_ = code;
+  }
+
+  grpc::ServerUnaryReactor* GrantLease(
+      grpc::CallbackServerContext* context,
+      const v1::GrantLeaseRequest* request,
+      v1::GrantLeaseResponse* response) override {
+    response->set_lease_id("lease_01m890mrhve008000me8f7x900");
+    response->set_ttl_seconds(request->ttl_seconds());
+    {
+      absl::MutexLock lock(&mu_);
+      lease_ttl_ = request->ttl_seconds();
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* KeepAlive(
+      grpc::CallbackServerContext* context, const v1::KeepAliveRequest* request,
+      v1::KeepAliveResponse* response) override {
+    grpc::Status status = grpc::Status::OK;
+    {
+      absl::MutexLock lock(&mu_);
+      ObservedCall call = Observe(*context);
+      call.deadline = absl::FromChrono(context->deadline());
+      keep_alive_calls_.push_back(call);
+      if (keep_alive_code_ != grpc::StatusCode::OK) {
+        status = grpc::Status(keep_alive_code_, "told to fail");
+      }
+      response->set_lease_id(request->lease_id());
+      response->set_ttl_seconds(lease_ttl_);
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(status);
+    return reactor;
   }
 
   grpc::ServerUnaryReactor* Issue(grpc::CallbackServerContext* context,
@@ -146,6 +193,9 @@ class FakeRegistrar final : public v1::Registrar::CallbackService {
       grpc::StatusCode::RESOURCE_EXHAUSTED;
   std::vector<ObservedCall> issue_calls_ ABSL_GUARDED_BY(mu_);
   std::vector<ObservedCall> watch_calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<ObservedCall> keep_alive_calls_ ABSL_GUARDED_BY(mu_);
+  grpc::StatusCode keep_alive_code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::OK;
+  uint32_t lease_ttl_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A FakeRegistrar listening on a free loopback port.

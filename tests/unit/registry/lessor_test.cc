@@ -185,5 +185,27 @@ TEST(LessorTest, RenewedLeaseKeepsOneQueueEntry) {
   EXPECT_EQ(lessor.queued(), 0u);
 }
 
+// TTLs are durations, not whole seconds: a test can use a 250 ms lease on
+// its clock.
+TEST(LessorTest, SubSecondTtlExpiresAndRenewsToTheMillisecond) {
+  Lessor lessor;
+  const absl::Duration ttl = absl::Milliseconds(250);
+  lessor.Grant(LeaseId(1), "gw", ttl, kT0);
+  const absl::Time renewed_at = kT0 + absl::Milliseconds(200);
+  absl::StatusOr<absl::Duration> renewed =
+      lessor.KeepAlive(LeaseId(1), renewed_at);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(*renewed, ttl);
+  EXPECT_THAT(lessor.TakeExpired(renewed_at + ttl - absl::Milliseconds(1)),
+              IsEmpty());
+  EXPECT_TRUE(
+      lessor.IsLive(LeaseId(1), renewed_at + ttl - absl::Milliseconds(1)));
+  EXPECT_FALSE(lessor.IsLive(LeaseId(1), renewed_at + ttl));
+  const std::vector<EndedLease> ended = lessor.TakeExpired(renewed_at + ttl);
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].ttl, ttl);
+  EXPECT_EQ(ended[0].deadline, renewed_at + ttl);
+}
+
 }  // namespace
 }  // namespace registrar

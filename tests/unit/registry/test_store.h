@@ -114,7 +114,9 @@ class DelayStore final : public ForwardingStore {
         group.swap(queue_);
         Count(group);
       }
-      absl::SleepFor(delay_);  // the simulated round trip
+      // The simulated round trip: the latency under test (a store whose
+      // commits take this long), not a test waiting for something.
+      absl::SleepFor(delay_);
       const bool fail = fail_.load();
       for (Queued& q : group) {
         absl::Status s = fail ? absl::UnavailableError("test store: failing")

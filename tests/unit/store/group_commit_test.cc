@@ -4,14 +4,22 @@
 
 #include "service/store/group_commit.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 
 namespace registrar {
@@ -26,6 +34,23 @@ WriteBatch Batch(int n, uint64_t first_id) {
     b.events.push_back(e);
   }
   return b;
+}
+
+// Whether thread `tid` of this process is asleep in a futex wait (a mutex
+// or condition wait): what a thread blocked in GroupCommitter::Commit is.
+bool BlockedInFutex(pid_t tid) {
+  const std::string dir = "/proc/self/task/" + std::to_string(tid);
+  std::ifstream stat_file(dir + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size() ||
+      stat[paren + 2] != 'S') {
+    return false;
+  }
+  std::ifstream syscall_file(dir + "/syscall");
+  long number = -1;
+  syscall_file >> number;
+  return number == SYS_futex;
 }
 
 TEST(GroupCommitTest, SubmittedBatchesGetGapFreeRevisionsInQueueOrder) {
@@ -64,8 +89,7 @@ TEST(GroupCommitTest, SubmittedBatchesGetGapFreeRevisionsInQueueOrder) {
 TEST(GroupCommitTest, FailedGroupConsumesNoRevisionAndReportsEveryBatch) {
   std::atomic<bool> fail{true};
   GroupCommitter committer(7, [&](const std::vector<WriteBatch*>&) {
-    return fail.load() ? absl::UnavailableError("disk full")
-                       : absl::OkStatus();
+    return fail.load() ? absl::UnavailableError("disk full") : absl::OkStatus();
   });
   WriteBatch failed = Batch(2, 1);
   absl::Notification failed_done;
@@ -94,8 +118,11 @@ TEST(GroupCommitTest, BlockingLeaderLeavesCallbacksToTheWriterThread) {
   // hold locks the callback takes).
   absl::Notification release;
   std::atomic<int> write_calls{0};
-  GroupCommitter committer(0, [&](const std::vector<WriteBatch*>&) {
-    if (write_calls++ == 0) release.WaitForNotification();
+  std::atomic<size_t> second_group_size{0};
+  GroupCommitter committer(0, [&](const std::vector<WriteBatch*>& group) {
+    const int call = write_calls++;
+    if (call == 0) release.WaitForNotification();
+    if (call == 1) second_group_size = group.size();
     return absl::OkStatus();
   });
   WriteBatch first = Batch(1, 1), queued = Batch(1, 2), blocking = Batch(1, 3);
@@ -109,16 +136,27 @@ TEST(GroupCommitTest, BlockingLeaderLeavesCallbacksToTheWriterThread) {
     queued_done.Notify();
   });
   std::thread::id commit_thread;
+  std::atomic<pid_t> commit_tid{0};
   std::thread committing([&] {
     commit_thread = std::this_thread::get_id();
+    commit_tid = static_cast<pid_t>(::syscall(SYS_gettid));
     EXPECT_TRUE(committer.Commit(&blocking).ok());
   });
-  absl::SleepFor(absl::Milliseconds(20));  // let Commit queue behind
+  // Commit's only wait is for the leader, after it has queued its batch:
+  // once its thread sleeps in a futex wait, it is queued behind.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while ((commit_tid.load() == 0 || !BlockedInFutex(commit_tid.load())) &&
+         absl::Now() < deadline) {
+    std::this_thread::yield();
+  }
   release.Notify();
   committing.join();
   first_done.WaitForNotification();
   queued_done.WaitForNotification();
   EXPECT_NE(queued_thread, commit_thread);
+  // The Submit and the Commit were written as one group: the case named.
+  EXPECT_EQ(write_calls.load(), 2);
+  EXPECT_EQ(second_group_size.load(), 2u);
   EXPECT_LT(queued.events[0].revision, blocking.events[0].revision);
   EXPECT_LT(first.events[0].revision, queued.events[0].revision);
 }

@@ -99,6 +99,15 @@ class TestSink final : public WatchSink {
     return status_;
   }
 
+  // Waits until at least `n` events arrived (acknowledged by others).
+  bool AwaitCount(size_t n, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return events_.size() >= n;
+    };
+    return mu_.AwaitWithDeadline(absl::Condition(&enough), deadline);
+  }
+
   // Waits until a Send is outstanding.
   bool AwaitInFlight(absl::Duration timeout = kWait) {
     absl::MutexLock lock(&mu_);
@@ -401,7 +410,8 @@ TEST_F(WatchHubTest, StalledReaderHoldsAtMostOneBatch) {
   for (int i = 0; i < 200; ++i)
     Commit({"acme", "acme", "acme", "acme", "acme"});
   ASSERT_TRUE(stalled->sink->AwaitInFlight());
-  absl::SleepFor(absl::Milliseconds(50));  // let the pump do its worst
+  // Let the pump do its worst: a whole round after all 1,000 commits.
+  ASSERT_TRUE(hub_->AwaitPumpIdle(kWait));
   EXPECT_EQ(stalled->sink->event_count(), 1u);
   EXPECT_LE(hub_->pending_events(*stalled->watcher), 16u);
   // Reading on drains it in order, still never more than a batch pending.
@@ -518,7 +528,8 @@ TEST_F(WatchHubTest, CancelAndBrokenWriteFinishWithCancelled) {
   // A late WriteDone after Finish is ignored.
   hub_->WriteDone(*broken->watcher, true);
   CommitMany(3);
-  absl::SleepFor(absl::Milliseconds(20));
+  // The pump has looked at every watcher since those commits.
+  ASSERT_TRUE(hub_->AwaitPumpIdle(kWait));
   EXPECT_EQ(broken->sink->event_count(), 1u);
 }
 
@@ -588,11 +599,8 @@ TEST_F(WatchHubTest, ConcurrentCommittersAndReaders) {
   }
   // Wait for both to catch up, then stop the readers.
   const absl::Time deadline = absl::Now() + kWait;
-  while ((all->sink->event_count() < last ||
-          only_b->sink->event_count() < b_revs.size()) &&
-         absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  EXPECT_TRUE(all->sink->AwaitCount(last, deadline));
+  EXPECT_TRUE(only_b->sink->AwaitCount(b_revs.size(), deadline));
   done = true;
   for (auto& t : readers) t.join();
   EXPECT_THAT(all->sink->revisions(), ElementsAreArray(Range(1, last)));
@@ -626,15 +634,9 @@ TEST_F(WatchHubTest, ManyWatchersAllGetEverything) {
     if (i % 3 == 0) b_revs.push_back(rev);
   }
   const absl::Time deadline = absl::Now() + kWait;
-  auto all_done = [&] {
-    for (int i = 0; i < kWatchers; ++i) {
-      const size_t want = i % 4 == 0 ? b_revs.size() : kEvents;
-      if (watches[i]->sink->event_count() < want) return false;
-    }
-    return true;
-  };
-  while (!all_done() && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(5));
+  for (int i = 0; i < kWatchers; ++i) {
+    const size_t want = i % 4 == 0 ? b_revs.size() : kEvents;
+    EXPECT_TRUE(watches[i]->sink->AwaitCount(want, deadline)) << i;
   }
   done = true;
   for (auto& t : readers) t.join();

@@ -4,12 +4,6 @@
 // reactor can get wrong: message conversion, status codes, cancellation
 // (the watcher is unregistered) and shutdown.
 
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
-
 #include <memory>
 #include <string>
 #include <thread>
@@ -27,6 +21,7 @@
 #include "service/registry/registry.h"
 #include "service/store/memory_store.h"
 #include "service/watch/watch_hub.h"
+#include "tests/unit/in_process_server.h"
 
 namespace registrar {
 namespace {
@@ -45,25 +40,15 @@ class WatchServiceTest : public ::testing::Test {
     hub_ = std::make_unique<WatchHub>(store_, WatchLimits{.max_watchers = 3});
     service_ = std::make_unique<RegistrarService>(registry_, ApiLimits{},
                                                   nullptr, hub_.get());
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_NE(port, 0);
-    stub_ = v1::Registrar::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    server_ = std::make_unique<testing::InProcessServer>(service_.get());
+    ASSERT_TRUE(server_->started());
+    stub_ = &server_->stub();
   }
 
   void TearDown() override {
     // The server's order: hub first, then gRPC, then destroy the hub.
     if (hub_) hub_->Shutdown();
-    if (server_) {
-      server_->Shutdown(std::chrono::system_clock::now());
-      server_->Wait();
-    }
+    if (server_) server_->Stop();
     EXPECT_EQ(hub_->watcher_count(), 0u);
   }
 
@@ -79,12 +64,7 @@ class WatchServiceTest : public ::testing::Test {
 
   // Waits until the hub has `n` watchers.
   bool AwaitWatchers(size_t n) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (hub_->watcher_count() != n) {
-      if (absl::Now() > deadline) return false;
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    return true;
+    return hub_->AwaitWatcherCount(n, absl::Seconds(10));
   }
 
   FakeClock clock_;
@@ -94,8 +74,8 @@ class WatchServiceTest : public ::testing::Test {
   Registry registry_;
   std::unique_ptr<WatchHub> hub_;
   std::unique_ptr<RegistrarService> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::Registrar::Stub> stub_;
+  std::unique_ptr<testing::InProcessServer> server_;
+  v1::Registrar::Stub* stub_ = nullptr;
 };
 
 TEST_F(WatchServiceTest, StreamsIssuedAndReleasedRecordsAsMessages) {
