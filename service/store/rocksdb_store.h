@@ -58,6 +58,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/common/clock.h"
 #include "service/common/kind.h"
 #include "service/store/group_commit.h"
 #include "service/store/store.h"
@@ -86,6 +87,9 @@ struct RocksDbStoreOptions {
   // with that failure for this long instead of trying again: each attempt
   // may close, reopen and flush the database.
   absl::Duration recovery_interval = absl::Seconds(1);
+  // Time for the recovery throttle, the probe interval and the data dir's
+  // creation time; null means the system clock. Must outlive the store.
+  const Clock* clock = nullptr;
 };
 
 // What `registrarctl inspect` shows about a data dir.
@@ -236,6 +240,7 @@ class RocksDbStore final : public Store {
   absl::Status Broken() const;
 
   const RocksDbStoreOptions options_;
+  const Clock& clock_;
   const std::string& path_ = options_.path;
   const Durability durability_;
   const uint32_t node_id_;
@@ -257,7 +262,7 @@ class RocksDbStore final : public Store {
   std::atomic<uint64_t> probe_count_{0};
   // CheckWritable skips its probe for kProbeInterval after a good one,
   // unless a write failed since (write_failures_ moved).
-  static constexpr int64_t kProbeInterval = 1'000'000'000;  // ns
+  static constexpr absl::Duration kProbeInterval = absl::Seconds(1);
   std::atomic<uint64_t> write_failures_{0};
   std::atomic<uint64_t> failures_at_good_probe_{0};
   std::atomic<int64_t> good_probe_ns_{0};

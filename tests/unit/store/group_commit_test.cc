@@ -64,8 +64,7 @@ TEST(GroupCommitTest, SubmittedBatchesGetGapFreeRevisionsInQueueOrder) {
 TEST(GroupCommitTest, FailedGroupConsumesNoRevisionAndReportsEveryBatch) {
   std::atomic<bool> fail{true};
   GroupCommitter committer(7, [&](const std::vector<WriteBatch*>&) {
-    return fail.load() ? absl::UnavailableError("disk full")
-                       : absl::OkStatus();
+    return fail.load() ? absl::UnavailableError("disk full") : absl::OkStatus();
   });
   WriteBatch failed = Batch(2, 1);
   absl::Notification failed_done;
@@ -113,7 +112,8 @@ TEST(GroupCommitTest, BlockingLeaderLeavesCallbacksToTheWriterThread) {
     commit_thread = std::this_thread::get_id();
     EXPECT_TRUE(committer.Commit(&blocking).ok());
   });
-  absl::SleepFor(absl::Milliseconds(20));  // let Commit queue behind
+  // Both queue behind the blocked first write before it is released.
+  while (committer.queued() < 2) std::this_thread::yield();
   release.Notify();
   committing.join();
   first_done.WaitForNotification();
