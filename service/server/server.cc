@@ -128,13 +128,21 @@ absl::Status RegistrarServer::Init() {
     store_ = std::make_unique<MemoryStore>(config_.registry.event_history);
   } else {
     absl::StatusOr<std::unique_ptr<RocksDbStore>> store =
-        RocksDbStore::Open(RocksDbStoreOptions{.path = config_.data_dir,
-                                               .durability = config_.durability,
-                                               .node_id = config_.node_id});
+        RocksDbStore::Open(RocksDbStoreOptions{
+            .path = config_.data_dir,
+            .durability = config_.durability,
+            .node_id = config_.node_id,
+            .accept_data_loss = config_.accept_data_loss});
     if (!store.ok()) {
       return absl::Status(store.status().code(),
                           absl::StrCat("--data_dir=", config_.data_dir, ": ",
                                        store.status().message()));
+    }
+    if (!(*store)->recovery_note().empty()) {
+      spdlog::warn("{}", (*store)->recovery_note());
+    } else if (config_.accept_data_loss) {
+      spdlog::warn("--accept_data_loss is set, but the data dir {} lost "
+                   "nothing", config_.data_dir);
     }
     store_ = *std::move(store);
   }

@@ -13,6 +13,7 @@
 //                        disk usage and statistics
 //   rocksdb_events.cc    the event log: reading and compacting it
 //   rocksdb_recovery.cc  writability: the probe, reopen after write errors
+//   wal_check.cc         damage found at open: the refusal, the override
 
 #include <cstdint>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/status.h"
+#include "service/store/revision_witness.h"
 #include "service/store/rocksdb_store.h"
 
 namespace registrar {
@@ -146,6 +148,29 @@ struct OpenState {
 absl::StatusOr<OpenState> ReadOpenState(const std::string& path,
                                         uint32_t node_id,
                                         const RocksDbHandles& h);
+
+// --- wal_check.cc ---
+
+inline constexpr std::string_view kRevisionWitnessName = kRevisionWitnessFile;
+
+// "000012.log (2113 bytes), CURRENT (16 bytes), MANIFEST-000005 (…)".
+std::string DescribeLogFiles(const std::string& path);
+
+// DataLoss: the data dir is damaged (`what`), naming its WAL and MANIFEST
+// files, saying that nothing was changed and how to accept the loss.
+absl::Status DamagedStore(const std::string& path, const std::string& what);
+
+// Copies the WAL, MANIFEST, CURRENT, OPTIONS and witness files of `path`
+// into a new `path`/damaged-<unix ms>/ before an accepted loss lets RocksDB
+// rewrite them; returns that directory.
+absl::StatusOr<std::string> KeepDamagedCopy(const std::string& path,
+                                            absl::Time now);
+
+// Records that revisions up to `revision` are used (some of them lost), so
+// that no revision is ever handed out twice, and drops the event history,
+// which has a hole now.
+absl::Status SkipLostRevisions(const std::string& path, uint64_t revision,
+                               const RocksDbHandles& h);
 
 }  // namespace rocksdb_internal
 }  // namespace registrar

@@ -166,6 +166,23 @@ rocksdb::Options MakeOptions(
   options.max_bgerror_resume_count = 0;  // see ManualRecoveryListener
   options.listeners.push_back(std::make_shared<ManualRecoveryListener>());
   options.db_write_buffer_size = 4 * o.memtable_bytes;  // all families
+  // A damaged WAL is refused, not replayed up to the damage: RocksDB's
+  // default (kPointInTimeRecovery) silently stops at the first bad record
+  // and drops the rest, acknowledged or not. kTolerateCorruptedTailRecords
+  // accepts only an incomplete last record (a write torn by a crash, never
+  // acknowledged in fsync mode) and fails on any checksum error. What a
+  // clean loss hides from RocksDB (a deleted WAL, a WAL cut at a record
+  // boundary) the revision witness catches (revision_witness.h).
+  // track_and_verify_wals_in_manifest is left off: in RocksDB 7.8 it does
+  // not track the live WAL (facebook/rocksdb#10080) and can raise a false
+  // "Missing WAL" (fixed after 7.8, #10892), which would refuse a healthy
+  // store. With the operator's override, point-in-time recovery keeps
+  // everything before the damage.
+  options.wal_recovery_mode =
+      o.accept_data_loss
+          ? rocksdb::WALRecoveryMode::kPointInTimeRecovery
+          : rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  options.paranoid_checks = true;  // the default, relied on: check SSTs
 
   // No bloom filter: point lookups are rare (everything is loaded at start).
   // 16 KiB blocks compress better and make the start-up scan cheaper.

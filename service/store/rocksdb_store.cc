@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -9,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "rocksdb/db.h"
@@ -17,6 +19,7 @@
 #include "service/common/absl_compat.h"
 #include "service/common/status_macros.h"
 #include "service/store/record_codec.h"
+#include "service/store/revision_witness.h"
 #include "service/store/rocksdb_internal.h"
 
 // Opening the store, the commit path (each group of the GroupCommitter is
@@ -29,6 +32,7 @@ using rocksdb_internal::AggregatedProperty;
 using rocksdb_internal::CfProperty;
 using rocksdb_internal::CheckMeta;
 using rocksdb_internal::ClassifyDir;
+using rocksdb_internal::DamagedStore;
 using rocksdb_internal::DirBytes;
 using rocksdb_internal::DirState;
 using rocksdb_internal::FlushAndWait;
@@ -36,6 +40,7 @@ using rocksdb_internal::Initialize;
 using rocksdb_internal::IsEmptyDb;
 using rocksdb_internal::kCfNames;
 using rocksdb_internal::kClockKey;
+using rocksdb_internal::KeepDamagedCopy;
 using rocksdb_internal::kLastRevisionKey;
 using rocksdb_internal::kNumCfs;
 using rocksdb_internal::Meta;
@@ -45,6 +50,7 @@ using rocksdb_internal::OpenState;
 using rocksdb_internal::ReadMeta;
 using rocksdb_internal::ReadOpenState;
 using rocksdb_internal::RocksMessage;
+using rocksdb_internal::SkipLostRevisions;
 using rocksdb_internal::ToSlice;
 using rocksdb_internal::ToView;
 using rocksdb_internal::WriteOptionsFor;
@@ -75,36 +81,105 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   const std::string& path = options.path;
 
   bool initialize = state == DirState::kFresh;
+  // Revisions acknowledged but missing after RocksDB's replay, when the
+  // operator accepted their loss: the store continues after them.
+  uint64_t skip_to = 0;
+  std::string note;
   if (state == DirState::kExisting) {
     // Look before touching: a read-only open writes nothing (not even a
-    // LOG), so a foreign database is left exactly as it was. It also works
-    // while another process holds the dir; the read-write open says so.
-    ASSIGN_OR_RETURN(auto ro, OpenDb(path, options, /*read_only=*/true,
-                                     /*exists=*/true));
-    ASSIGN_OR_RETURN(Meta meta, ReadMeta(path, *ro));
-    if (!meta.present) {
-      ASSIGN_OR_RETURN(bool empty, IsEmptyDb(path, *ro));
+    // LOG), so a foreign or damaged database is left exactly as it was. It
+    // also works while another process holds the dir; the read-write open
+    // says so.
+    auto ro = OpenDb(path, options, /*read_only=*/true, /*exists=*/true);
+    if (!ro.ok()) {
+      if (ro.status().code() != absl::StatusCode::kDataLoss) {
+        return ro.status();
+      }
+      return DamagedStore(path, std::string(ro.status().message()));
+    }
+    ASSIGN_OR_RETURN(Meta meta, ReadMeta(path, **ro));
+    // Written only once Registrar's meta keys are in: a witness means the
+    // dir was initialized, even when its meta keys are gone with the WAL.
+    ASSIGN_OR_RETURN(std::optional<uint64_t> witness,
+                     RevisionWitness::Read(path));
+    if (!meta.present && !witness.has_value()) {
+      ASSIGN_OR_RETURN(bool empty, IsEmptyDb(path, **ro));
       if (!empty) {
         return NotOurs(path,
                        "it is a RocksDB database without Registrar's "
                        "format key");
       }
       initialize = true;  // an interrupted first open: adopt it
-    } else {
+    } else if (meta.present) {
       RETURN_IF_ERROR(CheckMeta(path, meta, options.node_id));
+    }
+    std::string damage;
+    if (witness.has_value() &&
+        (!meta.present || *witness > meta.last_revision)) {
+      damage = meta.present
+                   ? absl::StrCat("revisions ", meta.last_revision + 1, "..",
+                                  *witness, " were acknowledged (", path, "/",
+                                  kRevisionWitnessFile,
+                                  ") but the WAL replays only up to revision ",
+                                  meta.last_revision)
+                   : absl::StrCat(
+                         "the WAL replays none of the data dir's "
+                         "own keys (format version, node_id) and so "
+                         "none of the revisions up to ",
+                         *witness, " that were acknowledged (", path, "/",
+                         kRevisionWitnessFile, ")");
+    } else if (meta.present) {
+      // A MANIFEST that lost the creation of our families makes RocksDB
+      // skip their WAL entries: the meta keys survive, the records do not.
+      std::vector<std::string> missing;
+      for (int i = 0; i < kNumCfs; ++i) {
+        if ((*ro)->cf[i] == nullptr) missing.push_back(kCfNames[i]);
+      }
+      if (!missing.empty()) {
+        damage = absl::StrCat(
+            "the column families ", absl::StrJoin(missing, ", "),
+            " are missing from the MANIFEST, with everything in them "
+            "(revisions up to ",
+            meta.last_revision, " were acknowledged)");
+      }
+    }
+    if (!damage.empty()) {
+      if (!options.accept_data_loss) return DamagedStore(path, damage);
+      ro->reset();
+      ASSIGN_OR_RETURN(std::string copy,
+                       KeepDamagedCopy(path, ClockOf(options).Now()));
+      initialize = !meta.present;
+      skip_to = std::max(witness.value_or(0), meta.last_revision);
+      note = absl::StrCat("data dir ", path, ": ", damage,
+                          "; the loss was accepted (accept_data_loss): "
+                          "revisions continue after ",
+                          skip_to,
+                          ", the event history restarts there, and the "
+                          "damaged files were copied to ",
+                          copy);
     }
   }
 
   ASSIGN_OR_RETURN(auto h, OpenDb(path, options, /*read_only=*/false,
                                   /*exists=*/state == DirState::kExisting));
-  if (initialize)
+  if (initialize) {
     RETURN_IF_ERROR(
         Initialize(path, options.node_id, ClockOf(options).Now(), *h));
+  }
+  if (skip_to != 0) RETURN_IF_ERROR(SkipLostRevisions(path, skip_to, *h));
   // Authoritative read, under RocksDB's lock.
   ASSIGN_OR_RETURN(OpenState st, ReadOpenState(path, options.node_id, *h));
-  return std::unique_ptr<RocksDbStore>(
+  // From here on the witness holds at least every acknowledged revision.
+  ASSIGN_OR_RETURN(std::unique_ptr<RevisionWitness> witness,
+                   RevisionWitness::Open(path, st.meta.last_revision));
+  auto store = std::unique_ptr<RocksDbStore>(
       new RocksDbStore(options, std::move(h), st.meta.last_revision,
                        st.meta.clock_high_water_ms, st.oldest_revision));
+  store->recovery_note_ = std::move(note);
+  if (options.durability != Durability::kNone) {
+    store->witness_ = std::move(witness);
+  }
+  return store;
 }
 
 RocksDbStore::RocksDbStore(const RocksDbStoreOptions& options,
@@ -224,7 +299,20 @@ absl::Status RocksDbStore::Write(const std::vector<WriteBatch*>& group) {
     return absl::UnavailableError(
         absl::StrCat("store: cannot write: ", RocksMessage(s)));
   }
-  if (last_revision != 0) written_revision_.store(last_revision);
+  if (last_revision != 0) {
+    written_revision_.store(last_revision);
+    if (witness_ != nullptr) {
+      absl::Status w =
+          witness_->Write(last_revision, durability_ == Durability::kFsync);
+      if (!w.ok()) {
+        // The group is in RocksDB but cannot be acknowledged: as after a
+        // failed fsync, stop taking writes until a restart loads it.
+        ++write_failures_;
+        broken_.store(true);
+        return w;
+      }
+    }
+  }
   clock_high_water_ms_.store(clock);
   return absl::OkStatus();
 }

@@ -70,7 +70,8 @@ class DB;
 
 namespace registrar {
 
-struct RocksDbHandles;  // the open database (rocksdb_store.cc)
+struct RocksDbHandles;  // the open database (rocksdb_internal.h)
+class RevisionWitness;  // revision_witness.h
 
 // Version of the data-dir format written by this binary. Open refuses a data
 // dir with a newer version (written by a newer Registrar).
@@ -90,6 +91,13 @@ struct RocksDbStoreOptions {
   // Time for the recovery throttle, the probe interval and the data dir's
   // creation time; null means the system clock. Must outlive the store.
   const Clock* clock = nullptr;
+  // The operator's override for a damaged data dir (registrar
+  // --accept_data_loss): instead of refusing it (see Open), keep a copy of
+  // its WAL and MANIFEST files in <path>/damaged-<unix ms>/, serve what
+  // RocksDB recovers up to the damage, and continue revisions after the
+  // newest acknowledged one (so none is handed out twice; the event
+  // history restarts there). recovery_note() then says what was lost.
+  bool accept_data_loss = false;
 };
 
 // What `registrarctl inspect` shows about a data dir.
@@ -141,7 +149,13 @@ class RocksDbStore final : public Store {
   //    kStoreFormatVersion;
   //  - FailedPrecondition "… is in use by another registrar process" when
   //    another process (or another store in this one) has it open;
-  //  - DataLoss with RocksDB's message when the database is corrupt;
+  //  - DataLoss with RocksDB's message when the database is corrupt (a
+  //    checksum error in a WAL, MANIFEST or table file), and DataLoss
+  //    "… is damaged: revisions R+1..W were acknowledged but are missing"
+  //    when RocksDB replayed less than the revision witness holds (a
+  //    deleted or truncated WAL or MANIFEST); both name the WAL and
+  //    MANIFEST files and leave every file untouched. With
+  //    options.accept_data_loss the store opens instead (see there);
   //  - FailedPrecondition for other I/O errors (e.g. permissions).
   static absl::StatusOr<std::unique_ptr<RocksDbStore>> Open(
       const RocksDbStoreOptions& options);
@@ -209,6 +223,9 @@ class RocksDbStore final : public Store {
   // Times CheckWritable reopened the database successfully.
   uint64_t reopens() const { return reopens_.load(); }
   uint32_t node_id() const { return node_id_; }
+  // Empty, or what an accepted loss (options.accept_data_loss) cost and
+  // where the damaged files were kept: for the server's log.
+  const std::string& recovery_note() const { return recovery_note_; }
 
   // Bytes on disk (and in memtables) now. For bytes per record, Flush()
   // first: until then recent commits are only in the WAL and memtables.
@@ -271,6 +288,10 @@ class RocksDbStore final : public Store {
   // attempt succeeded, or none was made).
   absl::Status recovery_failure_ ABSL_GUARDED_BY(db_mu_);
   absl::Time recovery_attempt_ ABSL_GUARDED_BY(db_mu_) = absl::InfinitePast();
+  std::string recovery_note_;
+  // Written by the group-commit leader after each successful write (one at
+  // a time; not in kNone, which has no WAL to check).
+  std::unique_ptr<RevisionWitness> witness_;
   GroupCommitter committer_;
 };
 
