@@ -3,9 +3,14 @@
 
 // The revision witness: a small file in the data dir, outside RocksDB,
 // holding the newest revision the store acknowledged. It is written after
-// every successful group write and before the group's callers are answered
-// (fdatasync'ed in fsync mode, like the WAL), so it always holds at least
-// the newest acknowledged revision.
+// every successful group write and before the group's callers are answered,
+// so (as the OS sees it) it holds the newest acknowledged revision and is
+// never ahead of the WAL. It is fdatasync'ed at most once a second (in
+// fsync mode), not per group: a sync per group doubled a commit's cost
+// (measured 2.9-3.5 ms against 4.7-4.9 ms per sequential commit here), and
+// the page cache survives a process crash; only a power cut within that
+// second can leave it behind the WAL's last acknowledged revision, which
+// hides a loss of those revisions but never raises a false alarm.
 //
 // Why: RocksDB cannot see every loss of WAL data. A deleted WAL, a WAL cut
 // at a record boundary, or a damaged length field in its last record all

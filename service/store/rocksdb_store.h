@@ -292,6 +292,7 @@ class RocksDbStore final : public Store {
   // Written by the group-commit leader after each successful write (one at
   // a time; not in kNone, which has no WAL to check).
   std::unique_ptr<RevisionWitness> witness_;
+  absl::Time witness_synced_ = absl::InfinitePast();  // by the leader too
   GroupCommitter committer_;
 };
 
