@@ -81,6 +81,10 @@ ABSL_FLAG(std::string, data_dir, "./registrar-data",
 ABSL_FLAG(std::string, durability, "fsync",
           "fsync: acknowledged after the WAL is fsynced (survives power loss); "
           "os: after the WAL write (survives a process crash); none: no WAL");
+ABSL_FLAG(std::string, restore_from, "",
+          "Before starting, copy this backup (a directory written by a "
+          "backup, or a stopped server's data dir) into --data_dir, which "
+          "must be missing or empty; refused otherwise. Command line only");
 ABSL_FLAG(bool, accept_data_loss, false,
           "Start on a damaged data dir (a WAL or MANIFEST that lost "
           "acknowledged changes), which is otherwise refused: keep a copy of "
@@ -285,6 +289,11 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   }
   c.durability = *durability;
   c.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
+  c.restore_from = absl::GetFlag(FLAGS_restore_from);
+  if (!c.restore_from.empty() && c.store != "rocksdb") {
+    return absl::InvalidArgumentError(
+        "--restore_from needs --store=rocksdb");
+  }
   if (c.tick_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--tick_interval must be > 0");
   }

@@ -127,6 +127,19 @@ absl::Status RegistrarServer::Init() {
   if (config_.store == "memory") {
     store_ = std::make_unique<MemoryStore>(config_.registry.event_history);
   } else {
+    if (!config_.restore_from.empty()) {
+      absl::StatusOr<BackupInfo> restored = RocksDbStore::Restore(
+          config_.restore_from, config_.data_dir, config_.node_id);
+      if (!restored.ok()) {
+        return absl::Status(
+            restored.status().code(),
+            absl::StrCat("--restore_from=", config_.restore_from, ": ",
+                         restored.status().message()));
+      }
+      spdlog::info("restored the backup {} into {}: revision {}, {} records",
+                   config_.restore_from, config_.data_dir, restored->revision,
+                   restored->records);
+    }
     absl::StatusOr<std::unique_ptr<RocksDbStore>> store =
         RocksDbStore::Open(RocksDbStoreOptions{
             .path = config_.data_dir,

@@ -133,6 +133,14 @@ struct StoreDiskUsage {
   uint64_t dir_bytes = 0;          // every file in the directory
 };
 
+// What Backup wrote, or Restore copied.
+struct BackupInfo {
+  std::string dir;
+  uint64_t revision = 0;  // the copy holds exactly the revisions up to this
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+};
+
 class RocksDbStore final : public Store {
  public:
   // Opens the data dir at options.path, creating it (and the database) when
@@ -230,6 +238,27 @@ class RocksDbStore final : public Store {
   // Bytes on disk (and in memtables) now. For bytes per record, Flush()
   // first: until then recent commits are only in the WAL and memtables.
   StoreDiskUsage disk_usage();
+
+  // Online backup: writes a copy of the store into `dir` (which must not
+  // exist), consistent at one revision: every change committed before the
+  // call is in it, a change committed meanwhile is in it wholly or not at
+  // all. A RocksDB checkpoint: the memtables are flushed, table files are
+  // hard-linked when `dir` is on the same filesystem (else copied), the
+  // WAL is copied; then every file is fsynced. The result is a data dir
+  // that Restore (or a server started on it) can use. Commits continue
+  // meanwhile. AlreadyExists when `dir` exists; Unavailable when the
+  // checkpoint fails.
+  absl::StatusOr<BackupInfo> Backup(const std::string& dir);
+
+  // Copies the backup (or any data dir no server writes to) at `backup`
+  // into `data_dir`, which must be missing or empty (a `lost+found` is
+  // fine): FailedPrecondition otherwise, and when the backup belongs to
+  // another node_id; the same refusals as Inspect for a `backup` that is
+  // not a Registrar data dir. Nothing is written to `data_dir` unless the
+  // checks pass.
+  static absl::StatusOr<BackupInfo> Restore(const std::string& backup,
+                                            const std::string& data_dir,
+                                            uint32_t node_id);
 
   // Writes memtables to SST files and waits.
   absl::Status Flush();
