@@ -157,6 +157,7 @@ absl::Status RegistrarServer::Init() {
       spdlog::warn("--accept_data_loss is set, but the data dir {} lost "
                    "nothing", config_.data_dir);
     }
+    metrics_->AddCollectable((*store)->MetricsCollectable());
     store_ = *std::move(store);
   }
   // After the store: a key generated into a fresh data dir must not make

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
@@ -46,6 +47,13 @@ struct RocksDbHandles {
   rocksdb::ColumnFamilyHandle* leases() const;
 
   ~RocksDbHandles();
+};
+
+// Between the store and its metrics collectable (store_metrics.h): the
+// store clears `store` when it closes, so a late scrape finds nothing.
+struct StoreMetricsLink {
+  absl::Mutex mu;
+  RocksDbStore* store ABSL_GUARDED_BY(mu) = nullptr;
 };
 
 namespace rocksdb_internal {

@@ -194,13 +194,24 @@ RocksDbStore::RocksDbStore(const RocksDbStoreOptions& options,
       written_revision_(last_revision),
       clock_high_water_ms_(clock_high_water_ms),
       oldest_revision_(oldest_revision),
+      metrics_link_(std::make_shared<StoreMetricsLink>()),
       committer_(last_revision, [this](const std::vector<WriteBatch*>& group) {
         return Write(group);
       }) {
   h_->write_options = WriteOptionsFor(durability_);
+  absl::MutexLock lock(&metrics_link_->mu);
+  metrics_link_->store = this;
+}
+
+std::shared_ptr<prometheus::Collectable> RocksDbStore::MetricsCollectable() {
+  return MakeStoreCollectable(metrics_link_);
 }
 
 RocksDbStore::~RocksDbStore() {
+  {
+    absl::MutexLock lock(&metrics_link_->mu);  // waits for a scrape
+    metrics_link_->store = nullptr;
+  }
   committer_.Stop();  // submitted batches are written before the close
   absl::MutexLock lock(&db_mu_);
   // Without a WAL the memtables are the only copy: flush them explicitly

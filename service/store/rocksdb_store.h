@@ -62,6 +62,7 @@
 #include "service/common/kind.h"
 #include "service/store/group_commit.h"
 #include "service/store/store.h"
+#include "service/store/store_metrics.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -260,6 +261,12 @@ class RocksDbStore final : public Store {
                                             const std::string& data_dir,
                                             uint32_t node_id);
 
+  // RocksDB's figures for an operator, read now (store_metrics.h).
+  StoreOperatorStats operator_stats();
+  // A prometheus collectable of operator_stats(), for the server's
+  // Metrics::AddCollectable; safe to scrape after the store is gone.
+  std::shared_ptr<prometheus::Collectable> MetricsCollectable();
+
   // Writes memtables to SST files and waits.
   absl::Status Flush();
   // Compacts every family fully and waits (benchmarks: steady-state size).
@@ -318,6 +325,7 @@ class RocksDbStore final : public Store {
   absl::Status recovery_failure_ ABSL_GUARDED_BY(db_mu_);
   absl::Time recovery_attempt_ ABSL_GUARDED_BY(db_mu_) = absl::InfinitePast();
   std::string recovery_note_;
+  const std::shared_ptr<StoreMetricsLink> metrics_link_;
   // Written by the group-commit leader after each successful write (one at
   // a time; not in kNone, which has no WAL to check).
   std::unique_ptr<RevisionWitness> witness_;
