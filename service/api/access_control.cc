@@ -73,6 +73,8 @@ std::string_view RpcName(Rpc rpc) {
       return "ListOwned";
     case Rpc::kWatch:
       return "Watch";
+    case Rpc::kBackup:
+      return "Backup";
   }
   return "unknown";
 }

@@ -9,7 +9,7 @@
 //   gateway  Issue, OpenContext, Validate, Cleanup, GrantLease, KeepAlive,
 //            RevokeLease, for its tenants;
 //   reader   Validate, Describe, ListOwned, Watch, for its tenants;
-//   admin    everything, every tenant.
+//   admin    everything, every tenant, and the Admin service (Backup).
 // A refusal never says whether a record exists: Describe of an ID outside
 // the caller's tenants and of an unknown ID both get PERMISSION_DENIED for a
 // caller limited to some tenants.
@@ -47,6 +47,8 @@ enum class Rpc : uint8_t {
   kDescribe,
   kListOwned,
   kWatch,
+  // registrar.v1.Admin (admin role only).
+  kBackup,
 };
 Rpc RpcOf(CoreOp op);
 std::string_view RpcName(Rpc rpc);
