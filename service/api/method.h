@@ -1,8 +1,9 @@
 #ifndef REGISTRAR_SERVICE_API_METHOD_H_
 #define REGISTRAR_SERVICE_API_METHOD_H_
 
-// The one table of registrar.v1.Registrar's methods: each method's gRPC
-// name, whether it changes state, which roles may call it, and its label in
+// The one table of the server's methods (registrar.v1.Registrar and
+// registrar.v1.Admin): each method's service and gRPC name, whether it
+// changes state, which roles may call it, and its label in
 // registrar_core_op_seconds{op}. Access control, the service's handlers and
 // the metrics all read it; nothing else lists the methods.
 
@@ -25,8 +26,12 @@ enum class Method : uint8_t {
   kDescribe,
   kListOwned,
   kWatch,
+  kBackup,  // registrar.v1.Admin
 };
-inline constexpr int kNumMethods = 10;
+inline constexpr int kNumMethods = 11;
+
+inline constexpr std::string_view kRegistrarService = "registrar.v1.Registrar";
+inline constexpr std::string_view kAdminService = "registrar.v1.Admin";
 
 // A set of CallerRoles as bits (1 << role).
 using RoleSet = uint8_t;
@@ -36,11 +41,12 @@ constexpr RoleSet Roles(CallerRole role) {
 
 struct MethodInfo {
   Method method;
-  std::string_view name;  // gRPC method name, e.g. "OpenContext"
-  bool changes_state;     // writes to the store when it succeeds
-  RoleSet roles;          // roles that may call it (tenants checked apart)
+  std::string_view service;  // kRegistrarService or kAdminService
+  std::string_view name;     // gRPC method name, e.g. "OpenContext"
+  bool changes_state;        // writes to the store when it succeeds
+  RoleSet roles;             // roles that may call it (tenants checked apart)
   // Label in registrar_core_op_seconds{op}; empty for the Watch stream,
-  // which is not one core operation.
+  // which is not one core operation, and for Admin methods.
   std::string_view op_label;
 };
 
@@ -50,24 +56,32 @@ inline constexpr RoleSet kGatewaysAndAdmins =
     Roles(CallerRole::kGateway) | Roles(CallerRole::kAdmin);
 inline constexpr RoleSet kReadersAndAdmins =
     Roles(CallerRole::kReader) | Roles(CallerRole::kAdmin);
+inline constexpr RoleSet kAdminsOnly = Roles(CallerRole::kAdmin);
 inline constexpr RoleSet kEveryRole =
     kGatewaysAndAdmins | Roles(CallerRole::kReader);
 
 // Every method, in enum order: kMethods[static_cast<int>(m)].method == m.
 inline constexpr std::array<MethodInfo, kNumMethods> kMethods = {{
-    {Method::kIssue, "Issue", true, kGatewaysAndAdmins, "issue"},
-    {Method::kOpenContext, "OpenContext", true, kGatewaysAndAdmins,
-     "open_context"},
-    {Method::kValidate, "Validate", false, kEveryRole, "validate"},
-    {Method::kCleanup, "Cleanup", true, kGatewaysAndAdmins, "cleanup"},
-    {Method::kGrantLease, "GrantLease", true, kGatewaysAndAdmins,
-     "grant_lease"},
-    {Method::kKeepAlive, "KeepAlive", true, kGatewaysAndAdmins, "keep_alive"},
-    {Method::kRevokeLease, "RevokeLease", true, kGatewaysAndAdmins,
-     "revoke_lease"},
-    {Method::kDescribe, "Describe", false, kReadersAndAdmins, "describe"},
-    {Method::kListOwned, "ListOwned", false, kReadersAndAdmins, "list_owned"},
-    {Method::kWatch, "Watch", false, kReadersAndAdmins, ""},
+    {Method::kIssue, kRegistrarService, "Issue", true, kGatewaysAndAdmins,
+     "issue"},
+    {Method::kOpenContext, kRegistrarService, "OpenContext", true,
+     kGatewaysAndAdmins, "open_context"},
+    {Method::kValidate, kRegistrarService, "Validate", false, kEveryRole,
+     "validate"},
+    {Method::kCleanup, kRegistrarService, "Cleanup", true, kGatewaysAndAdmins,
+     "cleanup"},
+    {Method::kGrantLease, kRegistrarService, "GrantLease", true,
+     kGatewaysAndAdmins, "grant_lease"},
+    {Method::kKeepAlive, kRegistrarService, "KeepAlive", true,
+     kGatewaysAndAdmins, "keep_alive"},
+    {Method::kRevokeLease, kRegistrarService, "RevokeLease", true,
+     kGatewaysAndAdmins, "revoke_lease"},
+    {Method::kDescribe, kRegistrarService, "Describe", false, kReadersAndAdmins,
+     "describe"},
+    {Method::kListOwned, kRegistrarService, "ListOwned", false,
+     kReadersAndAdmins, "list_owned"},
+    {Method::kWatch, kRegistrarService, "Watch", false, kReadersAndAdmins, ""},
+    {Method::kBackup, kAdminService, "Backup", false, kAdminsOnly, ""},
 }};
 
 constexpr bool MethodsInEnumOrder() {

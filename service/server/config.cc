@@ -81,6 +81,16 @@ ABSL_FLAG(std::string, data_dir, "./registrar-data",
 ABSL_FLAG(std::string, durability, "fsync",
           "fsync: acknowledged after the WAL is fsynced (survives power loss); "
           "os: after the WAL write (survives a process crash); none: no WAL");
+ABSL_FLAG(std::string, restore_from, "",
+          "Before starting, copy this backup (a directory written by a "
+          "backup, or a stopped server's data dir) into --data_dir, which "
+          "must be missing or empty; refused otherwise. Command line only");
+ABSL_FLAG(bool, accept_data_loss, false,
+          "Start on a damaged data dir (a WAL or MANIFEST that lost "
+          "acknowledged changes), which is otherwise refused: keep a copy of "
+          "the damaged files in <data_dir>/damaged-<ms>/, serve what is "
+          "left, and log what was lost. For an operator who accepts the "
+          "loss; command line only (no environment variable), for one start");
 ABSL_FLAG(uint64_t, event_history, 1000000,
           "Watch events kept for resuming watchers; older ones are compacted");
 ABSL_FLAG(absl::Duration, clock_window, absl::Seconds(3),
@@ -278,6 +288,12 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
         absl::StrCat("--", durability.status().message()));
   }
   c.durability = *durability;
+  c.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
+  c.restore_from = absl::GetFlag(FLAGS_restore_from);
+  if (!c.restore_from.empty() && c.store != "rocksdb") {
+    return absl::InvalidArgumentError(
+        "--restore_from needs --store=rocksdb");
+  }
   if (c.tick_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--tick_interval must be > 0");
   }

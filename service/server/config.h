@@ -35,6 +35,8 @@ struct ServerConfig {
   std::string store = "rocksdb";                       // "rocksdb" or "memory"
   std::string data_dir = "./registrar-data";
   Durability durability = Durability::kFsync;
+  bool accept_data_loss = false;  // --accept_data_loss
+  std::string restore_from;       // --restore_from: a backup to start from
   RegistryOptions registry;
   ApiLimits limits;
   WatchLimits watch;          // --max_watchers, --watch_max_lag

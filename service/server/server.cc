@@ -28,6 +28,7 @@
 namespace registrar {
 namespace {
 constexpr char kServiceName[] = "registrar.v1.Registrar";
+constexpr char kAdminServiceName[] = "registrar.v1.Admin";
 
 // Everything but grpc.health.v1 on the --health_listen server: a clear
 // UNIMPLEMENTED. (gRPC also refuses to build a server whose only service is
@@ -144,18 +145,43 @@ absl::Status RegistrarServer::Init() {
   if (config_.store != "memory") {
     metrics_->AddCollectable(MakeDataDirCollectable(config_.data_dir));
   }
+  RocksDbStore* rocksdb_store = nullptr;  // for AdminService
   if (config_.store == "memory") {
     store_ = std::make_unique<MemoryStore>(config_.registry.event_history);
   } else {
-    absl::StatusOr<std::unique_ptr<RocksDbStore>> store =
-        RocksDbStore::Open(RocksDbStoreOptions{.path = config_.data_dir,
-                                               .durability = config_.durability,
-                                               .node_id = config_.node_id});
+    if (!config_.restore_from.empty()) {
+      absl::StatusOr<BackupInfo> restored = RocksDbStore::Restore(
+          config_.restore_from, config_.data_dir, config_.node_id);
+      if (!restored.ok()) {
+        return absl::Status(
+            restored.status().code(),
+            absl::StrCat("--restore_from=", config_.restore_from, ": ",
+                         restored.status().message()));
+      }
+      spdlog::info("restored the backup {} into {}: revision {}, {} records",
+                   config_.restore_from, config_.data_dir, restored->revision,
+                   restored->records);
+    }
+    absl::StatusOr<std::unique_ptr<RocksDbStore>> store = RocksDbStore::Open(
+        RocksDbStoreOptions{.path = config_.data_dir,
+                            .durability = config_.durability,
+                            .node_id = config_.node_id,
+                            .accept_data_loss = config_.accept_data_loss});
     if (!store.ok()) {
       return absl::Status(store.status().code(),
                           absl::StrCat("--data_dir=", config_.data_dir, ": ",
                                        store.status().message()));
     }
+    if (!(*store)->recovery_note().empty()) {
+      spdlog::warn("{}", (*store)->recovery_note());
+    } else if (config_.accept_data_loss) {
+      spdlog::warn(
+          "--accept_data_loss is set, but the data dir {} lost "
+          "nothing",
+          config_.data_dir);
+    }
+    metrics_->AddCollectable((*store)->MetricsCollectable());
+    rocksdb_store = store->get();
     store_ = *std::move(store);
   }
   // After the store: a key generated into a fresh data dir must not make
@@ -197,6 +223,7 @@ absl::Status RegistrarServer::Init() {
   service_ = std::make_unique<RegistrarService>(
       *registry_, config_.limits, api_metrics_.get(), watch_hub_.get(),
       access_.get(), limiter_.get());
+  admin_ = std::make_unique<AdminService>(rocksdb_store, access_.get());
   if (!config_.access_log.empty()) {
     ASSIGN_OR_RETURN(
         access_log_,
@@ -215,7 +242,7 @@ absl::Status RegistrarServer::Init() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   if (absl::Status s = RegisterServerReflection(
-          builder, {kServiceName, "grpc.health.v1.Health"});
+          builder, {kServiceName, kAdminServiceName, "grpc.health.v1.Health"});
       !s.ok()) {
     return s;
   }
@@ -230,10 +257,14 @@ absl::Status RegistrarServer::Init() {
                                                   : " (loopback only)");
   }
   builder.RegisterService(service_.get());
+  builder.RegisterService(admin_.get());
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   std::vector<GrpcMethod> methods = GrpcMethodsOfService(kServiceName);
+  for (GrpcMethod& m : GrpcMethodsOfService(kAdminServiceName)) {
+    methods.push_back(std::move(m));
+  }
   for (GrpcMethod& m : GrpcHealthAndReflectionMethods()) {
     methods.push_back(std::move(m));
   }

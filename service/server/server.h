@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "service/api/admin_service.h"
 #include "service/api/api_metrics.h"
 #include "service/api/registrar_service.h"
 #include "service/common/clock.h"
@@ -93,6 +94,7 @@ class RegistrarServer {
   std::filesystem::file_time_type callers_mtime_ ABSL_GUARDED_BY(reload_mu_);
   absl::Time last_callers_check_ = absl::InfinitePast();  // ticker only
   std::unique_ptr<RegistrarService> service_;
+  std::unique_ptr<AdminService> admin_;  // registrar.v1.Admin
   std::unique_ptr<grpc::Server> server_;
   // --health_listen: answers UNIMPLEMENTED but for health; outlives
   // health_server_.

@@ -134,6 +134,11 @@ uint64_t GroupCommitter::last_revision() const {
   return last_revision_;
 }
 
+size_t GroupCommitter::queued() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
 GroupCommitter::Stats GroupCommitter::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;

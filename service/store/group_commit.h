@@ -67,6 +67,9 @@ class GroupCommitter {
 
   using Stats = CommitStats;
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Batches queued and not yet taken by a leader (a group being written is
+  // not counted).
+  size_t queued() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Waiter {

@@ -58,9 +58,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/common/clock.h"
 #include "service/model/kind.h"
 #include "service/store/group_commit.h"
 #include "service/store/store.h"
+#include "service/store/store_metrics.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -69,7 +71,8 @@ class DB;
 
 namespace registrar {
 
-struct RocksDbHandles;  // the open database (rocksdb_store.cc)
+struct RocksDbHandles;  // the open database (rocksdb_internal.h)
+class RevisionWitness;  // revision_witness.h
 
 // Version of the data-dir format written by this binary. Open refuses a data
 // dir with a newer version (written by a newer Registrar).
@@ -86,6 +89,16 @@ struct RocksDbStoreOptions {
   // with that failure for this long instead of trying again: each attempt
   // may close, reopen and flush the database.
   absl::Duration recovery_interval = absl::Seconds(1);
+  // Time for the recovery throttle, the probe interval and the data dir's
+  // creation time; null means the system clock. Must outlive the store.
+  const Clock* clock = nullptr;
+  // The operator's override for a damaged data dir (registrar
+  // --accept_data_loss): instead of refusing it (see Open), keep a copy of
+  // its WAL and MANIFEST files in <path>/damaged-<unix ms>/, serve what
+  // RocksDB recovers up to the damage, and continue revisions after the
+  // newest acknowledged one (so none is handed out twice; the event
+  // history restarts there). recovery_note() then says what was lost.
+  bool accept_data_loss = false;
 };
 
 // What `registrarctl inspect` shows about a data dir.
@@ -121,6 +134,14 @@ struct StoreDiskUsage {
   uint64_t dir_bytes = 0;          // every file in the directory
 };
 
+// What Backup wrote, or Restore copied.
+struct BackupInfo {
+  std::string dir;
+  uint64_t revision = 0;  // the copy holds exactly the revisions up to this
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+};
+
 class RocksDbStore final : public Store {
  public:
   // Opens the data dir at options.path, creating it (and the database) when
@@ -137,7 +158,13 @@ class RocksDbStore final : public Store {
   //    kStoreFormatVersion;
   //  - FailedPrecondition "… is in use by another registrar process" when
   //    another process (or another store in this one) has it open;
-  //  - DataLoss with RocksDB's message when the database is corrupt;
+  //  - DataLoss with RocksDB's message when the database is corrupt (a
+  //    checksum error in a WAL, MANIFEST or table file), and DataLoss
+  //    "… is damaged: revisions R+1..W were acknowledged but are missing"
+  //    when RocksDB replayed less than the revision witness holds (a
+  //    deleted or truncated WAL or MANIFEST); both name the WAL and
+  //    MANIFEST files and leave every file untouched. With
+  //    options.accept_data_loss the store opens instead (see there);
   //  - FailedPrecondition for other I/O errors (e.g. permissions).
   static absl::StatusOr<std::unique_ptr<RocksDbStore>> Open(
       const RocksDbStoreOptions& options);
@@ -205,10 +232,40 @@ class RocksDbStore final : public Store {
   // Times CheckWritable reopened the database successfully.
   uint64_t reopens() const { return reopens_.load(); }
   uint32_t node_id() const { return node_id_; }
+  // Empty, or what an accepted loss (options.accept_data_loss) cost and
+  // where the damaged files were kept: for the server's log.
+  const std::string& recovery_note() const { return recovery_note_; }
 
   // Bytes on disk (and in memtables) now. For bytes per record, Flush()
   // first: until then recent commits are only in the WAL and memtables.
   StoreDiskUsage disk_usage();
+
+  // Online backup: writes a copy of the store into `dir` (which must not
+  // exist), consistent at one revision: every change committed before the
+  // call is in it, a change committed meanwhile is in it wholly or not at
+  // all. A RocksDB checkpoint: the memtables are flushed, table files are
+  // hard-linked when `dir` is on the same filesystem (else copied), the
+  // WAL is copied; then every file is fsynced. The result is a data dir
+  // that Restore (or a server started on it) can use. Commits continue
+  // meanwhile. AlreadyExists when `dir` exists; Unavailable when the
+  // checkpoint fails.
+  absl::StatusOr<BackupInfo> Backup(const std::string& dir);
+
+  // Copies the backup (or any data dir no server writes to) at `backup`
+  // into `data_dir`, which must be missing or empty (a `lost+found` is
+  // fine): FailedPrecondition otherwise, and when the backup belongs to
+  // another node_id; the same refusals as Inspect for a `backup` that is
+  // not a Registrar data dir. Nothing is written to `data_dir` unless the
+  // checks pass.
+  static absl::StatusOr<BackupInfo> Restore(const std::string& backup,
+                                            const std::string& data_dir,
+                                            uint32_t node_id);
+
+  // RocksDB's figures for an operator, read now (store_metrics.h).
+  StoreOperatorStats operator_stats();
+  // A prometheus collectable of operator_stats(), for the server's
+  // Metrics::AddCollectable; safe to scrape after the store is gone.
+  std::shared_ptr<prometheus::Collectable> MetricsCollectable();
 
   // Writes memtables to SST files and waits.
   absl::Status Flush();
@@ -236,6 +293,7 @@ class RocksDbStore final : public Store {
   absl::Status Broken() const;
 
   const RocksDbStoreOptions options_;
+  const Clock& clock_;
   const std::string& path_ = options_.path;
   const Durability durability_;
   const uint32_t node_id_;
@@ -257,7 +315,7 @@ class RocksDbStore final : public Store {
   std::atomic<uint64_t> probe_count_{0};
   // CheckWritable skips its probe for kProbeInterval after a good one,
   // unless a write failed since (write_failures_ moved).
-  static constexpr int64_t kProbeInterval = 1'000'000'000;  // ns
+  static constexpr absl::Duration kProbeInterval = absl::Seconds(1);
   std::atomic<uint64_t> write_failures_{0};
   std::atomic<uint64_t> failures_at_good_probe_{0};
   std::atomic<int64_t> good_probe_ns_{0};
@@ -266,6 +324,12 @@ class RocksDbStore final : public Store {
   // attempt succeeded, or none was made).
   absl::Status recovery_failure_ ABSL_GUARDED_BY(db_mu_);
   absl::Time recovery_attempt_ ABSL_GUARDED_BY(db_mu_) = absl::InfinitePast();
+  std::string recovery_note_;
+  const std::shared_ptr<StoreMetricsLink> metrics_link_;
+  // Written by the group-commit leader after each successful write (one at
+  // a time; not in kNone, which has no WAL to check).
+  std::unique_ptr<RevisionWitness> witness_;
+  absl::Time witness_synced_ = absl::InfinitePast();  // by the leader too
   GroupCommitter committer_;
 };
 

@@ -470,7 +470,14 @@ TEST(StoreFaultTest, KillNineDuringTheFaultLosesNothingAcknowledged) {
   auto refused_cleanup = client->Cleanup(cleanup);
   ASSERT_FALSE(refused_cleanup.ok());
   ExpectStoreRefusal(refused_cleanup.status(), "Cleanup");
-  absl::SleepFor(absl::Milliseconds(1200));  // recovery attempts fail
+  // Health goes NOT_SERVING once a recovery attempt (a reopen under the
+  // limit) has failed: kill -9 after that.
+  auto health = Health::NewStub(grpc::CreateChannel(
+      server->grpc_address(), grpc::InsecureChannelCredentials()));
+  ASSERT_TRUE(WaitForHealth(*health, HealthCheckResponse::NOT_SERVING,
+                            absl::Seconds(5))
+                  .has_value())
+      << server->Log();
   ASSERT_NO_FATAL_FAILURE(KillNine(*server));
   const std::string first_log = server->Log();
   server.reset();

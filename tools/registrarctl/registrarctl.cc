@@ -48,6 +48,7 @@
 #include "service/id/key_ring.h"
 #include "service/model/kind.h"
 #include "service/store/rocksdb_store.h"
+#include "tools/registrarctl/backup_command.h"
 #include "tools/registrarctl/cli_args.h"
 
 namespace registrar {
@@ -128,6 +129,11 @@ Commands:
       Offline: prints the lowercase hex SHA-256 of a bearer token, the
       token_sha256 of a callers file entry. Reads the token from the first
       line of stdin when --token is absent (no echo on a terminal).
+  backup DIR
+      Admin: the server writes an online backup, consistent at one
+      revision, into DIR (a new directory on the server's filesystem,
+      absolute path). Prints "DIR revision N records R bytes B".
+      Start a server from it with registrar --restore_from=DIR.
   help [COMMAND]
 
 Options take "--name=value" or "--name value"; "-" may replace "_" in names.
@@ -1055,6 +1061,12 @@ constexpr CommandEntry kCommands[] = {
     {"lease keepalive", RunLeaseKeepAlive, true},
     {"lease revoke", RunLeaseRevoke, true},
     {"watch", RunWatch, true},
+    {"backup",
+     [](Context& ctx, const std::vector<std::string>& argv) {
+       return RunBackupCommand(ctx.client().options(), argv, ctx.json(),
+                               std::cout, std::cerr);
+     },
+     true},
     {"keygen", RunKeygen, false},
     {"hash-token", RunHashToken, false},
 };

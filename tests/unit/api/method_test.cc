@@ -3,38 +3,53 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
+#include "registrar/v1/admin.pb.h"
 #include "registrar/v1/registrar.pb.h"
 
 namespace registrar {
 namespace {
 
-const google::protobuf::ServiceDescriptor& Service() {
-  return *v1::IssueRequest::descriptor()->file()->FindServiceByName(
-      "Registrar");
+const google::protobuf::ServiceDescriptor* Service(std::string_view name) {
+  // Linking the generated code registers both services in the pool.
+  (void)v1::IssueRequest::descriptor();
+  (void)v1::BackupRequest::descriptor();
+  return google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+      std::string(name));
 }
 
 TEST(MethodTableTest, ListsExactlyTheServiceMethodsOfTheContract) {
-  const google::protobuf::ServiceDescriptor& service = Service();
-  ASSERT_EQ(service.method_count(), kNumMethods);
   std::set<std::string> in_table;
-  for (const MethodInfo& m : kMethods) in_table.emplace(m.name);
-  ASSERT_EQ(in_table.size(), static_cast<size_t>(kNumMethods));
-  for (int i = 0; i < service.method_count(); ++i) {
-    EXPECT_TRUE(in_table.contains(service.method(i)->name()))
-        << service.method(i)->name() << " is missing from kMethods";
+  for (const MethodInfo& m : kMethods) {
+    in_table.emplace(absl::StrCat(m.service, "/", m.name));
   }
+  ASSERT_EQ(in_table.size(), static_cast<size_t>(kNumMethods));
+  int in_contract = 0;
+  for (std::string_view name : {kRegistrarService, kAdminService}) {
+    const google::protobuf::ServiceDescriptor* service = Service(name);
+    ASSERT_NE(service, nullptr) << name;
+    for (int i = 0; i < service->method_count(); ++i, ++in_contract) {
+      EXPECT_TRUE(in_table.contains(
+          absl::StrCat(name, "/", service->method(i)->name())))
+          << service->method(i)->full_name() << " is missing from kMethods";
+    }
+  }
+  EXPECT_EQ(in_contract, kNumMethods);
 }
 
-TEST(MethodTableTest, OnlyWatchStreamsAndHasNoOpLabel) {
-  const google::protobuf::ServiceDescriptor& service = Service();
+TEST(MethodTableTest, StreamsAndAdminMethodsHaveNoOpLabel) {
   std::set<std::string_view> labels;
   for (const MethodInfo& m : kMethods) {
+    const google::protobuf::ServiceDescriptor* service = Service(m.service);
+    ASSERT_NE(service, nullptr) << m.service;
     const google::protobuf::MethodDescriptor* d =
-        service.FindMethodByName(std::string(m.name));
+        service->FindMethodByName(std::string(m.name));
     ASSERT_NE(d, nullptr) << m.name;
-    EXPECT_EQ(d->server_streaming(), m.op_label.empty()) << m.name;
+    EXPECT_EQ(d->server_streaming() || m.service == kAdminService,
+              m.op_label.empty())
+        << m.name;
     if (!m.op_label.empty()) {
       EXPECT_TRUE(labels.insert(m.op_label).second) << m.op_label;
     }
@@ -49,6 +64,8 @@ TEST(MethodTableTest, AdminsMayCallEverythingReadersNeverChangeState) {
       EXPECT_TRUE(RoleAllows(CallerRole::kGateway, m.method)) << m.name;
     }
   }
+  EXPECT_FALSE(RoleAllows(CallerRole::kGateway, Method::kBackup));
+  EXPECT_FALSE(RoleAllows(CallerRole::kReader, Method::kBackup));
   // The looking methods a gateway has no business calling.
   EXPECT_FALSE(RoleAllows(CallerRole::kGateway, Method::kDescribe));
   EXPECT_FALSE(RoleAllows(CallerRole::kGateway, Method::kListOwned));

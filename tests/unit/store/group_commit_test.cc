@@ -4,13 +4,8 @@
 
 #include "service/store/group_commit.h"
 
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdint>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,23 +29,6 @@ WriteBatch Batch(int n, uint64_t first_id) {
     b.events.push_back(e);
   }
   return b;
-}
-
-// Whether thread `tid` of this process is asleep in a futex wait (a mutex
-// or condition wait): what a thread blocked in GroupCommitter::Commit is.
-bool BlockedInFutex(pid_t tid) {
-  const std::string dir = "/proc/self/task/" + std::to_string(tid);
-  std::ifstream stat_file(dir + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= stat.size() ||
-      stat[paren + 2] != 'S') {
-    return false;
-  }
-  std::ifstream syscall_file(dir + "/syscall");
-  long number = -1;
-  syscall_file >> number;
-  return number == SYS_futex;
 }
 
 TEST(GroupCommitTest, SubmittedBatchesGetGapFreeRevisionsInQueueOrder) {
@@ -136,19 +114,12 @@ TEST(GroupCommitTest, BlockingLeaderLeavesCallbacksToTheWriterThread) {
     queued_done.Notify();
   });
   std::thread::id commit_thread;
-  std::atomic<pid_t> commit_tid{0};
   std::thread committing([&] {
     commit_thread = std::this_thread::get_id();
-    commit_tid = static_cast<pid_t>(::syscall(SYS_gettid));
     EXPECT_TRUE(committer.Commit(&blocking).ok());
   });
-  // Commit's only wait is for the leader, after it has queued its batch:
-  // once its thread sleeps in a futex wait, it is queued behind.
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while ((commit_tid.load() == 0 || !BlockedInFutex(commit_tid.load())) &&
-         absl::Now() < deadline) {
-    std::this_thread::yield();
-  }
+  // Both queue behind the blocked first write before it is released.
+  while (committer.queued() < 2) std::this_thread::yield();
   release.Notify();
   committing.join();
   first_done.WaitForNotification();

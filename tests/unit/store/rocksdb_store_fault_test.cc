@@ -21,6 +21,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/common/clock.h"
 #include "service/store/rocksdb_store.h"
 #include "tests/unit/store/store_test_util.h"
 
@@ -280,8 +281,10 @@ TEST_P(FatalIoErrorTest, WritesFailUntilTheCauseIsGoneThenReopenRecovers) {
 TEST(RecoveryIntervalTest, FailedRecoveryIsRetriedOnlyAfterTheInterval) {
   TempDir dir;
   const std::string path = dir.Sub("data");
+  FakeClock clock;
   RocksDbStoreOptions options = SmallOptions(path, Durability::kFsync);
   options.recovery_interval = absl::Seconds(1);
+  options.clock = &clock;
   auto opened = RocksDbStore::Open(options);
   ASSERT_TRUE(opened.ok()) << opened.status();
   RocksDbStore& store = **opened;
@@ -293,20 +296,19 @@ TEST(RecoveryIntervalTest, FailedRecoveryIsRetriedOnlyAfterTheInterval) {
   ASSERT_TRUE(limit.Set(LargestWal(path) + 16));
   ASSERT_FALSE(CommitOne(store, 2, &rev).ok());
   ASSERT_TRUE(limit.Set(0));  // the reopen cannot write its MANIFEST
-  const absl::Time attempted = absl::Now();
   const absl::Status failed = store.CheckWritable();
   ASSERT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
   limit.Lift();
 
-  // Within the interval: the same failure, no new attempt.
+  // Within the interval: the same failure, no new attempt (the cause is
+  // gone, so an attempt would succeed).
   for (int i = 0; i < 3; ++i) {
-    const absl::Status again = store.CheckWritable();
-    if (absl::Now() - attempted >= absl::Seconds(1)) break;  // a slow box
-    EXPECT_EQ(again, failed);
+    clock.Advance(absl::Milliseconds(300));
+    EXPECT_EQ(store.CheckWritable(), failed)
+        << "after " << (i + 1) * 300 << " ms";
     EXPECT_EQ(store.reopens(), 0u);
   }
-  absl::SleepFor(absl::Seconds(1) - (absl::Now() - attempted) +
-                 absl::Milliseconds(50));
+  clock.Advance(absl::Milliseconds(100));  // 1 s after the attempt
   const absl::Status recovered = store.CheckWritable();
   ASSERT_TRUE(recovered.ok()) << recovered;
   EXPECT_EQ(store.reopens(), 1u);
