@@ -75,31 +75,64 @@ struct EtcdStore::Group {
 };
 
 void EtcdStore::Submit(WriteBatch* batch, CommitDone done) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!stopping_) {
-      queue_.push_back(Pending{batch, std::move(done)});
-      if (!writer_started_) {
-        writer_started_ = true;
-        writer_ = std::thread([this] { WriterLoop(); });
-      }
-      return;
-    }
-  }
-  std::move(done)(absl::UnavailableError("etcd store is shutting down"));
+  Enqueue(Pending{batch, std::move(done)});
 }
 
 absl::Status EtcdStore::Commit(WriteBatch* batch) {
   absl::StatusOr<bool> r = SyncCall<bool>([&](auto cb) {
-    Submit(batch, [cb = std::move(cb)](absl::Status s) mutable {
-      if (s.ok()) {
-        cb(true);
-      } else {
-        cb(std::move(s));
-      }
-    });
+    Pending p{batch, [cb = std::move(cb)](absl::Status s) mutable {
+                if (s.ok()) {
+                  cb(true);
+                } else {
+                  cb(std::move(s));
+                }
+              }};
+    p.direct = true;
+    Enqueue(std::move(p));
   });
   return r.status();
+}
+
+void EtcdStore::Enqueue(Pending p) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(std::move(p));
+      if (!writer_started_) {
+        writer_started_ = true;
+        writer_ = std::thread([this] { WriterLoop(); });
+        completer_ = std::thread([this] { CompletionLoop(); });
+      }
+      return;
+    }
+  }
+  std::move(p.done)(absl::UnavailableError("etcd store is shutting down"));
+}
+
+void EtcdStore::Complete(Pending& p, const absl::Status& status) {
+  if (p.direct) {
+    std::move(p.done)(status);
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  completions_.emplace_back(std::move(p.done), status);
+}
+
+void EtcdStore::CompletionLoop() {
+  while (true) {
+    std::deque<std::pair<CommitDone, absl::Status>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](EtcdStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+            return s->writer_done_ || !s->completions_.empty();
+          },
+          this));
+      if (completions_.empty()) return;  // the writer is done: so are we
+      ready.swap(completions_);
+    }
+    for (auto& [done, status] : ready) std::move(done)(status);
+  }
 }
 
 void EtcdStore::WriterLoop() {
@@ -118,16 +151,24 @@ void EtcdStore::WriterLoop() {
         pending.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      if (pending.empty() && stopping_) return;
+      if (pending.empty() && stopping_) {
+        writer_done_ = true;
+        return;
+      }
     }
     absl::Status blocked;
     {
       absl::MutexLock lock(&mu_);
       blocked = fenced_;
     }
+    if (blocked.ok() && write_fence_.check) {
+      if (absl::Status s = write_fence_.check(); !s.ok()) {
+        blocked = Fence(std::string(s.message()));
+      }
+    }
     if (blocked.ok()) blocked = SettleUncertain();
     if (!blocked.ok()) {
-      for (Pending& p : pending) std::move(p.done)(blocked);
+      for (Pending& p : pending) Complete(p, blocked);
       pending.clear();
       continue;
     }
@@ -173,7 +214,7 @@ std::optional<EtcdStore::Group> EtcdStore::TakeGroup(
     if (!refuse.ok()) {
       Pending refused = std::move(p);
       pending->pop_front();
-      std::move(refused.done)(refuse);
+      Complete(refused, refuse);
       continue;
     }
     if (!g.batches.empty() &&
@@ -242,6 +283,9 @@ std::optional<EtcdStore::Group> EtcdStore::TakeGroup(
         EncodeRevisionValue({.revision = g.last_revision, .token = g.token}));
     *g.txn.add_compare() = CompareModRevision(
         layout_.RevisionKey(), pb::Compare::EQUAL, g.expected_mod);
+    for (const pb::Compare& c : write_fence_.compares) {
+      *g.txn.add_compare() = c;
+    }
     for (auto& [key, op] : ops) *g.txn.add_success() = std::move(op);
     // On a failed compare, tell who wrote the key.
     *g.txn.add_failure() = RangeOp(layout_.RevisionKey());
@@ -251,10 +295,12 @@ std::optional<EtcdStore::Group> EtcdStore::TakeGroup(
     Pending last = std::move(g.batches.back());
     g.batches.pop_back();
     if (g.batches.empty()) {
-      std::move(last.done)(absl::ResourceExhaustedError(absl::StrCat(
-          "a batch of ", bytes, " bytes does not fit one etcd Txn: etcd's ",
-          "--max-request-bytes is assumed to be ", options_.max_request_bytes,
-          " (Registrar's --etcd_max_request_bytes)")));
+      Complete(last, absl::ResourceExhaustedError(absl::StrCat(
+                         "a batch of ", bytes,
+                         " bytes does not fit one etcd Txn: etcd's ",
+                         "--max-request-bytes is assumed to be ",
+                         options_.max_request_bytes,
+                         " (Registrar's --etcd_max_request_bytes)")));
       return std::nullopt;
     }
     pending->push_front(std::move(last));
@@ -265,14 +311,18 @@ EtcdStore::TxnResult EtcdStore::SendTxn(Group& g) {
   const absl::Time deadline = absl::Now() + options_.commit_timeout;
   absl::Status cause;
   while (true) {
-    absl::StatusOr<pb::TxnResponse> r = SyncCall<pb::TxnResponse>(
-        [&](auto cb) { kv_.Txn(g.txn, std::move(cb)); });
+    absl::StatusOr<pb::TxnResponse> r = blocking_kv_.Txn(g.txn);
     if (r.ok()) {
       if (r->succeeded()) return r->header().revision();
       int64_t now_mod = 0;
       if (r->responses_size() > 0 &&
           r->responses(0).response_range().kvs_size() > 0) {
         now_mod = r->responses(0).response_range().kvs(0).mod_revision();
+      }
+      if (now_mod == g.expected_mod) {
+        return Fence(
+            "etcd refused the write fence (this replica's node id claim is "
+            "gone)");
       }
       return Fence(absl::StrCat("another writer changed ",
                                 layout_.RevisionKey(), " (etcd mod_revision ",
@@ -309,8 +359,7 @@ EtcdStore::TxnResult EtcdStore::Resolve(const std::string& token,
                                         int64_t expected_mod) {
   pb::RangeRequest req;
   req.set_key(layout_.RevisionKey());
-  absl::StatusOr<pb::RangeResponse> r = SyncCall<pb::RangeResponse>(
-      [&](auto cb) { kv_.Range(std::move(req), std::move(cb)); });
+  absl::StatusOr<pb::RangeResponse> r = blocking_kv_.Range(req);
   if (!r.ok()) return r.status();
   const int64_t mod = r->kvs_size() > 0 ? r->kvs(0).mod_revision() : 0;
   if (mod == expected_mod) {
@@ -373,7 +422,7 @@ void EtcdStore::Finish(Group& g, const TxnResult& result) {
     writable_at_ = absl::Now();
   }
   const absl::Status status = result.status();
-  for (Pending& p : g.batches) std::move(p.done)(status);
+  for (Pending& p : g.batches) Complete(p, status);
 }
 
 absl::Status EtcdStore::Fence(std::string why) {

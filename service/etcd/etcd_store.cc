@@ -58,6 +58,7 @@ EtcdStore::EtcdStore(std::shared_ptr<Connection> conn, EtcdStoreOptions options)
       options_(std::move(options)),
       layout_(options_.prefix),
       kv_(conn_),
+      blocking_kv_(conn_),
       writer_id_(NewWriterId()) {}
 
 EtcdStore::~EtcdStore() { Stop(); }
@@ -68,6 +69,7 @@ void EtcdStore::Stop() {
     stopping_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  if (completer_.joinable()) completer_.join();
 }
 
 absl::StatusOr<StoreMeta> EtcdStore::Load(
@@ -76,8 +78,7 @@ absl::StatusOr<StoreMeta> EtcdStore::Load(
   pb::RangeRequest req;
   req.set_key(layout_.MetaPrefix());
   req.set_range_end(PrefixEnd(layout_.MetaPrefix()));
-  absl::StatusOr<pb::RangeResponse> meta_keys = SyncCall<pb::RangeResponse>(
-      [&](auto cb) { kv_.Range(std::move(req), std::move(cb)); });
+  absl::StatusOr<pb::RangeResponse> meta_keys = blocking_kv_.Range(req);
   if (!meta_keys.ok()) return meta_keys.status();
   const int64_t at = meta_keys->header().revision();
   StoreMeta meta;
@@ -178,8 +179,7 @@ uint64_t EtcdStore::ApproximateRecordCount() {
   req.set_range_end(PrefixEnd(layout_.RecordPrefix()));
   req.set_count_only(true);
   req.set_serializable(true);
-  absl::StatusOr<pb::RangeResponse> r = SyncCall<pb::RangeResponse>(
-      [&](auto cb) { kv_.Range(std::move(req), std::move(cb)); });
+  absl::StatusOr<pb::RangeResponse> r = blocking_kv_.Range(req);
   return r.ok() ? static_cast<uint64_t>(r->count()) : 0;
 }
 
@@ -215,8 +215,7 @@ absl::Status EtcdStore::ReadEventsFromEtcd(uint64_t from, size_t limit,
   req.set_key(layout_.EventKey(from));
   req.set_range_end(layout_.EventKey(last + 1));
   req.set_limit(static_cast<int64_t>(std::min<size_t>(limit, 1000)));
-  absl::StatusOr<pb::RangeResponse> r = SyncCall<pb::RangeResponse>(
-      [&](auto cb) { kv_.Range(std::move(req), std::move(cb)); });
+  absl::StatusOr<pb::RangeResponse> r = blocking_kv_.Range(req);
   if (!r.ok()) return r.status();
   RecordDecoder decoder;
   std::vector<Event> events;
@@ -280,8 +279,7 @@ absl::Status EtcdStore::CompactEvents(uint64_t below) {
   pb::TxnRequest txn;
   *txn.add_success() = DeleteOp(layout_.EventKey(0), layout_.EventKey(below));
   *txn.add_success() = PutOp(layout_.OldestKey(), absl::StrCat(below));
-  absl::StatusOr<pb::TxnResponse> r = SyncCall<pb::TxnResponse>(
-      [&](auto cb) { kv_.Txn(std::move(txn), std::move(cb)); });
+  absl::StatusOr<pb::TxnResponse> r = blocking_kv_.Txn(txn);
   if (!r.ok()) return r.status();
   absl::MutexLock lock(&mu_);
   oldest_ = std::max(oldest_, below);
@@ -306,8 +304,7 @@ absl::Status EtcdStore::CheckWritable() {
   pb::RangeRequest req;
   req.set_key(layout_.RevisionKey());
   req.set_count_only(true);
-  absl::StatusOr<pb::RangeResponse> r = SyncCall<pb::RangeResponse>(
-      [&](auto cb) { kv_.Range(std::move(req), std::move(cb)); });
+  absl::StatusOr<pb::RangeResponse> r = blocking_kv_.Range(req);
   absl::MutexLock lock(&mu_);
   writable_ = r.ok() ? absl::OkStatus()
                      : absl::UnavailableError(absl::StrCat(

@@ -31,7 +31,9 @@
 //  6. The listener sees each committed event once, in revision order,
 //     before the batch's done runs.
 //
-// Thread-safe. Load must be called once, before any Submit.
+// Submit's done runs on a completion thread of the store, in commit order;
+// a blocking Commit returns without waiting for that thread. Thread-safe.
+// Load must be called once, before any Submit.
 
 #include <cstdint>
 #include <deque>
@@ -45,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/etcd/blocking_kv.h"
 #include "service/etcd/connection.h"
 #include "service/etcd/etcd_layout.h"
 #include "service/etcd/kv.h"
@@ -97,6 +100,18 @@ class EtcdStore final : public Store {
   Durability durability() const override { return Durability::kFsync; }
   std::string_view name() const override { return "etcd"; }
 
+  // A condition every write from now on requires besides the prefix fence,
+  // e.g. that this replica still holds its node id: `check` runs before
+  // each Txn (a local test, such as the claim's fencing clock) and
+  // `compares` go into each Txn (etcd's test, such as "the claim key is
+  // still on our lease"). The first failure of either fences the store.
+  // Call before the first Submit.
+  struct WriteFence {
+    std::function<absl::Status()> check;
+    std::vector<pb::Compare> compares;
+  };
+  void SetWriteFence(WriteFence fence) { write_fence_ = std::move(fence); }
+
   // Writes what is queued, then stops the writer. Idempotent.
   void Stop();
 
@@ -106,6 +121,11 @@ class EtcdStore final : public Store {
   struct Pending {
     WriteBatch* batch;
     CommitDone done;
+    // A blocking Commit's done (it only wakes its caller) runs on the
+    // writer; every other done runs on the completion thread, so a done
+    // that waits for a lock held by a caller blocked in Commit cannot stall
+    // the writer.
+    bool direct = false;
   };
   // A Txn ready to send and the batches it carries.
   struct Group;
@@ -114,7 +134,12 @@ class EtcdStore final : public Store {
 
   EtcdStore(std::shared_ptr<Connection> conn, EtcdStoreOptions options);
 
+  void Enqueue(Pending p) ABSL_LOCKS_EXCLUDED(mu_);
   void WriterLoop();
+  void CompletionLoop();
+  // Runs p's done with `status`: at once when direct, else queued for the
+  // completion thread in order.
+  void Complete(Pending& p, const absl::Status& status);
   // Takes batches off the front of *pending into one Txn (etcd_commit.cc).
   std::optional<Group> TakeGroup(std::deque<Pending>* pending);
   // Sends a group's Txn and resolves an unknown outcome (etcd_commit.cc).
@@ -135,12 +160,16 @@ class EtcdStore final : public Store {
   const std::shared_ptr<Connection> conn_;
   const EtcdStoreOptions options_;
   const EtcdLayout layout_;
-  Kv kv_;
+  Kv kv_;                   // Load's paged scan
+  BlockingKv blocking_kv_;  // everything else (see blocking_kv.h)
   // This store's part of every token it writes (random per process).
   const std::string writer_id_;
 
   mutable absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<CommitDone, absl::Status>> completions_
+      ABSL_GUARDED_BY(mu_);
+  bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool writer_started_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t last_revision_ ABSL_GUARDED_BY(mu_) = 0;
@@ -154,6 +183,8 @@ class EtcdStore final : public Store {
   absl::Time writable_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Mutex compact_mu_;  // one CompactEvents at a time
 
+  WriteFence write_fence_;  // set before the writer starts
+
   // Writer thread only.
   int64_t last_mod_ = 0;  // mod_revision of <prefix>/m/rev we last saw
   uint64_t txn_seq_ = 0;
@@ -164,6 +195,7 @@ class EtcdStore final : public Store {
   };
   std::optional<Uncertain> uncertain_;
   std::thread writer_;
+  std::thread completer_;
 };
 
 }  // namespace registrar::etcd

@@ -67,6 +67,9 @@ class RegistrarServer {
   std::unique_ptr<KeyRing> keys_;
   std::unique_ptr<IdGenerator> ids_;
   std::unique_ptr<Metrics> metrics_;
+  // --store=etcd: this replica's node id, held while the process runs
+  // (declared before store_, so it outlives the store's last write).
+  std::shared_ptr<etcd::NodeIdClaimer> node_claim_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Registry> registry_;
   // Watch; after the registry (its store), before the service and the
