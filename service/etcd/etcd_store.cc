@@ -293,6 +293,11 @@ void EtcdStore::SetEventListener(EventListener listener) {
 }
 
 absl::Status EtcdStore::CheckWritable() {
+  if (write_fence_.check) {
+    if (absl::Status s = write_fence_.check(); !s.ok()) {
+      return Fence(std::string(s.message()));
+    }
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!fenced_.ok()) return fenced_;

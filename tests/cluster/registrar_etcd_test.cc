@@ -2,7 +2,8 @@
 // etcd: every method works; kill -9 of the replica under load and a
 // restart keep every acknowledged record and never issue an ID twice; the
 // etcd leader killed under load loses no acknowledged change and calls
-// resume; --node_id is refused.
+// resume; --node_id is refused; a replica paused past its node id's etcd
+// lease stops minting and reports NOT_SERVING while another takes the id.
 
 #include <signal.h>
 
@@ -19,9 +20,12 @@
 #include "absl/synchronization/mutex.h"
 #include "client/client.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
+#include "service/etcd/kv.h"
 #include "service/id/key_ring.h"
+#include "tests/cluster/await.h"
 #include "tests/cluster/etcd_cluster.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_util.h"
@@ -317,6 +321,75 @@ TEST_F(RegistrarEtcdTest, EtcdLeaderKilledUnderLoadLosesNothingAndResumes) {
   ASSERT_NE(server, nullptr);
   client = MakeClient(*server);
   ASSERT_NO_FATAL_FAILURE(ExpectAllValid(*client, owner, acked));
+}
+
+// The registrar.v1.Registrar health status of `server`.
+grpc::health::v1::HealthCheckResponse::ServingStatus Health(
+    const ServerProcess& server) {
+  auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      server.grpc_address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("registrar.v1.Registrar");
+  grpc::health::v1::HealthCheckResponse resp;
+  if (!stub->Check(&ctx, req, &resp).ok()) {
+    return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  }
+  return resp.status();
+}
+
+TEST_F(RegistrarEtcdTest, PausedPastItsNodeLeaseStopsMintingAndIdGoesToOther) {
+  const v1::Owner owner = MakeOwner("acme", "paused");
+  auto first = StartOrFail(Replica({"--etcd_node_ttl=2s"}));
+  ASSERT_NE(first, nullptr);
+  EXPECT_THAT(first->Log(), HasSubstr("node id 0"));
+  auto first_client = MakeClient(*first);
+  ASSERT_TRUE(first_client->IssueIds(v1::KIND_THREAD, owner).ok());
+  EXPECT_EQ(Health(*first), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // Paused past the TTL: etcd expires its lease and the claim key goes.
+  first->Signal(SIGSTOP);
+  etcd::ConnectionOptions co;
+  co.endpoints = cluster_->client_endpoints();
+  auto conn = etcd::Connection::Create(co);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  etcd::Kv kv(*conn);
+  const std::string claim_key =
+      "/t/" +
+      std::string(
+          ::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+      "/nodes/0";
+  auto claim_gone = [&] {
+    etcdserverpb::RangeRequest req;
+    req.set_key(claim_key);
+    auto r = testing::Call<etcdserverpb::RangeResponse>(
+        [&](auto cb) { kv.Range(req, std::move(cb)); });
+    return r.ok() && r->kvs_size() == 0;
+  };
+  const bool gone = PollUntil(claim_gone, absl::Seconds(20));
+  if (!gone) first->Signal(SIGCONT);
+  ASSERT_TRUE(gone);
+
+  // Another replica takes node id 0.
+  auto second = StartOrFail(Replica({"--etcd_node_ttl=2s"}));
+  ASSERT_NE(second, nullptr);
+  EXPECT_THAT(second->Log(), HasSubstr("node id 0"));
+  first->Signal(SIGCONT);
+
+  // The paused one mints nothing more and says so; the other serves.
+  auto refused = first_client->IssueIds(v1::KIND_THREAD, owner);
+  EXPECT_FALSE(refused.ok())
+      << "a replica without its node id issued " << (*refused)[0];
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        return Health(*first) ==
+               grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+      },
+      absl::Seconds(10)));
+  auto second_client = MakeClient(*second);
+  auto issued = second_client->IssueIds(v1::KIND_THREAD, owner);
+  EXPECT_TRUE(issued.ok()) << StatusText(issued);
 }
 
 }  // namespace
