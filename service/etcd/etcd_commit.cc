@@ -399,7 +399,6 @@ absl::Status EtcdStore::SettleUncertain() {
 void EtcdStore::Finish(Group& g, const TxnResult& result) {
   if (result.ok()) {
     last_mod_ = *result;
-    EventListener listener;
     {
       absl::MutexLock lock(&mu_);
       last_revision_ = g.last_revision;
@@ -413,9 +412,9 @@ void EtcdStore::Finish(Group& g, const TxnResult& result) {
              (!tail_.empty() && tail_.front().revision < oldest_)) {
         tail_.pop_front();
       }
-      listener = listener_;
     }
-    if (listener && !g.events.empty()) listener(g.events);
+    absl::MutexLock lock(&listener_mu_);
+    if (listener_ && !g.events.empty()) listener_(g.events);
   } else if (result.status().code() == absl::StatusCode::kUnavailable) {
     absl::MutexLock lock(&mu_);
     writable_ = result.status();

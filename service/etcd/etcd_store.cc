@@ -288,7 +288,7 @@ absl::Status EtcdStore::CompactEvents(uint64_t below) {
 }
 
 void EtcdStore::SetEventListener(EventListener listener) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&listener_mu_);
   listener_ = std::move(listener);
 }
 

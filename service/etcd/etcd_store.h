@@ -176,12 +176,16 @@ class EtcdStore final : public Store {
   uint64_t oldest_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t clock_high_water_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Event> tail_ ABSL_GUARDED_BY(mu_);
-  EventListener listener_ ABSL_GUARDED_BY(mu_);
+
   CommitStats stats_ ABSL_GUARDED_BY(mu_);
   absl::Status fenced_ ABSL_GUARDED_BY(mu_);
   absl::Status writable_ ABSL_GUARDED_BY(mu_);
   absl::Time writable_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Mutex compact_mu_;  // one CompactEvents at a time
+  // Held while the listener runs, so that SetEventListener(nullptr)
+  // returns only once no call of the old listener is in progress.
+  absl::Mutex listener_mu_;
+  EventListener listener_ ABSL_GUARDED_BY(listener_mu_);
 
   WriteFence write_fence_;  // set before the writer starts
 
