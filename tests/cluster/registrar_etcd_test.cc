@@ -216,20 +216,27 @@ TEST_F(RegistrarEtcdTest, EveryMethodWorksAndSurvivesARestart) {
   EXPECT_EQ(revoked->released(0), conns->ids(1));
 
   // Watch from the start: thread, run, request, 2 connections issued, then
-  // 2 released.
+  // 2 released; read 3, then resume from the last revision + 1.
   std::vector<v1::WatchEvent> events;
-  grpc::ClientContext watch_ctx;
-  watch_ctx.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(10));
-  v1::WatchRequest watch;
-  watch.set_start_revision(1);
-  client->Watch(
-      watch,
-      [&](const v1::WatchEvent& e) {
-        events.push_back(e);
-        return events.size() < 7;
-      },
-      &watch_ctx);
+  auto watch_until = [&](uint64_t start, size_t total) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v1::WatchRequest watch;
+    watch.set_start_revision(start);
+    return client->Watch(
+        watch,
+        [&](const v1::WatchEvent& e) {
+          events.push_back(e);
+          return events.size() < total;
+        },
+        &ctx);
+  };
+  absl::Status watched = watch_until(1, 3);
+  ASSERT_TRUE(watched.ok()) << StatusText(watched);
+  ASSERT_EQ(events.size(), 3u);
+  watched = watch_until(events.back().revision() + 1, 7);
+  ASSERT_TRUE(watched.ok()) << StatusText(watched);
   ASSERT_EQ(events.size(), 7u);
   for (size_t i = 0; i < events.size(); ++i) {
     EXPECT_EQ(events[i].revision(), i + 1);
