@@ -13,6 +13,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "service/id/id.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -74,8 +76,30 @@ ABSL_FLAG(std::string, access_log, "",
 ABSL_FLAG(double, access_log_sample, 1.0,
           "Fraction of calls written to --access_log (0..1)");
 ABSL_FLAG(std::string, store, "rocksdb",
-          "Storage: rocksdb (durable, in --data_dir) or memory (nothing is "
+          "Storage: rocksdb (durable, in --data_dir), etcd (durable, in the "
+          "etcd cluster at --etcd_endpoints) or memory (nothing is "
           "kept across restarts)");
+ABSL_FLAG(std::string, etcd_endpoints, "",
+          "--store=etcd: the etcd members, comma-separated host:port (or "
+          "http:// / https:// URLs)");
+ABSL_FLAG(std::string, etcd_prefix, "/registrar",
+          "--store=etcd: every key of this Registrar cluster starts with it");
+ABSL_FLAG(std::string, etcd_ca_file, "",
+          "--store=etcd: PEM CA that signs etcd's server certificates (TLS "
+          "towards etcd; empty with https:// endpoints: the system roots)");
+ABSL_FLAG(std::string, etcd_cert_file, "",
+          "--store=etcd: PEM client certificate for etcd's "
+          "--client-cert-auth (mTLS), with --etcd_key_file");
+ABSL_FLAG(std::string, etcd_key_file, "",
+          "--store=etcd: PEM private key of --etcd_cert_file");
+ABSL_FLAG(int64_t, etcd_max_txn_ops, 128,
+          "--store=etcd: etcd's --max-txn-ops (etcd cannot be asked); the "
+          "largest batch (e.g. a lease end) must fit one transaction");
+ABSL_FLAG(int64_t, etcd_max_request_bytes, 1536 * 1024,
+          "--store=etcd: etcd's --max-request-bytes");
+ABSL_FLAG(absl::Duration, etcd_node_ttl, absl::Seconds(10),
+          "--store=etcd: TTL of the etcd lease under which this replica "
+          "holds its node id (whole seconds)");
 ABSL_FLAG(std::string, data_dir, "./registrar-data",
           "Data directory of the rocksdb store");
 ABSL_FLAG(std::string, durability, "fsync",
@@ -189,6 +213,14 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "clock_offset",
                                    "store",
                                    "data_dir",
+                                   "etcd_endpoints",
+                                   "etcd_prefix",
+                                   "etcd_ca_file",
+                                   "etcd_cert_file",
+                                   "etcd_key_file",
+                                   "etcd_max_txn_ops",
+                                   "etcd_max_request_bytes",
+                                   "etcd_node_ttl",
                                    "durability",
                                    "event_history",
                                    "clock_window",
@@ -235,6 +267,70 @@ absl::Status NonZero(const char* flag, uint64_t value) {
   return absl::OkStatus();
 }
 
+// --store=etcd: the --etcd_* flags into c->etcd.
+// True when --node_id (or REGISTRAR_NODE_ID) was given at all.
+bool NodeIdGiven(int argc, char** argv) {
+  if (std::getenv("REGISTRAR_NODE_ID") != nullptr) return true;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    if (arg == "node_id" || absl::StartsWith(arg, "node_id=")) return true;
+  }
+  return false;
+}
+
+absl::Status EtcdConfig(int argc, char** argv, ServerConfig* c) {
+  if (NodeIdGiven(argc, argv)) {
+    return absl::InvalidArgumentError(
+        "--node_id is for the single-node stores: with --store=etcd each "
+        "replica claims a free node id in etcd");
+  }
+  etcd::EtcdBackendOptions& e = c->etcd;
+  for (absl::string_view endpoint : absl::StrSplit(
+           absl::GetFlag(FLAGS_etcd_endpoints), ',', absl::SkipWhitespace())) {
+    e.connection.endpoints.emplace_back(absl::StripAsciiWhitespace(endpoint));
+  }
+  if (e.connection.endpoints.empty()) {
+    return absl::InvalidArgumentError(
+        "--store=etcd needs --etcd_endpoints (comma-separated host:port)");
+  }
+  const std::string ca = absl::GetFlag(FLAGS_etcd_ca_file);
+  const std::string cert = absl::GetFlag(FLAGS_etcd_cert_file);
+  const std::string key = absl::GetFlag(FLAGS_etcd_key_file);
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError(
+        "--etcd_cert_file and --etcd_key_file go together");
+  }
+  if (!ca.empty() || !cert.empty()) {
+    e.connection.tls =
+        etcd::TlsOptions{.ca_file = ca, .cert_file = cert, .key_file = key};
+  }
+  e.store.prefix = absl::GetFlag(FLAGS_etcd_prefix);
+  if (e.store.prefix.empty() || e.store.prefix.front() != '/' ||
+      e.store.prefix.back() == '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--etcd_prefix must start with '/' and not end with it, got \"",
+        e.store.prefix, "\""));
+  }
+  e.store.max_txn_ops = absl::GetFlag(FLAGS_etcd_max_txn_ops);
+  if (e.store.max_txn_ops < 4) {
+    return absl::InvalidArgumentError("--etcd_max_txn_ops must be >= 4");
+  }
+  e.store.max_request_bytes = absl::GetFlag(FLAGS_etcd_max_request_bytes);
+  if (e.store.max_request_bytes < 4096) {
+    return absl::InvalidArgumentError(
+        "--etcd_max_request_bytes must be >= 4096");
+  }
+  e.claim_ttl = absl::GetFlag(FLAGS_etcd_node_ttl);
+  if (e.claim_ttl < absl::Seconds(2) ||
+      e.claim_ttl != absl::Trunc(e.claim_ttl, absl::Seconds(1))) {
+    return absl::InvalidArgumentError(
+        "--etcd_node_ttl must be whole seconds, at least 2s");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
@@ -276,9 +372,12 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   c.clock_offset = absl::GetFlag(FLAGS_clock_offset);
   c.store = absl::GetFlag(FLAGS_store);
-  if (c.store != "rocksdb" && c.store != "memory") {
+  if (c.store != "rocksdb" && c.store != "memory" && c.store != "etcd") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--store must be rocksdb or memory, got \"", c.store, "\""));
+        "--store must be rocksdb, memory or etcd, got \"", c.store, "\""));
+  }
+  if (c.store == "etcd") {
+    if (absl::Status s = EtcdConfig(argc, argv, &c); !s.ok()) return s;
   }
   c.data_dir = absl::GetFlag(FLAGS_data_dir);
   absl::StatusOr<Durability> durability =

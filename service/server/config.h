@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "service/api/rate_limiter.h"
 #include "service/api/request_validation.h"
+#include "service/etcd/etcd_backend.h"
 #include "service/registry/registry.h"
 #include "service/server/log_format.h"
 #include "service/server/transport.h"
@@ -32,11 +33,13 @@ struct ServerConfig {
   absl::Duration shutdown_drain = absl::Seconds(1);
   absl::Duration shutdown_timeout = absl::Seconds(10);
   absl::Duration clock_offset = absl::ZeroDuration();  // tests only
-  std::string store = "rocksdb";                       // "rocksdb" or "memory"
+  std::string store = "rocksdb";  // "rocksdb", "memory" or "etcd"
   std::string data_dir = "./registrar-data";
   Durability durability = Durability::kFsync;
   bool accept_data_loss = false;  // --accept_data_loss
   std::string restore_from;       // --restore_from: a backup to start from
+  // --store=etcd: --etcd_* flags (the node id is claimed in etcd).
+  etcd::EtcdBackendOptions etcd;
   RegistryOptions registry;
   ApiLimits limits;
   WatchLimits watch;          // --max_watchers, --watch_max_lag

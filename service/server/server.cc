@@ -12,12 +12,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "service/common/absl_compat.h"
 #include "service/common/status_macros.h"
+#include "service/etcd/etcd_backend.h"
+#include "service/etcd/sync_call.h"
 #include "service/metrics/grpc_server_metrics.h"
 #include "service/metrics/process_metrics.h"
 #include "service/reflection/server_reflection.h"
@@ -65,6 +68,11 @@ absl::StatusOr<KeyRing> LoadKeys(const ServerConfig& config) {
           absl::StrCat("REGISTRAR_KEY: ", ring.status().message()));
     }
     return ring;
+  }
+  if (config.store == "etcd") {
+    return absl::InvalidArgumentError(
+        "--store=etcd needs --key_file or REGISTRAR_KEY: every replica "
+        "must verify the others' IDs with the same tag key");
   }
   if (config.store == "memory") {
     spdlog::warn(
@@ -142,12 +150,21 @@ absl::Status RegistrarServer::Init() {
                          .Register(metrics_->registry())
                          .Add({});
   store_writable_->Set(1);
-  if (config_.store != "memory") {
+  if (config_.store == "rocksdb") {
     metrics_->AddCollectable(MakeDataDirCollectable(config_.data_dir));
   }
   RocksDbStore* rocksdb_store = nullptr;  // for AdminService
+  uint32_t node_id = config_.node_id;
   if (config_.store == "memory") {
     store_ = std::make_unique<MemoryStore>(config_.registry.event_history);
+  } else if (config_.store == "etcd") {
+    etcd::EtcdBackendOptions options = config_.etcd;
+    options.holder = config_.listen;
+    ASSIGN_OR_RETURN(etcd::EtcdBackend backend,
+                     etcd::OpenEtcdBackend(options, clock_));
+    node_id = static_cast<uint32_t>(backend.claim->id());
+    node_claim_ = std::move(backend.claim);
+    store_ = std::move(backend.store);
   } else {
     if (!config_.restore_from.empty()) {
       absl::StatusOr<BackupInfo> restored = RocksDbStore::Restore(
@@ -189,7 +206,7 @@ absl::Status RegistrarServer::Init() {
   absl::StatusOr<KeyRing> keys = LoadKeys(config_);
   if (!keys.ok()) return keys.status();
   keys_ = std::make_unique<KeyRing>(*std::move(keys));
-  ids_ = std::make_unique<IdGenerator>(clock_, *keys_, config_.node_id);
+  ids_ = std::make_unique<IdGenerator>(clock_, *keys_, node_id);
   registry_ = std::make_unique<Registry>(config_.registry, clock_, *ids_,
                                          registry_metrics_.get(), store_.get());
   const absl::Time load_start = absl::Now();
@@ -201,8 +218,11 @@ absl::Status RegistrarServer::Init() {
       "storage: {} ({}), started in {} with {} live records, {} "
       "tombstones, {} leases",
       store_->name(),
-      config_.store == "memory"
-          ? "nothing kept across restarts"
+      config_.store == "memory" ? "nothing kept across restarts"
+      : config_.store == "etcd"
+          ? absl::StrCat("prefix ", config_.etcd.store.prefix, " at ",
+                         absl::StrJoin(config_.etcd.connection.endpoints, ","),
+                         ", node id ", node_id)
           : absl::StrCat(config_.data_dir, ", durability ",
                          AsAbsl(DurabilityName(config_.durability))),
       absl::FormatDuration(absl::Now() - load_start), live, loaded.tombstones,
@@ -420,6 +440,24 @@ void RegistrarServer::Shutdown() {
   }
   stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();
+  if (node_claim_ != nullptr) {
+    // Free the node id at once instead of after its lease's TTL.
+    const absl::StatusOr<bool> released = etcd::SyncCall<bool>([&](auto cb) {
+      node_claim_->Release([cb](absl::Status s) {
+        if (s.ok()) {
+          cb(true);
+        } else {
+          cb(std::move(s));
+        }
+      });
+    });
+    if (!released.ok()) {
+      spdlog::warn(
+          "node id {} not released ({}); it frees when its etcd "
+          "lease ends",
+          node_claim_->id(), std::string(released.status().message()));
+    }
+  }
   spdlog::info("shut down cleanly");
 }
 

@@ -81,6 +81,9 @@ class RegistrarServer {
   // goes away.
   std::shared_ptr<RegistryStatsCollectable> registry_stats_;
   prometheus::Gauge* store_writable_ = nullptr;  // registrar_store_writable
+  // --store=etcd: this replica's node id, held while the process runs
+  // (declared before store_, so it outlives the store's last write).
+  std::shared_ptr<etcd::NodeIdClaimer> node_claim_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Registry> registry_;
   // Watch; after the registry (its store), before the service and the

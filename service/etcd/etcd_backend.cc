@@ -1,0 +1,66 @@
+#include "service/etcd/etcd_backend.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "service/etcd/sync_call.h"
+#include "spdlog/spdlog.h"
+
+namespace registrar::etcd {
+
+absl::StatusOr<EtcdBackend> OpenEtcdBackend(const EtcdBackendOptions& options,
+                                            const Clock& clock) {
+  EtcdBackend b;
+  absl::StatusOr<std::shared_ptr<Connection>> conn =
+      Connection::Create(options.connection);
+  if (!conn.ok()) return conn.status();
+  b.connection = *std::move(conn);
+
+  NodeIdClaimerOptions claim;
+  claim.prefix = options.store.prefix + "/nodes/";
+  claim.ttl = options.claim_ttl;
+  claim.margin = std::min(absl::Seconds(2), options.claim_ttl / 3);
+  claim.holder = options.holder;
+  absl::StatusOr<std::shared_ptr<NodeIdClaimer>> claimed =
+      SyncCall<std::shared_ptr<NodeIdClaimer>>([&](auto cb) {
+        NodeIdClaimer::Claim(
+            b.connection, clock, claim,
+            [](const absl::Status& lost) {
+              spdlog::error(
+                  "node id claim lost ({}): this replica mints no more IDs "
+                  "and its store refuses writes (NOT_SERVING); restart it",
+                  std::string(lost.message()));
+            },
+            std::move(cb));
+      });
+  if (!claimed.ok()) {
+    return absl::Status(claimed.status().code(),
+                        absl::StrCat("claiming a node id in etcd: ",
+                                     claimed.status().message()));
+  }
+  b.claim = *std::move(claimed);
+
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store =
+      EtcdStore::Create(b.connection, options.store);
+  if (!store.ok()) return store.status();
+  b.store = *std::move(store);
+  std::weak_ptr<NodeIdClaimer> held = b.claim;
+  EtcdStore::WriteFence fence;
+  fence.check = [held, id = b.claim->id()]() -> absl::Status {
+    std::shared_ptr<NodeIdClaimer> c = held.lock();
+    if (c != nullptr && c->Held()) return absl::OkStatus();
+    return absl::UnavailableError(
+        absl::StrCat("this replica lost its node id ", id,
+                     " (its etcd lease was not renewed in time)"));
+  };
+  pb::Compare on_lease;
+  on_lease.set_key(b.claim->key());
+  on_lease.set_target(pb::Compare::LEASE);
+  on_lease.set_result(pb::Compare::EQUAL);
+  on_lease.set_lease(b.claim->lease_id());
+  fence.compares.push_back(std::move(on_lease));
+  b.store->SetWriteFence(std::move(fence));
+  return b;
+}
+
+}  // namespace registrar::etcd

@@ -1,0 +1,447 @@
+// EtcdStore's commit path: the writer thread, group building within etcd's
+// limits, the fenced Txn, and resolving a Txn whose outcome is unknown.
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "service/etcd/etcd_store.h"
+#include "service/etcd/sync_call.h"
+#include "service/store/record_codec.h"
+
+namespace registrar::etcd {
+namespace {
+
+// Operations every Txn may add besides the batches' own: the events entry,
+// the clock mark and <prefix>/m/rev.
+constexpr int64_t kReservedOps = 3;
+
+// A batch's size in a Txn, before keys are merged: one operation per
+// record, lease and drop; bytes estimated (the built Txn is checked
+// exactly).
+struct Cost {
+  int64_t ops = 0;
+  int64_t bytes = 0;
+};
+
+int64_t EstimateRecordBytes(const RecordView& r) {
+  int64_t n =
+      96 + r.owner.tenant.size() + r.owner.user_id.size() + r.end_reason.size();
+  for (const auto& [k, v] : *r.labels) n += k.size() + v.size() + 4;
+  return n;
+}
+
+Cost CostOf(const WriteBatch& b, size_t key_bytes) {
+  Cost c;
+  c.ops = static_cast<int64_t>(b.events.size() + b.put_leases.size() +
+                               b.delete_leases.size() + b.drop_records.size());
+  // A record is written twice: its key and the events entry.
+  for (const Event& e : b.events) {
+    c.bytes += key_bytes + 2 * EstimateRecordBytes(e.record);
+  }
+  for (const LeaseView& l : b.put_leases) {
+    c.bytes += key_bytes + 64 + l.holder.size() + l.grantor.size();
+  }
+  c.bytes += (b.delete_leases.size() + b.drop_records.size()) * key_bytes;
+  return c;
+}
+
+// etcd refused the Txn before applying it: sending it again changes
+// nothing. Anything else may have been applied.
+bool NotApplied(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+struct EtcdStore::Group {
+  std::vector<Pending> batches;
+  std::vector<Event> events;  // committed events, in revision order
+  pb::TxnRequest txn;
+  std::string token;
+  int64_t expected_mod = 0;
+  uint64_t last_revision = 0;
+  uint64_t clock_high_water = 0;
+};
+
+void EtcdStore::Submit(WriteBatch* batch, CommitDone done) {
+  Enqueue(Pending{batch, std::move(done)});
+}
+
+absl::Status EtcdStore::Commit(WriteBatch* batch) {
+  absl::StatusOr<bool> r = SyncCall<bool>([&](auto cb) {
+    Pending p{batch, [cb = std::move(cb)](absl::Status s) mutable {
+                if (s.ok()) {
+                  cb(true);
+                } else {
+                  cb(std::move(s));
+                }
+              }};
+    p.direct = true;
+    Enqueue(std::move(p));
+  });
+  return r.status();
+}
+
+void EtcdStore::Enqueue(Pending p) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(std::move(p));
+      if (!writer_started_) {
+        writer_started_ = true;
+        writer_ = std::thread([this] { WriterLoop(); });
+        completer_ = std::thread([this] { CompletionLoop(); });
+      }
+      return;
+    }
+  }
+  std::move(p.done)(absl::UnavailableError("etcd store is shutting down"));
+}
+
+void EtcdStore::Complete(Pending& p, const absl::Status& status) {
+  if (p.direct) {
+    std::move(p.done)(status);
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  completions_.emplace_back(std::move(p.done), status);
+}
+
+void EtcdStore::CompletionLoop() {
+  while (true) {
+    std::deque<std::pair<CommitDone, absl::Status>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](EtcdStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+            return s->writer_done_ || !s->completions_.empty();
+          },
+          this));
+      if (completions_.empty()) return;  // the writer is done: so are we
+      ready.swap(completions_);
+    }
+    for (auto& [done, status] : ready) std::move(done)(status);
+  }
+}
+
+void EtcdStore::WriterLoop() {
+  std::deque<Pending> pending;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (pending.empty()) {
+        mu_.Await(absl::Condition(
+            +[](EtcdStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+              return s->stopping_ || !s->queue_.empty();
+            },
+            this));
+      }
+      while (!queue_.empty()) {
+        pending.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      if (pending.empty() && stopping_) {
+        writer_done_ = true;
+        return;
+      }
+    }
+    absl::Status blocked;
+    {
+      absl::MutexLock lock(&mu_);
+      blocked = fenced_;
+    }
+    if (blocked.ok() && write_fence_.check) {
+      if (absl::Status s = write_fence_.check(); !s.ok()) {
+        blocked = Fence(std::string(s.message()));
+      }
+    }
+    if (blocked.ok()) blocked = SettleUncertain();
+    if (!blocked.ok()) {
+      for (Pending& p : pending) Complete(p, blocked);
+      pending.clear();
+      continue;
+    }
+    std::optional<Group> group = TakeGroup(&pending);
+    if (!group.has_value()) continue;
+    const TxnResult result = SendTxn(*group);
+    Finish(*group, result);
+  }
+}
+
+std::optional<EtcdStore::Group> EtcdStore::TakeGroup(
+    std::deque<Pending>* pending) {
+  Group g;
+  uint64_t next_revision;
+  {
+    absl::MutexLock lock(&mu_);
+    next_revision = last_revision_ + 1;
+    g.clock_high_water = clock_high_water_;
+  }
+  const uint64_t stored_clock = g.clock_high_water;
+  const size_t key_bytes = layout_.RecordKey(Id128{}).size() + 16;
+  const absl::Time now = absl::Now();
+  Cost total;
+  while (!pending->empty()) {
+    Pending& p = pending->front();
+    const Cost c = CostOf(*p.batch, key_bytes);
+    absl::Status refuse;
+    if (p.batch->deadline < now) {
+      refuse = absl::DeadlineExceededError(
+          "the batch's deadline passed while it waited for etcd");
+    } else if (c.ops + kReservedOps > options_.max_txn_ops) {
+      refuse = absl::ResourceExhaustedError(absl::StrCat(
+          "a batch of ", c.ops, " changes does not fit one etcd Txn: etcd's ",
+          "--max-txn-ops is assumed to be ", options_.max_txn_ops,
+          " (Registrar's --etcd_max_txn_ops), and a batch is never split"));
+    } else if (c.bytes > options_.max_request_bytes) {
+      refuse = absl::ResourceExhaustedError(absl::StrCat(
+          "a batch of about ", c.bytes, " bytes does not fit one etcd Txn: ",
+          "etcd's --max-request-bytes is assumed to be ",
+          options_.max_request_bytes,
+          " (Registrar's --etcd_max_request_bytes)"));
+    }
+    if (!refuse.ok()) {
+      Pending refused = std::move(p);
+      pending->pop_front();
+      Complete(refused, refuse);
+      continue;
+    }
+    if (!g.batches.empty() &&
+        (total.ops + c.ops + kReservedOps > options_.max_txn_ops ||
+         total.bytes + c.bytes > options_.max_request_bytes)) {
+      break;
+    }
+    total.ops += c.ops;
+    total.bytes += c.bytes;
+    g.batches.push_back(std::move(p));
+    pending->pop_front();
+  }
+  if (g.batches.empty()) return std::nullopt;
+
+  // Build; if the exact size is over the limit, give back the last batch
+  // (a single batch over it fails).
+  while (true) {
+    g.events.clear();
+    g.txn.Clear();
+    g.clock_high_water = stored_clock;
+    uint64_t revision = next_revision;
+    // One operation per key, the latest change winning: etcd refuses a Txn
+    // that names a key twice.
+    std::map<std::string, pb::RequestOp> ops;
+    std::string value;
+    for (Pending& p : g.batches) {
+      WriteBatch& b = *p.batch;
+      for (Event& e : b.events) {
+        e.revision = revision;
+        e.record.revision = revision;
+        ++revision;
+        const std::string key = layout_.RecordKey(e.record.id);
+        EncodeRecordValue(e.record, &value);
+        ops[key] = PutOp(key, value);
+        g.events.push_back(e);
+      }
+      for (const LeaseView& l : b.put_leases) {
+        const std::string key = layout_.LeaseKey(l.id);
+        EncodeLeaseValue(l, &value);
+        ops[key] = PutOp(key, value);
+      }
+      for (Id128 id : b.delete_leases) {
+        const std::string key = layout_.LeaseKey(id);
+        ops[key] = DeleteOp(key);
+      }
+      for (Id128 id : b.drop_records) {
+        const std::string key = layout_.RecordKey(id);
+        ops[key] = DeleteOp(key);
+      }
+      g.clock_high_water = std::max(g.clock_high_water, b.clock_high_water_ms);
+    }
+    g.last_revision = revision - 1;
+    if (!g.events.empty()) {
+      const std::string key = layout_.EventKey(g.last_revision);
+      EncodeEventsEntry(g.events, &value);
+      ops[key] = PutOp(key, value);
+    }
+    if (g.clock_high_water > stored_clock) {
+      ops[layout_.ClockKey()] =
+          PutOp(layout_.ClockKey(), absl::StrCat(g.clock_high_water));
+    }
+    g.token = absl::StrCat(writer_id_, ":", ++txn_seq_);
+    g.expected_mod = last_mod_;
+    ops[layout_.RevisionKey()] = PutOp(
+        layout_.RevisionKey(),
+        EncodeRevisionValue({.revision = g.last_revision, .token = g.token}));
+    *g.txn.add_compare() = CompareModRevision(
+        layout_.RevisionKey(), pb::Compare::EQUAL, g.expected_mod);
+    for (const pb::Compare& c : write_fence_.compares) {
+      *g.txn.add_compare() = c;
+    }
+    for (auto& [key, op] : ops) *g.txn.add_success() = std::move(op);
+    // On a failed compare, tell who wrote the key.
+    *g.txn.add_failure() = RangeOp(layout_.RevisionKey());
+
+    const int64_t bytes = static_cast<int64_t>(g.txn.ByteSizeLong());
+    if (bytes <= options_.max_request_bytes) return g;
+    Pending last = std::move(g.batches.back());
+    g.batches.pop_back();
+    if (g.batches.empty()) {
+      Complete(last, absl::ResourceExhaustedError(absl::StrCat(
+                         "a batch of ", bytes,
+                         " bytes does not fit one etcd Txn: etcd's ",
+                         "--max-request-bytes is assumed to be ",
+                         options_.max_request_bytes,
+                         " (Registrar's --etcd_max_request_bytes)")));
+      return std::nullopt;
+    }
+    pending->push_front(std::move(last));
+  }
+}
+
+EtcdStore::TxnResult EtcdStore::SendTxn(Group& g) {
+  const absl::Time deadline = absl::Now() + options_.commit_timeout;
+  absl::Status cause;
+  while (true) {
+    absl::StatusOr<pb::TxnResponse> r = blocking_kv_.Txn(g.txn);
+    if (r.ok()) {
+      if (r->succeeded()) return r->header().revision();
+      int64_t now_mod = 0;
+      if (r->responses_size() > 0 &&
+          r->responses(0).response_range().kvs_size() > 0) {
+        now_mod = r->responses(0).response_range().kvs(0).mod_revision();
+      }
+      if (now_mod == g.expected_mod) {
+        return Fence(
+            "etcd refused the write fence (this replica's node id claim is "
+            "gone)");
+      }
+      return Fence(absl::StrCat("another writer changed ",
+                                layout_.RevisionKey(), " (etcd mod_revision ",
+                                now_mod, ", this store expected ",
+                                g.expected_mod, ")"));
+    }
+    if (NotApplied(r.status())) return r.status();
+    cause = r.status();
+    // Unknown outcome: learn it before anything else is sent.
+    while (true) {
+      TxnResult seen = Resolve(g.token, g.expected_mod);
+      if (seen.ok() || seen.status().code() == absl::StatusCode::kAborted) {
+        return seen;
+      }
+      if (seen.status().code() == absl::StatusCode::kNotFound) break;
+      if (absl::Now() >= deadline || Stopping()) {
+        uncertain_ = Uncertain{g.token, g.expected_mod};
+        return absl::UnavailableError(
+            absl::StrCat("etcd commit outcome unknown (", cause.message(),
+                         "; then ", seen.status().message(), ")"));
+      }
+      Backoff(absl::Milliseconds(200));
+    }
+    // Not applied: send it again while time is left.
+    if (absl::Now() >= deadline || Stopping()) {
+      return absl::UnavailableError(
+          absl::StrCat("etcd commit failed: ", cause.message()));
+    }
+    Backoff(absl::Milliseconds(100));
+  }
+}
+
+EtcdStore::TxnResult EtcdStore::Resolve(const std::string& token,
+                                        int64_t expected_mod) {
+  pb::RangeRequest req;
+  req.set_key(layout_.RevisionKey());
+  absl::StatusOr<pb::RangeResponse> r = blocking_kv_.Range(req);
+  if (!r.ok()) return r.status();
+  const int64_t mod = r->kvs_size() > 0 ? r->kvs(0).mod_revision() : 0;
+  if (mod == expected_mod) {
+    return absl::NotFoundError("the Txn was not applied");
+  }
+  RevisionValue v;
+  if (r->kvs_size() > 0 && DecodeRevisionValue(r->kvs(0).value(), &v).ok() &&
+      v.token == token) {
+    return mod;
+  }
+  return Fence(absl::StrCat("another writer changed ", layout_.RevisionKey(),
+                            " (etcd mod_revision ", mod,
+                            ", this store expected ", expected_mod, ")"));
+}
+
+absl::Status EtcdStore::SettleUncertain() {
+  if (!uncertain_.has_value()) return absl::OkStatus();
+  TxnResult seen = Resolve(uncertain_->token, uncertain_->expected_mod);
+  if (seen.status().code() == absl::StatusCode::kNotFound) {
+    uncertain_.reset();  // it was never applied: nothing diverged
+    return absl::OkStatus();
+  }
+  if (seen.ok()) {
+    uncertain_.reset();
+    return Fence(
+        "a Txn reported failed was applied by etcd after all, so this "
+        "replica's memory lacks it");
+  }
+  if (seen.status().code() == absl::StatusCode::kAborted) {
+    uncertain_.reset();
+    return seen.status();
+  }
+  return absl::UnavailableError(
+      absl::StrCat("etcd unavailable: ", seen.status().message()));
+}
+
+void EtcdStore::Finish(Group& g, const TxnResult& result) {
+  if (result.ok()) {
+    last_mod_ = *result;
+    {
+      absl::MutexLock lock(&mu_);
+      last_revision_ = g.last_revision;
+      clock_high_water_ = g.clock_high_water;
+      stats_.batches += g.batches.size();
+      ++stats_.writes;
+      writable_ = absl::OkStatus();
+      writable_at_ = absl::Now();
+      for (const Event& e : g.events) tail_.push_back(e);
+      while (tail_.size() > options_.tail_events ||
+             (!tail_.empty() && tail_.front().revision < oldest_)) {
+        tail_.pop_front();
+      }
+    }
+    absl::MutexLock lock(&listener_mu_);
+    if (listener_ && !g.events.empty()) listener_(g.events);
+  } else if (result.status().code() == absl::StatusCode::kUnavailable) {
+    absl::MutexLock lock(&mu_);
+    writable_ = result.status();
+    writable_at_ = absl::Now();
+  }
+  const absl::Status status = result.status();
+  for (Pending& p : g.batches) Complete(p, status);
+}
+
+absl::Status EtcdStore::Fence(std::string why) {
+  absl::MutexLock lock(&mu_);
+  if (fenced_.ok()) {
+    fenced_ = absl::AbortedError(
+        absl::StrCat("etcd store fenced: ", why,
+                     "; this replica no longer writes (restart it to reload)"));
+  }
+  return fenced_;
+}
+
+bool EtcdStore::Stopping() {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
+void EtcdStore::Backoff(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);
+}
+
+}  // namespace registrar::etcd

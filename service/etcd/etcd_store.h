@@ -1,0 +1,207 @@
+#ifndef REGISTRAR_SERVICE_ETCD_ETCD_STORE_H_
+#define REGISTRAR_SERVICE_ETCD_ETCD_STORE_H_
+
+// registrar::Store on an etcd cluster (--store=etcd), over etcd's own gRPC
+// API (service/etcd). Keys and values: etcd_layout.h. Why it is built this
+// way: service/etcd/DESIGN.md.
+//
+// Invariants:
+//  1. A WriteBatch is one etcd Txn (never split), and Submit's done is OK
+//     only after etcd answered that Txn: a quorum committed it.
+//  2. Every Txn compares the mod_revision of <prefix>/m/rev with the one
+//     this store last saw (wrote or loaded) and rewrites that key: a
+//     second writer on the prefix, or one that lost track, can never
+//     interleave. The first writer whose compare fails is fenced: its
+//     batch and every later one fail ABORTED and CheckWritable says so
+//     (its memory no longer matches etcd; a restart reloads).
+//  3. Revisions are assigned at Txn time, consecutively from the last one
+//     committed, so they are gap-free in commit order; a Txn that fails
+//     consumes none.
+//  4. A Txn whose outcome is unknown (UNAVAILABLE, a deadline) is resolved
+//     before anything else is sent: each Txn writes a unique token into
+//     <prefix>/m/rev, so a read of that key tells applied (token there),
+//     not applied (mod_revision unchanged: it is sent again) or another
+//     writer (fenced). Unresolved within commit_timeout, the batch fails
+//     UNAVAILABLE; if it later turns out applied after all, the store
+//     fences itself rather than diverge from etcd.
+//  5. Group commit: one Txn is in flight at a time; batches queued
+//     meanwhile are merged into the next Txn, in queue order, as long as it
+//     stays within max_txn_ops and max_request_bytes. A batch that cannot
+//     fit alone fails RESOURCE_EXHAUSTED naming the limit.
+//  6. The listener sees each committed event once, in revision order,
+//     before the batch's done runs.
+//
+// Submit's done runs on a completion thread of the store, in commit order;
+// a blocking Commit returns without waiting for that thread. Thread-safe.
+// Load must be called once, before any Submit.
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/etcd/blocking_kv.h"
+#include "service/etcd/connection.h"
+#include "service/etcd/etcd_layout.h"
+#include "service/etcd/kv.h"
+#include "service/store/store.h"
+
+namespace registrar::etcd {
+
+struct EtcdStoreOptions {
+  // Every key starts with it; no trailing '/'.
+  std::string prefix = "/registrar";
+  // The limits of the etcd cluster (its --max-txn-ops and
+  // --max-request-bytes); etcd cannot be asked for them, so they are
+  // configured on both sides (README, "etcd settings").
+  int64_t max_txn_ops = 128;
+  int64_t max_request_bytes = 1536 * 1024;
+  // How long a Txn of unknown outcome is resolved and retried before its
+  // batch fails UNAVAILABLE.
+  absl::Duration commit_timeout = absl::Seconds(10);
+  // Recent events kept in memory for ReadEvents (older ones are read from
+  // etcd).
+  size_t tail_events = 20'000;
+  // Keys per Range page while loading.
+  int64_t load_page_size = 1000;
+  // How often CheckWritable probes etcd when no commit said it works.
+  absl::Duration probe_interval = absl::Seconds(1);
+};
+
+class EtcdStore final : public Store {
+ public:
+  // INVALID_ARGUMENT naming the option when one is out of range.
+  static absl::StatusOr<std::unique_ptr<EtcdStore>> Create(
+      std::shared_ptr<Connection> conn, EtcdStoreOptions options);
+  ~EtcdStore() override;
+
+  absl::Status Commit(WriteBatch* batch) override;
+  void Submit(WriteBatch* batch, CommitDone done) override;
+  bool defers_commits() const override { return true; }
+  absl::StatusOr<StoreMeta> Load(
+      const std::function<void(RecordView&&)>& on_record) override;
+  uint64_t ApproximateRecordCount() override;
+  absl::Status ReadEvents(uint64_t from, size_t limit,
+                          std::vector<Event>* out) override;
+  uint64_t OldestRevision() override;
+  uint64_t LastRevision() override;
+  absl::Status CompactEvents(uint64_t below) override;
+  void SetEventListener(EventListener listener) override;
+  absl::Status CheckWritable() override;
+  CommitStats commit_stats() const override;
+  // etcd answers a Txn after a quorum fsynced it.
+  Durability durability() const override { return Durability::kFsync; }
+  std::string_view name() const override { return "etcd"; }
+
+  // A condition every write from now on requires besides the prefix fence,
+  // e.g. that this replica still holds its node id: `check` runs before
+  // each Txn (a local test, such as the claim's fencing clock) and
+  // `compares` go into each Txn (etcd's test, such as "the claim key is
+  // still on our lease"). The first failure of either fences the store.
+  // Call before the first Submit.
+  struct WriteFence {
+    std::function<absl::Status()> check;
+    std::vector<pb::Compare> compares;
+  };
+  void SetWriteFence(WriteFence fence) { write_fence_ = std::move(fence); }
+
+  // Writes what is queued, then stops the writer. Idempotent.
+  void Stop();
+
+  const EtcdLayout& layout() const { return layout_; }
+
+ private:
+  struct Pending {
+    WriteBatch* batch;
+    CommitDone done;
+    // A blocking Commit's done (it only wakes its caller) runs on the
+    // writer; every other done runs on the completion thread, so a done
+    // that waits for a lock held by a caller blocked in Commit cannot stall
+    // the writer.
+    bool direct = false;
+  };
+  // A Txn ready to send and the batches it carries.
+  struct Group;
+  // Outcome of one Txn: the mod_revision of <prefix>/m/rev it wrote.
+  using TxnResult = absl::StatusOr<int64_t>;
+
+  EtcdStore(std::shared_ptr<Connection> conn, EtcdStoreOptions options);
+
+  void Enqueue(Pending p) ABSL_LOCKS_EXCLUDED(mu_);
+  void WriterLoop();
+  void CompletionLoop();
+  // Runs p's done with `status`: at once when direct, else queued for the
+  // completion thread in order.
+  void Complete(Pending& p, const absl::Status& status);
+  // Takes batches off the front of *pending into one Txn (etcd_commit.cc).
+  std::optional<Group> TakeGroup(std::deque<Pending>* pending);
+  // Sends a group's Txn and resolves an unknown outcome (etcd_commit.cc).
+  TxnResult SendTxn(Group& group);
+  // Reads <prefix>/m/rev: what became of the Txn that wrote `token`.
+  TxnResult Resolve(const std::string& token, int64_t expected_mod);
+  // Before a new Txn: settles a Txn whose failure was already reported.
+  absl::Status SettleUncertain();
+  void Finish(Group& group, const TxnResult& result);
+  absl::Status Fence(std::string why);
+  bool Stopping() ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits up to `d` unless Stop is called.
+  void Backoff(absl::Duration d);
+
+  absl::Status ReadEventsFromEtcd(uint64_t from, size_t limit, uint64_t last,
+                                  std::vector<Event>* out);
+
+  const std::shared_ptr<Connection> conn_;
+  const EtcdStoreOptions options_;
+  const EtcdLayout layout_;
+  Kv kv_;                   // Load's paged scan
+  BlockingKv blocking_kv_;  // everything else (see blocking_kv.h)
+  // This store's part of every token it writes (random per process).
+  const std::string writer_id_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<CommitDone, absl::Status>> completions_
+      ABSL_GUARDED_BY(mu_);
+  bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool writer_started_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t oldest_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t clock_high_water_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Event> tail_ ABSL_GUARDED_BY(mu_);
+
+  CommitStats stats_ ABSL_GUARDED_BY(mu_);
+  absl::Status fenced_ ABSL_GUARDED_BY(mu_);
+  absl::Status writable_ ABSL_GUARDED_BY(mu_);
+  absl::Time writable_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Mutex compact_mu_;  // one CompactEvents at a time
+  // Held while the listener runs, so that SetEventListener(nullptr)
+  // returns only once no call of the old listener is in progress.
+  absl::Mutex listener_mu_;
+  EventListener listener_ ABSL_GUARDED_BY(listener_mu_);
+
+  WriteFence write_fence_;  // set before the writer starts
+
+  // Writer thread only.
+  int64_t last_mod_ = 0;  // mod_revision of <prefix>/m/rev we last saw
+  uint64_t txn_seq_ = 0;
+  // A Txn reported failed whose outcome was never learned.
+  struct Uncertain {
+    std::string token;
+    int64_t expected_mod;
+  };
+  std::optional<Uncertain> uncertain_;
+  std::thread writer_;
+  std::thread completer_;
+};
+
+}  // namespace registrar::etcd
+
+#endif  // REGISTRAR_SERVICE_ETCD_ETCD_STORE_H_
