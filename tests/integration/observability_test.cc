@@ -186,9 +186,28 @@ TEST(ObservabilityTest, MetricsMoveByExactlyTheCallsMade) {
   EXPECT_EQ(CheckHealth(*health, "no.such.Service").code,
             grpc::StatusCode::NOT_FOUND);
 
+  // gRPC runs the interceptor's end-of-call hook after the client may
+  // already have its reply: wait until every call made above is recorded as
+  // handled (a bounded poll of the real endpoint), then compare exactly.
+  const auto handled = [&](const std::vector<PromSample>& s) {
+    double total = 0;
+    for (const PromSample& p : s) {
+      if (p.name == "grpc_server_handled_total") total += p.value;
+    }
+    return total;
+  };
+  const double calls_made = 5 + 2 + 1 + 2 + 1 + 3;  // Issue .. health Check
   std::string raw;
-  const std::vector<PromSample> after = Scrape(**server, &raw);
+  std::vector<PromSample> after;
+  const bool recorded = testing::PollUntil(
+      [&] {
+        after = Scrape(**server, &raw);
+        return handled(after) - handled(before) >= calls_made;
+      },
+      absl::Seconds(10));
   ASSERT_FALSE(after.empty());
+  EXPECT_TRUE(recorded) << "handled calls: "
+                        << handled(after) - handled(before);
   auto delta = [&](const std::string& name, const PromLabels& labels) {
     return Value(after, name, labels) - Value(before, name, labels);
   };

@@ -3,7 +3,6 @@
 #include <set>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
 #include "registrar/v1/admin.pb.h"
@@ -23,7 +22,7 @@ const google::protobuf::ServiceDescriptor* Service(std::string_view name) {
 TEST(MethodTableTest, ListsExactlyTheServiceMethodsOfTheContract) {
   std::set<std::string> in_table;
   for (const MethodInfo& m : kMethods) {
-    in_table.emplace(absl::StrCat(m.service, "/", m.name));
+    in_table.emplace(std::string(m.service) + "/" + std::string(m.name));
   }
   ASSERT_EQ(in_table.size(), static_cast<size_t>(kNumMethods));
   int in_contract = 0;
@@ -31,8 +30,8 @@ TEST(MethodTableTest, ListsExactlyTheServiceMethodsOfTheContract) {
     const google::protobuf::ServiceDescriptor* service = Service(name);
     ASSERT_NE(service, nullptr) << name;
     for (int i = 0; i < service->method_count(); ++i, ++in_contract) {
-      EXPECT_TRUE(in_table.contains(
-          absl::StrCat(name, "/", service->method(i)->name())))
+      EXPECT_TRUE(in_table.contains(std::string(name) + "/" +
+                                    service->method(i)->name()))
           << service->method(i)->full_name() << " is missing from kMethods";
     }
   }
