@@ -6,7 +6,7 @@
 #include "prometheus/family.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
-#include "service/metrics/buckets.h"
+#include "service/metrics/families.h"
 
 namespace registrar {
 

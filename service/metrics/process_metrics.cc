@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
+#include "service/metrics/families.h"
 
 namespace registrar {
 namespace {
@@ -37,24 +38,9 @@ std::optional<std::string> ReadFile(const char* path) {
   return text.str();
 }
 
-prometheus::MetricFamily Scalar(const char* name, const char* help,
-                                prometheus::MetricType type, double value) {
-  prometheus::MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  f.metric.resize(1);
-  if (type == prometheus::MetricType::Counter) {
-    f.metric[0].counter.value = value;
-  } else {
-    f.metric[0].gauge.value = value;
-  }
-  return f;
-}
-
 prometheus::MetricFamily Gauge(const char* name, const char* help,
                                double value) {
-  return Scalar(name, help, prometheus::MetricType::Gauge, value);
+  return ScalarFamily(name, help, prometheus::MetricType::Gauge, value);
 }
 
 class ProcessCollectable : public prometheus::Collectable {
@@ -68,9 +54,10 @@ class ProcessCollectable : public prometheus::Collectable {
                                   static_cast<uint64_t>(sysconf(_SC_PAGESIZE)))
                   : std::nullopt;
     if (stat.has_value()) {
-      out.push_back(Scalar("process_cpu_seconds_total",
-                           "Total user and system CPU time spent in seconds.",
-                           prometheus::MetricType::Counter, stat->cpu_seconds));
+      out.push_back(
+          ScalarFamily("process_cpu_seconds_total",
+                       "Total user and system CPU time spent in seconds.",
+                       prometheus::MetricType::Counter, stat->cpu_seconds));
       out.push_back(Gauge("process_resident_memory_bytes",
                           "Resident memory size in bytes.",
                           static_cast<double>(stat->resident_bytes)));

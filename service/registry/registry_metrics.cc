@@ -9,7 +9,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
-#include "service/metrics/buckets.h"
+#include "service/metrics/families.h"
 
 namespace registrar {
 namespace {
@@ -22,21 +22,6 @@ bool ValidCause(EndCause cause) {
   return static_cast<int>(cause) < kNumEndCauses;
 }
 bool ValidKind(Kind kind) { return static_cast<int>(kind) < kNumKinds; }
-
-prometheus::MetricFamily Scalar(const char* name, const char* help,
-                                prometheus::MetricType type, uint64_t value) {
-  prometheus::MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  f.metric.resize(1);
-  if (type == prometheus::MetricType::Counter) {
-    f.metric[0].counter.value = static_cast<double>(value);
-  } else {
-    f.metric[0].gauge.value = static_cast<double>(value);
-  }
-  return f;
-}
 
 }  // namespace
 
@@ -150,24 +135,25 @@ std::vector<prometheus::MetricFamily> RegistryStatsCollectable::Collect()
     live.metric.push_back(std::move(m));
   }
   families.push_back(std::move(live));
-  families.push_back(Scalar("registrar_leases", "Leases held by the registry.",
-                            prometheus::MetricType::Gauge, stats.leases));
+  families.push_back(ScalarFamily("registrar_leases",
+                                  "Leases held by the registry.",
+                                  prometheus::MetricType::Gauge, stats.leases));
   families.push_back(
-      Scalar("registrar_tombstones",
-             "Tombstones (records of ended IDs) held by the registry.",
-             prometheus::MetricType::Gauge, stats.tombstones));
+      ScalarFamily("registrar_tombstones",
+                   "Tombstones (records of ended IDs) held by the registry.",
+                   prometheus::MetricType::Gauge, stats.tombstones));
   families.push_back(
-      Scalar("registrar_store_revision", "Last committed store revision.",
-             prometheus::MetricType::Gauge, stats.store_revision));
-  families.push_back(
-      Scalar("registrar_store_batches_total",
-             "Batches committed to the store (about one per changing call).",
-             prometheus::MetricType::Counter, stats.store_batches));
-  families.push_back(
-      Scalar("registrar_store_writes_total",
-             "Store backend writes; fsyncs in fsync mode. batches / writes is "
-             "the number of calls per fsync (group commit).",
-             prometheus::MetricType::Counter, stats.store_writes));
+      ScalarFamily("registrar_store_revision", "Last committed store revision.",
+                   prometheus::MetricType::Gauge, stats.store_revision));
+  families.push_back(ScalarFamily(
+      "registrar_store_batches_total",
+      "Batches committed to the store (about one per changing call).",
+      prometheus::MetricType::Counter, stats.store_batches));
+  families.push_back(ScalarFamily(
+      "registrar_store_writes_total",
+      "Store backend writes; fsyncs in fsync mode. batches / writes is "
+      "the number of calls per fsync (group commit).",
+      prometheus::MetricType::Counter, stats.store_writes));
   return families;
 }
 

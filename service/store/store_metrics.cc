@@ -5,26 +5,12 @@
 #include <vector>
 
 #include "prometheus/metric_family.h"
+#include "service/metrics/families.h"
 #include "service/store/rocksdb_internal.h"
 #include "service/store/rocksdb_store.h"
 
 namespace registrar {
 namespace {
-
-prometheus::MetricFamily Family(const char* name, const char* help,
-                                prometheus::MetricType type, double value) {
-  prometheus::MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  f.metric.resize(1);
-  if (type == prometheus::MetricType::Counter) {
-    f.metric[0].counter.value = value;
-  } else {
-    f.metric[0].gauge.value = value;
-  }
-  return f;
-}
 
 class StoreCollectable final : public prometheus::Collectable {
  public:
@@ -40,29 +26,30 @@ class StoreCollectable final : public prometheus::Collectable {
     }
     constexpr auto kGauge = prometheus::MetricType::Gauge;
     std::vector<prometheus::MetricFamily> out;
-    out.push_back(Family("registrar_store_write_stall_seconds_total",
-                         "Seconds writes waited in RocksDB write stalls "
-                         "(slowdowns and stops) since the store opened.",
-                         prometheus::MetricType::Counter,
-                         s.write_stall_seconds));
-    out.push_back(Family("registrar_store_write_stopped",
-                         "1 while RocksDB stops writes (too many memtables "
-                         "or level-0 files, or too much pending compaction).",
-                         kGauge, s.write_stopped ? 1 : 0));
-    out.push_back(Family("registrar_store_pending_compaction_bytes",
-                         "Estimated bytes compaction must rewrite to bring "
-                         "every level within its target size.",
-                         kGauge,
-                         static_cast<double>(s.pending_compaction_bytes)));
-    out.push_back(Family("registrar_store_wal_bytes",
-                         "Bytes of WAL files in the data directory.", kGauge,
-                         static_cast<double>(s.wal_bytes)));
-    out.push_back(Family("registrar_store_sst_bytes",
-                         "Bytes of live table (SST) files, all families.",
-                         kGauge, static_cast<double>(s.sst_bytes)));
-    out.push_back(Family("registrar_store_memtable_bytes",
-                         "Bytes of RocksDB memtables (memory, not disk).",
-                         kGauge, static_cast<double>(s.memtable_bytes)));
+    out.push_back(ScalarFamily("registrar_store_write_stall_seconds_total",
+                               "Seconds writes waited in RocksDB write stalls "
+                               "(slowdowns and stops) since the store opened.",
+                               prometheus::MetricType::Counter,
+                               s.write_stall_seconds));
+    out.push_back(
+        ScalarFamily("registrar_store_write_stopped",
+                     "1 while RocksDB stops writes (too many memtables "
+                     "or level-0 files, or too much pending compaction).",
+                     kGauge, s.write_stopped ? 1 : 0));
+    out.push_back(
+        ScalarFamily("registrar_store_pending_compaction_bytes",
+                     "Estimated bytes compaction must rewrite to bring "
+                     "every level within its target size.",
+                     kGauge, static_cast<double>(s.pending_compaction_bytes)));
+    out.push_back(ScalarFamily("registrar_store_wal_bytes",
+                               "Bytes of WAL files in the data directory.",
+                               kGauge, static_cast<double>(s.wal_bytes)));
+    out.push_back(ScalarFamily("registrar_store_sst_bytes",
+                               "Bytes of live table (SST) files, all families.",
+                               kGauge, static_cast<double>(s.sst_bytes)));
+    out.push_back(ScalarFamily("registrar_store_memtable_bytes",
+                               "Bytes of RocksDB memtables (memory, not disk).",
+                               kGauge, static_cast<double>(s.memtable_bytes)));
     return out;
   }
 

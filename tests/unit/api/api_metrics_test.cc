@@ -8,7 +8,7 @@
 
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "service/metrics/buckets.h"
+#include "service/metrics/families.h"
 #include "service/metrics/metrics.h"
 #include "tests/unit/metrics/prometheus_text.h"
 
