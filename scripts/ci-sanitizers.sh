@@ -77,7 +77,15 @@ sanitizer_preset() {
   local filter=()
   [[ -n "$regex" ]] && filter+=(-R "$regex")
   [[ -n "$exclude_labels" ]] && filter+=(-LE "$exclude_labels")
-  stage "$preset-test" ctest --preset "$preset" -j "$jobs" "${filter[@]}"
+  rm -f "build-$preset/Testing/Temporary/LastTestsFailed.log"
+  if ! stage "$preset-test" ctest --preset "$preset" -j "$jobs" "${filter[@]}"; then
+    # Named again in the summary: CI shows the end of the output, and the
+    # test output of a later stage would hide ctest's own list.
+    local list="build-$preset/Testing/Temporary/LastTestsFailed.log"
+    [[ -f "$list" ]] && while IFS= read -r line; do
+      summary+=("  failed: $line")
+    done < "$list"
+  fi
   stage "$preset-reports" check_reports "$reports"
 }
 
@@ -95,6 +103,16 @@ for s in $stages; do
     tsan) sanitizer_preset tsan "${TSAN_TESTS:-}" ;;
     *) echo "ci-sanitizers: unknown stage $s" >&2; exit 2 ;;
   esac
+done
+
+# The assertions of failed tests, just above the summary (CI shows the end).
+for preset in asan tsan; do
+  log="build-$preset/Testing/Temporary/LastTest.log"
+  [[ -s "build-$preset/Testing/Temporary/LastTestsFailed.log" && -f "$log" ]] \
+    || continue
+  echo "=== ci-sanitizers: $preset: failed assertions (first 80 lines)"
+  grep -E -A 6 ': Failure$|^\[  FAILED  \]|ERROR: (Address|Thread|Leak)Sanitizer' \
+    "$log" | head -n 80
 done
 
 echo "=== ci-sanitizers: summary (wall time per stage)"

@@ -28,6 +28,14 @@ std::string_view LimitFlags(Limit limit) {
       return "--max_watchers_per_tenant";
     case Limit::kMaxWatchersPerCaller:
       return "--max_watchers_per_caller";
+    case Limit::kEtcdMaxTxnOps:
+      return "--etcd_max_txn_ops";
+    case Limit::kEtcdMaxRequestBytes:
+      return "--etcd_max_request_bytes";
+    case Limit::kNodeId:
+      return "--node_id";
+    case Limit::kAcceptDataLoss:
+      return "--accept_data_loss";
   }
   return "";
 }

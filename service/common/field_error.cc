@@ -25,7 +25,7 @@ std::optional<Limit> LimitOf(const absl::Status& status) {
       status.GetPayload(AsAbsl(kLimitPayloadUrl));
   if (!payload || payload->size() != 1) return std::nullopt;
   const auto value = static_cast<uint8_t>(std::string(*payload)[0]);
-  if (value > static_cast<uint8_t>(Limit::kMaxWatchersPerCaller)) {
+  if (value > static_cast<uint8_t>(Limit::kLast)) {
     return std::nullopt;
   }
   return static_cast<Limit>(value);

@@ -47,6 +47,12 @@ enum class Limit : uint8_t {
   kMaxWatchers,           // Watch streams in all
   kMaxWatchersPerTenant,  // Watch streams per tenant
   kMaxWatchersPerCaller,  // Watch streams per caller
+  kEtcdMaxTxnOps,         // changes in one etcd transaction
+  kEtcdMaxRequestBytes,   // bytes of one etcd request
+  // Start-up settings a store's refusal to open depends on.
+  kNodeId,          // the node id a data dir belongs to
+  kAcceptDataLoss,  // serving what is left of a damaged store
+  kLast = kAcceptDataLoss,
 };
 // `status` tagged with `limit`.
 absl::Status WithLimit(absl::Status status, Limit limit);

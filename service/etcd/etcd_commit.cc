@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "service/common/field_error.h"
 #include "service/etcd/etcd_store.h"
 #include "service/etcd/sync_call.h"
 #include "service/store/record_codec.h"
@@ -60,6 +61,26 @@ bool NotApplied(const absl::Status& s) {
     default:
       return false;
   }
+}
+
+// A batch over etcd's --max-txn-ops (which Registrar is told with a limit
+// of its own); a batch is never split, so it fails whole.
+absl::Status TooManyOps(int64_t ops, int64_t max_txn_ops) {
+  return WithLimit(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "a batch of ", ops, " changes does not fit one etcd Txn: etcd's ",
+          "--max-txn-ops is assumed to be ", max_txn_ops,
+          ", and a batch is never split")),
+      Limit::kEtcdMaxTxnOps);
+}
+
+absl::Status TooManyBytes(int64_t bytes, int64_t max_request_bytes) {
+  return WithLimit(absl::ResourceExhaustedError(absl::StrCat(
+                       "a batch of about ", bytes,
+                       " bytes does not fit one etcd Txn: etcd's ",
+                       "--max-request-bytes is assumed to be ",
+                       max_request_bytes, ", and a batch is never split")),
+                   Limit::kEtcdMaxRequestBytes);
 }
 
 }  // namespace
@@ -200,16 +221,9 @@ std::optional<EtcdStore::Group> EtcdStore::TakeGroup(
       refuse = absl::DeadlineExceededError(
           "the batch's deadline passed while it waited for etcd");
     } else if (c.ops + kReservedOps > options_.max_txn_ops) {
-      refuse = absl::ResourceExhaustedError(absl::StrCat(
-          "a batch of ", c.ops, " changes does not fit one etcd Txn: etcd's ",
-          "--max-txn-ops is assumed to be ", options_.max_txn_ops,
-          " (Registrar's --etcd_max_txn_ops), and a batch is never split"));
+      refuse = TooManyOps(c.ops, options_.max_txn_ops);
     } else if (c.bytes > options_.max_request_bytes) {
-      refuse = absl::ResourceExhaustedError(absl::StrCat(
-          "a batch of about ", c.bytes, " bytes does not fit one etcd Txn: ",
-          "etcd's --max-request-bytes is assumed to be ",
-          options_.max_request_bytes,
-          " (Registrar's --etcd_max_request_bytes)"));
+      refuse = TooManyBytes(c.bytes, options_.max_request_bytes);
     }
     if (!refuse.ok()) {
       Pending refused = std::move(p);
@@ -295,12 +309,7 @@ std::optional<EtcdStore::Group> EtcdStore::TakeGroup(
     Pending last = std::move(g.batches.back());
     g.batches.pop_back();
     if (g.batches.empty()) {
-      Complete(last, absl::ResourceExhaustedError(absl::StrCat(
-                         "a batch of ", bytes,
-                         " bytes does not fit one etcd Txn: etcd's ",
-                         "--max-request-bytes is assumed to be ",
-                         options_.max_request_bytes,
-                         " (Registrar's --etcd_max_request_bytes)")));
+      Complete(last, TooManyBytes(bytes, options_.max_request_bytes));
       return std::nullopt;
     }
     pending->push_front(std::move(last));

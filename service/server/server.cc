@@ -8,6 +8,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -17,7 +20,9 @@
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
+#include "service/api/status_conversion.h"
 #include "service/common/absl_compat.h"
+#include "service/common/field_error.h"
 #include "service/common/status_macros.h"
 #include "service/etcd/etcd_backend.h"
 #include "service/etcd/sync_call.h"
@@ -56,6 +61,16 @@ class HealthPortOnlyService : public grpc::CallbackGenericService {
 std::string HostOf(const std::string& address) {
   const size_t colon = address.rfind(':');
   return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+// A store's refusal to start, prefixed with the flag it concerns and
+// naming the setting it depends on when the store tagged one.
+absl::Status StartupError(std::string_view prefix, const absl::Status& status) {
+  std::string message = absl::StrCat(AsAbsl(prefix), status.message());
+  if (std::optional<Limit> limit = LimitOf(status)) {
+    absl::StrAppend(&message, " (", AsAbsl(LimitFlags(*limit)), ")");
+  }
+  return absl::Status(status.code(), message);
 }
 }  // namespace
 
@@ -170,10 +185,9 @@ absl::Status RegistrarServer::Init() {
       absl::StatusOr<BackupInfo> restored = RocksDbStore::Restore(
           config_.restore_from, config_.data_dir, config_.node_id);
       if (!restored.ok()) {
-        return absl::Status(
-            restored.status().code(),
-            absl::StrCat("--restore_from=", config_.restore_from, ": ",
-                         restored.status().message()));
+        return StartupError(
+            absl::StrCat("--restore_from=", config_.restore_from, ": "),
+            restored.status());
       }
       spdlog::info("restored the backup {} into {}: revision {}, {} records",
                    config_.restore_from, config_.data_dir, restored->revision,
@@ -185,9 +199,8 @@ absl::Status RegistrarServer::Init() {
                             .node_id = config_.node_id,
                             .accept_data_loss = config_.accept_data_loss});
     if (!store.ok()) {
-      return absl::Status(store.status().code(),
-                          absl::StrCat("--data_dir=", config_.data_dir, ": ",
-                                       store.status().message()));
+      return StartupError(absl::StrCat("--data_dir=", config_.data_dir, ": "),
+                          store.status());
     }
     if (!(*store)->recovery_note().empty()) {
       spdlog::warn("{}", (*store)->recovery_note());

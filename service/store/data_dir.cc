@@ -10,6 +10,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "service/common/absl_compat.h"
+#include "service/common/field_error.h"
 #include "service/common/status_macros.h"
 #include "service/store/record_codec.h"
 #include "service/store/rocksdb_internal.h"
@@ -186,10 +187,11 @@ absl::Status CheckMeta(const std::string& path, const Meta& m,
         absl::StrCat("data dir ", path, " has format version 0"));
   }
   if (node_id.has_value() && m.node_id != *node_id) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("data dir ", path, " belongs to node_id ", m.node_id,
-                     ", started with --node_id=", *node_id,
-                     "; each node needs its own data dir"));
+    return WithLimit(absl::FailedPreconditionError(absl::StrCat(
+                         "data dir ", path, " belongs to node_id ", m.node_id,
+                         ", this server is node_id ", *node_id,
+                         "; each node needs its own data dir")),
+                     Limit::kNodeId);
   }
   return absl::OkStatus();
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "service/common/field_error.h"
 #include "service/common/status_macros.h"
 #include "service/store/rocksdb_internal.h"
 #include "service/store/rocksdb_store.h"
@@ -92,9 +93,10 @@ absl::StatusOr<BackupInfo> RocksDbStore::Restore(const std::string& backup,
                                                  uint32_t node_id) {
   ASSIGN_OR_RETURN(DataDirInfo info, Inspect(backup));
   if (info.node_id != node_id) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("restore: the backup ", backup, " belongs to node_id ",
-                     info.node_id, ", started with --node_id=", node_id));
+    return WithLimit(absl::FailedPreconditionError(absl::StrCat(
+                         "restore: the backup ", backup, " belongs to node_id ",
+                         info.node_id, ", this server is node_id ", node_id)),
+                     Limit::kNodeId);
   }
   std::error_code ec;
   if (fs::exists(data_dir, ec)) {

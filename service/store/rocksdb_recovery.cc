@@ -80,6 +80,7 @@ absl::Status RocksDbStore::CheckWritable() {
     return recovery_failure_;
   }
   recovery_attempt_ = now;
+  recovery_attempts_.fetch_add(1);
   recovery_failure_ = Recover(probe);
   return recovery_failure_;
 }

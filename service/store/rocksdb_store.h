@@ -231,6 +231,8 @@ class RocksDbStore final : public Store {
   const std::string& path() const { return path_; }
   // Times CheckWritable reopened the database successfully.
   uint64_t reopens() const { return reopens_.load(); }
+  // Times CheckWritable tried to recover, successfully or not.
+  uint64_t recovery_attempts() const { return recovery_attempts_.load(); }
   uint32_t node_id() const { return node_id_; }
   // Empty, or what an accepted loss (options.accept_data_loss) cost and
   // where the damaged files were kept: for the server's log.
@@ -320,6 +322,7 @@ class RocksDbStore final : public Store {
   std::atomic<uint64_t> failures_at_good_probe_{0};
   std::atomic<int64_t> good_probe_ns_{0};
   std::atomic<uint64_t> reopens_{0};
+  std::atomic<uint64_t> recovery_attempts_{0};
   // The last recovery attempt's failure and when it was made (OK: the last
   // attempt succeeded, or none was made).
   absl::Status recovery_failure_ ABSL_GUARDED_BY(db_mu_);

@@ -50,6 +50,12 @@ class StoreCollectable final : public prometheus::Collectable {
     out.push_back(ScalarFamily("registrar_store_memtable_bytes",
                                "Bytes of RocksDB memtables (memory, not disk).",
                                kGauge, static_cast<double>(s.memtable_bytes)));
+    out.push_back(ScalarFamily(
+        "registrar_store_recovery_attempts_total",
+        "Times the store tried to recover (reopen the database) while it "
+        "could not write; at most one per recovery interval.",
+        prometheus::MetricType::Counter,
+        static_cast<double>(s.recovery_attempts)));
     return out;
   }
 
@@ -70,6 +76,7 @@ StoreOperatorStats RocksDbStore::operator_stats() {
   uint64_t wal = 0;
   rocksdb_internal::DirBytes(path_, &wal);
   s.wal_bytes = wal;
+  s.recovery_attempts = recovery_attempts_.load();
   absl::ReaderMutexLock lock(&db_mu_);
   if (h_ == nullptr) return s;
   rocksdb::DB* db = h_->db.get();

@@ -12,6 +12,9 @@
 //   registrar_store_wal_bytes                  gauge    WAL files on disk
 //   registrar_store_sst_bytes                  gauge    live table files
 //   registrar_store_memtable_bytes             gauge    memtables (memory)
+//   registrar_store_recovery_attempts_total    counter  reopens tried while
+//                                                      the store could not
+//                                                      write (throttled)
 // The server adds it with Metrics::AddCollectable. It may outlive the store:
 // once the store is destroyed a scrape returns none of these families.
 
@@ -31,6 +34,7 @@ struct StoreOperatorStats {
   uint64_t wal_bytes = 0;
   uint64_t sst_bytes = 0;
   uint64_t memtable_bytes = 0;
+  uint64_t recovery_attempts = 0;
 };
 
 // Held by the store (RocksDbStore::metrics) and by the collectable; the

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "service/common/field_error.h"
 #include "service/store/record_codec.h"
 #include "service/store/rocksdb_internal.h"
 
@@ -47,12 +48,13 @@ std::string DescribeLogFiles(const std::string& path) {
 }
 
 absl::Status DamagedStore(const std::string& path, const std::string& what) {
-  return absl::DataLossError(absl::StrCat(
-      "data dir ", path, " is damaged: ", what,
-      ". Its WAL, MANIFEST and REVISION files: ", DescribeLogFiles(path),
-      ". Nothing was changed; restore a "
-      "backup, or accept the loss explicitly (registrar "
-      "--accept_data_loss) to serve what is left"));
+  return WithLimit(
+      absl::DataLossError(absl::StrCat(
+          "data dir ", path, " is damaged: ", what,
+          ". Its WAL, MANIFEST and REVISION files: ", DescribeLogFiles(path),
+          ". Nothing was changed; restore a backup, or accept the loss "
+          "explicitly to serve what is left")),
+      Limit::kAcceptDataLoss);
 }
 
 absl::StatusOr<std::string> KeepDamagedCopy(const std::string& path,

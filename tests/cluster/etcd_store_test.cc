@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/common/field_error.h"
 #include "service/etcd/kv.h"
 #include "tests/cluster/await.h"
 #include "tests/cluster/cluster_fixture.h"
@@ -202,6 +203,7 @@ TEST_F(EtcdStoreTest, LargeBatchIsOneTxnAndOneThatCannotFitFailsWhole) {
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("--max-txn-ops"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("128"));
+  EXPECT_EQ(LimitOf(s), Limit::kEtcdMaxTxnOps);  // the server names its flag
   EXPECT_EQ(limited->LastRevision(), 0u);
   EXPECT_EQ(limited->ApproximateRecordCount(), 0u);
   // The store still works for batches that fit.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,9 +23,9 @@
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "service/auth/callers_file.h"
+#include "tests/integration/metrics_scrape.h"
 #include "tests/integration/test_util.h"
 #include "tests/quota_details.h"
-#include "tests/unit/metrics/http_get.h"
 
 namespace registrar::testing {
 namespace {
@@ -424,19 +425,13 @@ TEST_F(AccessTest, HealthAndReflectionNeedNoCredentials) {
 TEST_F(AccessTest, RefusalsAreCountedInMetrics) {
   (void)Call(Rpc::kIssue, "", "tenant-a", "");
   (void)Call(Rpc::kIssue, "token-reader-a", "tenant-a", "");
-  const std::string& address = server_->metrics_address();
-  const size_t colon = address.rfind(':');
-  auto response =
-      testing::HttpGet(address.substr(0, colon),
-                       std::stoi(address.substr(colon + 1)), "/metrics");
-  ASSERT_TRUE(response.ok()) << StatusText(response.status());
-  const std::string& metrics = response->body;
+  auto samples = testing::ScrapeMetrics(*server_);
+  ASSERT_TRUE(samples.ok()) << StatusText(samples.status());
   for (const char* reason : {"no_credentials", "permission_denied"}) {
-    const std::string series = absl::StrCat(
-        "registrar_rejected_calls_total{reason=\"", reason, "\"} ");
-    const size_t at = metrics.find(series);
-    ASSERT_NE(at, std::string::npos) << series;
-    EXPECT_GT(std::stod(metrics.substr(at + series.size())), 0) << series;
+    std::optional<double> count = testing::FindSample(
+        *samples, "registrar_rejected_calls_total", {{"reason", reason}});
+    ASSERT_TRUE(count.has_value()) << reason;
+    EXPECT_GT(*count, 0) << reason;
   }
 }
 

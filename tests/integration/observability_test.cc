@@ -21,9 +21,9 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "tests/integration/metrics_scrape.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_util.h"
-#include "tests/unit/metrics/http_get.h"
 #include "tests/unit/metrics/prometheus_text.h"
 
 namespace registrar {
@@ -45,24 +45,14 @@ constexpr char kService[] = "registrar.v1.Registrar";
 // the scrape fails.
 std::vector<PromSample> Scrape(const ServerProcess& server,
                                std::string* raw = nullptr) {
-  const std::string& address = server.metrics_address();
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos ||
-      !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-    ADD_FAILURE() << "bad metrics address " << address;
+  std::string text;
+  auto samples = testing::ScrapeMetrics(server, &text);
+  if (!samples.ok()) {
+    ADD_FAILURE() << "scrape failed: " << StatusText(samples.status());
     return {};
   }
-  auto response = testing::HttpGet(address.substr(0, colon), port, "/metrics");
-  if (!response.ok()) {
-    ADD_FAILURE() << "scrape failed: " << StatusText(response.status());
-    return {};
-  }
-  EXPECT_EQ(response->status_code, 200);
-  EXPECT_TRUE(absl::StrContains(response->headers, "text/plain"))
-      << response->headers;
-  if (raw != nullptr) *raw = response->body;
-  return testing::ParsePromText(response->body);
+  if (raw != nullptr) *raw = std::move(text);
+  return *std::move(samples);
 }
 
 double Value(const std::vector<PromSample>& samples, const std::string& name,

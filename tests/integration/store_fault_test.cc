@@ -41,6 +41,7 @@
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "tests/integration/data_dir.h"
+#include "tests/integration/metrics_scrape.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_util.h"
 
@@ -87,17 +88,28 @@ HealthCheckResponse::ServingStatus HealthOf(Health::Stub& stub) {
   return response.status();
 }
 
-// Polls until the health of kService is `want`; the time it took, or
-// nullopt when it did not get there within `timeout`.
-std::optional<absl::Duration> WaitForHealth(
-    Health::Stub& stub, HealthCheckResponse::ServingStatus want,
-    absl::Duration timeout) {
-  const absl::Time start = absl::Now();
-  while (absl::Now() - start < timeout) {
-    if (HealthOf(stub) == want) return absl::Now() - start;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return std::nullopt;
+// Polls (bounded, PollUntil) until the health of kService is `want`;
+// whether it got there within `timeout`.
+bool WaitForHealth(Health::Stub& stub, HealthCheckResponse::ServingStatus want,
+                   absl::Duration timeout) {
+  return testing::PollUntil([&] { return HealthOf(stub) == want; }, timeout);
+}
+
+constexpr char kRecoveryAttempts[] = "registrar_store_recovery_attempts_total";
+
+// The server's count of store recovery attempts, from its /metrics (a
+// scrape is a socket write, which the file-size limit does not stop); -1
+// when the scrape fails.
+double RecoveryAttempts(const ServerProcess& server) {
+  return testing::ScrapeValue(server, kRecoveryAttempts).value_or(-1);
+}
+
+// Waits (bounded) until the server has made `n` more recovery attempts than
+// `since`; whether it did.
+bool WaitForRecoveryAttempts(const ServerProcess& server, double since, int n,
+                             absl::Duration timeout) {
+  return testing::PollUntil(
+      [&] { return RecoveryAttempts(server) >= since + n; }, timeout);
 }
 
 // Sets the soft RLIMIT_FSIZE of process `pid`. Only the soft limit: the hard
@@ -278,9 +290,8 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
   ExpectStoreRefusal(revoked.status(), "RevokeLease");
 
   // Health goes NOT_SERVING within a few seconds.
-  auto not_serving = WaitForHealth(*health, HealthCheckResponse::NOT_SERVING,
-                                   absl::Seconds(5));
-  ASSERT_TRUE(not_serving.has_value())
+  ASSERT_TRUE(WaitForHealth(*health, HealthCheckResponse::NOT_SERVING,
+                            absl::Seconds(5)))
       << "health still " << HealthOf(*health) << " with a broken store";
 
   // Reads keep working, and show nothing that was refused.
@@ -322,11 +333,16 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
       << "the server died under the file-size limit:\n"
       << server->Log();
 
-  // Still refused after a while (recovery attempts fail under the limit).
-  absl::SleepFor(absl::Milliseconds(1500));
+  // Still refused after the server has tried to recover twice more (each
+  // attempt fails under the limit).
+  const double attempts = RecoveryAttempts(*server);
+  ASSERT_GE(attempts, 1) << "no recovery attempt counted (or no scrape)";
+  ASSERT_TRUE(WaitForRecoveryAttempts(*server, attempts, 2, absl::Seconds(10)))
+      << "the server stopped trying to recover: " << RecoveryAttempts(*server)
+      << " attempts";
   auto still = client->Issue(IssueThreads(alice, 1, "refused-later"));
   ASSERT_FALSE(still.ok());
-  ExpectStoreRefusal(still.status(), "Issue 1.5 s later");
+  ExpectStoreRefusal(still.status(), "Issue after two more recovery attempts");
   EXPECT_EQ(HealthOf(*health), HealthCheckResponse::NOT_SERVING);
   // The short lease is past its deadline, but its expiry is a change that
   // could not be stored, so it is not applied: the connection reads live.
@@ -341,9 +357,8 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
   // --- Lift the limit: the server recovers by itself. --------------------
   // (RLIM_INFINITY is capped at the hard limit: back to no limit.)
   ASSERT_TRUE(SetFileSizeLimit(server->pid(), RLIM_INFINITY));
-  auto serving =
-      WaitForHealth(*health, HealthCheckResponse::SERVING, absl::Seconds(5));
-  ASSERT_TRUE(serving.has_value())
+  ASSERT_TRUE(
+      WaitForHealth(*health, HealthCheckResponse::SERVING, absl::Seconds(5)))
       << "health did not come back after the limit was lifted:\n"
       << server->Log();
   auto after = client->Issue(IssueThreads(alice, 2, "after"));
@@ -358,12 +373,12 @@ TEST(StoreFaultTest, WalWriteFailureRefusesChangesKeepsReadsThenRecovers) {
   check_reads("after recovery");
   // The expiry that could not be stored is stored now.
   v1::Verdict short_verdict = v1::VERDICT_VALID;
-  for (int i = 0; i < 60 && short_verdict == v1::VERDICT_VALID; ++i) {
-    short_verdict = VerdictOf(*client, short_conn->ids(0), alice);
-    if (short_verdict == v1::VERDICT_VALID) {
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-  }
+  testing::PollUntil(
+      [&] {
+        short_verdict = VerdictOf(*client, short_conn->ids(0), alice);
+        return short_verdict != v1::VERDICT_VALID;
+      },
+      absl::Seconds(3));
   EXPECT_EQ(VerdictName(short_verdict), VerdictName(v1::VERDICT_EXPIRED));
 
   // Changes after recovery: acknowledged ones.
@@ -475,8 +490,7 @@ TEST(StoreFaultTest, KillNineDuringTheFaultLosesNothingAcknowledged) {
   auto health = Health::NewStub(grpc::CreateChannel(
       server->grpc_address(), grpc::InsecureChannelCredentials()));
   ASSERT_TRUE(WaitForHealth(*health, HealthCheckResponse::NOT_SERVING,
-                            absl::Seconds(5))
-                  .has_value())
+                            absl::Seconds(5)))
       << server->Log();
   ASSERT_NO_FATAL_FAILURE(KillNine(*server));
   const std::string first_log = server->Log();
@@ -549,26 +563,35 @@ TEST(StoreFaultTest, RecoveryAttemptsUnderAFaultAreThrottled) {
   auto refused = client->Issue(IssueThreads(MakeOwner("fault", "x"), 1, "x"));
   ASSERT_FALSE(refused.ok());
   ExpectStoreRefusal(refused.status(), "Issue under the limit");
-  absl::SleepFor(absl::Seconds(1));
+  // From the first attempt on, three more: at most one a second, so they
+  // take at least 2 s (a busy machine only makes it longer); at every tick
+  // they would take a few hundred ms.
+  ASSERT_TRUE(WaitForRecoveryAttempts(*server, 0, 1, absl::Seconds(10)))
+      << "no recovery attempt under the fault";
+  const double attempts_before = RecoveryAttempts(*server);
   const uint64_t read_before = BytesRead(server->pid());
-  const absl::Duration window = absl::Seconds(3);
-  absl::SleepFor(window);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(
+      WaitForRecoveryAttempts(*server, attempts_before, 3, absl::Seconds(20)))
+      << "the server stopped trying to recover";
+  const absl::Duration took = absl::Now() - start;
+  const double attempts = RecoveryAttempts(*server) - attempts_before;
   const uint64_t read = BytesRead(server->pid()) - read_before;
-  // One reopen per second replays the WAL once: about 3 WALs in 3 s (plus
-  // one for timing and 4 MB for everything else).
-  EXPECT_LE(read, 4 * wal + (4u << 20))
-      << "the server read " << read << " bytes in " << window
-      << " while the store could not write (the WAL is " << wal
-      << " bytes): about " << read / wal
-      << " WAL replays, i.e. a reopen attempt at every tick";
+  EXPECT_GE(took, absl::Milliseconds(1900))
+      << attempts << " recovery attempts in " << took
+      << ": not throttled to one a second";
+  // Each attempt replays the WAL at most once (plus one attempt for timing
+  // and 4 MB for everything else).
+  EXPECT_LE(read, static_cast<uint64_t>(attempts + 1) * wal + (4u << 20))
+      << "the server read " << read << " bytes in " << attempts
+      << " recovery attempts (the WAL is " << wal << " bytes)";
 
   // And it still recovers, with everything acknowledged.
   ASSERT_TRUE(SetFileSizeLimit(server->pid(), RLIM_INFINITY));
   auto health = Health::NewStub(grpc::CreateChannel(
       server->grpc_address(), grpc::InsecureChannelCredentials()));
   ASSERT_TRUE(
-      WaitForHealth(*health, HealthCheckResponse::SERVING, absl::Seconds(5))
-          .has_value())
+      WaitForHealth(*health, HealthCheckResponse::SERVING, absl::Seconds(5)))
       << server->Log();
   ASSERT_NO_FATAL_FAILURE(KillNine(*server));
   server.reset();
@@ -631,12 +654,16 @@ TEST(StoreFaultTest, DataDirOfAnotherNodeIsRefused) {
         client->Issue(IssueThreads(MakeOwner("fault", "carol"), 1, "x")).ok());
     EXPECT_EQ(testing::StopServer(*server), 0) << server->Log();
   }
-  for (const char* flag : {"--node_id=8", "--node_id=0"}) {
+  for (int node : {8, 0}) {
+    const std::string flag = absl::StrCat("--node_id=", node);
     auto server = ServerProcess::Start(OptionsFor(dir, {flag}));
     ASSERT_FALSE(server.ok()) << "started with " << flag;
     const std::string message(server.status().message());
     EXPECT_THAT(message, HasSubstr("belongs to node_id 7")) << flag;
-    EXPECT_THAT(message, HasSubstr(flag)) << flag;
+    EXPECT_THAT(message,
+                HasSubstr(absl::StrCat("this server is node_id ", node, ";")))
+        << flag;
+    EXPECT_THAT(message, HasSubstr("(--node_id)")) << flag;
     const int code = ExitCodeOf(server.status());
     EXPECT_TRUE(code > 0 && code < 128) << flag << ": " << message;
   }

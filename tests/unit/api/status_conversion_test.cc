@@ -71,11 +71,10 @@ TEST(StatusConversionLimitTest, TaggedLimitsNameTheirFlagsAndUntaggedNone) {
                 .error_message(),
             "no limit named");
   // Every limit maps to a flag.
-  for (Limit l : {Limit::kOwnerQuota, Limit::kMaxBatch, Limit::kLeaseTtl,
-                  Limit::kCallDeadline, Limit::kMaxWatchers,
-                  Limit::kMaxWatchersPerTenant, Limit::kMaxWatchersPerCaller}) {
-    EXPECT_EQ(LimitFlags(l).substr(0, 2), "--");
-    EXPECT_EQ(LimitOf(WithLimit(absl::InternalError("x"), l)), l);
+  for (int i = 0; i <= static_cast<int>(Limit::kLast); ++i) {
+    const auto l = static_cast<Limit>(i);
+    EXPECT_EQ(LimitFlags(l).substr(0, 2), "--") << i;
+    EXPECT_EQ(LimitOf(WithLimit(absl::InternalError("x"), l)), l) << i;
   }
 }
 

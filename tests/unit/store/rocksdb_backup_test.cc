@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/common/field_error.h"
 #include "service/store/rocksdb_store.h"
 #include "tests/unit/store/store_test_util.h"
 
@@ -146,6 +147,7 @@ TEST(StoreRestoreTest, RefusesANonEmptyDataDirAndAnotherNodesBackup) {
   EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(other.status().message()),
               HasSubstr("belongs to node_id 3"));
+  EXPECT_EQ(LimitOf(other.status()), Limit::kNodeId);
   EXPECT_FALSE(fs::exists(dir.Sub("other")));
 
   auto missing = RocksDbStore::Restore(dir.Sub("nothing"), dir.Sub("x"), 3);

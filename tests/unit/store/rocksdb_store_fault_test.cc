@@ -298,6 +298,7 @@ TEST(RecoveryIntervalTest, FailedRecoveryIsRetriedOnlyAfterTheInterval) {
   ASSERT_TRUE(limit.Set(0));  // the reopen cannot write its MANIFEST
   const absl::Status failed = store.CheckWritable();
   ASSERT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
+  EXPECT_EQ(store.recovery_attempts(), 1u);
   limit.Lift();
 
   // Within the interval: the same failure, no new attempt (the cause is
@@ -307,11 +308,13 @@ TEST(RecoveryIntervalTest, FailedRecoveryIsRetriedOnlyAfterTheInterval) {
     EXPECT_EQ(store.CheckWritable(), failed)
         << "after " << (i + 1) * 300 << " ms";
     EXPECT_EQ(store.reopens(), 0u);
+    EXPECT_EQ(store.recovery_attempts(), 1u);
   }
   clock.Advance(absl::Milliseconds(100));  // 1 s after the attempt
   const absl::Status recovered = store.CheckWritable();
   ASSERT_TRUE(recovered.ok()) << recovered;
   EXPECT_EQ(store.reopens(), 1u);
+  EXPECT_EQ(store.recovery_attempts(), 2u);
   EXPECT_TRUE(CommitOne(store, 2, &rev).ok());
 }
 

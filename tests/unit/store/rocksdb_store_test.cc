@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "service/common/field_error.h"
 #include "service/id/id.h"
 #include "tests/unit/store/store_test_util.h"
 
@@ -440,7 +441,9 @@ TEST(RocksDbStoreTest, NodeIdMismatchIsRefused) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.status().message()),
-              HasSubstr("belongs to node_id 3, started with --node_id=5"));
+              HasSubstr("belongs to node_id 3, this server is node_id 5"));
+  // The server names its flag; the store only tags which setting it was.
+  EXPECT_EQ(LimitOf(s.status()), Limit::kNodeId);
   auto same = RocksDbStore::Open(Options(dir.path(), Durability::kFsync, 3));
   EXPECT_TRUE(same.ok()) << same.status();
   EXPECT_EQ((*same)->node_id(), 3u);

@@ -48,13 +48,14 @@ TEST(StoreMetricsTest, ReportsRocksDbFiguresAndNothingAfterTheStoreCloses) {
     ASSERT_TRUE(store->Commit(&b).ok());
   }
   std::map<std::string, double> v = Values(*metrics);
-  ASSERT_EQ(v.size(), 6u);
+  ASSERT_EQ(v.size(), 7u);
   EXPECT_EQ(v.count("registrar_store_write_stall_seconds_total"), 1u);
   EXPECT_EQ(v["registrar_store_write_stopped"], 0);
   EXPECT_EQ(v.count("registrar_store_pending_compaction_bytes"), 1u);
   EXPECT_GT(v["registrar_store_wal_bytes"], 100 * 20);
   EXPECT_EQ(v["registrar_store_sst_bytes"], 0);  // nothing flushed yet
   EXPECT_GT(v["registrar_store_memtable_bytes"], 0);
+  EXPECT_EQ(v["registrar_store_recovery_attempts_total"], 0);  // none needed
 
   ASSERT_TRUE(store->Flush().ok());
   v = Values(*metrics);
