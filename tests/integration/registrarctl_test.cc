@@ -93,7 +93,8 @@ class RegistrarctlTest : public testing::SharedServerTest {
   CliResult Ok(const std::vector<std::string>& args) {
     CliResult r = Ctl(args);
     EXPECT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << "\nstdout:\n"
-                              << r.out << "\nstderr:\n" << r.err;
+                              << r.out << "\nstderr:\n"
+                              << r.err;
     return r;
   }
 
@@ -151,9 +152,8 @@ TEST_F(RegistrarctlTest, OpenTextAndJson) {
   ASSERT_TRUE(conn.ok());
   CliResult r =
       Ok(With({"open", "--connection=" + conn->front()}, OwnerArgs()));
-  const std::vector<std::string> fields =
-      absl::StrSplit(std::string(absl::StripTrailingAsciiWhitespace(r.out)),
-                     ' ');
+  const std::vector<std::string> fields = absl::StrSplit(
+      std::string(absl::StripTrailingAsciiWhitespace(r.out)), ' ');
   ASSERT_EQ(fields.size(), 4u) << r.out;
   EXPECT_THAT(fields[0], MatchesRegex(absl::StrCat("thread_", kIdRegex)));
   EXPECT_THAT(fields[1], MatchesRegex(absl::StrCat("run_", kIdRegex)));
@@ -166,8 +166,8 @@ TEST_F(RegistrarctlTest, OpenTextAndJson) {
   EXPECT_EQ(run->record().parent_id(), fields[0]);
   EXPECT_EQ(run->record().connection_id(), conn->front());
 
-  CliResult j = Ok(With({"--json", "open", "--thread=" + fields[0]},
-                        OwnerArgs()));
+  CliResult j =
+      Ok(With({"--json", "open", "--thread=" + fields[0]}, OwnerArgs()));
   EXPECT_EQ(JsonString(j.out, "thread_id"), fields[0]) << j.out;
   EXPECT_THAT(j.out, HasSubstr("\"thread_reused\":true"));
   EXPECT_THAT(JsonString(j.out, "run_id"),
@@ -180,16 +180,16 @@ TEST_F(RegistrarctlTest, ValidateTextAndJson) {
   auto foreign = client_->IssueIds(v1::KIND_THREAD, MakeOwner("acme", "zed"));
   ASSERT_TRUE(foreign.ok());
   const std::string t = thread->front();
-  CliResult r = Ok(With({"validate"},
-                        With(OwnerArgs(), {t, foreign->front(),
-                                           "user_a_ws_1_xyz"})));
-  EXPECT_THAT(Lines(r.out),
-              ::testing::ElementsAre(t + "\tVALID",
-                                     foreign->front() + "\tNOT_OWNER",
-                                     "user_a_ws_1_xyz\tMALFORMED"))
+  CliResult r =
+      Ok(With({"validate"},
+              With(OwnerArgs(), {t, foreign->front(), "user_a_ws_1_xyz"})));
+  EXPECT_THAT(Lines(r.out), ::testing::ElementsAre(
+                                t + "\tVALID", foreign->front() + "\tNOT_OWNER",
+                                "user_a_ws_1_xyz\tMALFORMED"))
       << r.out;
 
-  CliResult wrong = Ok(With({"validate", "--kind=run"}, With(OwnerArgs(), {t})));
+  CliResult wrong =
+      Ok(With({"validate", "--kind=run"}, With(OwnerArgs(), {t})));
   EXPECT_EQ(wrong.out, t + "\tWRONG_KIND\n");
 
   CliResult records =
@@ -292,9 +292,9 @@ TEST_F(RegistrarctlTest, CleanupTextAndJson) {
               ::testing::ElementsAre(foreign->front()));
   EXPECT_THAT(JsonStrings(j.out, "unknown"),
               ::testing::ElementsAre("user_b_thread_2_abc"));
-  EXPECT_EQ(testing::VerdictOf(*client_, foreign->front(),
-                               MakeOwner("acme", "zed")),
-            v1::VERDICT_VALID);
+  EXPECT_EQ(
+      testing::VerdictOf(*client_, foreign->front(), MakeOwner("acme", "zed")),
+      v1::VERDICT_VALID);
 
   // --all.
   auto more = client_->IssueIds(v1::KIND_THREAD, owner_, 2);
@@ -315,8 +315,8 @@ TEST_F(RegistrarctlTest, LeaseGrantKeepAliveRevoke) {
   EXPECT_EQ(fields[1], "30");
   const std::string lease = fields[0];
 
-  CliResult conn = Ok(With({"issue", "--kind=connection", "--lease=" + lease},
-                           OwnerArgs()));
+  CliResult conn =
+      Ok(With({"issue", "--kind=connection", "--lease=" + lease}, OwnerArgs()));
   const std::string conn_id = Lines(conn.out).at(0);
 
   CliResult keep = Ok({"lease", "keepalive", lease});
@@ -340,9 +340,38 @@ TEST_F(RegistrarctlTest, LeaseGrantKeepAliveRevoke) {
   EXPECT_THAT(JsonString(grant_json.out, "lease_id"),
               MatchesRegex(absl::StrCat("lease_", kIdRegex)));
   EXPECT_THAT(grant_json.out, HasSubstr("\"ttl_seconds\":10"));
-  CliResult revoke_json = Ok(
-      {"--json", "lease", "revoke", JsonString(grant_json.out, "lease_id")});
+  CliResult revoke_json =
+      Ok({"--json", "lease", "revoke", JsonString(grant_json.out, "lease_id")});
   EXPECT_THAT(revoke_json.out, HasSubstr("\"released\":[]"));
+}
+
+// `watch --from=1 --idle=D` prints the history and returns once no event
+// came for D (without --idle a watch never returns by itself).
+TEST_F(RegistrarctlTest, WatchWithIdlePrintsTheHistoryThenReturns) {
+  CliResult issued =
+      Ok(With({"issue", "--kind=thread", "--count=3"}, OwnerArgs()));
+  const std::vector<std::string> ids = Lines(issued.out);
+  ASSERT_EQ(ids.size(), 3u) << issued.out;
+  CliResult r =
+      Ok({"watch", "--from=1", "--tenant=" + owner_.tenant(), "--idle=300ms"});
+  // This test's events (a run of the whole suite in one process shares
+  // the server and the tenant).
+  std::vector<std::string> events;
+  for (const std::string& line : Lines(r.out)) {
+    if (absl::StrContains(line, " owner=acme/" + owner_.user_id() + " ")) {
+      events.push_back(line);
+    }
+  }
+  ASSERT_EQ(events.size(), 3u) << r.out;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_THAT(events[i], HasSubstr(absl::StrCat(" ISSUED ", ids[i], " ")))
+        << events[i];
+  }
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  // --limit still stops first when it is reached.
+  CliResult one = Ok({"watch", "--from=1", "--tenant=" + owner_.tenant(),
+                      "--limit=1", "--idle=1h"});
+  EXPECT_EQ(Lines(one.out).size(), 1u) << one.out;
 }
 
 TEST_F(RegistrarctlTest, UsageErrorsExitTwoWithAMessage) {
@@ -367,6 +396,8 @@ TEST_F(RegistrarctlTest, UsageErrorsExitTwoWithAMessage) {
       {{"lease", "grant", "--holder=gw", "--ttl=soon"}, "ttl"},
       {{"lease", "keepalive"}, "LEASE_ID"},
       {{"--timeout=soon", "describe", "thread_x"}, "--timeout"},
+      {{"watch", "--idle=0s"}, "--idle=0s"},
+      {{"watch", "--idle=soon"}, "--idle=soon"},
   };
   for (const Case& c : cases) {
     const std::string what = absl::StrJoin(c.args, " ");
@@ -407,8 +438,8 @@ TEST_F(RegistrarctlTest, RpcErrorsExitOneWithTheCodeName) {
   EXPECT_THAT(empty_tenant.err, HasSubstr("INVALID_ARGUMENT"));
   EXPECT_THAT(empty_tenant.err, HasSubstr("owner.tenant"));
   // Over the batch limit.
-  CliResult too_many = Ctl(With({"issue", "--kind=thread", "--count=5000"},
-                                OwnerArgs()));
+  CliResult too_many =
+      Ctl(With({"issue", "--kind=thread", "--count=5000"}, OwnerArgs()));
   EXPECT_EQ(too_many.exit_code, 1);
   EXPECT_THAT(too_many.err, HasSubstr("RESOURCE_EXHAUSTED"));
   EXPECT_THAT(too_many.err, HasSubstr("count"));
@@ -424,10 +455,10 @@ TEST_F(RegistrarctlTest, UnreachableServerExitsOneWithUnavailable) {
 }
 
 TEST_F(RegistrarctlTest, TargetFromTheEnvironment) {
-  CliResult r = Ctl(With({"issue", "--kind=thread"}, OwnerArgs()),
-                    /*with_target=*/false,
-                    "REGISTRAR_TARGET=" + ShellQuote(server_->grpc_address()) +
-                        " ");
+  CliResult r =
+      Ctl(With({"issue", "--kind=thread"}, OwnerArgs()),
+          /*with_target=*/false,
+          "REGISTRAR_TARGET=" + ShellQuote(server_->grpc_address()) + " ");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(Lines(r.out).size(), 1u);
   EXPECT_EQ(testing::VerdictOf(*client_, Lines(r.out)[0], owner_),
@@ -442,14 +473,11 @@ TEST_F(RegistrarctlTest, HelpListsEveryCommand) {
   std::vector<std::string> missing;
   for (const char* line :
        {"\n  issue --kind=thread|run|request|connection --tenant=T --user=U",
-        "\n  open --tenant=T --user=U",
-        "\n  validate --tenant=T --user=U",
-        "\n  cleanup --tenant=T --user=U",
-        "\n  describe ID",
+        "\n  open --tenant=T --user=U", "\n  validate --tenant=T --user=U",
+        "\n  cleanup --tenant=T --user=U", "\n  describe ID",
         "\n  list --tenant=T --user=U",
         "\n  lease grant --holder=H --ttl=SECONDS",
-        "\n  lease keepalive LEASE_ID",
-        "\n  lease revoke LEASE_ID",
+        "\n  lease keepalive LEASE_ID", "\n  lease revoke LEASE_ID",
         "\nExit status: 0 ok, 1 RPC error, 2 usage error."}) {
     if (!absl::StrContains(r.out, line)) missing.push_back(line + 1);
   }
