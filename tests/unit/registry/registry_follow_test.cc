@@ -156,9 +156,9 @@ TEST_F(RegistryFollowTest, FollowerHoldsWhatTheWriterCommitted) {
   ASSERT_EQ(cleaned->released.size(), 4u);
   EXPECT_EQ(Follow(), 4u);
   ExpectSame({Alice(), Bob()});
-  EXPECT_EQ(follower_->Validate((*threads)[0], Kind::kThread, Alice(), false)
-                .verdict,
-            Verdict::kReleased);
+  EXPECT_EQ(
+      follower_->Validate((*threads)[0], Kind::kThread, Alice(), false).verdict,
+      Verdict::kReleased);
 }
 
 TEST_F(RegistryFollowTest, LeasesBindAndEndOnTheFollower) {
