@@ -72,6 +72,11 @@ void EtcdStore::Stop() {
   if (completer_.joinable()) completer_.join();
 }
 
+int64_t EtcdStore::loaded_at() const {
+  absl::MutexLock lock(&mu_);
+  return loaded_at_;
+}
+
 absl::StatusOr<StoreMeta> EtcdStore::Load(
     const std::function<void(RecordView&&)>& on_record) {
   // The meta keys fix the etcd revision every other key is read at.
@@ -168,6 +173,7 @@ absl::StatusOr<StoreMeta> EtcdStore::Load(
   absl::MutexLock lock(&mu_);
   last_revision_ = meta.revision;
   clock_high_water_ = meta.clock_high_water_ms;
+  loaded_at_ = at;
   oldest_ = std::min(std::max<uint64_t>(oldest, 1), meta.revision + 1);
   tail_.clear();
   return meta;

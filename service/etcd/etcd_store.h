@@ -116,6 +116,9 @@ class EtcdStore final : public Store {
   void Stop();
 
   const EtcdLayout& layout() const { return layout_; }
+  // The etcd revision Load read its snapshot at (0 before Load): a
+  // follower watches the prefix from the next one (service/cluster).
+  int64_t loaded_at() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Pending {
@@ -175,6 +178,7 @@ class EtcdStore final : public Store {
   uint64_t last_revision_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t oldest_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t clock_high_water_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t loaded_at_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Event> tail_ ABSL_GUARDED_BY(mu_);
 
   CommitStats stats_ ABSL_GUARDED_BY(mu_);

@@ -275,6 +275,21 @@ class Registry {
   // periodically, from one thread; returns IDs it expired.
   std::vector<std::string> Tick();
 
+  // ----- Followers (service/cluster/DESIGN.md)
+
+  // Applies a change the cluster's writer committed, as a follower reads it
+  // back from the store (its watch of etcd): `committed` holds the events
+  // of one or more batches with their revisions, in order, the leases they
+  // granted and deleted and the tombstones they dropped. Records, owner
+  // indexes and leases change as they did on the writer, with nothing
+  // written to the store, no ID minted and the observer not told (the
+  // writer counts the change). Applied in this order: leases granted,
+  // events, leases deleted, tombstones dropped. Idempotent: an event at or
+  // below the revision its record already has is skipped, as is the grant
+  // of a lease already held. A follower never calls Tick (it would expire
+  // leases its writer keeps alive). Returns the events applied.
+  uint64_t ApplyCommitted(const WriteBatch& committed);
+
   RegistryStats Stats() const;
   // What the record tables of all shards hold (walks every shard).
   RecordTable::Memory MemoryUsage() const;
