@@ -35,6 +35,7 @@ class RecordingStore final : public testing::ForwardingStore {
     return s;
   }
   bool defers_commits() const override { return false; }
+  std::string_view name() const override { return "recording"; }
 
   // The batches committed since the last call.
   std::vector<WriteBatch> Take() {
