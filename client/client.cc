@@ -10,8 +10,10 @@
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
@@ -103,6 +105,40 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
   return grpc::SslCredentials(ssl);
 }
 
+// The endpoints of `target`: several when it lists "host:port"s separated
+// by commas, else `target` itself (a URI such as "ipv4:a,b" keeps its
+// commas: gRPC reads it).
+std::vector<std::string> SplitTarget(const std::string& target) {
+  if (absl::StrContains(target, ":///") || absl::StartsWith(target, "ipv4:") ||
+      absl::StartsWith(target, "ipv6:") || absl::StartsWith(target, "unix:")) {
+    return {target};
+  }
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(target, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (!part.empty()) out.emplace_back(part);
+  }
+  if (out.empty()) out.push_back(target);
+  return out;
+}
+
+// Spread calls over every address a name resolves to, skipping those that
+// cannot be reached (the default, pick_first, sticks to one address).
+constexpr char kServiceConfig[] =
+    R"({"loadBalancingConfig": [{"round_robin": {}}]})";
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelTo(
+    const std::string& target, const ClientOptions& options,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+  grpc::ChannelArguments args;
+  args.SetUserAgentPrefix("registrar-client/0.1");
+  args.SetServiceConfigJSON(kServiceConfig);
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(target, credentials, args);
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Client::CreateChannel(
@@ -113,12 +149,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Client::CreateChannel(
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       MakeCredentials(options);
   if (!credentials.ok()) return credentials.status();
-  grpc::ChannelArguments args;
-  args.SetUserAgentPrefix("registrar-client/0.1");
-  if (!options.tls_server_name.empty()) {
-    args.SetSslTargetNameOverride(options.tls_server_name);
-  }
-  return grpc::CreateCustomChannel(options.target, *credentials, args);
+  return ChannelTo(SplitTarget(options.target).front(), options, *credentials);
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
@@ -129,10 +160,32 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
 }
 
 Client::Setup Client::SetupFrom(const ClientOptions& options) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      CreateChannel(options);
-  if (!channel.ok()) return Setup{channel.status(), nullptr};
-  return Setup{absl::OkStatus(), v1::Registrar::NewStub(*std::move(channel))};
+  if (absl::Status st = CheckBearerToken(options.bearer_token); !st.ok()) {
+    return Setup{std::move(st), {}};
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeCredentials(options);
+  if (!credentials.ok()) return Setup{credentials.status(), {}};
+  Setup setup;
+  for (std::string& target : SplitTarget(options.target)) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        ChannelTo(target, options, *credentials);
+    if (!channel.ok()) return Setup{channel.status(), {}};
+    Endpoint& e = setup.endpoints.emplace_back();
+    e.target = std::move(target);
+    e.channel = *std::move(channel);
+    e.stub = v1::Registrar::NewStub(e.channel);
+  }
+  return setup;
+}
+
+Client::Setup Client::SetupFromStub(std::unique_ptr<Stub> stub,
+                                    std::shared_ptr<grpc::Channel> channel) {
+  Setup setup;
+  Endpoint& e = setup.endpoints.emplace_back();
+  e.channel = std::move(channel);
+  e.stub = std::move(stub);
+  return setup;
 }
 
 // Copies `options`: moving it here could happen before SetupFrom reads it
@@ -140,19 +193,46 @@ Client::Setup Client::SetupFrom(const ClientOptions& options) {
 Client::Client(ClientOptions options) : Client(SetupFrom(options), options) {}
 
 Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
-    : Client(v1::Registrar::NewStub(std::move(channel)), std::move(options)) {}
+    : Client(SetupFromStub(v1::Registrar::NewStub(channel), channel),
+             std::move(options)) {}
 
 Client::Client(std::unique_ptr<v1::Registrar::StubInterface> stub,
                ClientOptions options)
-    : Client(Setup{absl::OkStatus(), std::move(stub)}, std::move(options)) {}
+    : Client(SetupFromStub(std::move(stub), nullptr), std::move(options)) {}
 
 // The token is checked here, on the member, for the constructors that take
-// a channel or stub (CreateChannel has checked it for the others).
+// a channel or stub (SetupFrom has checked it for the others).
 Client::Client(Setup setup, ClientOptions options)
     : options_(std::move(options)),
       setup_error_(setup.error.ok() ? CheckBearerToken(options_.bearer_token)
                                     : std::move(setup.error)),
-      stub_(std::move(setup.stub)) {}
+      endpoints_(std::move(setup.endpoints)) {}
+
+size_t Client::FirstEndpoint() {
+  if (endpoints_.size() <= 1) return 0;
+  return next_endpoint_.fetch_add(1, std::memory_order_relaxed) %
+         endpoints_.size();
+}
+
+bool Client::Connected(const Endpoint& endpoint, absl::Time until) {
+  if (endpoint.channel == nullptr) return true;  // a given stub: just send
+  grpc_connectivity_state state =
+      endpoint.channel->GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY) {
+    // A failed connection is retried only after gRPC's reconnect backoff
+    // (up to minutes): not worth waiting for within a call.
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE ||
+        state == GRPC_CHANNEL_SHUTDOWN) {
+      return false;
+    }
+    if (!endpoint.channel->WaitForStateChange(state,
+                                              absl::ToChronoTime(until))) {
+      return false;
+    }
+    state = endpoint.channel->GetState(/*try_to_connect=*/true);
+  }
+  return true;
+}
 
 void Client::PrepareContext(grpc::ClientContext& context) const {
   if (!options_.bearer_token.empty()) {
@@ -187,25 +267,56 @@ absl::StatusOr<Response> Client::Call(Method<Request, Response> method,
   if (!setup_error_.ok()) return setup_error_;
   const absl::Time deadline = absl::Now() + timeout.value_or(options_.deadline);
   const int max_attempts = std::max(1, options_.max_attempts);
+  const size_t n = endpoints_.size();
+  size_t at = FirstEndpoint();
+  size_t tried = 0;  // endpoints tried since the last backoff wait
   absl::Status last;
   for (int attempt = 1;; ++attempt) {
-    // A fresh context per attempt (contexts are single-use), all sharing the
-    // call's overall deadline.
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(deadline));
-    PrepareContext(context);
-    Response response;
-    grpc::Status status = ((*stub_).*method)(&context, request, &response);
-    if (status.ok()) return response;
-    last = grpc_status::ToAbsl(status);
+    bool sent = true;
+    // A call that may not be repeated goes only to a connected endpoint:
+    // this one or the next in turn that is, or connects in time.
+    if (!repeatable && n > 1) {
+      size_t skipped = 0;
+      while (skipped < n &&
+             !Connected(
+                 endpoints_[at],
+                 std::min(deadline, absl::Now() + options_.connect_timeout))) {
+        at = (at + 1) % n;
+        ++skipped;
+      }
+      if (skipped == n) {
+        sent = false;
+        last = absl::UnavailableError(
+            absl::StrCat("none of ", options_.target, " is connected"));
+      }
+    }
+    if (sent) {
+      // A fresh context per attempt (contexts are single-use), all sharing
+      // the call's overall deadline.
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(deadline));
+      PrepareContext(context);
+      Response response;
+      grpc::Status status =
+          ((*endpoints_[at].stub).*method)(&context, request, &response);
+      if (status.ok()) return response;
+      last = grpc_status::ToAbsl(status);
+    }
     const std::optional<absl::Duration> hint = grpc_status::GetRetryDelay(last);
-    // Throttled (RESOURCE_EXHAUSTED + RetryInfo): rejected before the server
-    // did anything, so every call may be repeated.
-    const bool throttled =
-        last.code() == absl::StatusCode::kResourceExhausted && hint;
+    // Throttled (RESOURCE_EXHAUSTED + RetryInfo) or not applied (a replica
+    // that could not pass the call on): rejected before the server did
+    // anything, so every call may be repeated; likewise when nothing was
+    // sent.
+    const bool rejected = grpc_status::IsRetryableThrottle(last) ||
+                          grpc_status::IsNotApplied(last);
     const bool unavailable =
-        repeatable && last.code() == absl::StatusCode::kUnavailable;
-    if (!(throttled || unavailable) || attempt >= max_attempts) return last;
+        (repeatable || !sent) && last.code() == absl::StatusCode::kUnavailable;
+    if (!(rejected || unavailable) || attempt >= max_attempts) return last;
+    // The next attempt goes to the next endpoint, at once until every
+    // endpoint was tried; then after a backoff wait.
+    at = (at + 1) % n;
+    if (sent && !hint && ++tried < n) continue;  // next endpoint at once
+    tried = 0;
     absl::Duration delay = Backoff(attempt);
     if (hint) delay = std::max(delay, *hint);
     // Sleeping past the deadline would only end in DEADLINE_EXCEEDED; the
@@ -298,7 +409,7 @@ absl::Status Client::Watch(
   if (context == nullptr) context = &own_context;
   PrepareContext(*context);
   std::unique_ptr<grpc::ClientReaderInterface<v1::WatchEvent>> reader =
-      stub_->Watch(context, request);
+      endpoints_[FirstEndpoint()].stub->Watch(context, request);
   v1::WatchEvent event;
   bool stopped = false;
   while (reader->Read(&event)) {

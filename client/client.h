@@ -8,6 +8,7 @@
 // RetryInfo, ...) travel in the status payload and are read with the helpers
 // in client/rpc_status.h, e.g. grpc_status::GetBadRequest(result.status()).
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -28,8 +29,19 @@
 namespace registrar {
 
 struct ClientOptions {
-  // gRPC target, e.g. "127.0.0.1:50051" or "dns:///registrar:50051".
+  // Where the server is:
+  //  - one gRPC target, e.g. "127.0.0.1:50051", or a DNS name that resolves
+  //    to every replica of a cluster, e.g. "dns:///registrar:50051" (a
+  //    Kubernetes headless Service): calls are spread over all the
+  //    addresses it resolves to (round robin), skipping unreachable ones;
+  //  - or several replicas' "host:port", separated by commas, e.g.
+  //    "10.0.0.1:50051,10.0.0.2:50051": one channel each, calls spread
+  //    over them in turn and failing over as the Client comment says.
   std::string target = "127.0.0.1:50051";
+  // With several endpoints in `target`: how long a call that may not be
+  // repeated (Issue, ...) waits for an endpoint that is not connected yet
+  // to connect before it moves on to the next one, sending nothing there.
+  absl::Duration connect_timeout = absl::Seconds(1);
   // Default per-call deadline, covering all attempts and backoff sleeps.
   absl::Duration deadline = absl::Seconds(5);
   // Attempts per call (first try included) when a retry is allowed (see the
@@ -99,6 +111,17 @@ struct IssueOptions {
 //    batch limit: QuotaFailure detail only, see grpc_status::GetQuotaFailure)
 //    is never retried; nor is anything else.
 // Watch is never retried (see Watch).
+//
+// Several endpoints (a comma-separated `target`): each call starts on the
+// next endpoint in turn, and every retry above goes to the next endpoint
+// (without a backoff wait until each endpoint was tried once). A call that
+// may not be repeated is never sent to an endpoint that is not connected:
+// it first waits up to options.connect_timeout for that endpoint to
+// connect and otherwise moves on to the next one (nothing was sent, so
+// this costs no attempt); once sent, an UNAVAILABLE without RetryInfo ends
+// it as above. UNAVAILABLE marked "not applied" (grpc_status::IsNotApplied:
+// a cluster replica that could not pass a change on to the writer) is
+// retried for every call, like a throttled RESOURCE_EXHAUSTED.
 //
 // Credentials: see ClientOptions. Create() reads the TLS files and reports
 // problems up front; the constructors cannot fail, so a Client constructed
@@ -220,6 +243,14 @@ class Client {
   using Method = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&,
                                         Response*);
 
+  // One server address: its channel (null when the Client was given a
+  // stub) and stub.
+  struct Endpoint {
+    std::string target;
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<Stub> stub;
+  };
+
   // Runs one RPC with the deadline and retry policy described above;
   // `repeatable`: safe to retry on UNAVAILABLE.
   template <typename Request, typename Response>
@@ -234,19 +265,29 @@ class Client {
   // Backoff before attempt `attempt + 1` (attempt >= 1), jittered.
   absl::Duration Backoff(int attempt) const;
 
-  // What Client(ClientOptions) builds before delegating: a stub, or the
-  // error CreateChannel returned.
+  // True once `endpoint` is connected; false when it is not connected
+  // and does not connect before `until` (nothing is sent either way).
+  static bool Connected(const Endpoint& endpoint, absl::Time until);
+
+  // What Client(ClientOptions) builds before delegating: the endpoints, or
+  // the error CreateChannel returned.
   struct Setup {
     absl::Status error;
-    std::unique_ptr<Stub> stub;
+    std::vector<Endpoint> endpoints;
   };
   static Setup SetupFrom(const ClientOptions& options);
+  static Setup SetupFromStub(std::unique_ptr<Stub> stub,
+                             std::shared_ptr<grpc::Channel> channel);
   Client(Setup setup, ClientOptions options);
 
+  // The first endpoint of a call (round robin over the endpoints).
+  size_t FirstEndpoint();
+
   const ClientOptions options_;
-  const absl::Status setup_error_;    // OK unless the options were unusable
-  const std::unique_ptr<Stub> stub_;  // gRPC stubs are thread-safe; may be
-                                      // null when setup_error_ is set
+  const absl::Status setup_error_;  // OK unless the options were unusable
+  // gRPC stubs and channels are thread-safe; empty when setup_error_ is set.
+  const std::vector<Endpoint> endpoints_;
+  std::atomic<uint32_t> next_endpoint_{0};
 };
 
 }  // namespace registrar

@@ -63,6 +63,17 @@ std::optional<absl::Duration> GetRetryDelay(const absl::Status& status) {
   return std::max(delay, absl::ZeroDuration());
 }
 
+std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status) {
+  return FindDetail<google::rpc::ErrorInfo>(status);
+}
+
+bool IsNotApplied(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kUnavailable) return false;
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  return info.has_value() && info->domain() == kErrorDomain &&
+         info->reason() == kReasonNotApplied;
+}
+
 bool IsRetryableThrottle(const absl::Status& status) {
   return status.code() == absl::StatusCode::kResourceExhausted &&
          GetRetryDelay(status).has_value();

@@ -53,6 +53,21 @@ std::optional<absl::Duration> GetRetryDelay(const absl::Status& status);
 // same call would fail again.
 bool IsRetryableThrottle(const absl::Status& status);
 
+// The google.rpc.ErrorInfo domain and reason a Registrar replica sends with
+// UNAVAILABLE when it did nothing with the call (a cluster replica that
+// could not pass a change on to the cluster's writer): any call, even one
+// that mints or ends records, may be repeated, on this replica or another.
+inline constexpr char kErrorDomain[] = "registrar.dev";
+inline constexpr char kReasonNotApplied[] = "NOT_APPLIED";
+
+// The first google.rpc.ErrorInfo among the details, if any.
+std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status);
+
+// True for UNAVAILABLE with ErrorInfo {kErrorDomain, kReasonNotApplied}.
+// A bare UNAVAILABLE is not: the server may have acted before the reply was
+// lost.
+bool IsNotApplied(const absl::Status& status);
+
 }  // namespace registrar::grpc_status
 
 #endif  // REGISTRAR_CLIENT_RPC_STATUS_H_

@@ -28,6 +28,7 @@ class RegistryObserver {
 struct RegistryStats {
   uint64_t live_records[kNumKinds] = {};  // indexed by Kind
   uint64_t tombstones = 0;
+  uint64_t tombstones_dropped_early = 0;
   uint64_t leases = 0;
   uint64_t store_revision = 0;  // last committed revision
   uint64_t store_batches = 0;   // commits (see CommitStats)

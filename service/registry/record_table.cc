@@ -193,6 +193,7 @@ RecordTable::OwnerRef RecordTable::GetOrAddOwner(const Owner& owner) {
 }
 
 void RecordTable::RemoveOwner(OwnerRef o) {
+  over_cap_.erase(o);
   owners_by_key_.erase(owners_[o]->key);
   owners_[o].reset();
   free_owners_.push_back(o);
@@ -344,7 +345,7 @@ RecordTable::Ref RecordTable::Restore(RecordView&& v) {
         e.end_reason = std::make_shared<const std::string>(v.end_reason);
       }
     }
-    tombstones_.emplace_back(e.ended_ms, r);
+    AddTombstone(r, node(r).owner, e.ended_ms);
   }
   // Parents are usually loaded first (lower IDs), and usually are the
   // owner's latest of their kind; the rest wait for FinishRestore.
@@ -440,14 +441,47 @@ void RecordTable::End(Ref r, State state, int64_t ended_ms,
   e.ended_ms = ended_ms;
   e.end_reason = reason;
   --owners_[n.owner]->live;
+  AddTombstone(r, n.owner, ended_ms);
+}
+
+void RecordTable::AddTombstone(Ref r, OwnerRef o, int64_t ended_ms) {
   tombstones_.emplace_back(ended_ms, r);
+  ++tombstone_count_;
+  if (++owners_[o]->ended > tombstone_cap_ && tombstone_cap_ != 0) {
+    over_cap_.insert(o);
+  }
+}
+
+bool RecordTable::Current(const std::pair<int64_t, Ref>& entry) const {
+  const Ref r = entry.second;
+  if (r >= allocated_) return false;
+  const Node& n = node(r);
+  return n.owner != kNone && (n.flags & kGhost) == 0 &&
+         n.state != State::kLive && ended_ms(r) == entry.first;
+}
+
+void RecordTable::TrimTombstoneQueue() {
+  while (!tombstones_.empty() && !Current(tombstones_.front())) {
+    tombstones_.pop_front();
+  }
+  if (tombstones_.size() > 2 * tombstone_count_ + 1024) {
+    std::deque<std::pair<int64_t, Ref>> kept;
+    for (const auto& entry : tombstones_) {
+      if (Current(entry)) kept.push_back(entry);
+    }
+    tombstones_.swap(kept);
+  }
+}
+
+uint64_t RecordTable::tombstone_count(OwnerRef o) const {
+  return o == kNone ? 0 : owners_[o]->ended;
 }
 
 std::vector<Id128> RecordTable::DueTombstones(int64_t cutoff_ms) const {
   std::vector<Id128> due;
-  for (const auto& [ended, r] : tombstones_) {
-    if (ended > cutoff_ms) break;
-    due.push_back(id(r));
+  for (const auto& entry : tombstones_) {
+    if (entry.first > cutoff_ms) break;
+    if (Current(entry)) due.push_back(id(entry.second));
   }
   return due;
 }
@@ -455,21 +489,41 @@ std::vector<Id128> RecordTable::DueTombstones(int64_t cutoff_ms) const {
 uint64_t RecordTable::DropTombstones(int64_t cutoff_ms) {
   uint64_t dropped = 0;
   while (!tombstones_.empty() && tombstones_.front().first <= cutoff_ms) {
-    const Ref r = tombstones_.front().second;
+    const auto entry = tombstones_.front();
     tombstones_.pop_front();
-    Drop(r);
+    if (!Current(entry)) continue;
+    Drop(entry.second);
     ++dropped;
   }
+  TrimTombstoneQueue();
   return dropped;
 }
 
-uint64_t RecordTable::DropOldestTombstones(size_t n) {
-  uint64_t dropped = 0;
-  for (; dropped < n && !tombstones_.empty(); ++dropped) {
-    const Ref r = tombstones_.front().second;
-    tombstones_.pop_front();
-    Drop(r);
+std::vector<Id128> RecordTable::ExcessTombstones(int64_t cutoff_ms) const {
+  std::vector<Id128> out;
+  for (const OwnerRef o : over_cap_) {
+    const OwnerEntry& owner = *owners_[o];
+    uint64_t excess = owner.ended - tombstone_cap_;
+    for (auto it = owner.ids.begin(); excess > 0 && it != owner.ids.end();
+         ++it) {
+      const Ref r = *it;
+      if (node(r).state == State::kLive) continue;
+      --excess;
+      if (ended_ms(r) > cutoff_ms) out.push_back(id(r));
+    }
   }
+  return out;
+}
+
+uint64_t RecordTable::DropTombstones(absl::Span<const Id128> ids) {
+  uint64_t dropped = 0;
+  for (const Id128& i : ids) {
+    const Ref r = Find(i);
+    if (r == kNone || node(r).state == State::kLive) continue;
+    Drop(r);
+    ++dropped;
+  }
+  TrimTombstoneQueue();
   return dropped;
 }
 
@@ -482,8 +536,13 @@ void RecordTable::Drop(Ref r) {
   // Hashing and ordering read the node's ID: take it out of both first.
   index_.erase(r);
   const OwnerRef o = node(r).owner;
-  owners_[o]->ids.erase(r);
-  if (owners_[o]->ids.empty()) RemoveOwner(o);
+  OwnerEntry& owner = *owners_[o];
+  owner.ids.erase(r);
+  if (node(r).state != State::kLive) {
+    --tombstone_count_;
+    if (--owner.ended <= tombstone_cap_) over_cap_.erase(o);
+  }
+  if (owner.ids.empty()) RemoveOwner(o);
   UnlinkParent(r);
   UnlinkConnection(r);
   Node& n = node(r);

@@ -156,10 +156,22 @@ class RecordTable {
   // Forgets them (their removal from the store is committed first).
   // Returns how many were dropped.
   uint64_t DropTombstones(int64_t cutoff_ms);
-  // Forgets the `n` oldest tombstones: the ones a DueTombstones call
-  // returned, once their removal is committed (only newer ones were added
-  // meanwhile). Returns how many were dropped.
-  uint64_t DropOldestTombstones(size_t n);
+
+  // Tombstones one owner may hold (0: no bound), so that churn by one
+  // owner cannot grow memory without limit; an owner past it loses its
+  // oldest tombstones early (ExcessTombstones). Set before any record.
+  void set_owner_tombstone_cap(uint64_t cap) { tombstone_cap_ = cap; }
+  // Tombstones held for the owner (0 for kNone).
+  uint64_t tombstone_count(OwnerRef o) const;
+  // For every owner past the cap, the IDs of its oldest tombstones (by ID,
+  // i.e. by creation), as many as it is past the cap; those that ended at
+  // or before `cutoff_ms` are counted but not listed (DueTombstones lists
+  // them).
+  std::vector<Id128> ExcessTombstones(int64_t cutoff_ms) const;
+  // Forgets the tombstones among `ids` (their removal from the store is
+  // committed first); IDs not held as tombstones are skipped. Returns how
+  // many were dropped.
+  uint64_t DropTombstones(absl::Span<const Id128> ids);
 
   // ----- Accounting
 
@@ -220,6 +232,7 @@ class RecordTable {
   struct OwnerEntry {
     Owner key;  // also the owners_by_key_ key: the map's slots stay small
     uint64_t live = 0;
+    uint64_t ended = 0;  // tombstones
     absl::btree_set<Ref, ByIdLess> ids;
     OwnerEntry(const RecordTable* t, const Owner& o)
         : key(o), ids(ByIdLess{t}) {}
@@ -280,10 +293,19 @@ class RecordTable {
   // Frees `r` if it is a ghost whose last child went.
   void MaybeFreeGhost(Ref r);
   Ref MakeGhost(Id128 id, Kind kind);
-  // Drops a tombstone: out of the index and its owner; freed, or a ghost
-  // while it still has children.
+  // Drops a record (a tombstone, or a pending record whose commit failed):
+  // out of the index and its owner; freed, or a ghost while it still has
+  // children.
   void Drop(Ref r);
   int64_t ended_ms(Ref r) const;
+  // Counts a new tombstone of owner `o`, ended at `ended_ms`.
+  void AddTombstone(Ref r, OwnerRef o, int64_t ended_ms);
+  // Whether a tombstones_ entry still names the tombstone it was made for
+  // (an early drop leaves its entry behind; the node may be reused).
+  bool Current(const std::pair<int64_t, Ref>& entry) const;
+  // Pops stale entries off the front; rebuilds the queue when stale ones
+  // are the larger part, so its size stays bounded by the tombstones held.
+  void TrimTombstoneQueue();
 
   std::vector<std::unique_ptr<Node[]>> chunks_;
   uint32_t allocated_ = 0;  // nodes handed out from chunks_ (incl. freed)
@@ -302,8 +324,14 @@ class RecordTable {
   std::vector<std::unique_ptr<OwnerEntry>> owners_;  // null: free slot
   std::vector<OwnerRef> free_owners_;
 
-  // Ended records in end order, for retention.
+  // Ended records in end order, for retention. May hold stale entries of
+  // tombstones dropped early (Current() tells), at most about as many as
+  // tombstones held (TrimTombstoneQueue).
   std::deque<std::pair<int64_t, Ref>> tombstones_;
+  uint64_t tombstone_count_ = 0;  // tombstones held
+  uint64_t tombstone_cap_ = 0;    // per owner; 0: none
+  // Owners holding more than tombstone_cap_ tombstones.
+  absl::flat_hash_set<OwnerRef> over_cap_;
 
   // Restore only.
   std::vector<PendingLink> pending_links_;

@@ -33,7 +33,11 @@ Registry::Registry(const RegistryOptions& options, const Clock& clock,
       commits_(*store_) {
   const uint32_t n = std::max<uint32_t>(1, options_.shards);
   shards_.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
+  for (uint32_t i = 0; i < n; ++i) {
+    auto shard = std::make_unique<Shard>();
+    shard->table.set_owner_tombstone_cap(options_.owner_tombstones);
+    shards_.push_back(std::move(shard));
+  }
 }
 
 Registry::~Registry() {
@@ -110,6 +114,8 @@ RegistryStats Registry::Stats() const {
     stats.live_records[k] = counters_.live[k].load(std::memory_order_relaxed);
   }
   stats.tombstones = counters_.tombstones.load(std::memory_order_relaxed);
+  stats.tombstones_dropped_early =
+      counters_.tombstones_dropped_early.load(std::memory_order_relaxed);
   stats.leases = lessor_.size();
   const CommitStats commits = store_->commit_stats();
   stats.store_revision = store_->LastRevision();

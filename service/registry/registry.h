@@ -69,6 +69,8 @@ class ParallelLoader;
 struct Counters {
   std::atomic<uint64_t> live[kNumKinds] = {};
   std::atomic<uint64_t> tombstones{0};
+  // Dropped before their retention ended: their owner held too many.
+  std::atomic<uint64_t> tombstones_dropped_early{0};
 };
 }  // namespace registry_internal
 
@@ -79,6 +81,10 @@ struct RegistryOptions {
   // Most live records one owner may hold.
   uint64_t owner_quota = 100'000;
   absl::Duration tombstone_retention = absl::Hours(1);
+  // Most tombstones one owner keeps (0: no bound): past it, the owner's
+  // oldest are dropped before their retention ends (at the next Tick), so
+  // one owner's churn cannot grow memory without limit.
+  uint64_t owner_tombstones = 100'000;
   absl::Duration min_lease_ttl = absl::Seconds(1);
   absl::Duration max_lease_ttl = absl::Hours(24);
   uint32_t default_page_size = 100;

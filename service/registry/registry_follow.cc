@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "service/registry/registry.h"
 #include "service/registry/shard.h"
 #include "spdlog/spdlog.h"
@@ -98,27 +98,14 @@ uint64_t Registry::ApplyCommitted(const WriteBatch& committed) {
     (void)lessor_.Revoke(lease, any_time);
   }
 
-  // The writer dropped, per shard, its tombstones that ended at or before a
-  // cutoff (Registry::DropExpiredTombstones); the newest end among the
-  // dropped ones of a shard is at or below that cutoff.
+  // The writer dropped these tombstones (past retention, or early: their
+  // owner held too many; Registry::DropExpiredTombstones). A shard holds
+  // only its owners' records, so each shard drops those it finds.
   if (!committed.drop_records.empty()) {
-    absl::flat_hash_map<uint32_t, int64_t> cutoff;
-    for (const Id128& id : committed.drop_records) {
-      for (uint32_t i = 0; i < shards_.size(); ++i) {
-        Shard& shard = *shards_[i];
-        absl::ReaderMutexLock lock(&shard.mu);
-        const Ref r = shard.table.Find(id);
-        if (r == kNone || shard.table.state(r) == State::kLive) continue;
-        const int64_t ended = absl::ToUnixMillis(shard.table.View(r).ended_at);
-        auto [it, added] = cutoff.emplace(i, ended);
-        if (!added) it->second = std::max(it->second, ended);
-        break;
-      }
-    }
-    for (const auto& [i, cutoff_ms] : cutoff) {
-      Shard& shard = *shards_[i];
-      absl::MutexLock lock(&shard.mu);
-      counters_.tombstones.fetch_sub(shard.table.DropTombstones(cutoff_ms),
+    const absl::Span<const Id128> ids(committed.drop_records);
+    for (const std::unique_ptr<Shard>& shard : shards_) {
+      absl::MutexLock lock(&shard->mu);
+      counters_.tombstones.fetch_sub(shard->table.DropTombstones(ids),
                                      std::memory_order_relaxed);
     }
   }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "service/common/field_error.h"
 #include "service/common/rate_limited_log.h"
 #include "service/common/status_macros.h"
@@ -228,6 +229,11 @@ void Registry::DropExpiredTombstones(absl::Time now) {
     if (shard.dropping) continue;  // the previous drop is still queued
     WriteBatch batch;
     batch.drop_records = shard.table.DueTombstones(cutoff_ms);
+    // Owners past --owner_tombstones lose their oldest ones early.
+    std::vector<Id128> early = shard.table.ExcessTombstones(cutoff_ms);
+    const uint64_t early_count = early.size();
+    batch.drop_records.insert(batch.drop_records.end(), early.begin(),
+                              early.end());
     if (batch.drop_records.empty()) continue;
     shard.dropping = true;
     queued = true;
@@ -235,14 +241,17 @@ void Registry::DropExpiredTombstones(absl::Time now) {
       absl::MutexLock drops(&drops_mu_);
       ++drops_in_flight_;
     }
-    Enqueue(std::move(batch), [this, &shard](WriteBatch& b, absl::Status s) {
+    Enqueue(std::move(batch), [this, &shard, early_count](WriteBatch& b,
+                                                          absl::Status s) {
       {
         absl::MutexLock lock(&shard.mu);
         shard.dropping = false;
         if (s.ok()) {
           counters_.tombstones.fetch_sub(
-              shard.table.DropOldestTombstones(b.drop_records.size()),
+              shard.table.DropTombstones(absl::MakeConstSpan(b.drop_records)),
               std::memory_order_relaxed);
+          counters_.tombstones_dropped_early.fetch_add(
+              early_count, std::memory_order_relaxed);
         }
       }
       if (!s.ok()) {

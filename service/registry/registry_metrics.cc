@@ -142,6 +142,11 @@ std::vector<prometheus::MetricFamily> RegistryStatsCollectable::Collect()
       ScalarFamily("registrar_tombstones",
                    "Tombstones (records of ended IDs) held by the registry.",
                    prometheus::MetricType::Gauge, stats.tombstones));
+  families.push_back(ScalarFamily(
+      "registrar_tombstones_dropped_early_total",
+      "Tombstones dropped before their retention ended because their owner "
+      "held more than --owner_tombstones.",
+      prometheus::MetricType::Counter, stats.tombstones_dropped_early));
   families.push_back(
       ScalarFamily("registrar_store_revision", "Last committed store revision.",
                    prometheus::MetricType::Gauge, stats.store_revision));

@@ -42,6 +42,9 @@ ABSL_FLAG(uint32_t, max_batch, 1000,
 ABSL_FLAG(uint64_t, owner_quota, 100000, "Most live records per owner");
 ABSL_FLAG(absl::Duration, tombstone_retention, absl::Hours(1),
           "How long ended records are kept so Validate says RELEASED/EXPIRED");
+ABSL_FLAG(uint64_t, owner_tombstones, 100000,
+          "Most ended records kept per owner; past it the owner's oldest are "
+          "dropped before --tombstone_retention ends (0: no bound)");
 ABSL_FLAG(uint32_t, min_lease_ttl, 1, "Shortest lease TTL, seconds");
 ABSL_FLAG(uint32_t, max_lease_ttl, 86400, "Longest lease TTL, seconds");
 ABSL_FLAG(uint32_t, default_page_size, 100, "ListOwned page size when unset");
@@ -190,6 +193,7 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "max_batch",
                                    "owner_quota",
                                    "tombstone_retention",
+                                   "owner_tombstones",
                                    "min_lease_ttl",
                                    "max_lease_ttl",
                                    "default_page_size",
@@ -390,8 +394,7 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   c.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
   c.restore_from = absl::GetFlag(FLAGS_restore_from);
   if (!c.restore_from.empty() && c.store != "rocksdb") {
-    return absl::InvalidArgumentError(
-        "--restore_from needs --store=rocksdb");
+    return absl::InvalidArgumentError("--restore_from needs --store=rocksdb");
   }
   if (c.tick_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--tick_interval must be > 0");
@@ -402,6 +405,7 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   r.max_batch = absl::GetFlag(FLAGS_max_batch);
   r.owner_quota = absl::GetFlag(FLAGS_owner_quota);
   r.tombstone_retention = absl::GetFlag(FLAGS_tombstone_retention);
+  r.owner_tombstones = absl::GetFlag(FLAGS_owner_tombstones);
   r.min_lease_ttl = absl::Seconds(absl::GetFlag(FLAGS_min_lease_ttl));
   r.max_lease_ttl = absl::Seconds(absl::GetFlag(FLAGS_max_lease_ttl));
   r.default_page_size = absl::GetFlag(FLAGS_default_page_size);

@@ -29,7 +29,10 @@ const char kUsage[] =
 
 Global options (before the command):
   --target=HOST:PORT   server address (default $REGISTRAR_TARGET, else
-                       127.0.0.1:50051)
+                       127.0.0.1:50051); for a cluster, several replicas
+                       separated by commas (HOST:PORT,HOST:PORT) or a DNS
+                       name of them all (dns:///NAME:PORT): calls go to
+                       them in turn and fail over when safe
   --json               print the response as one JSON object
   --timeout=DURATION   per-call deadline, e.g. 500ms, 5s, 1m (default 5s)
   --tls_ca=FILE        use TLS and verify the server's certificate against

@@ -47,6 +47,13 @@ class FakeRegistrar final : public v1::Registrar::CallbackService {
     failure_code_ = code;
   }
 
+  // The failures FailIssue sets up carry the ErrorInfo of a replica that
+  // did nothing with the call (grpc_status::IsNotApplied).
+  void MarkFailuresNotApplied() {
+    absl::MutexLock lock(&mu_);
+    not_applied_ = true;
+  }
+
   std::vector<ObservedCall> issue_calls() const {
     absl::MutexLock lock(&mu_);
     return issue_calls_;
@@ -175,6 +182,12 @@ class FakeRegistrar final : public v1::Registrar::CallbackService {
     google::rpc::QuotaFailure quota;
     quota.add_violations()->set_subject("caller:test");
     details.add_details()->PackFrom(quota);
+    if (not_applied_) {
+      google::rpc::ErrorInfo info;
+      info.set_domain("registrar.dev");
+      info.set_reason("NOT_APPLIED");
+      details.add_details()->PackFrom(info);
+    }
     if (retry_delay_.has_value()) {
       google::rpc::RetryInfo retry;
       const int64_t ms = absl::ToInt64Milliseconds(*retry_delay_);
@@ -189,6 +202,7 @@ class FakeRegistrar final : public v1::Registrar::CallbackService {
   mutable absl::Mutex mu_;
   int failures_left_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<absl::Duration> retry_delay_ ABSL_GUARDED_BY(mu_);
+  bool not_applied_ ABSL_GUARDED_BY(mu_) = false;
   grpc::StatusCode failure_code_ ABSL_GUARDED_BY(mu_) =
       grpc::StatusCode::RESOURCE_EXHAUSTED;
   std::vector<ObservedCall> issue_calls_ ABSL_GUARDED_BY(mu_);
@@ -208,8 +222,13 @@ class FakeServer {
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
   }
-  ~FakeServer() {
+  ~FakeServer() { Stop(); }
+
+  // Stops serving and closes the port (later connections are refused).
+  void Stop() {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
+    if (server_) server_->Wait();
+    server_.reset();
   }
 
   bool started() const { return server_ != nullptr && port_ > 0; }

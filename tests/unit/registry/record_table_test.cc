@@ -322,5 +322,75 @@ TEST(RecordTableTest, ChurnKeepsIndexAndOwnersConsistent) {
             live.size());
 }
 
+TEST(RecordTableTest, OwnerPastTheTombstoneCapListsItsOldestAsExcess) {
+  RecordTable t;
+  t.set_owner_tombstone_cap(3);
+  std::vector<Id128> alice;
+  for (int i = 1; i <= 6; ++i) {
+    alice.push_back(IdAt(i));
+    t.Insert(Rec(alice.back(), Kind::kThread, kAlice));
+  }
+  t.Insert(Rec(IdAt(10), Kind::kThread, kBob));
+  t.End(t.Find(IdAt(10)), State::kReleased, kBaseMs + 100, reason, 9);
+  // Ended newest ID first: the oldest by ID go first all the same.
+  for (int i = 5; i >= 0; --i) {
+    t.End(t.Find(alice[i]), State::kReleased, kBaseMs + 105 - i, reason, 9);
+  }
+  // A live record of alice's does not count.
+  t.Insert(Rec(IdAt(20), Kind::kThread, kAlice));
+  EXPECT_EQ(t.tombstone_count(t.FindOwner(kAlice)), 6u);
+  EXPECT_THAT(t.ExcessTombstones(kBaseMs),
+              ElementsAre(alice[0], alice[1], alice[2]));
+  // Those due by time anyway (alice[1] and alice[2] ended at or before
+  // +104) are counted, not listed twice.
+  EXPECT_THAT(t.ExcessTombstones(kBaseMs + 104), ElementsAre(alice[0]));
+
+  const std::vector<Id128> excess = t.ExcessTombstones(kBaseMs);
+  EXPECT_EQ(t.DropTombstones(absl::MakeConstSpan(excess)), 3u);
+  EXPECT_EQ(t.tombstone_count(t.FindOwner(kAlice)), 3u);
+  EXPECT_THAT(t.ExcessTombstones(kBaseMs), IsEmpty());
+  EXPECT_EQ(t.Find(alice[0]), RecordTable::kNone);
+  EXPECT_NE(t.Find(alice[3]), RecordTable::kNone);
+  // Retention still drops the rest in end order, skipping the ones gone.
+  EXPECT_THAT(t.DueTombstones(kBaseMs + 101),
+              ElementsAre(IdAt(10), alice[5], alice[4]));
+  EXPECT_EQ(t.DropTombstones(kBaseMs + 1000), 4u);
+  EXPECT_EQ(t.size(), 1u);  // alice's live one
+  // Dropping what is not a tombstone does nothing.
+  const Id128 unknown = IdAt(99);
+  const Id128 live = IdAt(20);
+  EXPECT_EQ(
+      t.DropTombstones(absl::MakeConstSpan(std::vector<Id128>{unknown, live})),
+      0u);
+  EXPECT_NE(t.Find(live), RecordTable::kNone);
+}
+
+TEST(RecordTableTest, ChurnByOneOwnerStaysBoundedByTheCap) {
+  RecordTable t;
+  constexpr uint64_t kCap = 100;
+  t.set_owner_tombstone_cap(kCap);
+  uint64_t peak_queue = 0;
+  uint64_t peak_size = 0;
+  uint32_t seq = 0;
+  // 20,000 records issued and ended, the excess dropped every 50 (as the
+  // registry's Tick does), retention never reached.
+  for (int round = 0; round < 400; ++round) {
+    for (int i = 0; i < 50; ++i) {
+      const Id128 id = IdAt(round, ++seq);
+      t.Insert(Rec(id, Kind::kRun, kAlice));
+      t.End(t.Find(id), State::kReleased, kBaseMs + round, reason, 2);
+    }
+    const std::vector<Id128> excess = t.ExcessTombstones(kBaseMs - 1);
+    t.DropTombstones(absl::MakeConstSpan(excess));
+    peak_queue = std::max(peak_queue, t.MemoryUsage().tombstones);
+    peak_size = std::max<uint64_t>(peak_size, t.size());
+  }
+  EXPECT_EQ(t.tombstone_count(t.FindOwner(kAlice)), kCap);
+  EXPECT_LE(peak_size, kCap + 50);
+  // The end-order queue keeps stale entries of early drops only boundedly.
+  EXPECT_LE(peak_queue,
+            (2 * (kCap + 50) + 1024 + 50) * sizeof(std::pair<int64_t, Ref>));
+}
+
 }  // namespace
 }  // namespace registrar

@@ -53,6 +53,8 @@ Owner Bob() { return {"acme", "bob"}; }
 
 class RegistryFollowTest : public ::testing::Test {
  protected:
+  static constexpr uint64_t kOwnerTombstones = 10;
+
   RegistryFollowTest()
       : keys_(KeyRing::Generate()),
         writer_ids_(clock_, keys_, 1),
@@ -60,6 +62,7 @@ class RegistryFollowTest : public ::testing::Test {
     RegistryOptions options;
     options.shards = 4;
     options.tombstone_retention = absl::Minutes(1);
+    options.owner_tombstones = kOwnerTombstones;
     writer_ = std::make_unique<Registry>(options, clock_, writer_ids_, nullptr,
                                          &writer_store_);
     follower_ = std::make_unique<Registry>(options, clock_, follower_ids_,
@@ -248,6 +251,44 @@ TEST_F(RegistryFollowTest, ApplyingTwiceChangesNothing) {
   for (const WriteBatch& b : batches) again += follower_->ApplyCommitted(b);
   EXPECT_EQ(again, 0u);
   ExpectSame({Alice()});
+}
+
+TEST_F(RegistryFollowTest, EarlyTombstoneDropsFollow) {
+  // Bob churns 30 threads, past the 10 tombstones an owner may keep; Alice
+  // ends 3. At the next tick the writer drops Bob's 20 oldest tombstones,
+  // long before retention; so does the follower.
+  absl::StatusOr<std::vector<std::string>> bob =
+      writer_->Issue(Spec(Kind::kThread, Bob(), 30));
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  absl::StatusOr<std::vector<std::string>> alice =
+      writer_->Issue(Spec(Kind::kThread, Alice(), 3));
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  CleanupTarget all;
+  all.type = CleanupTarget::Type::kAllOwned;
+  ASSERT_TRUE(writer_->Cleanup(Bob(), all, "").ok());
+  ASSERT_TRUE(writer_->Cleanup(Alice(), all, "").ok());
+  Follow();
+  EXPECT_EQ(writer_->Stats().tombstones, 33u);
+
+  writer_->Tick();  // no time passed: only the excess goes
+  Follow();
+  ExpectSame({Alice(), Bob()});
+  EXPECT_EQ(writer_->Stats().tombstones, 13u);
+  EXPECT_EQ(writer_->Stats().tombstones_dropped_early, 20u);
+  EXPECT_EQ(follower_->Stats().tombstones, 13u);
+  for (int i = 0; i < 30; ++i) {
+    const Verdict expected = i < 20 ? Verdict::kUnknown : Verdict::kReleased;
+    EXPECT_EQ(writer_->Validate((*bob)[i], Kind::kThread, Bob(), false).verdict,
+              expected)
+        << i;
+  }
+  for (const std::string& id : *alice) {
+    EXPECT_EQ(writer_->Validate(id, Kind::kThread, Alice(), false).verdict,
+              Verdict::kReleased);
+  }
+  // Nothing more to drop until retention.
+  writer_->Tick();
+  EXPECT_EQ(writer_->Stats().tombstones_dropped_early, 20u);
 }
 
 }  // namespace
