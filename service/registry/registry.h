@@ -89,6 +89,11 @@ struct RegistryOptions {
   absl::Duration max_lease_ttl = absl::Hours(24);
   uint32_t default_page_size = 100;
   uint32_t max_page_size = 1000;
+  // A ListOwned page also ends before its records' estimated encoded size
+  // passes this (a page holds at least one record): with large labels, a
+  // page of max_page_size records would pass the 4 MiB a gRPC client
+  // accepts by default.
+  uint64_t max_page_bytes = 1 << 20;
   // How far ahead of use the ID clock's high-water mark is persisted.
   absl::Duration clock_window = absl::Seconds(3);
   // Watch events kept in the store (older ones are compacted away).

@@ -22,23 +22,43 @@ constexpr Ref kNone = RecordTable::kNone;
 
 namespace {
 
+// An upper bound of a record's size in a reply: its strings, its labels,
+// and 192 bytes for the rest (four text IDs of 30 bytes, two timestamps,
+// kind, state, revision and field tags).
+uint64_t EncodedSizeBound(const RecordView& v) {
+  uint64_t bytes = 192 + v.owner.tenant.size() + v.owner.user_id.size() +
+                   v.end_reason.size();
+  for (const auto& [key, value] : *v.labels) {
+    bytes += key.size() + value.size() + 8;
+  }
+  return bytes;
+}
+
 // One page of an owner's committed records after `after`, filtered by
-// kind and state; the caller holds the owner's shard lock.
+// kind and state, of at most `page_size` records and (past its first
+// record) `page_bytes` bytes; the caller holds the owner's shard lock.
 ListOwnedResult ListPage(const RecordTable& table, const ListOwnedSpec& spec,
-                         Id128 after, uint32_t page_size) {
+                         Id128 after, uint32_t page_size, uint64_t page_bytes) {
   ListOwnedResult result;
+  uint64_t bytes = 0;
   table.ForEachOwned(table.FindOwner(spec.owner), after, [&](Ref r) {
     if (spec.kind != Kind::kUnspecified && table.kind(r) != spec.kind) {
       return true;
     }
     if (!spec.include_ended && table.state(r) != State::kLive) return true;
     if (table.pending(r)) return true;  // not issued yet
-    if (result.records.size() == page_size) {
+    RecordView v;
+    if (result.records.size() < page_size) {
+      v = table.View(r);
+      bytes += EncodedSizeBound(v);
+    }
+    if (result.records.size() == page_size ||
+        (bytes > page_bytes && !result.records.empty())) {
       // One more match exists: hand out a token for the next page.
       result.next_page_token = EncodeSuffix(result.records.back().id);
       return false;
     }
-    result.records.push_back(table.View(r));
+    result.records.push_back(std::move(v));
     return true;
   });
   return result;
@@ -129,7 +149,7 @@ absl::StatusOr<ListOwnedResult> Registry::ListOwned(
           : std::min<uint32_t>(spec.page_size, options_.max_page_size);
   const Shard& shard = ShardFor(spec.owner);
   absl::ReaderMutexLock lock(&shard.mu);
-  return ListPage(shard.table, spec, after, page_size);
+  return ListPage(shard.table, spec, after, page_size, options_.max_page_bytes);
 }
 
 }  // namespace registrar

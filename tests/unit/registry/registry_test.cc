@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -1728,6 +1729,71 @@ TEST_F(RegistryTest, ListOwnedPaginatesEveryRecordOnceInIdOrder) {
   }
   EXPECT_THAT(page_sizes, ElementsAreArray({100u, 100u, 50u}));
   EXPECT_EQ(listed, issued);
+}
+
+TEST_F(RegistryTest, ListOwnedCutsPagesByBytesToo) {
+  // 300 records with 32 labels of 256-byte values (about 10.5 KB each): a
+  // page of 1000 would be over 3 MB; pages stop at max_page_bytes.
+  RegistryOptions options;
+  options.max_page_bytes = 256 * 1024;
+  Reset(options);
+  IssueSpec spec = Spec(Kind::kThread, Alice());
+  for (int i = 0; i < 32; ++i) {
+    spec.labels.emplace_back(absl::StrCat("key", i), std::string(256, 'v'));
+  }
+  spec.count = 100;
+  std::vector<std::string> issued;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<std::vector<std::string>> ids = registry_->Issue(spec);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    issued.insert(issued.end(), ids->begin(), ids->end());
+  }
+
+  std::vector<std::string> listed;
+  std::string token;
+  int pages = 0;
+  do {
+    ListOwnedSpec list;
+    list.owner = Alice();
+    list.page_size = 1000;
+    list.page_token = token;
+    absl::StatusOr<ListOwnedResult> r = registry_->ListOwned(list);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_FALSE(r->records.empty());
+    uint64_t label_bytes = 0;
+    for (const RecordView& v : r->records) {
+      for (const auto& [key, value] : *v.labels) {
+        label_bytes += key.size() + value.size();
+      }
+      listed.push_back(TextOf(v));
+    }
+    EXPECT_LE(label_bytes, options.max_page_bytes);
+    token = r->next_page_token;
+    ++pages;
+  } while (!token.empty() && pages < 100);
+  // Every record once, in order, over several pages of about 24 each.
+  EXPECT_EQ(listed, issued);
+  EXPECT_GE(pages, 10);
+  EXPECT_LE(pages, 20);
+}
+
+TEST_F(RegistryTest, ListOwnedPageHoldsOneRecordLargerThanTheByteBound) {
+  RegistryOptions options;
+  options.max_page_bytes = 100;  // below any record's size
+  Reset(options);
+  const std::vector<std::string> issued = IssueN(Kind::kThread, Alice(), 3);
+  std::string token;
+  for (const std::string& id : issued) {
+    ListOwnedSpec list;
+    list.owner = Alice();
+    list.page_token = token;
+    absl::StatusOr<ListOwnedResult> r = registry_->ListOwned(list);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r->records, SizeIs(1));
+    EXPECT_EQ(TextOf(r->records[0]), id);
+    token = r->next_page_token;
+  }
+  EXPECT_EQ(token, "");
 }
 
 TEST_F(RegistryTest, ListOwnedExactlyFullPageHasNoToken) {
