@@ -202,6 +202,9 @@ absl::Status RegistrarServer::Init() {
       return StartupError(absl::StrCat("--data_dir=", config_.data_dir, ": "),
                           store.status());
     }
+    if (!(*store)->sizing_note().empty()) {
+      spdlog::info("{}", (*store)->sizing_note());
+    }
     if (!(*store)->recovery_note().empty()) {
       spdlog::warn("{}", (*store)->recovery_note());
     } else if (config_.accept_data_loss) {

@@ -57,6 +57,9 @@ using rocksdb_internal::ToView;
 using rocksdb_internal::WriteOptionsFor;
 
 namespace {
+// The smallest memtable a small volume gets (see Open).
+constexpr uint64_t kMinMemtableBytes = 256 << 10;
+
 const Clock& ClockOf(const RocksDbStoreOptions& o) {
   static const SystemClock* const system = new SystemClock();
   return o.clock != nullptr ? *o.clock : *system;
@@ -80,6 +83,24 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
         absl::StrCat("cannot use data dir ", given.path, ": ", ec.message()));
   }
   const std::string& path = options.path;
+  // Recovering from a full disk reopens the database, which needs about a
+  // memtable of free space (Recover). On a small volume that could never
+  // be free: size the memtables to the volume (a 32nd of it, 256 KiB at
+  // least) so that freeing a little space is enough.
+  std::string sizing_note;
+  if (const fs::space_info space = fs::space(path, ec);
+      !ec && space.capacity > 0) {
+    const uint64_t fit =
+        std::max<uint64_t>(kMinMemtableBytes, space.capacity / 32);
+    if (options.memtable_bytes > fit) {
+      sizing_note = absl::StrCat(
+          "data dir ", path, " is on a volume of ", space.capacity,
+          " bytes: memtables sized to ", fit, " bytes instead of ",
+          options.memtable_bytes,
+          " so that recovery after a full disk needs only that much free");
+      options.memtable_bytes = fit;
+    }
+  }
 
   bool initialize = state == DirState::kFresh;
   // Revisions acknowledged but missing after RocksDB's replay, when the
@@ -177,6 +198,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
       new RocksDbStore(options, std::move(h), st.meta.last_revision,
                        st.meta.clock_high_water_ms, st.oldest_revision));
   store->recovery_note_ = std::move(note);
+  store->sizing_note_ = std::move(sizing_note);
   if (options.durability != Durability::kNone) {
     store->witness_ = std::move(witness);
   }

@@ -84,7 +84,8 @@ struct RocksDbStoreOptions {
   uint32_t node_id = 0;                 // must match the data dir's
   size_t block_cache_bytes = 32 << 20;  // shared by all column families
   size_t memtable_bytes = 64 << 20;     // per column family; all together
-                                        // are capped at 4x this
+                                        // are capped at 4x this. Lowered
+                                        // on a small volume: see Open.
   // After a failed recovery attempt (CheckWritable), further calls answer
   // with that failure for this long instead of trying again: each attempt
   // may close, reopen and flush the database.
@@ -237,6 +238,11 @@ class RocksDbStore final : public Store {
   // Empty, or what an accepted loss (options.accept_data_loss) cost and
   // where the damaged files were kept: for the server's log.
   const std::string& recovery_note() const { return recovery_note_; }
+  // Empty, or how the store was sized to a small volume: for the log.
+  const std::string& sizing_note() const { return sizing_note_; }
+  // The memtable size in use (options.memtable_bytes, or less on a small
+  // volume).
+  size_t memtable_bytes() const { return options_.memtable_bytes; }
 
   // Bytes on disk (and in memtables) now. For bytes per record, Flush()
   // first: until then recent commits are only in the WAL and memtables.
@@ -328,6 +334,7 @@ class RocksDbStore final : public Store {
   absl::Status recovery_failure_ ABSL_GUARDED_BY(db_mu_);
   absl::Time recovery_attempt_ ABSL_GUARDED_BY(db_mu_) = absl::InfinitePast();
   std::string recovery_note_;
+  std::string sizing_note_;
   const std::shared_ptr<StoreMetricsLink> metrics_link_;
   // Written by the group-commit leader after each successful write (one at
   // a time; not in kNone, which has no WAL to check).
