@@ -378,12 +378,27 @@ void RegistrarService::DoOpenContextAsync(const Caller* caller,
       });
 }
 
+namespace {
+
+// What a caller may learn of other tenants' records: nothing, for a caller
+// scoped to some tenants (Registry::TenantFilter). The caller outlives the
+// call and so every use of the filter.
+Registry::TenantFilter VisibleTenants(const Caller* caller) {
+  if (caller == nullptr || caller->all_tenants()) return {};
+  return [caller](std::string_view tenant) {
+    return caller->AllowsTenant(tenant);
+  };
+}
+
+}  // namespace
+
 absl::Status RegistrarService::DoValidate(const Caller* caller,
                                           const v1::ValidateRequest& req,
                                           v1::ValidateResponse* resp) {
   RETURN_IF_ERROR(CheckValidate(req, limits_));
   const Owner default_owner = OwnerFromProto(req.owner());
   uint64_t verdicts[9] = {};
+  const Registry::TenantFilter visible = VisibleTenants(caller);
   resp->mutable_results()->Reserve(req.items_size());
   for (const v1::ValidateItem& item : req.items()) {
     const Owner item_owner =
@@ -391,7 +406,7 @@ absl::Status RegistrarService::DoValidate(const Caller* caller,
     const Owner& owner = item.has_owner() ? item_owner : default_owner;
     ValidateResult result =
         registry_.Validate(item.id(), KindFromProto(item.expected_kind()),
-                           owner, req.include_records());
+                           owner, req.include_records(), visible);
     v1::ValidateResult* out = resp->add_results();
     // An unparseable ID is echoed only up to the ID size limit: the reply
     // must not amplify a hostile request.
@@ -416,30 +431,32 @@ void RegistrarService::DoCleanupAsync(const Caller* caller,
     std::move(finish)(std::move(s));
     return;
   }
-  registry_.CleanupAsync(OwnerFromProto(req.owner()),
-                         CleanupTargetFromProto(req), req.reason(), deadline,
-                         [this, resp, finish = std::move(finish)](
-                             absl::StatusOr<CleanupResult> result) mutable {
-                           if (result.ok()) {
-                             for (std::string& id : result->released) {
-                               resp->add_released(std::move(id));
-                             }
-                             for (std::string& id : result->already_ended) {
-                               resp->add_already_ended(std::move(id));
-                             }
-                             for (std::string& id : result->refused) {
-                               resp->add_refused(std::move(id));
-                             }
-                             for (std::string& id : result->unknown) {
-                               // Same rule as Validate: never echo an oversized
-                               // string back.
-                               if (id.size() <= limits_.max_id_bytes) {
-                                 resp->add_unknown(std::move(id));
-                               }
-                             }
-                           }
-                           std::move(finish)(result.status());
-                         });
+  registry_.CleanupAsync(
+      OwnerFromProto(req.owner()), CleanupTargetFromProto(req), req.reason(),
+      deadline,
+      [this, resp, finish = std::move(finish)](
+          absl::StatusOr<CleanupResult> result) mutable {
+        if (result.ok()) {
+          for (std::string& id : result->released) {
+            resp->add_released(std::move(id));
+          }
+          for (std::string& id : result->already_ended) {
+            resp->add_already_ended(std::move(id));
+          }
+          for (std::string& id : result->refused) {
+            resp->add_refused(std::move(id));
+          }
+          for (std::string& id : result->unknown) {
+            // Same rule as Validate: never echo an oversized
+            // string back.
+            if (id.size() <= limits_.max_id_bytes) {
+              resp->add_unknown(std::move(id));
+            }
+          }
+        }
+        std::move(finish)(result.status());
+      },
+      VisibleTenants(caller));
 }
 
 void RegistrarService::DoGrantLeaseAsync(const Caller* caller,

@@ -54,12 +54,18 @@ Registry::Shard& Registry::ShardFor(const Owner& owner) const {
   return *shards_[ShardIndex(owner)];
 }
 
-Kind Registry::FindElsewhere(Id128 id, const Shard* skip) const {
+Kind Registry::FindElsewhere(Id128 id, const Shard* skip,
+                             const TenantFilter& visible) const {
   for (const auto& shard : shards_) {
     if (shard.get() == skip) continue;
     absl::ReaderMutexLock lock(&shard->mu);
-    const Ref r = shard->table.FindCommitted(id);
-    if (r != kNone) return shard->table.kind(r);
+    const RecordTable& table = shard->table;
+    const Ref r = table.FindCommitted(id);
+    if (r == kNone) continue;
+    if (visible && !visible(table.owner(table.owner_of(r)).tenant)) {
+      return Kind::kUnspecified;
+    }
+    return table.kind(r);
   }
   return Kind::kUnspecified;
 }

@@ -36,6 +36,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -225,10 +226,18 @@ class Registry {
       absl::AnyInvocable<void(absl::StatusOr<OpenContextResult>) &&>;
   void OpenContextAsync(const OpenContextSpec& spec, OpenContextDone done);
 
+  // The tenants a caller may learn about, for a caller scoped to some
+  // tenants: a record of any other tenant is answered as if it did not
+  // exist (Validate: by tag, i.e. FORGED; Cleanup: unknown, not refused),
+  // so such a caller cannot tell another tenant's real IDs from made-up
+  // ones. Empty: every tenant.
+  using TenantFilter = std::function<bool(std::string_view tenant)>;
+
   // The verdict for one ID claimed by `owner` (see design: MALFORMED,
   // WRONG_KIND, then by record, then by tag). Never fails.
   ValidateResult Validate(std::string_view id, Kind expected_kind,
-                          const Owner& owner, bool want_record) const;
+                          const Owner& owner, bool want_record,
+                          const TenantFilter& visible = {}) const;
 
   // Ends records of `owner` (with their cascades). Idempotent; records of
   // other owners are reported refused and never touched. InvalidArgument
@@ -244,7 +253,7 @@ class Registry {
       absl::AnyInvocable<void(absl::StatusOr<CleanupResult>) &&>;
   void CleanupAsync(const Owner& owner, const CleanupTarget& target,
                     std::string_view reason, absl::Time deadline,
-                    CleanupDone done);
+                    CleanupDone done, TenantFilter visible = {});
 
   // Leases. InvalidArgument for a TTL outside [min_lease_ttl, max_lease_ttl]
   // or an empty holder; NotFound for a lease that is not live.
@@ -381,8 +390,10 @@ class Registry {
   Shard& ShardFor(const Owner& owner) const;
 
   // Looks an ID up in every shard but `skip` (null: all shards), for
-  // NOT_OWNER/refused answers. Kind of the record found, or kUnspecified.
-  Kind FindElsewhere(Id128 id, const Shard* skip) const;
+  // NOT_OWNER/refused answers. Kind of the record found, or kUnspecified
+  // (also when its tenant is not `visible`).
+  Kind FindElsewhere(Id128 id, const Shard* skip,
+                     const TenantFilter& visible) const;
 
   // Counts new live records in the per-kind gauges.
   void CountLive(absl::Span<const RecordView> records);

@@ -197,7 +197,7 @@ struct CleanupState {
 
 void Registry::CleanupAsync(const Owner& owner, const CleanupTarget& target,
                             std::string_view reason, absl::Time deadline,
-                            CleanupDone done) {
+                            CleanupDone done, TenantFilter visible) {
   EndCause cause = EndCause::kCleanupIds;
   auto state = std::make_shared<CleanupState>();
   switch (target.type) {
@@ -280,15 +280,15 @@ void Registry::CleanupAsync(const Owner& owner, const CleanupTarget& target,
       }
     }
   };
-  op->done = [this, state, done = std::move(done)](absl::Status s,
-                                                   EndOp& op) mutable {
+  op->done = [this, state, done = std::move(done),
+              visible = std::move(visible)](absl::Status s, EndOp& op) mutable {
     if (!s.ok()) {
       std::move(done)(std::move(s));
       return;
     }
     // Not among this owner's records: another owner's (refused) or none.
     for (const CleanupState::Named* n : state->not_here) {
-      if (FindElsewhere(n->parsed.bits, nullptr) == n->parsed.kind) {
+      if (FindElsewhere(n->parsed.bits, nullptr, visible) == n->parsed.kind) {
         state->result.refused.push_back(n->text);
       } else {
         state->result.unknown.push_back(n->text);

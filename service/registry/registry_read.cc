@@ -69,7 +69,8 @@ ListOwnedResult ListPage(const RecordTable& table, const ListOwnedSpec& spec,
 // Validate
 
 ValidateResult Registry::Validate(std::string_view id, Kind expected_kind,
-                                  const Owner& owner, bool want_record) const {
+                                  const Owner& owner, bool want_record,
+                                  const TenantFilter& visible) const {
   ValidateResult result;
   absl::StatusOr<ParsedId> parsed = ParseId(id);
   if (!parsed.ok() || !IsRecordKind(parsed->kind)) {
@@ -85,11 +86,17 @@ ValidateResult Registry::Validate(std::string_view id, Kind expected_kind,
     absl::ReaderMutexLock lock(&shard.mu);
     const RecordTable& table = shard.table;
     const Ref r = table.FindCommitted(parsed->bits);
-    if (r != kNone) {
+    const Owner* holder =
+        r == kNone ? nullptr : &table.owner(table.owner_of(r));
+    if (holder != nullptr && *holder != owner && visible &&
+        !visible(holder->tenant)) {
+      // Another tenant's record, asked by a caller who may not see that
+      // tenant: answered below as if it did not exist.
+    } else if (r != kNone) {
       const State state = table.state(r);
       if (table.kind(r) != parsed->kind) {
         result.verdict = Verdict::kForged;
-      } else if (table.owner(table.owner_of(r)) != owner) {
+      } else if (*holder != owner) {
         result.verdict = Verdict::kNotOwner;
       } else {
         result.verdict = state == State::kLive      ? Verdict::kValid
@@ -107,7 +114,7 @@ ValidateResult Registry::Validate(std::string_view id, Kind expected_kind,
     result.verdict = Verdict::kUnknown;
     return result;
   }
-  const Kind found = FindElsewhere(parsed->bits, &shard);
+  const Kind found = FindElsewhere(parsed->bits, &shard, visible);
   result.verdict = (found == Kind::kUnspecified || found != parsed->kind)
                        ? Verdict::kForged
                        : Verdict::kNotOwner;

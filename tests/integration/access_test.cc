@@ -380,6 +380,63 @@ TEST_F(AccessTest, DescribeDoesNotRevealWhetherARecordExists) {
   EXPECT_EQ(s1.error_message(), s2.error_message());
 }
 
+TEST_F(AccessTest, ValidateAndCleanupDoNotRevealAnotherTenantsRecords) {
+  // A gateway scoped to tenant-a claims its own user for tenant-b's real
+  // thread and for a made-up one: the same answers for both (issue 14:
+  // NOT_OWNER/refused for the real one was an existence oracle).
+  const std::string other = AdminThread("tenant-b");
+  const std::string made_up = "thread_01jdsxq8bsf3y9yq1z2x3c4v5b";
+  const std::string same_tenant = AdminThread("tenant-a");  // owner u1
+  v1::ValidateResponse verdicts;
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx, "token-gw-a");
+    v1::ValidateRequest req;
+    *req.mutable_owner() = MakeOwner("tenant-a", "u2");
+    for (const std::string& id : {other, made_up, same_tenant}) {
+      req.add_items()->set_id(id);
+    }
+    const grpc::Status s = Stub()->Validate(&ctx, req, &verdicts);
+    ASSERT_TRUE(s.ok()) << Code(s);
+  }
+  ASSERT_EQ(verdicts.results_size(), 3);
+  EXPECT_EQ(verdicts.results(0).verdict(), v1::VERDICT_FORGED);
+  EXPECT_EQ(verdicts.results(1).verdict(), v1::VERDICT_FORGED);
+  // Within its own tenant, another user's record is still NOT_OWNER.
+  EXPECT_EQ(verdicts.results(2).verdict(), v1::VERDICT_NOT_OWNER);
+
+  v1::CleanupResponse cleaned;
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx, "token-gw-a");
+    v1::CleanupRequest req;
+    *req.mutable_owner() = MakeOwner("tenant-a", "u2");
+    for (const std::string& id : {other, made_up, same_tenant}) {
+      req.mutable_ids()->add_ids(id);
+    }
+    const grpc::Status s = Stub()->Cleanup(&ctx, req, &cleaned);
+    ASSERT_TRUE(s.ok()) << Code(s);
+  }
+  EXPECT_THAT(cleaned.unknown(),
+              ::testing::UnorderedElementsAre(other, made_up));
+  EXPECT_THAT(cleaned.refused(), ::testing::ElementsAre(same_tenant));
+  EXPECT_EQ(cleaned.released_size(), 0);
+
+  // An admin (every tenant) still learns that tenant-b's record exists.
+  v1::ValidateResponse admin_verdicts;
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx, "token-admin");
+    v1::ValidateRequest req;
+    *req.mutable_owner() = MakeOwner("tenant-a", "u2");
+    req.add_items()->set_id(other);
+    const grpc::Status s = Stub()->Validate(&ctx, req, &admin_verdicts);
+    ASSERT_TRUE(s.ok()) << Code(s);
+  }
+  ASSERT_EQ(admin_verdicts.results_size(), 1);
+  EXPECT_EQ(admin_verdicts.results(0).verdict(), v1::VERDICT_NOT_OWNER);
+}
+
 TEST_F(AccessTest, HealthAndReflectionNeedNoCredentials) {
   auto health = grpc::health::v1::Health::NewStub(*channel_);
   grpc::ClientContext ctx;
