@@ -36,6 +36,8 @@ std::string_view LimitFlags(Limit limit) {
       return "--node_id";
     case Limit::kAcceptDataLoss:
       return "--accept_data_loss";
+    case Limit::kTagKey:
+      return "--key_file";
   }
   return "";
 }

@@ -52,7 +52,8 @@ enum class Limit : uint8_t {
   // Start-up settings a store's refusal to open depends on.
   kNodeId,          // the node id a data dir belongs to
   kAcceptDataLoss,  // serving what is left of a damaged store
-  kLast = kAcceptDataLoss,
+  kTagKey,          // the tag key a data dir's IDs were signed with
+  kLast = kTagKey,
 };
 // `status` tagged with `limit`.
 absl::Status WithLimit(absl::Status status, Limit limit);

@@ -206,6 +206,28 @@ uint64_t KeyRing::ComputeTag(uint32_t key_version, Kind kind, const IdFields& f,
   return h & kTagMask;
 }
 
+std::string KeyRing::Fingerprint(uint32_t version) const {
+  auto it = keys_.find(version);
+  if (it == keys_.end()) DieMissingVersion(version);
+  static constexpr std::string_view kText = "registrar tag key fingerprint";
+  uint8_t out[crypto_shorthash_siphash24_BYTES];
+  crypto_shorthash_siphash24(out,
+                             reinterpret_cast<const uint8_t*>(kText.data()),
+                             kText.size(), it->second.data());
+  return absl::StrCat(version, ":",
+                      absl::BytesToHexString(absl::string_view(
+                          reinterpret_cast<const char*>(out), sizeof(out))));
+}
+
+std::vector<std::string> KeyRing::Fingerprints() const {
+  std::vector<std::string> out;
+  for (const auto& [version, key] : keys_) {
+    if (version != signing_version_) out.push_back(Fingerprint(version));
+  }
+  out.push_back(Fingerprint(signing_version_));
+  return out;
+}
+
 bool KeyRing::Verify(Kind kind, Id128 id, std::string_view tenant,
                      std::string_view user_id) const {
   const IdFields f = UnpackId(id);

@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "service/id/id.h"
@@ -48,6 +49,14 @@ class KeyRing {
   // recorded in the ID and that version is configured.
   bool Verify(Kind kind, Id128 id, std::string_view tenant,
               std::string_view user_id) const;
+
+  // A public name of the key of `version`, "<version>:<16 hex digits>": a
+  // SipHash of a fixed text under the key, so equal keys have equal
+  // fingerprints and the key cannot be learnt from it. Precondition:
+  // has_version(version).
+  std::string Fingerprint(uint32_t version) const;
+  // Fingerprints of every key held, the signing one last.
+  std::vector<std::string> Fingerprints() const;
 
   // Serialises in the Parse format (for `registrarctl keygen` and tests).
   std::string ToFileText() const;

@@ -222,6 +222,15 @@ absl::Status RegistrarServer::Init() {
   absl::StatusOr<KeyRing> keys = LoadKeys(config_);
   if (!keys.ok()) return keys.status();
   keys_ = std::make_unique<KeyRing>(*std::move(keys));
+  if (rocksdb_store != nullptr) {
+    // A different key would turn every ID issued before into FORGED.
+    const std::vector<std::string> held = keys_->Fingerprints();
+    if (absl::Status s = rocksdb_store->AdoptTagKey(held, held.back());
+        !s.ok()) {
+      return StartupError(absl::StrCat("--data_dir=", config_.data_dir, ": "),
+                          s);
+    }
+  }
   ids_ = std::make_unique<IdGenerator>(clock_, *keys_, node_id);
   registry_ = std::make_unique<Registry>(config_.registry, clock_, *ids_,
                                          registry_metrics_.get(), store_.get());

@@ -71,6 +71,7 @@ inline constexpr std::string_view kCreatedMsKey = "registrar/created_ms";
 inline constexpr std::string_view kLastRevisionKey = "registrar/last_revision";
 inline constexpr std::string_view kClockKey = "registrar/clock_high_water_ms";
 inline constexpr std::string_view kProbeKey = "registrar/probe";
+inline constexpr std::string_view kTagKeyKey = "registrar/tag_key";
 
 inline rocksdb::Slice ToSlice(std::string_view s) {
   return rocksdb::Slice(s.data(), s.size());

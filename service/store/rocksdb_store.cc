@@ -17,7 +17,9 @@
 #include "rocksdb/experimental.h"
 #include "rocksdb/write_batch.h"
 #include "service/common/absl_compat.h"
+#include "service/common/field_error.h"
 #include "service/common/status_macros.h"
+#include "service/common/text.h"
 #include "service/id/id.h"
 #include "service/store/record_codec.h"
 #include "service/store/revision_witness.h"
@@ -44,6 +46,7 @@ using rocksdb_internal::kClockKey;
 using rocksdb_internal::KeepDamagedCopy;
 using rocksdb_internal::kLastRevisionKey;
 using rocksdb_internal::kNumCfs;
+using rocksdb_internal::kTagKeyKey;
 using rocksdb_internal::Meta;
 using rocksdb_internal::NotOurs;
 using rocksdb_internal::OpenDb;
@@ -443,6 +446,41 @@ StoreDiskUsage RocksDbStore::disk_usage() {
       CfProperty(db, h_->events(), "rocksdb.live-sst-files-size");
   u.memtable_bytes = AggregatedProperty(db, "rocksdb.cur-size-all-mem-tables");
   return u;
+}
+
+absl::Status RocksDbStore::AdoptTagKey(const std::vector<std::string>& held,
+                                       const std::string& signing) {
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (h_ == nullptr) return Closed();
+  std::string remembered;
+  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->meta(),
+                                  ToSlice(kTagKeyKey), &remembered);
+  if (!s.ok() && !s.IsNotFound()) {
+    return absl::UnavailableError(absl::StrCat(
+        "data dir ", path_,
+        ": cannot read the tag key fingerprint: ", RocksMessage(s)));
+  }
+  if (s.ok() && std::find(held.begin(), held.end(), remembered) == held.end()) {
+    return WithLimit(
+        absl::FailedPreconditionError(absl::StrCat(
+            "data dir ", path_, " holds IDs signed with the tag key ",
+            LogSafe(remembered), ", which this server does not hold (it holds ",
+            absl::StrJoin(held, ", "),
+            "): every ID issued before would be answered FORGED. Start with "
+            "the key file of that key; to change keys, rotate (keep the old "
+            "key listed in the file until its IDs are gone)")),
+        Limit::kTagKey);
+  }
+  if (s.ok() && remembered == signing) return absl::OkStatus();
+  rocksdb::WriteOptions w;
+  w.sync = true;  // whatever the durability, like the data dir's identity
+  s = h_->db->Put(w, h_->meta(), ToSlice(kTagKeyKey), signing);
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "data dir ", path_,
+        ": cannot record the tag key fingerprint: ", RocksMessage(s)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RocksDbStore::Flush() {

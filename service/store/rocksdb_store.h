@@ -238,6 +238,16 @@ class RocksDbStore final : public Store {
   // Empty, or what an accepted loss (options.accept_data_loss) cost and
   // where the damaged files were kept: for the server's log.
   const std::string& recovery_note() const { return recovery_note_; }
+  // The data dir remembers the fingerprint of the tag key that signed its
+  // IDs (KeyRing::Fingerprint of the signing key at the last start).
+  // FAILED_PRECONDITION (tagged Limit::kTagKey) when that key is not among
+  // `held` (the fingerprints of every key this server holds): every ID
+  // issued before would be answered FORGED. Otherwise records `signing`
+  // (durably) and returns OK. A data dir that remembers none (new, or
+  // written before this check) takes `signing`.
+  absl::Status AdoptTagKey(const std::vector<std::string>& held,
+                           const std::string& signing);
+
   // Empty, or how the store was sized to a small volume: for the log.
   const std::string& sizing_note() const { return sizing_note_; }
   // The memtable size in use (options.memtable_bytes, or less on a small

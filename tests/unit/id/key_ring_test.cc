@@ -319,5 +319,25 @@ TEST(KeyRingLoadFileTest, LoadsAndNamesThePathInErrors) {
   std::remove(bad.c_str());
 }
 
+TEST(KeyRingTest, FingerprintsNameKeysWithoutRevealingThem) {
+  const KeyRing a = KeyRing::FromKey(0, KeyOf(1));
+  const KeyRing a_again = KeyRing::FromKey(0, KeyOf(1));
+  const KeyRing b = KeyRing::FromKey(0, KeyOf(2));
+  EXPECT_EQ(a.Fingerprint(0), a_again.Fingerprint(0));
+  EXPECT_NE(a.Fingerprint(0), b.Fingerprint(0));
+  EXPECT_THAT(a.Fingerprint(0), ::testing::MatchesRegex("0:[0-9a-f]{16}"));
+  // Not the key's own hex.
+  EXPECT_EQ(a.ToFileText().find(a.Fingerprint(0).substr(2)), std::string::npos);
+
+  // Rotated: the old key's fingerprint stays, the signing one comes last.
+  absl::StatusOr<KeyRing> rotated =
+      KeyRing::Parse(a.ToFileText() + "1 " + std::string(32, 'c'));
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_THAT(
+      rotated->Fingerprints(),
+      ::testing::ElementsAre(a.Fingerprint(0), rotated->Fingerprint(1)));
+  EXPECT_THAT(rotated->Fingerprint(1), ::testing::StartsWith("1:"));
+}
+
 }  // namespace
 }  // namespace registrar

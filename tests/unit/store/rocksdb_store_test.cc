@@ -730,5 +730,34 @@ TEST(RocksDbStoreTest, InspectRefusesMissingAndForeignDirs) {
               HasSubstr("not a Registrar data directory"));
 }
 
+TEST(RocksDbStoreTest, DataDirRemembersItsTagKeyAndRefusesAnother) {
+  TempDir dir;
+  {
+    auto store = MustOpen(Options(dir.path()));
+    ASSERT_NE(store, nullptr);
+    // A new data dir takes the signing key.
+    ASSERT_TRUE(store->AdoptTagKey({"0:aaaa"}, "0:aaaa").ok());
+  }
+  {
+    auto store = MustOpen(Options(dir.path()));
+    ASSERT_NE(store, nullptr);
+    // Another key: refused, naming both, tagged for --key_file.
+    absl::Status s = store->AdoptTagKey({"0:bbbb"}, "0:bbbb");
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("0:aaaa"));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("0:bbbb"));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("FORGED"));
+    EXPECT_EQ(LimitOf(s), Limit::kTagKey);
+    // A rotation that still holds the old key: accepted, the new one signs.
+    EXPECT_TRUE(store->AdoptTagKey({"0:aaaa", "1:cccc"}, "1:cccc").ok());
+  }
+  auto store = MustOpen(Options(dir.path()));
+  ASSERT_NE(store, nullptr);
+  // Remembered across reopening: now the new key alone will do, the old
+  // one alone will not.
+  EXPECT_FALSE(store->AdoptTagKey({"0:aaaa"}, "0:aaaa").ok());
+  EXPECT_TRUE(store->AdoptTagKey({"1:cccc"}, "1:cccc").ok());
+}
+
 }  // namespace
 }  // namespace registrar
