@@ -37,7 +37,13 @@ Id128 MakeId(const KeyRing& keys, uint32_t node, uint64_t stamp, Kind kind,
 
 IdGenerator::IdGenerator(const Clock& clock, const KeyRing& keys,
                          uint32_t node_id)
-    : clock_(clock), keys_(keys), node_id_(node_id & kMaxNodeId) {}
+    : clock_(clock), keys_(&keys), node_id_(node_id & kMaxNodeId) {}
+
+void IdGenerator::SetKeys(KeyRing keys) {
+  absl::MutexLock lock(&keys_mu_);
+  replaced_.push_back(std::make_unique<const KeyRing>(std::move(keys)));
+  keys_.store(replaced_.back().get(), std::memory_order_release);
+}
 
 void IdGenerator::SetHighWater(int64_t persisted_until_ms,
                                absl::Duration window, PersistFn persist) {
@@ -112,8 +118,9 @@ absl::Status IdGenerator::Mint(Kind kind, std::string_view tenant,
   absl::StatusOr<uint64_t> start = Reserve(count);
   if (!start.ok()) return start.status();
   out->reserve(out->size() + count);
+  const KeyRing& ring = keys();
   for (uint32_t i = 0; i < count; ++i) {
-    out->push_back(MakeId(keys_, node_id_, *start + i, kind, tenant, user_id));
+    out->push_back(MakeId(ring, node_id_, *start + i, kind, tenant, user_id));
   }
   return absl::OkStatus();
 }
@@ -122,7 +129,7 @@ absl::StatusOr<Id128> IdGenerator::MintOne(Kind kind, std::string_view tenant,
                                            std::string_view user_id) {
   absl::StatusOr<uint64_t> stamp = Reserve(1);
   if (!stamp.ok()) return stamp.status();
-  return MakeId(keys_, node_id_, *stamp, kind, tenant, user_id);
+  return MakeId(keys(), node_id_, *stamp, kind, tenant, user_id);
 }
 
 }  // namespace registrar

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -73,7 +74,12 @@ class IdGenerator {
   void AdvancePast(uint64_t stamp);
 
   uint32_t node_id() const { return node_id_; }
-  const KeyRing& keys() const { return keys_; }
+  // The keys IDs are tagged and verified with now. The reference stays
+  // valid for the generator's life (a replaced ring is kept).
+  const KeyRing& keys() const { return *keys_.load(std::memory_order_acquire); }
+  // From now on, mint with `keys`' signing key and verify with all of its
+  // keys (a key file reloaded without a restart). Thread-safe; rare.
+  void SetKeys(KeyRing keys) ABSL_LOCKS_EXCLUDED(keys_mu_);
 
  private:
   // Reserves `count` consecutive stamps; returns the first.
@@ -82,7 +88,13 @@ class IdGenerator {
   absl::Status Extend(int64_t needed_ms) ABSL_LOCKS_EXCLUDED(extend_mu_);
 
   const Clock& clock_;
-  const KeyRing& keys_;
+  // The current ring: the one given at construction, or the newest of
+  // replaced_ (never freed while the generator lives, so readers need no
+  // lock and references they hold stay valid).
+  std::atomic<const KeyRing*> keys_;
+  absl::Mutex keys_mu_;
+  std::vector<std::unique_ptr<const KeyRing>> replaced_
+      ABSL_GUARDED_BY(keys_mu_);
   const uint32_t node_id_;
   std::atomic<uint64_t> last_{0};
   // Stamps must stay below ceiling_ms_ << 12. Max value: no mark configured.

@@ -222,16 +222,20 @@ absl::Status RegistrarServer::Init() {
   absl::StatusOr<KeyRing> keys = LoadKeys(config_);
   if (!keys.ok()) return keys.status();
   keys_ = std::make_unique<KeyRing>(*std::move(keys));
-  if (rocksdb_store != nullptr) {
-    // A different key would turn every ID issued before into FORGED.
-    const std::vector<std::string> held = keys_->Fingerprints();
-    if (absl::Status s = rocksdb_store->AdoptTagKey(held, held.back());
-        !s.ok()) {
-      return StartupError(absl::StrCat("--data_dir=", config_.data_dir, ": "),
-                          s);
-    }
+  // A different key would turn every ID issued before into FORGED.
+  auto accept_keys = [rocksdb_store](const KeyRing& keys) {
+    if (rocksdb_store == nullptr) return absl::OkStatus();
+    const std::vector<std::string> held = keys.Fingerprints();
+    return rocksdb_store->AdoptTagKey(held, held.back());
+  };
+  if (absl::Status s = accept_keys(*keys_); !s.ok()) {
+    return StartupError(absl::StrCat("--data_dir=", config_.data_dir, ": "), s);
   }
   ids_ = std::make_unique<IdGenerator>(clock_, *keys_, node_id);
+  if (!config_.key_file.empty()) {
+    key_reloader_ = std::make_unique<KeyFileReloader>(config_.key_file, *ids_,
+                                                      std::move(accept_keys));
+  }
   registry_ = std::make_unique<Registry>(config_.registry, clock_, *ids_,
                                          registry_metrics_.get(), store_.get());
   const absl::Time load_start = absl::Now();
@@ -430,6 +434,7 @@ void RegistrarServer::RunTicker() {
   while (!stop_ticker_.WaitForNotificationWithTimeout(config_.tick_interval)) {
     CheckStoreHealth();
     CheckCallersFile();
+    if (key_reloader_) (void)key_reloader_->MaybeReload(absl::Now());
     const absl::Time start = absl::Now();
     std::vector<std::string> expired = registry_->Tick();
     api_metrics_->ObserveTick(absl::Now() - start);

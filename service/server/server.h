@@ -25,6 +25,7 @@
 #include "service/registry/registry.h"
 #include "service/registry/registry_metrics.h"
 #include "service/server/config.h"
+#include "service/server/key_file_reload.h"
 #include "service/store/store.h"
 #include "service/watch/watch_hub.h"
 
@@ -73,6 +74,8 @@ class RegistrarServer {
   SystemClock clock_;
   std::unique_ptr<KeyRing> keys_;
   std::unique_ptr<IdGenerator> ids_;
+  // --key_file watched for rotation without a restart (ticker thread).
+  std::unique_ptr<KeyFileReloader> key_reloader_;
   // The exposer first: every component's metrics live on its registry.
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<ApiMetrics> api_metrics_;

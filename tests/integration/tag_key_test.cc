@@ -5,14 +5,17 @@
 // holds the old key is taken, old IDs stay VALID.
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/id/id.h"
 #include "service/id/key_ring.h"
 #include "tests/integration/data_dir.h"
 #include "tests/integration/server_process.h"
@@ -96,6 +99,70 @@ TEST(TagKeyTest, AnotherKeyIsRefusedARotationIsTaken) {
   // may exist.
   options.key_path = dir.key_path();
   EXPECT_FALSE(ServerProcess::Start(options).ok());
+}
+
+// The key version an ID was signed with.
+int KeyVersionOf(const std::string& id) {
+  absl::StatusOr<ParsedId> parsed = ParseId(id);
+  EXPECT_TRUE(parsed.ok()) << id;
+  return parsed.ok() ? static_cast<int>(UnpackId(parsed->bits).key_version)
+                     : -1;
+}
+
+TEST(TagKeyTest, RotationWithoutARestart) {
+  TestDir dir("tag-key-reload");
+  auto server = ServerProcess::Start(OptionsFor(dir));
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions options;
+  options.target = (*server)->grpc_address();
+  Client client(options);
+  auto before = client.IssueIds(v1::KIND_THREAD, Alice(), 1);
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_EQ(KeyVersionOf(before->front()), 0);
+  absl::StatusOr<KeyRing> old_ring = KeyRing::LoadFile(dir.key_path());
+  ASSERT_TRUE(old_ring.ok()) << old_ring.status();
+
+  // Rotate in place: the old key kept, version 1 signing. The server picks
+  // it up without a restart (it looks about once a second); wait, bounded,
+  // for an ID signed with version 1.
+  {
+    std::ofstream out(dir.key_path() + ".tmp");
+    out << old_ring->ToFileText() << "1 " << std::string(32, 'd') << "\n";
+  }
+  std::filesystem::rename(dir.key_path() + ".tmp", dir.key_path());
+  std::string after;
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < until) {
+    auto ids = client.IssueIds(v1::KIND_THREAD, Alice(), 1);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    if (KeyVersionOf(ids->front()) == 1) {
+      after = ids->front();
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));  // the child's reload check
+  }
+  ASSERT_FALSE(after.empty()) << (*server)->Log();
+  EXPECT_EQ(VerdictOf(**server, before->front()), v1::VERDICT_VALID);
+  EXPECT_EQ(VerdictOf(**server, after), v1::VERDICT_VALID);
+
+  // A file without the key the data dir now remembers (version 1) is not
+  // taken: logged, and IDs keep version 1.
+  {
+    std::ofstream out(dir.key_path() + ".tmp");
+    out << KeyRing::Generate().ToFileText();
+  }
+  std::filesystem::rename(dir.key_path() + ".tmp", dir.key_path());
+  const absl::Time log_until = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < log_until &&
+         (*server)->Log().find("was not taken") == std::string::npos) {
+    absl::SleepFor(absl::Milliseconds(50));  // the child's reload check
+  }
+  EXPECT_THAT((*server)->Log(), HasSubstr("was not taken"));
+  auto still = client.IssueIds(v1::KIND_THREAD, Alice(), 1);
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(KeyVersionOf(still->front()), 1);
+  EXPECT_EQ(VerdictOf(**server, before->front()), v1::VERDICT_VALID);
+  Stop(**server);
 }
 
 }  // namespace
