@@ -61,6 +61,16 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   // message leaves escaped and bounded, whatever produced it.
   const std::string message =
       WithFlag(SafeMessage(AsStd(status.message())), status);
+  if (IsNotApplied(status)) {
+    google::rpc::Status details;
+    details.set_code(static_cast<int>(code));
+    details.set_message(message);
+    google::rpc::ErrorInfo info;
+    info.set_domain("registrar.dev");
+    info.set_reason("NOT_APPLIED");
+    details.add_details()->PackFrom(info);
+    return grpc::Status(code, message, details.SerializeAsString());
+  }
   std::optional<std::string> field = ErrorField(status);
   std::optional<std::string> quota_subject = QuotaSubject(status);
   if (!field && !quota_subject) return grpc::Status(code, message);

@@ -12,6 +12,7 @@ constexpr std::string_view kFieldPayloadUrl = "registrar.dev/field";
 constexpr std::string_view kQuotaPayloadUrl = "registrar.dev/quota_subject";
 constexpr std::string_view kRetryPayloadUrl = "registrar.dev/retry_delay_ms";
 constexpr std::string_view kLimitPayloadUrl = "registrar.dev/limit";
+constexpr std::string_view kNotAppliedPayloadUrl = "registrar.dev/not_applied";
 }  // namespace
 
 absl::Status WithLimit(absl::Status status, Limit limit) {
@@ -43,6 +44,17 @@ absl::Status QuotaExceeded(std::string_view subject,
                           absl::Ceil(retry_after, absl::Milliseconds(1))))));
   }
   return status;
+}
+
+absl::Status NotApplied(std::string_view description) {
+  absl::Status status(absl::StatusCode::kUnavailable, AsAbsl(description));
+  status.SetPayload(AsAbsl(kNotAppliedPayloadUrl), absl::Cord());
+  return status;
+}
+
+bool IsNotApplied(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable &&
+         status.GetPayload(AsAbsl(kNotAppliedPayloadUrl)).has_value();
 }
 
 std::optional<std::string> QuotaSubject(const absl::Status& status) {

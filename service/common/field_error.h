@@ -31,6 +31,14 @@ inline absl::Status InvalidField(std::string_view field,
 absl::Status QuotaExceeded(std::string_view subject,
                            std::string_view description,
                            absl::Duration retry_after);
+// UNAVAILABLE for a call this server did nothing with (a cluster replica
+// that could not pass a change on to the writer): the RPC layer adds a
+// google.rpc.ErrorInfo {domain "registrar.dev", reason "NOT_APPLIED"}, so
+// clients may repeat any call, on this replica or another
+// (grpc_status::IsNotApplied in client/rpc_status.h).
+absl::Status NotApplied(std::string_view description);
+bool IsNotApplied(const absl::Status& status);
+
 // What QuotaExceeded attached, if anything.
 std::optional<std::string> QuotaSubject(const absl::Status& status);
 std::optional<absl::Duration> RetryDelay(const absl::Status& status);

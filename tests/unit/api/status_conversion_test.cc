@@ -54,17 +54,34 @@ TEST(StatusConversionTest, ResourceExhaustedAlsoCarriesQuotaFailure) {
 namespace registrar {
 namespace {
 
+TEST(StatusConversionTest, NotAppliedCarriesErrorInfo) {
+  const grpc::Status s = ToGrpcStatus(NotApplied("no writer is known"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(s.error_message(), "no writer is known");
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(s.error_details()));
+  ASSERT_EQ(details.details_size(), 1);
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(details.details(0).UnpackTo(&info));
+  EXPECT_EQ(info.domain(), "registrar.dev");
+  EXPECT_EQ(info.reason(), "NOT_APPLIED");
+  // A plain UNAVAILABLE carries none: the server may have acted.
+  EXPECT_TRUE(
+      ToGrpcStatus(absl::UnavailableError("x")).error_details().empty());
+  EXPECT_FALSE(IsNotApplied(absl::UnavailableError("x")));
+}
+
 TEST(StatusConversionLimitTest, TaggedLimitsNameTheirFlagsAndUntaggedNone) {
-  const grpc::Status quota = ToGrpcStatus(WithLimit(
-      FieldError(absl::StatusCode::kResourceExhausted, "owner",
-                 "live record quota exceeded: limit is 5"),
-      Limit::kOwnerQuota));
+  const grpc::Status quota = ToGrpcStatus(
+      WithLimit(FieldError(absl::StatusCode::kResourceExhausted, "owner",
+                           "live record quota exceeded: limit is 5"),
+                Limit::kOwnerQuota));
   EXPECT_EQ(quota.error_message(),
             "owner: live record quota exceeded: limit is 5 (set by "
             "--owner_quota)");
-  const grpc::Status watchers = ToGrpcStatus(WithLimit(
-      absl::ResourceExhaustedError("too many watchers (limit 2)"),
-      Limit::kMaxWatchersPerCaller));
+  const grpc::Status watchers = ToGrpcStatus(
+      WithLimit(absl::ResourceExhaustedError("too many watchers (limit 2)"),
+                Limit::kMaxWatchersPerCaller));
   EXPECT_EQ(watchers.error_message(),
             "too many watchers (limit 2) (set by --max_watchers_per_caller)");
   EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("no limit named"))
