@@ -562,6 +562,13 @@ def test_retry_policy_matches_the_cpp_client():
     throttled = errors.make_error(
         grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down",
         [(errors.DETAILS_KEY, status.SerializeToString())])
+    info = pb.rpc_details.ErrorInfo(domain="registrar.dev",
+                                    reason="NOT_APPLIED")
+    not_applied_status = pb.rpc_status.Status(code=14, message="no writer")
+    not_applied_status.details.add().Pack(info)
+    not_applied = errors.make_error(
+        grpc.StatusCode.UNAVAILABLE, "no writer",
+        [(errors.DETAILS_KEY, not_applied_status.SerializeToString())])
     quota = errors.make_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota", [])
     invalid = errors.make_error(grpc.StatusCode.INVALID_ARGUMENT, "bad", [])
     methods = ["Issue", "OpenContext", "Validate", "Cleanup", "GrantLease",
@@ -576,6 +583,8 @@ def test_retry_policy_matches_the_cpp_client():
             assert 0.025 <= delay <= 0.05
         assert retry.retry_delay(options, method, 1, unsent, 10.0) is not None
         assert retry.retry_delay(options, method, 1, throttled, 10.0) >= 0.3
+        assert retry.retry_delay(options, method, 1, not_applied,
+                                 10.0) is not None
         assert retry.retry_delay(options, method, 1, quota, 10.0) is None
         assert retry.retry_delay(options, method, 1, invalid, 10.0) is None
         # Out of attempts, or the wait would pass the deadline.
@@ -583,6 +592,7 @@ def test_retry_policy_matches_the_cpp_client():
         assert retry.retry_delay(options, method, 1, throttled, 0.2) is None
     assert throttled.throttled and throttled.retry_delay == pytest.approx(0.3)
     assert not quota.throttled
+    assert not_applied.not_applied and not unavailable.not_applied
     # Backoff doubles per attempt up to max_backoff, jittered into [d/2, d].
     for attempt, nominal in ((1, 0.05), (2, 0.1), (3, 0.2), (10, 2.0)):
         assert nominal / 2 <= retry.backoff(options, attempt) <= nominal

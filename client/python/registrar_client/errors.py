@@ -80,6 +80,18 @@ class RegistrarError(Exception):
         return max(0.0, delay.seconds + delay.nanos / 1e9)
 
     @property
+    def not_applied(self) -> bool:
+        """UNAVAILABLE with google.rpc.ErrorInfo {registrar.dev,
+        NOT_APPLIED}: a cluster replica did nothing with the call (it could
+        not pass it on to the writer), so any call may be repeated, on this
+        replica or another. A bare UNAVAILABLE is not: the server may have
+        acted before the reply was lost."""
+        if self.code != grpc.StatusCode.UNAVAILABLE:
+            return False
+        return any(i.domain == "registrar.dev" and i.reason == "NOT_APPLIED"
+                   for i in self._unpacked(rpc_details.ErrorInfo))
+
+    @property
     def throttled(self) -> bool:
         """RESOURCE_EXHAUSTED with RetryInfo: the server refused the call
         before doing anything (rate limit, overload), so any call may be

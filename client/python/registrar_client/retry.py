@@ -9,6 +9,8 @@
   attempt goes to the next endpoint).
 - RESOURCE_EXHAUSTED with a RetryInfo (rate limit, overload): every call is
   retried, after at least the RetryInfo delay: the server did nothing.
+- UNAVAILABLE marked NOT_APPLIED (errors.RegistrarError.not_applied: a
+  cluster replica that could not pass the call on): every call is retried.
 - Anything else, RESOURCE_EXHAUSTED without RetryInfo included, is not.
 
 Backoff before attempt n+1: initial_backoff * 2^(n-1), capped at
@@ -61,7 +63,7 @@ def retry_delay(options: ClientOptions, method: str, attempt: int,
     if attempt >= max(1, options.max_attempts):
         return None
     hint = error.retry_delay if error.throttled else None
-    retryable = (error.throttled or never_sent(error) or
+    retryable = (error.throttled or error.not_applied or never_sent(error) or
                  (error.code == grpc.StatusCode.UNAVAILABLE and
                   method in REPEATABLE))
     if not retryable:
