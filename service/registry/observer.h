@@ -29,6 +29,8 @@ struct RegistryStats {
   uint64_t live_records[kNumKinds] = {};  // indexed by Kind
   uint64_t tombstones = 0;
   uint64_t tombstones_dropped_early = 0;
+  // Bytes the record tables hold (RecordTable::MemoryUsage, summed).
+  uint64_t memory_bytes = 0;
   uint64_t leases = 0;
   uint64_t store_revision = 0;  // last committed revision
   uint64_t store_batches = 0;   // commits (see CommitStats)

@@ -122,6 +122,9 @@ RegistryStats Registry::Stats() const {
   stats.tombstones = counters_.tombstones.load(std::memory_order_relaxed);
   stats.tombstones_dropped_early =
       counters_.tombstones_dropped_early.load(std::memory_order_relaxed);
+  const RecordTable::Memory m = MemoryUsage();
+  stats.memory_bytes =
+      m.nodes + m.id_index + m.extras + m.owners + m.owner_ids + m.tombstones;
   stats.leases = lessor_.size();
   const CommitStats commits = store_->commit_stats();
   stats.store_revision = store_->LastRevision();

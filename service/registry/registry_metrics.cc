@@ -143,6 +143,11 @@ std::vector<prometheus::MetricFamily> RegistryStatsCollectable::Collect()
                    "Tombstones (records of ended IDs) held by the registry.",
                    prometheus::MetricType::Gauge, stats.tombstones));
   families.push_back(ScalarFamily(
+      "registrar_registry_memory_bytes",
+      "Bytes the registry's record tables hold: nodes, ID and owner indexes, "
+      "side table, tombstone queue (label and reason strings not counted).",
+      prometheus::MetricType::Gauge, stats.memory_bytes));
+  families.push_back(ScalarFamily(
       "registrar_tombstones_dropped_early_total",
       "Tombstones dropped before their retention ended because their owner "
       "held more than --owner_tombstones.",
