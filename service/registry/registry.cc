@@ -59,13 +59,13 @@ Kind Registry::FindElsewhere(Id128 id, const Shard* skip,
   for (const auto& shard : shards_) {
     if (shard.get() == skip) continue;
     absl::ReaderMutexLock lock(&shard->mu);
-    const RecordTable& table = shard->table;
-    const Ref r = table.FindCommitted(id);
+    const Ref r = shard->table.FindCommitted(id);
     if (r == kNone) continue;
-    if (visible && !visible(table.owner(table.owner_of(r)).tenant)) {
+    if (visible &&
+        !visible(shard->table.owner(shard->table.owner_of(r)).tenant)) {
       return Kind::kUnspecified;
     }
-    return table.kind(r);
+    return shard->table.kind(r);
   }
   return Kind::kUnspecified;
 }
