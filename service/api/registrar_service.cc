@@ -3,10 +3,13 @@
 #include <grpcpp/support/proto_buffer_reader.h>
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"  // Watch
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/arena.h"
 #include "service/api/lenient.pb.h"
@@ -22,12 +25,32 @@ RegistrarService::RegistrarService(Registry& registry, const ApiLimits& limits,
                                    ApiMetrics* metrics, WatchHub* watch_hub,
                                    const AccessControl* access,
                                    RateLimiter* limiter)
-    : registry_(registry),
+    : registry_(&registry),
+      cluster_(nullptr),
       limits_(limits),
       access_(access),
       limiter_(limiter),
       metrics_(metrics),
       watch_hub_(watch_hub) {}
+
+RegistrarService::RegistrarService(ClusterHook& cluster,
+                                   const ApiLimits& limits, ApiMetrics* metrics,
+                                   WatchHub* watch_hub,
+                                   const AccessControl* access,
+                                   RateLimiter* limiter)
+    : registry_(nullptr),
+      cluster_(&cluster),
+      limits_(limits),
+      access_(access),
+      limiter_(limiter),
+      metrics_(metrics),
+      watch_hub_(watch_hub) {}
+
+std::shared_ptr<Registry> RegistrarService::CurrentRegistry() const {
+  if (cluster_ != nullptr) return cluster_->registry();
+  // Not owned: the single registry outlives the service.
+  return std::shared_ptr<Registry>(std::shared_ptr<Registry>(), registry_);
+}
 
 namespace {
 
@@ -111,7 +134,8 @@ std::string PeerHost(const std::string& peer) {
 // One call's messages, on an arena that lives as long as the call's work.
 template <typename Req, typename Resp>
 struct CallMessages {
-  CallerPtr caller;  // null without authentication
+  std::shared_ptr<Registry> registry;  // the one answering this call
+  CallerPtr caller;                    // null without authentication
   google::protobuf::Arena arena;
   Req* request = google::protobuf::Arena::CreateMessage<Req>(&arena);
   Resp* response = google::protobuf::Arena::CreateMessage<Resp>(&arena);
@@ -136,10 +160,11 @@ template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* RegistrarService::Handle(
     grpc::CallbackServerContext* ctx, Method method,
     const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
-    absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
+    absl::Status (RegistrarService::*body)(Registry&, const Caller*, const Req&,
+                                           Resp*),
     absl::Status (*parse)(const grpc::ByteBuffer&, Req*),
-    void (RegistrarService::*async_body)(const Caller*, const Req&, Resp*,
-                                         absl::Time, Finish)) {
+    void (RegistrarService::*async_body)(Registry&, const Caller*, const Req&,
+                                         Resp*, absl::Time, Finish)) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   if (stopping_.load(std::memory_order_acquire)) {
@@ -148,7 +173,17 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
     return reactor;
   }
-  auto call = std::make_unique<CallMessages<Req, Resp>>();
+  // A replica that is not the writer hands a change to the writer, which
+  // checks, authorizes and answers it; the reply comes back unchanged.
+  if (cluster_ != nullptr && InfoOf(method).changes_state &&
+      cluster_->Forward(ctx, method, *request, response,
+                        [this, reactor](const grpc::Status& status) {
+                          reactor->Finish(status);
+                          in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+                        })) {
+    return reactor;
+  }
+  auto call = std::make_shared<CallMessages<Req, Resp>>();
   absl::Status admitted = parse(*request, call->request);
   if (admitted.ok()) {
     absl::StatusOr<CallerPtr> caller =
@@ -169,27 +204,48 @@ grpc::ServerUnaryReactor* RegistrarService::Handle(
   // (DEADLINE_EXCEEDED, nothing done).
   const absl::Time deadline = std::min(absl::Now() + limits_.call_timeout,
                                        absl::FromChrono(ctx->deadline()));
-  const Caller* caller = call->caller.get();
-  const Req* req = call->request;
-  Resp* resp = call->response;
-  // Owns the call's messages until the call is finished.
-  Finish finish = [this, reactor, method, response, start = absl::Now(),
-                   call = std::move(call)](absl::Status status) mutable {
-    if (metrics_) metrics_->ObserveCall(method, absl::Now() - start);
-    grpc::Status result = ToGrpcStatus(status);
-    if (status.ok()) {
-      bool own_buffer = false;
-      result = grpc::SerializationTraits<Resp>::Serialize(
-          *call->response, response, &own_buffer);
+  // Runs the body and finishes the call (with `ready`'s error instead when
+  // the read may not answer).
+  auto run = [this, reactor, method, response, body, async_body, deadline,
+              start = absl::Now(), call](absl::Status ready) mutable {
+    if (!ready.ok()) {
+      reactor->Finish(ToGrpcStatus(ready));
+      in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+      return;
     }
-    call.reset();
-    reactor->Finish(result);
-    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    call->registry = CurrentRegistry();
+    Registry& registry = *call->registry;
+    const Caller* caller = call->caller.get();
+    const Req* req = call->request;
+    Resp* resp = call->response;
+    // Owns the call's messages until the call is finished.
+    Finish finish = [this, reactor, method, response, start,
+                     call = std::move(call)](absl::Status status) mutable {
+      if (metrics_) metrics_->ObserveCall(method, absl::Now() - start);
+      grpc::Status result = ToGrpcStatus(status);
+      if (status.ok()) {
+        bool own_buffer = false;
+        result = grpc::SerializationTraits<Resp>::Serialize(
+            *call->response, response, &own_buffer);
+      }
+      call.reset();
+      reactor->Finish(result);
+      in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    };
+    if (async_body != nullptr) {
+      (this->*async_body)(registry, caller, *req, resp, deadline,
+                          std::move(finish));
+    } else {
+      std::move(finish)((this->*body)(registry, caller, *req, resp));
+    }
   };
-  if (async_body != nullptr) {
-    (this->*async_body)(caller, *req, resp, deadline, std::move(finish));
+  if (cluster_ != nullptr && async_body == nullptr &&
+      !InfoOf(method).changes_state) {
+    // A read on a follower answers once it reflects every change any
+    // replica acknowledged before the read began; no thread waits.
+    cluster_->BeforeRead(deadline, std::move(run));
   } else {
-    std::move(finish)((this->*body)(caller, *req, resp));
+    run(absl::OkStatus());
   }
   return reactor;
 }
@@ -334,6 +390,34 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
         "tenant", absl::StrCat("must be at most ", limits_.max_string_bytes,
                                " bytes of printable UTF-8")));
   }
+  if (cluster_ != nullptr) {
+    // "From now" and resuming both mean: at least what was acknowledged
+    // anywhere before this call.
+    const absl::Time deadline = std::min(absl::Now() + limits_.call_timeout,
+                                         absl::FromChrono(ctx->deadline()));
+    // Watch's reactor is returned from here, so this one read waits.
+    struct Ready {
+      absl::Mutex mu;
+      std::optional<absl::Status> status ABSL_GUARDED_BY(mu);
+    };
+    auto ready = std::make_shared<Ready>();
+    cluster_->BeforeRead(deadline, [ready](absl::Status s) {
+      absl::MutexLock lock(&ready->mu);
+      ready->status = std::move(s);
+    });
+    absl::Status s;
+    {
+      absl::MutexLock lock(&ready->mu);
+      ready->mu.AwaitWithDeadline(
+          absl::Condition(
+              +[](std::optional<absl::Status>* st) { return st->has_value(); },
+              &ready->status),
+          deadline + absl::Seconds(1));
+      s = ready->status.value_or(absl::DeadlineExceededError(
+          "this replica did not catch up with the cluster in time"));
+    }
+    if (!s.ok()) return WatchReactor::Refuse(s);
+  }
   return WatchReactor::Start(
       *watch_hub_, *request,
       *caller ? (*caller)->name() : PeerHost(ctx->peer()));
@@ -341,7 +425,7 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
 
 // ---------------------------------------------------------------------------
 
-void RegistrarService::DoIssueAsync(const Caller* caller,
+void RegistrarService::DoIssueAsync(Registry& registry, const Caller* caller,
                                     const v1::IssueRequest& req,
                                     v1::IssueResponse* resp,
                                     absl::Time deadline, Finish finish) {
@@ -352,7 +436,7 @@ void RegistrarService::DoIssueAsync(const Caller* caller,
   IssueSpec spec = IssueSpecFromProto(req);
   spec.lease_caller = LeaseCaller(caller);
   spec.deadline = deadline;
-  registry_.IssueAsync(
+  registry.IssueAsync(
       spec, [resp, finish = std::move(finish)](
                 absl::StatusOr<std::vector<std::string>> ids) mutable {
         if (ids.ok()) FillIssueResponse(*std::move(ids), resp);
@@ -360,7 +444,8 @@ void RegistrarService::DoIssueAsync(const Caller* caller,
       });
 }
 
-void RegistrarService::DoOpenContextAsync(const Caller* caller,
+void RegistrarService::DoOpenContextAsync(Registry& registry,
+                                          const Caller* caller,
                                           const v1::OpenContextRequest& req,
                                           v1::OpenContextResponse* resp,
                                           absl::Time deadline, Finish finish) {
@@ -370,7 +455,7 @@ void RegistrarService::DoOpenContextAsync(const Caller* caller,
   }
   OpenContextSpec spec = OpenContextSpecFromProto(req);
   spec.deadline = deadline;
-  registry_.OpenContextAsync(
+  registry.OpenContextAsync(
       spec, [resp, finish = std::move(finish)](
                 absl::StatusOr<OpenContextResult> result) mutable {
         if (result.ok()) FillOpenContextResponse(*std::move(result), resp);
@@ -392,7 +477,8 @@ Registry::TenantFilter VisibleTenants(const Caller* caller) {
 
 }  // namespace
 
-absl::Status RegistrarService::DoValidate(const Caller* caller,
+absl::Status RegistrarService::DoValidate(Registry& registry,
+                                          const Caller* caller,
                                           const v1::ValidateRequest& req,
                                           v1::ValidateResponse* resp) {
   RETURN_IF_ERROR(CheckValidate(req, limits_));
@@ -405,8 +491,8 @@ absl::Status RegistrarService::DoValidate(const Caller* caller,
         item.has_owner() ? OwnerFromProto(item.owner()) : Owner{};
     const Owner& owner = item.has_owner() ? item_owner : default_owner;
     ValidateResult result =
-        registry_.Validate(item.id(), KindFromProto(item.expected_kind()),
-                           owner, req.include_records(), visible);
+        registry.Validate(item.id(), KindFromProto(item.expected_kind()), owner,
+                          req.include_records(), visible);
     v1::ValidateResult* out = resp->add_results();
     // An unparseable ID is echoed only up to the ID size limit: the reply
     // must not amplify a hostile request.
@@ -423,7 +509,7 @@ absl::Status RegistrarService::DoValidate(const Caller* caller,
   return absl::OkStatus();
 }
 
-void RegistrarService::DoCleanupAsync(const Caller* caller,
+void RegistrarService::DoCleanupAsync(Registry& registry, const Caller* caller,
                                       const v1::CleanupRequest& req,
                                       v1::CleanupResponse* resp,
                                       absl::Time deadline, Finish finish) {
@@ -431,7 +517,7 @@ void RegistrarService::DoCleanupAsync(const Caller* caller,
     std::move(finish)(std::move(s));
     return;
   }
-  registry_.CleanupAsync(
+  registry.CleanupAsync(
       OwnerFromProto(req.owner()), CleanupTargetFromProto(req), req.reason(),
       deadline,
       [this, resp, finish = std::move(finish)](
@@ -459,7 +545,8 @@ void RegistrarService::DoCleanupAsync(const Caller* caller,
       VisibleTenants(caller));
 }
 
-void RegistrarService::DoGrantLeaseAsync(const Caller* caller,
+void RegistrarService::DoGrantLeaseAsync(Registry& registry,
+                                         const Caller* caller,
                                          const v1::GrantLeaseRequest& req,
                                          v1::GrantLeaseResponse* resp,
                                          absl::Time deadline, Finish finish) {
@@ -467,31 +554,33 @@ void RegistrarService::DoGrantLeaseAsync(const Caller* caller,
     std::move(finish)(std::move(s));
     return;
   }
-  registry_.GrantLeaseAsync(req.holder(), absl::Seconds(req.ttl_seconds()),
-                            caller ? caller->name() : "", deadline,
-                            [resp, finish = std::move(finish)](
-                                absl::StatusOr<LeaseGrant> grant) mutable {
-                              if (grant.ok()) {
-                                resp->set_lease_id(std::move(grant->lease_id));
-                                resp->set_ttl_seconds(static_cast<uint32_t>(
-                                    absl::ToInt64Seconds(grant->ttl)));
-                              }
-                              std::move(finish)(grant.status());
-                            });
+  registry.GrantLeaseAsync(req.holder(), absl::Seconds(req.ttl_seconds()),
+                           caller ? caller->name() : "", deadline,
+                           [resp, finish = std::move(finish)](
+                               absl::StatusOr<LeaseGrant> grant) mutable {
+                             if (grant.ok()) {
+                               resp->set_lease_id(std::move(grant->lease_id));
+                               resp->set_ttl_seconds(static_cast<uint32_t>(
+                                   absl::ToInt64Seconds(grant->ttl)));
+                             }
+                             std::move(finish)(grant.status());
+                           });
 }
 
-absl::Status RegistrarService::DoKeepAlive(const Caller* caller,
+absl::Status RegistrarService::DoKeepAlive(Registry& registry,
+                                           const Caller* caller,
                                            const v1::KeepAliveRequest& req,
                                            v1::KeepAliveResponse* resp) {
   RETURN_IF_ERROR(CheckLeaseId(req.lease_id(), limits_));
   ASSIGN_OR_RETURN(absl::Duration ttl,
-                   registry_.KeepAlive(req.lease_id(), LeaseCaller(caller)));
+                   registry.KeepAlive(req.lease_id(), LeaseCaller(caller)));
   resp->set_lease_id(req.lease_id());
   resp->set_ttl_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(ttl)));
   return absl::OkStatus();
 }
 
-void RegistrarService::DoRevokeLeaseAsync(const Caller* caller,
+void RegistrarService::DoRevokeLeaseAsync(Registry& registry,
+                                          const Caller* caller,
                                           const v1::RevokeLeaseRequest& req,
                                           v1::RevokeLeaseResponse* resp,
                                           absl::Time deadline, Finish finish) {
@@ -499,7 +588,7 @@ void RegistrarService::DoRevokeLeaseAsync(const Caller* caller,
     std::move(finish)(std::move(s));
     return;
   }
-  registry_.RevokeLeaseAsync(
+  registry.RevokeLeaseAsync(
       req.lease_id(), LeaseCaller(caller), deadline,
       [resp, finish = std::move(finish)](
           absl::StatusOr<std::vector<std::string>> released) mutable {
@@ -510,11 +599,12 @@ void RegistrarService::DoRevokeLeaseAsync(const Caller* caller,
       });
 }
 
-absl::Status RegistrarService::DoDescribe(const Caller* caller,
+absl::Status RegistrarService::DoDescribe(Registry& registry,
+                                          const Caller* caller,
                                           const v1::DescribeRequest& req,
                                           v1::DescribeResponse* resp) {
   RETURN_IF_ERROR(CheckDescribe(req, limits_));
-  absl::StatusOr<RecordView> record = registry_.Describe(req.id());
+  absl::StatusOr<RecordView> record = registry.Describe(req.id());
   if (caller != nullptr && !caller->all_tenants() &&
       (record.ok() || absl::IsNotFound(record.status()))) {
     // Unknown and another tenant's record look the same to such a caller.
@@ -527,12 +617,13 @@ absl::Status RegistrarService::DoDescribe(const Caller* caller,
   return absl::OkStatus();
 }
 
-absl::Status RegistrarService::DoListOwned(const Caller* caller,
+absl::Status RegistrarService::DoListOwned(Registry& registry,
+                                           const Caller* caller,
                                            const v1::ListOwnedRequest& req,
                                            v1::ListOwnedResponse* resp) {
   RETURN_IF_ERROR(CheckListOwned(req, limits_));
   ASSIGN_OR_RETURN(ListOwnedResult result,
-                   registry_.ListOwned(ListOwnedSpecFromProto(req)));
+                   registry.ListOwned(ListOwnedSpecFromProto(req)));
   for (const RecordView& r : result.records) {
     RecordToProto(r, resp->add_records());
   }

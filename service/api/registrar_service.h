@@ -16,6 +16,7 @@
 #include "service/api/access_control.h"
 #include "service/api/access_log.h"
 #include "service/api/api_metrics.h"
+#include "service/api/cluster_hook.h"
 #include "service/api/rate_limiter.h"
 #include "service/api/request_validation.h"
 #include "service/registry/registry.h"
@@ -45,6 +46,14 @@ class RegistrarService final : public RawUnaryService {
   // `access` (nullable: no authentication) and `limiter` (nullable: no
   // per-caller rate) are checked before any call does anything.
   RegistrarService(Registry& registry, const ApiLimits& limits,
+                   ApiMetrics* metrics, WatchHub* watch_hub = nullptr,
+                   const AccessControl* access = nullptr,
+                   RateLimiter* limiter = nullptr);
+  // A replica of a cluster (service/cluster): `cluster` names the registry
+  // of each call, holds reads until they may answer, and takes the
+  // changing calls this replica does not (cluster_hook.h). It must outlive
+  // the service.
+  RegistrarService(ClusterHook& cluster, const ApiLimits& limits,
                    ApiMetrics* metrics, WatchHub* watch_hub = nullptr,
                    const AccessControl* access = nullptr,
                    RateLimiter* limiter = nullptr);
@@ -95,31 +104,34 @@ class RegistrarService final : public RawUnaryService {
   // Calls that change state hold no thread while the store commits:
   // `finish` runs once the change is durable (or has failed), from the
   // store's completion; a change not written by `deadline` does nothing.
-  void DoIssueAsync(const Caller* caller, const v1::IssueRequest& req,
-                    v1::IssueResponse* resp, absl::Time deadline,
-                    Finish finish);
-  void DoOpenContextAsync(const Caller* caller,
+  void DoIssueAsync(Registry& registry, const Caller* caller,
+                    const v1::IssueRequest& req, v1::IssueResponse* resp,
+                    absl::Time deadline, Finish finish);
+  void DoOpenContextAsync(Registry& registry, const Caller* caller,
                           const v1::OpenContextRequest& req,
                           v1::OpenContextResponse* resp, absl::Time deadline,
                           Finish finish);
-  void DoCleanupAsync(const Caller* caller, const v1::CleanupRequest& req,
-                      v1::CleanupResponse* resp, absl::Time deadline,
-                      Finish finish);
-  void DoGrantLeaseAsync(const Caller* caller, const v1::GrantLeaseRequest& req,
+  void DoCleanupAsync(Registry& registry, const Caller* caller,
+                      const v1::CleanupRequest& req, v1::CleanupResponse* resp,
+                      absl::Time deadline, Finish finish);
+  void DoGrantLeaseAsync(Registry& registry, const Caller* caller,
+                         const v1::GrantLeaseRequest& req,
                          v1::GrantLeaseResponse* resp, absl::Time deadline,
                          Finish finish);
-  void DoRevokeLeaseAsync(const Caller* caller,
+  void DoRevokeLeaseAsync(Registry& registry, const Caller* caller,
                           const v1::RevokeLeaseRequest& req,
                           v1::RevokeLeaseResponse* resp, absl::Time deadline,
                           Finish finish);
-  absl::Status DoValidate(const Caller* caller, const v1::ValidateRequest& req,
+  absl::Status DoValidate(Registry& registry, const Caller* caller,
+                          const v1::ValidateRequest& req,
                           v1::ValidateResponse* resp);
-  absl::Status DoKeepAlive(const Caller* caller,
+  absl::Status DoKeepAlive(Registry& registry, const Caller* caller,
                            const v1::KeepAliveRequest& req,
                            v1::KeepAliveResponse* resp);
-  absl::Status DoDescribe(const Caller* caller, const v1::DescribeRequest& req,
+  absl::Status DoDescribe(Registry& registry, const Caller* caller,
+                          const v1::DescribeRequest& req,
                           v1::DescribeResponse* resp);
-  absl::Status DoListOwned(const Caller* caller,
+  absl::Status DoListOwned(Registry& registry, const Caller* caller,
                            const v1::ListOwnedRequest& req,
                            v1::ListOwnedResponse* resp);
 
@@ -131,10 +143,14 @@ class RegistrarService final : public RawUnaryService {
   grpc::ServerUnaryReactor* Handle(
       grpc::CallbackServerContext* ctx, Method method,
       const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
-      absl::Status (RegistrarService::*body)(const Caller*, const Req&, Resp*),
+      absl::Status (RegistrarService::*body)(Registry&, const Caller*,
+                                             const Req&, Resp*),
       absl::Status (*parse)(const grpc::ByteBuffer&, Req*),
-      void (RegistrarService::*async_body)(const Caller*, const Req&, Resp*,
-                                           absl::Time, Finish) = nullptr);
+      void (RegistrarService::*async_body)(Registry&, const Caller*, const Req&,
+                                           Resp*, absl::Time,
+                                           Finish) = nullptr);
+  // The registry for a call starting now (the cluster's current one).
+  std::shared_ptr<Registry> CurrentRegistry() const;
 
   // Authentication, authorization, rate and in-flight bounds, in that
   // order; the caller (null without authentication) or the refusal.
@@ -146,7 +162,8 @@ class RegistrarService final : public RawUnaryService {
   // Who a lease call must have granted the lease (nullopt: anyone).
   static std::optional<std::string> LeaseCaller(const Caller* caller);
 
-  Registry& registry_;
+  Registry* const registry_;    // without a cluster
+  ClusterHook* const cluster_;  // a replica of a cluster; else null
   const ApiLimits limits_;
   const AccessControl* const access_;
   RateLimiter* const limiter_;

@@ -10,10 +10,114 @@
 
 namespace registrar::cluster {
 
+// Waiting callers of OnApplied, by revision. Thread-safe; callbacks run
+// with no lock held.
+class FollowerFeed::Waiters
+    : public std::enable_shared_from_this<FollowerFeed::Waiters> {
+ public:
+  Waiters(std::shared_ptr<etcd::Connection> conn, uint64_t applied)
+      : conn_(std::move(conn)), applied_(applied) {}
+
+  void Add(uint64_t revision, absl::Time deadline, AppliedCallback done) {
+    absl::Status now;
+    {
+      absl::MutexLock lock(&mu_);
+      if (applied_ < revision && ended_.ok()) {
+        list_.push_back({revision, deadline, std::move(done)});
+        if (!sweeping_) {
+          sweeping_ = true;
+          ScheduleSweep();
+        }
+        return;
+      }
+      now = applied_ >= revision ? absl::OkStatus() : ended_;
+    }
+    done(now);
+  }
+
+  void Advance(uint64_t applied) {
+    std::vector<Waiter> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      if (applied > applied_) applied_ = applied;
+      Take([&](const Waiter& w) { return w.revision <= applied_; }, &ready);
+    }
+    for (Waiter& w : ready) w.done(absl::OkStatus());
+  }
+
+  void End(const absl::Status& status) {
+    std::vector<Waiter> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      ended_ = status;
+      ready.swap(list_);
+    }
+    for (Waiter& w : ready) w.done(status);
+  }
+
+ private:
+  struct Waiter {
+    uint64_t revision;
+    absl::Time deadline;
+    AppliedCallback done;
+  };
+
+  template <typename Pred>
+  void Take(Pred pred, std::vector<Waiter>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (auto it = list_.begin(); it != list_.end();) {
+      if (pred(*it)) {
+        out->push_back(std::move(*it));
+        it = list_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void ScheduleSweep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    conn_->timer().After(absl::Milliseconds(50),
+                         [self = shared_from_this()] { self->Sweep(); });
+  }
+
+  void Sweep() {
+    std::vector<Waiter> late;
+    uint64_t applied;
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time now = absl::Now();
+      Take([now](const Waiter& w) { return w.deadline <= now; }, &late);
+      applied = applied_;
+      if (list_.empty()) {
+        sweeping_ = false;
+      } else {
+        ScheduleSweep();
+      }
+    }
+    for (Waiter& w : late) {
+      w.done(absl::DeadlineExceededError(
+          absl::StrCat("this follower has applied revision ", applied,
+                       ", the cluster is at ", w.revision)));
+    }
+  }
+
+  const std::shared_ptr<etcd::Connection> conn_;
+  absl::Mutex mu_;
+  uint64_t applied_ ABSL_GUARDED_BY(mu_);
+  absl::Status ended_ ABSL_GUARDED_BY(mu_);
+  std::vector<Waiter> list_ ABSL_GUARDED_BY(mu_);
+  bool sweeping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 FollowerFeed::FollowerFeed(std::shared_ptr<etcd::Connection> conn,
                            etcd::EtcdLayout layout, int64_t loaded_at,
-                           uint64_t loaded_revision, Registry& registry)
-    : registry_(registry), decoder_(layout), applied_(loaded_revision) {
+                           uint64_t loaded_revision, Registry& registry,
+                           AppliedFn on_applied)
+    : registry_(registry),
+      on_applied_(std::move(on_applied)),
+      waiters_(std::make_shared<Waiters>(conn, loaded_revision)),
+      decoder_(layout),
+      applied_(loaded_revision) {
   etcd::WatchOptions o;
   // "<prefix>/": the store's keys only, not a sibling prefix's.
   o.key = layout.prefix() + "/";
@@ -37,8 +141,11 @@ FollowerFeed::~FollowerFeed() {
     watch = watch_;
   }
   watch->Cancel();
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(&ended_));
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&ended_));
+  }
+  waiters_->End(absl::CancelledError("follower feed stopped"));
 }
 
 void FollowerFeed::OnEvents(const std::vector<mvccpb::Event>& events) {
@@ -62,14 +169,28 @@ void FollowerFeed::OnEvents(const std::vector<mvccpb::Event>& events) {
   }
   for (const CommittedTxn& txn : *txns) {
     registry_.ApplyCommitted(txn.batch);
+    if (on_applied_) on_applied_(txn);
     if (txn.revision == 0) continue;
-    absl::MutexLock lock(&mu_);
-    if (txn.revision > applied_) applied_ = txn.revision;
+    {
+      absl::MutexLock lock(&mu_);
+      if (txn.revision > applied_) applied_ = txn.revision;
+    }
+    waiters_->Advance(txn.revision);
   }
 }
 
 void FollowerFeed::OnEnd(const etcd::WatchEnd& end) {
-  absl::MutexLock lock(&mu_);
+  // Copied first: once ended_ is set the destructor may run.
+  const std::shared_ptr<Waiters> waiters = waiters_;
+  absl::Status ended;
+  {
+    absl::MutexLock lock(&mu_);
+    ended = EndLocked(end);
+  }
+  waiters->End(ended);
+}
+
+absl::Status FollowerFeed::EndLocked(const etcd::WatchEnd& end) {
   if (status_.ok()) {
     status_ = end.status.ok() ? absl::CancelledError("follower feed stopped")
                               : end.status;
@@ -80,6 +201,12 @@ void FollowerFeed::OnEnd(const etcd::WatchEnd& end) {
     }
   }
   ended_ = true;
+  return status_;
+}
+
+void FollowerFeed::OnApplied(uint64_t revision, absl::Time deadline,
+                             AppliedCallback done) {
+  waiters_->Add(revision, deadline, std::move(done));
 }
 
 uint64_t FollowerFeed::applied() const {

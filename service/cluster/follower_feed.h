@@ -13,6 +13,7 @@
 // owner must build a fresh registry (Load) and a new feed. Thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -29,11 +30,17 @@ namespace registrar::cluster {
 
 class FollowerFeed {
  public:
+  // Runs after each Txn is applied to the registry, on the watch's thread,
+  // in revision order, with no lock of the feed held (a follower hands the
+  // events to its store's event log there: EtcdStore::NoteCommitted).
+  using AppliedFn = std::function<void(const CommittedTxn& txn)>;
+
   // `registry` was loaded from etcd at etcd revision `loaded_at` (see
   // EtcdStore::loaded_at), holding Registrar revision `loaded_revision`;
   // it must outlive the feed, and nothing but the feed may change it.
   FollowerFeed(std::shared_ptr<etcd::Connection> conn, etcd::EtcdLayout layout,
-               int64_t loaded_at, uint64_t loaded_revision, Registry& registry);
+               int64_t loaded_at, uint64_t loaded_revision, Registry& registry,
+               AppliedFn on_applied = nullptr);
   // Cancels the watch and waits for its end (no callback runs after).
   ~FollowerFeed();
   FollowerFeed(const FollowerFeed&) = delete;
@@ -48,12 +55,28 @@ class FollowerFeed {
   absl::Status WaitApplied(uint64_t revision, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // WaitApplied without a waiting thread: `done` gets what it would
+  // return, once: at once when applied already, else from the watch's
+  // thread once applied, from a timer thread (checked every 50 ms) once
+  // `deadline` passed, or when the feed ends. No lock of the feed is held
+  // when it runs.
+  using AppliedCallback = std::function<void(absl::Status)>;
+  void OnApplied(uint64_t revision, absl::Time deadline, AppliedCallback done);
+
  private:
   // From the watch (its callbacks never run concurrently).
   void OnEvents(const std::vector<mvccpb::Event>& events);
   void OnEnd(const etcd::WatchEnd& end);
+  // Records why the feed ended; the feed's status.
+  absl::Status EndLocked(const etcd::WatchEnd& end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The callers of OnApplied; shared with the timer that expires them.
+  class Waiters;
 
   Registry& registry_;
+  const AppliedFn on_applied_;
+  const std::shared_ptr<Waiters> waiters_;
   CommittedTxnDecoder decoder_;  // watch callbacks only
   mutable absl::Mutex mu_;
   std::shared_ptr<etcd::Watch> watch_ ABSL_GUARDED_BY(mu_);

@@ -1,21 +1,17 @@
 #include "service/cluster/read_barrier.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace registrar::cluster {
+namespace {
 
-ReadBarrier::ReadBarrier(std::shared_ptr<etcd::Connection> conn,
-                         const etcd::EtcdLayout& layout, FollowerFeed& feed)
-    : revision_key_(layout.RevisionKey()), kv_(std::move(conn)), feed_(feed) {}
-
-absl::StatusOr<uint64_t> ReadBarrier::Probe() const {
-  etcdserverpb::RangeRequest req;
-  req.set_key(revision_key_);
-  // serializable stays false: the member answers only after confirming
-  // with a quorum that it is current (a linearizable read).
-  absl::StatusOr<etcdserverpb::RangeResponse> resp = kv_.Range(req);
+// The Registrar revision a probe's answer names.
+absl::StatusOr<uint64_t> RevisionOf(
+    const absl::StatusOr<etcdserverpb::RangeResponse>& resp) {
   if (!resp.ok()) {
     return absl::UnavailableError(
         absl::StrCat("cannot ask etcd for the cluster's revision: ",
@@ -30,39 +26,99 @@ absl::StatusOr<uint64_t> ReadBarrier::Probe() const {
   return v.revision;
 }
 
-absl::Status ReadBarrier::Wait(absl::Time deadline) {
-  uint64_t target = 0;
+}  // namespace
+
+ReadBarrier::ReadBarrier(std::shared_ptr<etcd::Connection> conn,
+                         const etcd::EtcdLayout& layout, FollowerFeed& feed)
+    : revision_key_(layout.RevisionKey()), kv_(std::move(conn)), feed_(feed) {}
+
+ReadBarrier::~ReadBarrier() {
+  absl::MutexLock lock(&mu_);
+  auto quiet = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !in_flight_ && running_ == 0;
+  };
+  mu_.Await(absl::Condition(&quiet));
+}
+
+void ReadBarrier::WaitAsync(absl::Time deadline, Done done) {
+  uint64_t probe = 0;
   {
     absl::MutexLock lock(&mu_);
     // A probe that starts after now: the one in flight may predate us.
-    const uint64_t need = started_ + 1;
-    for (;;) {
-      if (done_ >= need) {
-        if (!result_.ok()) return result_.status();
-        target = *result_;
-        break;
-      }
-      if (!in_flight_) {
-        in_flight_ = true;
-        const uint64_t mine = ++started_;
-        mu_.Unlock();
-        absl::StatusOr<uint64_t> r = Probe();
-        mu_.Lock();
-        in_flight_ = false;
-        done_ = mine;
-        result_ = std::move(r);
-        continue;
-      }
-      auto finished = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !in_flight_;
-      };
-      if (!mu_.AwaitWithDeadline(absl::Condition(&finished), deadline)) {
-        return absl::DeadlineExceededError(
-            "the cluster's revision was not learned before the deadline");
+    waiters_.push_back({started_ + 1, deadline, std::move(done)});
+    if (in_flight_) return;
+    in_flight_ = true;
+    probe = ++started_;
+  }
+  SendProbe(probe);
+}
+
+void ReadBarrier::SendProbe(uint64_t probe) {
+  etcdserverpb::RangeRequest req;
+  req.set_key(revision_key_);
+  // serializable stays false: the member answers only after confirming
+  // with a quorum that it is current (a linearizable read).
+  kv_.Range(std::move(req),
+            [this, probe](absl::StatusOr<etcdserverpb::RangeResponse> r) {
+              Probed(probe, RevisionOf(r));
+            });
+}
+
+void ReadBarrier::Probed(uint64_t probe, absl::StatusOr<uint64_t> revision) {
+  std::vector<Waiter> ready;
+  uint64_t next = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->need <= probe) {
+        ready.push_back(std::move(*it));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
       }
     }
+    // Reads that arrived meanwhile share the next probe.
+    if (!waiters_.empty()) next = ++started_;
+    in_flight_ = next != 0;
+    ++running_;
   }
-  return feed_.WaitApplied(target, deadline);
+  if (next != 0) SendProbe(next);
+  const absl::Time now = absl::Now();
+  for (Waiter& w : ready) {
+    if (!revision.ok()) {
+      w.done(revision.status());
+    } else if (w.deadline <= now) {
+      w.done(absl::DeadlineExceededError(
+          "the cluster's revision was not learned before the deadline"));
+    } else {
+      feed_.OnApplied(*revision, w.deadline, std::move(w.done));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  --running_;
+}
+
+absl::Status ReadBarrier::Wait(absl::Time deadline) {
+  struct State {
+    absl::Mutex mu;
+    std::optional<absl::Status> result ABSL_GUARDED_BY(mu);
+  };
+  auto state = std::make_shared<State>();
+  WaitAsync(deadline, [state](absl::Status s) {
+    absl::MutexLock lock(&state->mu);
+    if (!state->result.has_value()) state->result = std::move(s);
+  });
+  absl::MutexLock lock(&state->mu);
+  state->mu.AwaitWithDeadline(
+      absl::Condition(
+          +[](std::optional<absl::Status>* r) { return r->has_value(); },
+          &state->result),
+      deadline + absl::Milliseconds(100));  // the feed's own verdict first
+  if (!state->result.has_value()) {
+    return absl::DeadlineExceededError(
+        "the cluster's revision was not applied before the deadline");
+  }
+  return *state->result;
 }
 
 uint64_t ReadBarrier::probes() const {

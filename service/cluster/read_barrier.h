@@ -12,11 +12,14 @@
 // have been read before the read's causes were committed), so it waits for
 // the next probe, which every read arriving meanwhile shares. At most one
 // probe is in flight; under load the probe rate follows etcd's round trip,
-// not the read rate. Thread-safe; Wait blocks its caller.
+// not the read rate. Thread-safe; WaitAsync holds no thread, Wait blocks
+// its caller.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -24,9 +27,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/cluster/follower_feed.h"
-#include "service/etcd/blocking_kv.h"
 #include "service/etcd/connection.h"
 #include "service/etcd/etcd_layout.h"
+#include "service/etcd/kv.h"
 
 namespace registrar::cluster {
 
@@ -35,28 +38,48 @@ class ReadBarrier {
   // `feed` must outlive the barrier.
   ReadBarrier(std::shared_ptr<etcd::Connection> conn,
               const etcd::EtcdLayout& layout, FollowerFeed& feed);
+  // Waits for the probe in flight (its answer is bounded by the
+  // connection's call timeout) and the callbacks it is running.
+  ~ReadBarrier();
+  ReadBarrier(const ReadBarrier&) = delete;
+  ReadBarrier& operator=(const ReadBarrier&) = delete;
 
-  // Returns once the feed has applied what etcd held when Wait was called.
-  // DEADLINE_EXCEEDED when that takes past `deadline`; UNAVAILABLE when
-  // etcd cannot be asked; the feed's status when it has ended.
+  // `done` gets OK once the feed has applied what etcd held when WaitAsync
+  // was called; DEADLINE_EXCEEDED when that takes past `deadline`;
+  // UNAVAILABLE when etcd cannot be asked; the feed's status when it has
+  // ended. It runs once, on a gRPC or timer thread (or before returning),
+  // with no lock of the barrier held. No thread waits meanwhile.
+  using Done = std::function<void(absl::Status)>;
+  void WaitAsync(absl::Time deadline, Done done) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // WaitAsync, waited for by the caller.
   absl::Status Wait(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Probes sent so far (shared by every Wait that arrived meanwhile).
   uint64_t probes() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  // The Registrar revision etcd holds now (one linearizable Range).
-  absl::StatusOr<uint64_t> Probe() const;
+  struct Waiter {
+    uint64_t need;  // the probe whose answer it may use
+    absl::Time deadline;
+    Done done;
+  };
+  // Sends probe number `probe`: one linearizable Range of m/rev.
+  void SendProbe(uint64_t probe);
+  // The probe's answer: hands its waiters to the feed, starts the next
+  // probe if others arrived meanwhile.
+  void Probed(uint64_t probe, absl::StatusOr<uint64_t> revision)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string revision_key_;
-  etcd::BlockingKv kv_;
+  etcd::Kv kv_;
   FollowerFeed& feed_;
 
   mutable absl::Mutex mu_;
   uint64_t started_ ABSL_GUARDED_BY(mu_) = 0;  // probes started
-  uint64_t done_ ABSL_GUARDED_BY(mu_) = 0;     // the last finished probe
   bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  absl::StatusOr<uint64_t> result_ ABSL_GUARDED_BY(mu_) = 0;  // of `done_`
+  int running_ ABSL_GUARDED_BY(mu_) = 0;  // Probed calls in progress
+  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace registrar::cluster

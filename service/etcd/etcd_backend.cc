@@ -8,6 +8,25 @@
 
 namespace registrar::etcd {
 
+EtcdStore::WriteFence NodeIdFence(const std::shared_ptr<NodeIdClaimer>& claim) {
+  std::weak_ptr<NodeIdClaimer> held = claim;
+  EtcdStore::WriteFence fence;
+  fence.check = [held, id = claim->id()]() -> absl::Status {
+    std::shared_ptr<NodeIdClaimer> c = held.lock();
+    if (c != nullptr && c->Held()) return absl::OkStatus();
+    return absl::UnavailableError(
+        absl::StrCat("this replica lost its node id ", id,
+                     " (its etcd lease was not renewed in time)"));
+  };
+  pb::Compare on_lease;
+  on_lease.set_key(claim->key());
+  on_lease.set_target(pb::Compare::LEASE);
+  on_lease.set_result(pb::Compare::EQUAL);
+  on_lease.set_lease(claim->lease_id());
+  fence.compares.push_back(std::move(on_lease));
+  return fence;
+}
+
 absl::StatusOr<EtcdBackend> OpenEtcdBackend(const EtcdBackendOptions& options,
                                             const Clock& clock) {
   EtcdBackend b;
@@ -44,22 +63,7 @@ absl::StatusOr<EtcdBackend> OpenEtcdBackend(const EtcdBackendOptions& options,
       EtcdStore::Create(b.connection, options.store);
   if (!store.ok()) return store.status();
   b.store = *std::move(store);
-  std::weak_ptr<NodeIdClaimer> held = b.claim;
-  EtcdStore::WriteFence fence;
-  fence.check = [held, id = b.claim->id()]() -> absl::Status {
-    std::shared_ptr<NodeIdClaimer> c = held.lock();
-    if (c != nullptr && c->Held()) return absl::OkStatus();
-    return absl::UnavailableError(
-        absl::StrCat("this replica lost its node id ", id,
-                     " (its etcd lease was not renewed in time)"));
-  };
-  pb::Compare on_lease;
-  on_lease.set_key(b.claim->key());
-  on_lease.set_target(pb::Compare::LEASE);
-  on_lease.set_result(pb::Compare::EQUAL);
-  on_lease.set_lease(b.claim->lease_id());
-  fence.compares.push_back(std::move(on_lease));
-  b.store->SetWriteFence(std::move(fence));
+  b.store->SetWriteFence(NodeIdFence(b.claim));
   return b;
 }
 

@@ -44,6 +44,11 @@ struct EtcdBackend {
   std::unique_ptr<EtcdStore> store;  // not loaded yet
 };
 
+// The write fence of a store written with `claim`'s node id: no Txn once
+// the claim is no longer held (checked locally; UNAVAILABLE), and every Txn
+// requires the claim key still be on the claim's lease (checked by etcd).
+EtcdStore::WriteFence NodeIdFence(const std::shared_ptr<NodeIdClaimer>& claim);
+
 // Connects, claims a node id and creates the store. INVALID_ARGUMENT for
 // bad options (naming them), UNAVAILABLE (with the cause) when etcd does
 // not answer, RESOURCE_EXHAUSTED when every node id is taken. clock must

@@ -184,7 +184,7 @@ void EtcdStore::WriterLoop() {
     }
     if (blocked.ok() && write_fence_.check) {
       if (absl::Status s = write_fence_.check(); !s.ok()) {
-        blocked = Fence(std::string(s.message()));
+        blocked = Fence(std::string(s.message()), s.code());
       }
     }
     if (blocked.ok()) blocked = SettleUncertain();
@@ -433,10 +433,11 @@ void EtcdStore::Finish(Group& g, const TxnResult& result) {
   for (Pending& p : g.batches) Complete(p, status);
 }
 
-absl::Status EtcdStore::Fence(std::string why) {
+absl::Status EtcdStore::Fence(std::string why, absl::StatusCode code) {
   absl::MutexLock lock(&mu_);
   if (fenced_.ok()) {
-    fenced_ = absl::AbortedError(
+    fenced_ = absl::Status(
+        code,
         absl::StrCat("etcd store fenced: ", why,
                      "; this replica no longer writes (restart it to reload)"));
   }

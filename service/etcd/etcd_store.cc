@@ -77,6 +77,30 @@ int64_t EtcdStore::loaded_at() const {
   return loaded_at_;
 }
 
+void EtcdStore::NoteCommitted(const std::vector<Event>& events,
+                              uint64_t revision) {
+  if (!events.empty()) revision = std::max(revision, events.back().revision);
+  {
+    absl::MutexLock lock(&mu_);
+    if (revision <= last_revision_) return;  // held already (a replay)
+    for (const Event& e : events) {
+      if (e.revision <= last_revision_) continue;
+      // The tail is served by index: it must stay gap-free.
+      if (!tail_.empty() && e.revision != tail_.back().revision + 1) {
+        tail_.clear();
+      }
+      tail_.push_back(e);
+    }
+    last_revision_ = revision;
+    while (tail_.size() > options_.tail_events ||
+           (!tail_.empty() && tail_.front().revision < oldest_)) {
+      tail_.pop_front();
+    }
+  }
+  absl::MutexLock lock(&listener_mu_);
+  if (listener_ && !events.empty()) listener_(events);
+}
+
 absl::StatusOr<StoreMeta> EtcdStore::Load(
     const std::function<void(RecordView&&)>& on_record) {
   // The meta keys fix the etcd revision every other key is read at.
@@ -301,7 +325,7 @@ void EtcdStore::SetEventListener(EventListener listener) {
 absl::Status EtcdStore::CheckWritable() {
   if (write_fence_.check) {
     if (absl::Status s = write_fence_.check(); !s.ok()) {
-      return Fence(std::string(s.message()));
+      return Fence(std::string(s.message()), s.code());
     }
   }
   {

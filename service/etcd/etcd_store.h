@@ -104,7 +104,8 @@ class EtcdStore final : public Store {
   // e.g. that this replica still holds its node id: `check` runs before
   // each Txn (a local test, such as the claim's fencing clock) and
   // `compares` go into each Txn (etcd's test, such as "the claim key is
-  // still on our lease"). The first failure of either fences the store.
+  // still on our lease"). The first failure of either fences the store
+  // (with the check's status code when the check failed).
   // Call before the first Submit.
   struct WriteFence {
     std::function<absl::Status()> check;
@@ -119,6 +120,16 @@ class EtcdStore final : public Store {
   // The etcd revision Load read its snapshot at (0 before Load): a
   // follower watches the prefix from the next one (service/cluster).
   int64_t loaded_at() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // A follower's store (service/cluster): `events`, the events of one Txn
+  // another replica committed, with their revisions, and `revision`, the
+  // Registrar revision after it (0: unknown, taken from the events), as
+  // the follower's feed applied them. Serves them from the event log (last
+  // revision, in-memory tail) and tells the event listener, as if this
+  // store had committed them. Call in revision order, from one thread; a
+  // store that commits itself must not be given them.
+  void NoteCommitted(const std::vector<Event>& events, uint64_t revision)
+      ABSL_LOCKS_EXCLUDED(mu_, listener_mu_);
 
  private:
   struct Pending {
@@ -152,7 +163,12 @@ class EtcdStore final : public Store {
   // Before a new Txn: settles a Txn whose failure was already reported.
   absl::Status SettleUncertain();
   void Finish(Group& group, const TxnResult& result);
-  absl::Status Fence(std::string why);
+  // Fences the store for good: every later batch fails with `code` (the
+  // write fence's own code when its check failed, e.g. UNAVAILABLE: this
+  // replica lost its node id or is no longer the writer; ABORTED when etcd
+  // refused a compare).
+  absl::Status Fence(std::string why,
+                     absl::StatusCode code = absl::StatusCode::kAborted);
   bool Stopping() ABSL_LOCKS_EXCLUDED(mu_);
   // Waits up to `d` unless Stop is called.
   void Backoff(absl::Duration d);

@@ -67,6 +67,9 @@ class NodeIdClaimer {
   int64_t lease_id() const { return keeper_->lease_id(); }
   // Safe to mint with id() now.
   bool Held() const { return keeper_->Alive(); }
+  // The keeper of the claim's lease: other keys that must live and die
+  // with the claim (the replica's election key) go on it.
+  const std::shared_ptr<LeaseKeeper>& keeper() const { return keeper_; }
   absl::Time valid_until() const { return keeper_->valid_until(); }
   // For callers driving time themselves (options.tick == 0).
   void Tick() { keeper_->Tick(); }

@@ -103,6 +103,14 @@ ABSL_FLAG(int64_t, etcd_max_request_bytes, 1536 * 1024,
 ABSL_FLAG(absl::Duration, etcd_node_ttl, absl::Seconds(10),
           "--store=etcd: TTL of the etcd lease under which this replica "
           "holds its node id (whole seconds)");
+ABSL_FLAG(std::string, advertise_address, "",
+          "--store=etcd: host:port at which the other replicas reach this "
+          "one's --listen (changes are forwarded to the elected writer "
+          "there); default: the listen address, required when that is "
+          "0.0.0.0 or [::]");
+ABSL_FLAG(absl::Duration, follower_max_lag, absl::Seconds(10),
+          "--store=etcd: a follower that has not applied what etcd holds for "
+          "this long reports NOT_SERVING");
 ABSL_FLAG(std::string, data_dir, "./registrar-data",
           "Data directory of the rocksdb store");
 ABSL_FLAG(std::string, durability, "fsync",
@@ -225,6 +233,8 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "etcd_max_txn_ops",
                                    "etcd_max_request_bytes",
                                    "etcd_node_ttl",
+                                   "advertise_address",
+                                   "follower_max_lag",
                                    "durability",
                                    "event_history",
                                    "clock_window",
@@ -325,6 +335,25 @@ absl::Status EtcdConfig(int argc, char** argv, ServerConfig* c) {
   if (e.store.max_request_bytes < 4096) {
     return absl::InvalidArgumentError(
         "--etcd_max_request_bytes must be >= 4096");
+  }
+  c->advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  if (c->advertise_address.empty()) {
+    const std::string listen = absl::GetFlag(FLAGS_listen);
+    if (absl::StartsWith(listen, "0.0.0.0:") ||
+        absl::StartsWith(listen, "[::]:")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--store=etcd with --listen=", listen,
+          " needs --advertise_address (host:port at which the other "
+          "replicas reach this one)"));
+    }
+  } else if (c->advertise_address.rfind(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--advertise_address must be host:port, got \"",
+                     c->advertise_address, "\""));
+  }
+  c->follower_max_lag = absl::GetFlag(FLAGS_follower_max_lag);
+  if (c->follower_max_lag <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--follower_max_lag must be > 0");
   }
   e.claim_ttl = absl::GetFlag(FLAGS_etcd_node_ttl);
   if (e.claim_ttl < absl::Seconds(2) ||

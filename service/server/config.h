@@ -40,6 +40,11 @@ struct ServerConfig {
   std::string restore_from;       // --restore_from: a backup to start from
   // --store=etcd: --etcd_* flags (the node id is claimed in etcd).
   etcd::EtcdBackendOptions etcd;
+  // --store=etcd: where the other replicas reach this one (empty: the
+  // bound listen address), and the lag past which a follower reports
+  // NOT_SERVING (service/cluster/DESIGN.md).
+  std::string advertise_address;
+  absl::Duration follower_max_lag = absl::Seconds(10);
   RegistryOptions registry;
   ApiLimits limits;
   WatchLimits watch;          // --max_watchers, --watch_max_lag

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "grpcpp/security/credentials.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -179,7 +180,8 @@ absl::Status RegistrarServer::Init() {
                      etcd::OpenEtcdBackend(options, clock_));
     node_id = static_cast<uint32_t>(backend.claim->id());
     node_claim_ = std::move(backend.claim);
-    store_ = std::move(backend.store);
+    etcd_conn_ = std::move(backend.connection);
+    // The replica builds a store per role (service/cluster/replica.h).
   } else {
     if (!config_.restore_from.empty()) {
       absl::StatusOr<BackupInfo> restored = RocksDbStore::Restore(
@@ -236,17 +238,22 @@ absl::Status RegistrarServer::Init() {
     key_reloader_ = std::make_unique<KeyFileReloader>(config_.key_file, *ids_,
                                                       std::move(accept_keys));
   }
-  registry_ = std::make_unique<Registry>(config_.registry, clock_, *ids_,
-                                         registry_metrics_.get(), store_.get());
   const absl::Time load_start = absl::Now();
-  if (absl::Status s = registry_->Recover(); !s.ok()) return s;
-  const RegistryStats loaded = registry_->Stats();
+  if (etcd_conn_ != nullptr) {
+    RETURN_IF_ERROR(StartReplica());
+  } else {
+    registry_ = std::make_unique<Registry>(
+        config_.registry, clock_, *ids_, registry_metrics_.get(), store_.get());
+    if (absl::Status s = registry_->Recover(); !s.ok()) return s;
+  }
+  const RegistryStats loaded =
+      replica_ != nullptr ? replica_->registry()->Stats() : registry_->Stats();
   uint64_t live = 0;
   for (uint64_t n : loaded.live_records) live += n;
   spdlog::info(
       "storage: {} ({}), started in {} with {} live records, {} "
       "tombstones, {} leases",
-      store_->name(),
+      replica_ != nullptr ? "etcd" : store_->name(),
       config_.store == "memory" ? "nothing kept across restarts"
       : config_.store == "etcd"
           ? absl::StrCat("prefix ", config_.etcd.store.prefix, " at ",
@@ -256,9 +263,17 @@ absl::Status RegistrarServer::Init() {
                          AsAbsl(DurabilityName(config_.durability))),
       absl::FormatDuration(absl::Now() - load_start), live, loaded.tombstones,
       loaded.leases);
-  Registry* registry = registry_.get();
-  registry_stats_->SetSource([registry] { return registry->Stats(); });
-  watch_hub_ = std::make_unique<WatchHub>(registry_->store(), config_.watch);
+  if (replica_ != nullptr) {
+    cluster::Replica* replica = replica_.get();
+    registry_stats_->SetSource(
+        [replica] { return replica->registry()->Stats(); });
+    watch_hub_ =
+        std::make_unique<WatchHub>(replica_->event_log(), config_.watch);
+  } else {
+    Registry* registry = registry_.get();
+    registry_stats_->SetSource([registry] { return registry->Stats(); });
+    watch_hub_ = std::make_unique<WatchHub>(registry_->store(), config_.watch);
+  }
   access_ = std::make_unique<AccessControl>(api_metrics_.get());
   if (!config_.callers_file.empty()) {
     RETURN_IF_ERROR(ReloadCallers());
@@ -269,9 +284,15 @@ absl::Status RegistrarServer::Init() {
         config_.listen);
   }
   limiter_ = std::make_unique<RateLimiter>(config_.caller_rate);
-  service_ = std::make_unique<RegistrarService>(
-      *registry_, config_.limits, api_metrics_.get(), watch_hub_.get(),
-      access_.get(), limiter_.get());
+  if (replica_ != nullptr) {
+    service_ = std::make_unique<RegistrarService>(
+        *replica_, config_.limits, api_metrics_.get(), watch_hub_.get(),
+        access_.get(), limiter_.get());
+  } else {
+    service_ = std::make_unique<RegistrarService>(
+        *registry_, config_.limits, api_metrics_.get(), watch_hub_.get(),
+        access_.get(), limiter_.get());
+  }
   admin_ = std::make_unique<AdminService>(rocksdb_store, access_.get());
   if (!config_.access_log.empty()) {
     ASSIGN_OR_RETURN(
@@ -330,6 +351,17 @@ absl::Status RegistrarServer::Init() {
   }
   grpc_address_ = absl::StrCat(HostOf(config_.listen), ":", port);
   RETURN_IF_ERROR(StartHealthServer());
+  if (replica_ != nullptr) {
+    // Only now is the address known (--listen may pick the port): enter
+    // the election, and wait a little for the role to settle so that the
+    // first calls find a writer.
+    const std::string advertise = config_.advertise_address.empty()
+                                      ? grpc_address_
+                                      : config_.advertise_address;
+    RETURN_IF_ERROR(replica_->Campaign(advertise, config_.etcd.claim_ttl));
+    spdlog::info("cluster: advertised as {}; {}", advertise,
+                 replica_->IsLeader() ? "the writer" : "a follower");
+  }
   SetServing(kServiceName, true);
   SetServing("", true);
   ticker_ = std::thread([this] { RunTicker(); });
@@ -374,6 +406,83 @@ void RegistrarServer::SetServing(const std::string& service, bool serving) {
     } else {
       s->GetHealthCheckService()->SetServingStatus(service, serving);
     }
+  }
+}
+
+absl::Status RegistrarServer::StartReplica() {
+  cluster::ReplicaOptions o;
+  o.store = config_.etcd.store;
+  o.registry = config_.registry;
+  o.max_lag = config_.follower_max_lag;
+  if (config_.transport.tls()) {
+    // Replicas present the same kind of certificate they accept.
+    o.forward_credentials = grpc::SslCredentials(grpc::SslCredentialsOptions());
+  }
+  absl::StatusOr<std::unique_ptr<cluster::Replica>> replica =
+      cluster::Replica::Start(etcd_conn_, node_claim_, std::move(o), clock_,
+                              *ids_, registry_metrics_.get());
+  if (!replica.ok()) {
+    return StartupError("--store=etcd: ", replica.status());
+  }
+  replica_ = *std::move(replica);
+  cluster_is_leader_ = &prometheus::BuildGauge()
+                            .Name("registrar_cluster_is_leader")
+                            .Help(
+                                "1 while this replica is the cluster's "
+                                "elected writer, 0 while it is a follower "
+                                "(--store=etcd).")
+                            .Register(metrics_->registry())
+                            .Add({});
+  cluster_applied_ = &prometheus::BuildGauge()
+                          .Name("registrar_cluster_applied_revision")
+                          .Help(
+                              "The Registrar revision this replica's "
+                              "registry holds (--store=etcd).")
+                          .Register(metrics_->registry())
+                          .Add({});
+  cluster_writer_ = &prometheus::BuildGauge()
+                         .Name("registrar_cluster_writer")
+                         .Help(
+                             "1, labelled with the address of the cluster's "
+                             "writer as this replica sees it (no series "
+                             "while none is elected; --store=etcd).")
+                         .Register(metrics_->registry());
+  return absl::OkStatus();
+}
+
+void RegistrarServer::CheckReplicaHealth() {
+  const cluster::ReplicaHealth h = replica_->CheckHealth();
+  cluster_is_leader_->Set(h.leader ? 1 : 0);
+  cluster_applied_->Set(static_cast<double>(h.applied));
+  if (h.leader_address != cluster_writer_address_) {
+    if (cluster_writer_series_ != nullptr) {
+      cluster_writer_->Remove(cluster_writer_series_);
+      cluster_writer_series_ = nullptr;
+    }
+    if (!h.leader_address.empty()) {
+      cluster_writer_series_ =
+          &cluster_writer_->Add({{"address", h.leader_address}});
+      cluster_writer_series_->Set(1);
+    }
+    cluster_writer_address_ = h.leader_address;
+  }
+  store_writable_->Set(h.serving ? 1 : 0);
+  const std::string state =
+      absl::StrCat(h.serving ? "SERVING" : "NOT_SERVING", "; role ",
+                   h.leader ? "writer" : "follower", ", writer ",
+                   h.leader_address.empty() ? "unknown" : h.leader_address,
+                   h.serving ? "" : "; ", h.cause);
+  if (state != replica_state_) {
+    if (h.serving) {
+      spdlog::info("cluster health: {}", state);
+    } else {
+      spdlog::error("cluster health: {}", state);
+    }
+    replica_state_ = state;
+  }
+  if (h.serving != store_healthy_) {
+    store_healthy_ = h.serving;
+    SetServing(kServiceName, store_healthy_);
   }
 }
 
@@ -432,11 +541,16 @@ void RegistrarServer::CheckCallersFile() {
 
 void RegistrarServer::RunTicker() {
   while (!stop_ticker_.WaitForNotificationWithTimeout(config_.tick_interval)) {
-    CheckStoreHealth();
+    if (replica_ != nullptr) {
+      CheckReplicaHealth();
+    } else {
+      CheckStoreHealth();
+    }
     CheckCallersFile();
     if (key_reloader_) (void)key_reloader_->MaybeReload(absl::Now());
     const absl::Time start = absl::Now();
-    std::vector<std::string> expired = registry_->Tick();
+    std::vector<std::string> expired =
+        replica_ != nullptr ? replica_->Tick() : registry_->Tick();
     api_metrics_->ObserveTick(absl::Now() - start);
     if (!expired.empty()) {
       spdlog::info("lease expiry ended {} records", expired.size());
@@ -470,6 +584,7 @@ void RegistrarServer::Shutdown() {
   }
   stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();
+  if (replica_ != nullptr) replica_->Stop();
   if (node_claim_ != nullptr) {
     // Free the node id at once instead of after its lease's TTL.
     const absl::StatusOr<bool> released = etcd::SyncCall<bool>([&](auto cb) {

@@ -18,6 +18,7 @@
 #include "service/api/admin_service.h"
 #include "service/api/api_metrics.h"
 #include "service/api/registrar_service.h"
+#include "service/cluster/replica.h"
 #include "service/common/clock.h"
 #include "service/id/id_generator.h"
 #include "service/id/key_ring.h"
@@ -31,6 +32,8 @@
 
 namespace prometheus {
 class Gauge;
+template <typename T>
+class Family;
 }  // namespace prometheus
 
 namespace registrar {
@@ -67,6 +70,10 @@ class RegistrarServer {
   void SetServing(const std::string& service, bool serving);
   // Reports NOT_SERVING while the store cannot write, SERVING once it can.
   void CheckStoreHealth();
+  // --store=etcd: the replica's health (role, writer, feed, lag).
+  void CheckReplicaHealth();
+  // --store=etcd: builds the replica (a follower until it is elected).
+  absl::Status StartReplica();
   // Reloads the callers file when its modification time changed.
   void CheckCallersFile();
 
@@ -88,7 +95,19 @@ class RegistrarServer {
   // (declared before store_, so it outlives the store's last write).
   std::shared_ptr<etcd::NodeIdClaimer> node_claim_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Registry> registry_;  // the single-node stores
+  // --store=etcd: this replica of the cluster on the prefix (its registry
+  // and store change with its role); after the claim, before the hub.
+  std::shared_ptr<etcd::Connection> etcd_conn_;
+  std::unique_ptr<cluster::Replica> replica_;
+  prometheus::Gauge* cluster_is_leader_ = nullptr;
+  prometheus::Gauge* cluster_applied_ = nullptr;
+  // registrar_cluster_writer{address}: 1 for the writer this replica
+  // sees; the series is replaced when the writer changes (ticker only).
+  prometheus::Family<prometheus::Gauge>* cluster_writer_ = nullptr;
+  prometheus::Gauge* cluster_writer_series_ = nullptr;
+  std::string cluster_writer_address_;
+  std::string replica_state_;  // ticker only: the last health logged
   // Watch; after the registry (its store), before the service and the
   // gRPC server, which are destroyed first.
   std::unique_ptr<WatchHub> watch_hub_;

@@ -1,0 +1,77 @@
+#include "service/cluster/forwarder.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+
+#include <utility>
+
+namespace registrar::cluster {
+namespace {
+
+// What the writer needs of the caller: who it is (authorization) and how
+// to trace it.
+constexpr const char* kPassedOn[] = {"authorization", "x-request-id",
+                                     "traceparent"};
+
+// One forwarded call's state, until its completion.
+struct ForwardedCall {
+  grpc::ClientContext context;
+  grpc::ByteBuffer request;
+  std::shared_ptr<grpc::GenericStub> stub;  // outlives the call
+  std::function<void(const grpc::Status&)> done;
+};
+
+}  // namespace
+
+Forwarder::Forwarder(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                     std::string self)
+    : credentials_(std::move(credentials)), self_(std::move(self)) {}
+
+bool Forwarder::WasForwarded(const grpc::CallbackServerContext& ctx) {
+  return ctx.client_metadata().count(kForwardedHeader) > 0;
+}
+
+std::shared_ptr<grpc::GenericStub> Forwarder::StubFor(
+    const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  ++forwarded_;
+  if (stub_ == nullptr || address != address_) {
+    address_ = address;
+    channel_ = grpc::CreateChannel(address, credentials_);
+    stub_ = std::make_shared<grpc::GenericStub>(channel_);
+  }
+  return stub_;
+}
+
+void Forwarder::Forward(const std::string& address, const std::string& method,
+                        grpc::CallbackServerContext* ctx,
+                        const grpc::ByteBuffer& request,
+                        grpc::ByteBuffer* response,
+                        std::function<void(const grpc::Status&)> done) {
+  auto* call = new ForwardedCall;
+  call->stub = StubFor(address);
+  call->request = request;  // shares the slices
+  call->done = std::move(done);
+  call->context.set_deadline(ctx->deadline());
+  const auto& metadata = ctx->client_metadata();
+  for (const char* key : kPassedOn) {
+    auto [begin, end] = metadata.equal_range(key);
+    for (auto it = begin; it != end; ++it) {
+      call->context.AddMetadata(
+          key, std::string(it->second.data(), it->second.size()));
+    }
+  }
+  call->context.AddMetadata(kForwardedHeader, self_);
+  call->stub->UnaryCall(&call->context, method, grpc::StubOptions(),
+                        &call->request, response, [call](grpc::Status status) {
+                          call->done(status);
+                          delete call;
+                        });
+}
+
+uint64_t Forwarder::forwarded() const {
+  absl::MutexLock lock(&mu_);
+  return forwarded_;
+}
+
+}  // namespace registrar::cluster

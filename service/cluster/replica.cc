@@ -1,0 +1,453 @@
+#include "service/cluster/replica.h"
+
+#include <grpcpp/security/credentials.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "service/api/status_conversion.h"
+#include "service/common/absl_compat.h"
+#include "service/common/field_error.h"
+#include "service/common/status_macros.h"
+#include "service/etcd/etcd_backend.h"
+#include "service/etcd/sync_call.h"
+#include "spdlog/spdlog.h"
+
+namespace registrar::cluster {
+
+struct Replica::Shared {
+  absl::Mutex mu;
+  bool dirty ABSL_GUARDED_BY(mu) = false;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  std::shared_ptr<etcd::Election> election ABSL_GUARDED_BY(mu);
+
+  void Wake() {
+    absl::MutexLock lock(&mu);
+    dirty = true;
+  }
+};
+
+struct Replica::Generation {
+  bool leader = false;
+  // Set when the generation is swapped out: a writer's store then refuses
+  // every write (its fence checks it).
+  std::shared_ptr<std::atomic<bool>> retired =
+      std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<etcd::EtcdStore> store;
+  std::unique_ptr<Registry> registry;
+  std::unique_ptr<FollowerFeed> feed;    // followers
+  std::unique_ptr<ReadBarrier> barrier;  // followers
+
+  // The barrier and the feed before the registry they read and change,
+  // the registry (which may wait for its queued writes) before its store
+  // stops. The store itself may live on a little in the event log.
+  ~Generation() {
+    barrier.reset();
+    feed.reset();
+    registry.reset();
+    if (store != nullptr) store->Stop();
+  }
+};
+
+namespace {
+
+constexpr absl::Duration kRoleTick = absl::Milliseconds(200);
+constexpr absl::Duration kRebuildBackoff = absl::Milliseconds(500);
+constexpr absl::Duration kProbeEvery = absl::Seconds(1);
+
+std::string MethodPath(Method method) {
+  const MethodInfo& info = InfoOf(method);
+  return absl::StrCat("/", AsAbsl(info.service), "/", AsAbsl(info.name));
+}
+
+// A change this replica turned away before anything was done with it:
+// UNAVAILABLE marked NOT_APPLIED (google.rpc.ErrorInfo), so clients may
+// repeat any call, here or on another replica.
+grpc::Status Unavailable(const std::string& message) {
+  return ToGrpcStatus(NotApplied(message));
+}
+
+}  // namespace
+
+Replica::Replica(std::shared_ptr<etcd::Connection> conn,
+                 std::shared_ptr<etcd::NodeIdClaimer> claim,
+                 ReplicaOptions options, const Clock& clock, IdGenerator& ids,
+                 RegistryObserver* observer)
+    : conn_(std::move(conn)),
+      claim_(std::move(claim)),
+      options_(std::move(options)),
+      clock_(clock),
+      ids_(ids),
+      observer_(observer),
+      shared_(std::make_shared<Shared>()) {}
+
+absl::StatusOr<std::unique_ptr<Replica>> Replica::Start(
+    std::shared_ptr<etcd::Connection> conn,
+    std::shared_ptr<etcd::NodeIdClaimer> claim, ReplicaOptions options,
+    const Clock& clock, IdGenerator& ids, RegistryObserver* observer) {
+  std::unique_ptr<Replica> r(new Replica(std::move(conn), std::move(claim),
+                                         std::move(options), clock, ids,
+                                         observer));
+  ASSIGN_OR_RETURN(std::shared_ptr<Generation> first, r->Build(false));
+  r->Install(std::move(first));
+  r->thread_ = std::thread([p = r.get()] { p->Run(); });
+  return r;
+}
+
+Replica::~Replica() {
+  Stop();
+  std::shared_ptr<Generation> last;
+  {
+    absl::MutexLock lock(&mu_);
+    last = std::move(current_);
+  }
+  last.reset();
+  retired_.clear();
+}
+
+void Replica::Stop() {
+  if (stopped_.exchange(true)) return;
+  std::shared_ptr<etcd::Election> election;
+  {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->stopping = true;
+    election = std::move(shared_->election);
+  }
+  if (thread_.joinable()) thread_.join();
+  // The election key goes with the node id claim's lease (the server
+  // revokes it next); the watch of the election ends here.
+  election.reset();
+}
+
+absl::StatusOr<std::shared_ptr<Replica::Generation>> Replica::Build(
+    bool leader) {
+  auto g = std::make_shared<Generation>();
+  g->leader = leader;
+  ASSIGN_OR_RETURN(std::unique_ptr<etcd::EtcdStore> store,
+                   etcd::EtcdStore::Create(conn_, options_.store));
+  g->store = std::move(store);
+  etcd::EtcdStore::WriteFence fence = etcd::NodeIdFence(claim_);
+  if (leader) {
+    std::shared_ptr<etcd::Election> e = election();
+    if (e == nullptr) {
+      return absl::FailedPreconditionError("not in the election");
+    }
+    // etcd's test: our candidate key is still the one we were elected with.
+    fence.compares.push_back(e->LeaderCompare());
+    // Ours: still the writer, and this generation still the current one.
+    fence.check = [node = std::move(fence.check),
+                   weak = std::weak_ptr<etcd::Election>(e),
+                   retired = g->retired]() -> absl::Status {
+      RETURN_IF_ERROR(node());
+      std::shared_ptr<etcd::Election> el = weak.lock();
+      if (retired->load() || el == nullptr || !el->IsLeader()) {
+        return absl::UnavailableError(
+            "this replica is no longer the cluster's writer; retry (the "
+            "call goes to the new writer)");
+      }
+      return absl::OkStatus();
+    };
+  } else {
+    fence.check = [] {
+      return absl::UnavailableError(
+          "this replica is a follower: changes go to the writer");
+    };
+  }
+  g->store->SetWriteFence(std::move(fence));
+  g->registry = std::make_unique<Registry>(options_.registry, clock_, ids_,
+                                           observer_, g->store.get());
+  RETURN_IF_ERROR(g->registry->Recover());
+  if (!leader) {
+    etcd::EtcdStore* store = g->store.get();
+    g->feed = std::make_unique<FollowerFeed>(
+        conn_, store->layout(), store->loaded_at(), store->LastRevision(),
+        *g->registry, [store](const CommittedTxn& txn) {
+          // Watch on this replica serves what it has applied.
+          store->NoteCommitted(txn.batch.events, txn.revision);
+        });
+    g->barrier =
+        std::make_unique<ReadBarrier>(conn_, store->layout(), *g->feed);
+  }
+  return g;
+}
+
+void Replica::Install(std::shared_ptr<Generation> g) {
+  std::shared_ptr<Generation> old;
+  {
+    absl::MutexLock lock(&mu_);
+    old = std::exchange(current_, g);
+  }
+  event_log_.Switch(g->store);
+  if (old != nullptr) {
+    old->retired->store(true);
+    retired_.push_back(std::move(old));
+  }
+}
+
+std::shared_ptr<Replica::Generation> Replica::current() const {
+  absl::MutexLock lock(&mu_);
+  return current_;
+}
+
+std::shared_ptr<etcd::Election> Replica::election() const {
+  absl::MutexLock lock(&shared_->mu);
+  return shared_->election;
+}
+
+absl::Status Replica::Campaign(const std::string& advertise,
+                               absl::Duration settle) {
+  {
+    absl::MutexLock lock(&mu_);
+    forwarder_ =
+        std::make_shared<Forwarder>(options_.forward_credentials != nullptr
+                                        ? options_.forward_credentials
+                                        : grpc::InsecureChannelCredentials(),
+                                    advertise);
+  }
+  std::weak_ptr<Shared> weak = shared_;
+  absl::StatusOr<std::shared_ptr<etcd::Election>> e =
+      etcd::SyncCall<std::shared_ptr<etcd::Election>>([&](auto cb) {
+        etcd::Election::Campaign(
+            conn_, options_.store.prefix + "/leader/", advertise,
+            claim_->keeper(),
+            [weak](const std::optional<etcd::LeaderInfo>&) {
+              if (std::shared_ptr<Shared> s = weak.lock()) s->Wake();
+            },
+            std::move(cb));
+      });
+  if (!e.ok()) {
+    return absl::Status(
+        e.status().code(),
+        absl::StrCat("entering the writer election: ", e.status().message()));
+  }
+  {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->election = *e;
+    shared_->dirty = true;
+  }
+  const absl::Time until = absl::Now() + settle;
+  while (absl::Now() < until) {
+    std::optional<etcd::LeaderInfo> leader = (*e)->leader();
+    if (leader.has_value() && (!leader->is_me || IsLeader())) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<Registry> Replica::registry() {
+  std::shared_ptr<Generation> g = current();
+  // Holding the registry holds its whole generation (store included).
+  return std::shared_ptr<Registry>(g, g->registry.get());
+}
+
+void Replica::BeforeRead(absl::Time deadline, ReadReady ready) {
+  std::shared_ptr<Generation> g = current();
+  // The writer applies every change before acknowledging it.
+  if (g->leader) return ready(absl::OkStatus());
+  ReadBarrier* barrier = g->barrier.get();
+  // The generation stays while the barrier works for this read (a retired
+  // one is freed on the role thread only once nothing holds it).
+  barrier->WaitAsync(deadline,
+                     [g = std::move(g), ready = std::move(ready)](
+                         absl::Status s) mutable { ready(std::move(s)); });
+}
+
+bool Replica::IsLeader() const {
+  std::shared_ptr<Generation> g = current();
+  if (!g->leader) return false;
+  std::shared_ptr<etcd::Election> e = election();
+  return e != nullptr && e->IsLeader();
+}
+
+bool Replica::Forward(grpc::CallbackServerContext* ctx, Method method,
+                      const grpc::ByteBuffer& request,
+                      grpc::ByteBuffer* response, ForwardDone done) {
+  if (!claim_->Held()) {
+    done(Unavailable(
+        "this replica lost its node id claim in etcd and takes no changes; "
+        "call another replica (and restart this one)"));
+    return true;
+  }
+  if (IsLeader()) return false;
+  if (Forwarder::WasForwarded(*ctx)) {
+    // Never a second hop: the sender's view of the writer is stale.
+    done(Unavailable(
+        "this replica is not the cluster's writer (any more); retry"));
+    return true;
+  }
+  std::shared_ptr<etcd::Election> e = election();
+  std::optional<etcd::LeaderInfo> leader;
+  if (e != nullptr) leader = e->leader();
+  std::shared_ptr<Forwarder> forwarder;
+  {
+    absl::MutexLock lock(&mu_);
+    forwarder = forwarder_;
+  }
+  if (!leader.has_value() || forwarder == nullptr) {
+    done(Unavailable(
+        "no writer is elected yet (election in progress); nothing was "
+        "done, retry"));
+    return true;
+  }
+  if (leader->is_me) {
+    done(Unavailable(
+        "this replica is taking over as the writer (loading); nothing was "
+        "done, retry"));
+    return true;
+  }
+  forwarder->Forward(leader->value, MethodPath(method), ctx, request, response,
+                     std::move(done));
+  return true;
+}
+
+std::vector<std::string> Replica::Tick() {
+  std::shared_ptr<Generation> g = current();
+  if (!g->leader || !IsLeader()) return {};
+  return g->registry->Tick();
+}
+
+void Replica::Run() {
+  std::string last_leader;
+  while (true) {
+    {
+      absl::MutexLock lock(&shared_->mu);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_->mu) {
+        return shared_->dirty || shared_->stopping;
+      };
+      shared_->mu.AwaitWithTimeout(absl::Condition(&woken), kRoleTick);
+      if (shared_->stopping) return;
+      shared_->dirty = false;
+    }
+    if (std::shared_ptr<etcd::Election> e = election()) {
+      std::optional<etcd::LeaderInfo> leader = e->leader();
+      const std::string now = leader.has_value() ? leader->value : "";
+      if (now != last_leader) {
+        spdlog::info(
+            "cluster: the writer is {}{}",
+            now.empty() ? "not elected yet" : now,
+            leader.has_value() && leader->is_me ? " (this replica)" : "");
+        last_leader = now;
+      }
+    }
+    Reconcile();
+    FreeRetired();
+  }
+}
+
+void Replica::Reconcile() {
+  if (!claim_->Held()) return;  // nothing can write; health says so
+  std::shared_ptr<Generation> g = current();
+  std::shared_ptr<etcd::Election> e = election();
+  const bool elected = e != nullptr && e->IsLeader();
+  std::string why;
+  if (elected && !g->leader) {
+    why = "elected the cluster's writer";
+  } else if (!elected && g->leader) {
+    why = "no longer the cluster's writer";
+    g->retired->store(true);  // no write from this registry from now on
+  } else if (!g->leader) {
+    if (absl::Status s = g->feed->status(); !s.ok()) {
+      why = absl::StrCat("the follower feed ended (", s.message(), ")");
+    }
+  } else if (absl::Status s = g->store->CheckWritable();
+             s.code() == absl::StatusCode::kAborted) {
+    why = absl::StrCat("the writer's store is fenced (", s.message(), ")");
+    g->retired->store(true);
+  }
+  if (why.empty() || absl::Now() < next_build_) return;
+  spdlog::info("cluster: {}: loading a fresh {} registry from etcd", why,
+               elected ? "writer" : "follower");
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::shared_ptr<Generation>> built = Build(elected);
+  if (!built.ok()) {
+    spdlog::warn("cluster: loading failed ({}); trying again",
+                 std::string(built.status().message()));
+    next_build_ = absl::Now() + kRebuildBackoff;
+    return;
+  }
+  // The role may have changed while loading: then build again.
+  e = election();
+  const bool still = e != nullptr && e->IsLeader();
+  if (still != elected) {
+    spdlog::info("cluster: the role changed while loading; again");
+    shared_->Wake();
+    return;  // *built is destroyed here, on this thread
+  }
+  Install(*std::move(built));
+  spdlog::info("cluster: this replica is now the {} (loaded in {})",
+               elected ? "writer" : "follower",
+               absl::FormatDuration(absl::Now() - start));
+}
+
+void Replica::FreeRetired() {
+  // Only here, on this thread: the last call holding a registry must not
+  // run a generation's destructor on a store thread.
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (it->use_count() == 1) {
+      it = retired_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+ReplicaHealth Replica::CheckHealth() {
+  ReplicaHealth h;
+  std::shared_ptr<Generation> g = current();
+  std::shared_ptr<etcd::Election> e = election();
+  h.leader = g->leader && e != nullptr && e->IsLeader();
+  if (e != nullptr) {
+    if (std::optional<etcd::LeaderInfo> l = e->leader()) {
+      h.leader_address = l->value;
+    }
+  }
+  h.applied = g->leader ? g->store->LastRevision() : g->feed->applied();
+  auto refuse = [&h](std::string cause) {
+    h.serving = false;
+    h.cause = std::move(cause);
+    return h;
+  };
+  if (!claim_->Held()) {
+    return refuse(
+        "this replica lost its node id claim in etcd: it mints and writes "
+        "nothing; restart it");
+  }
+  if (g->leader) {
+    if (absl::Status s = g->store->CheckWritable(); !s.ok()) {
+      return refuse(
+          absl::StrCat("the writer's store cannot write: ", s.message()));
+    }
+    return h;
+  }
+  if (absl::Status s = g->feed->status(); !s.ok()) {
+    return refuse(absl::StrCat("the follower feed is down: ", s.message()));
+  }
+  const absl::Time now = absl::Now();
+  if (now - last_probe_ >= kProbeEvery) {
+    last_probe_ = now;
+    last_probe_status_ = g->barrier->Wait(now + kProbeEvery);
+    if (last_probe_status_.ok()) {
+      behind_since_ = absl::InfiniteFuture();
+    } else if (absl::IsDeadlineExceeded(last_probe_status_) &&
+               behind_since_ == absl::InfiniteFuture()) {
+      behind_since_ = now;
+    }
+  }
+  if (!last_probe_status_.ok() &&
+      !absl::IsDeadlineExceeded(last_probe_status_)) {
+    return refuse(absl::StrCat("the last read barrier probe failed: ",
+                               last_probe_status_.message()));
+  }
+  if (behind_since_ != absl::InfiniteFuture() &&
+      absl::Now() - behind_since_ > options_.max_lag) {
+    return refuse(absl::StrCat(
+        "this follower has applied revision ", h.applied,
+        " and has not caught up with etcd for ",
+        absl::FormatDuration(absl::Now() - behind_since_),
+        " (--follower_max_lag=", absl::FormatDuration(options_.max_lag), ")"));
+  }
+  return h;
+}
+
+}  // namespace registrar::cluster

@@ -1,0 +1,178 @@
+#ifndef REGISTRAR_SERVICE_CLUSTER_REPLICA_H_
+#define REGISTRAR_SERVICE_CLUSTER_REPLICA_H_
+
+// One `registrar --store=etcd` process among several on one prefix
+// (DESIGN.md): its role (writer or follower), the registry that answers
+// for it, and what the RPC layer asks of it (api/cluster_hook.h).
+//
+// A replica works in generations: a generation is an EtcdStore, a Registry
+// freshly loaded from it and, on a follower, a FollowerFeed and a
+// ReadBarrier. A role change never turns one registry into another: it
+// builds a new generation by a fresh Load and swaps it in.
+//
+//  - Start: a follower generation (Load, then the feed from the Load's
+//    etcd revision + 1).
+//  - Campaign: enters the election under <prefix>/leader/ on the node id
+//    claim's lease, with the address other replicas forward to.
+//  - Elected: a writer generation is loaded (every lease with a fresh full
+//    TTL: nothing mass-expires), its store fenced by the Load's m/rev
+//    mod_revision, the node id claim and the election's LeaderCompare();
+//    from then on changes are taken here and Tick expires leases and drops
+//    tombstones. Until it is installed, changes are refused UNAVAILABLE.
+//  - Deposed (candidate key gone, or this generation's store fenced): the
+//    writer generation refuses further writes at once (its fence checks
+//    the election), and a follower generation is loaded and swapped in.
+//  - A follower whose feed ended (etcd compacted past it, a value that
+//    does not decode, every member down) loads a fresh follower generation.
+//  - The node id claim lost: nothing is written or forwarded again, health
+//    says so; the process must be restarted.
+//
+// Role changes run on the replica's own thread (they block on etcd); the
+// election's callbacks only wake it. A retired generation is destroyed on
+// that thread once no call holds its registry any more.
+//
+// Thread-safe.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/api/cluster_hook.h"
+#include "service/cluster/event_log.h"
+#include "service/cluster/follower_feed.h"
+#include "service/cluster/forwarder.h"
+#include "service/cluster/read_barrier.h"
+#include "service/common/clock.h"
+#include "service/etcd/connection.h"
+#include "service/etcd/election.h"
+#include "service/etcd/etcd_store.h"
+#include "service/etcd/node_id_claimer.h"
+#include "service/id/id_generator.h"
+#include "service/registry/observer.h"
+#include "service/registry/registry.h"
+
+namespace registrar::cluster {
+
+struct ReplicaOptions {
+  etcd::EtcdStoreOptions store;
+  RegistryOptions registry;
+  // A follower that has not applied what etcd holds for this long is
+  // NOT_SERVING (--follower_max_lag).
+  absl::Duration max_lag = absl::Seconds(10);
+  // For the channels to the writer; null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> forward_credentials;
+};
+
+// What health reports (CheckHealth).
+struct ReplicaHealth {
+  bool serving = true;
+  std::string cause;  // why not serving; empty when serving
+  bool leader = false;
+  std::string leader_address;  // the writer's address; empty: none known
+  uint64_t applied = 0;        // Registrar revision this replica holds
+};
+
+class Replica final : public ClusterHook {
+ public:
+  // Loads the first (follower) generation. `conn`, `claim` (held), `clock`,
+  // `ids` (minting with the claim's node id) and `observer` (nullable)
+  // must outlive the replica. UNAVAILABLE when etcd cannot be read.
+  static absl::StatusOr<std::unique_ptr<Replica>> Start(
+      std::shared_ptr<etcd::Connection> conn,
+      std::shared_ptr<etcd::NodeIdClaimer> claim, ReplicaOptions options,
+      const Clock& clock, IdGenerator& ids, RegistryObserver* observer);
+  // Stop().
+  ~Replica() override;
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  // Enters the election with `advertise` (where the others forward
+  // changes to), once this replica serves. Returns once the first leader
+  // is known and, if it is this replica, its writer generation is
+  // installed; or after `settle` (the role then settles in the
+  // background). Errors: the election could not be entered.
+  absl::Status Campaign(const std::string& advertise, absl::Duration settle);
+
+  // ClusterHook.
+  std::shared_ptr<Registry> registry() override;
+  void BeforeRead(absl::Time deadline, ReadReady ready) override;
+  bool Forward(grpc::CallbackServerContext* ctx, Method method,
+               const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+               ForwardDone done) override;
+
+  // The event log the WatchHub reads: always the current generation's.
+  Store& event_log() { return event_log_; }
+
+  // The writer's periodic work (lease expiry, tombstone drops); nothing on
+  // a follower. Call from one thread (the server's ticker).
+  std::vector<std::string> Tick();
+
+  // Serving or why not, the role and the writer. May block for about a
+  // second (one barrier probe on a follower); call from one thread.
+  ReplicaHealth CheckHealth();
+
+  // True when this replica is the writer with its writer generation in.
+  bool IsLeader() const;
+
+  // Leaves the election and stops the role thread; generations stay until
+  // destruction. Idempotent.
+  void Stop();
+
+ private:
+  struct Generation;
+  // What the election's callbacks and the stores' fences share with the
+  // replica; outlives it when a callback is late.
+  struct Shared;
+
+  Replica(std::shared_ptr<etcd::Connection> conn,
+          std::shared_ptr<etcd::NodeIdClaimer> claim, ReplicaOptions options,
+          const Clock& clock, IdGenerator& ids, RegistryObserver* observer);
+
+  // A fresh generation loaded from etcd.
+  absl::StatusOr<std::shared_ptr<Generation>> Build(bool leader);
+  void Install(std::shared_ptr<Generation> g) ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<Generation> current() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<etcd::Election> election() const;
+
+  // The role thread: reconciles the generation with the election.
+  void Run();
+  void Reconcile();
+  void FreeRetired();
+
+  const std::shared_ptr<etcd::Connection> conn_;
+  const std::shared_ptr<etcd::NodeIdClaimer> claim_;
+  const ReplicaOptions options_;
+  const Clock& clock_;
+  IdGenerator& ids_;
+  RegistryObserver* const observer_;
+  const std::shared_ptr<Shared> shared_;
+  EventLog event_log_;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<Generation> current_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Forwarder> forwarder_ ABSL_GUARDED_BY(mu_);  // Campaign
+  // Role thread only.
+  std::vector<std::shared_ptr<Generation>> retired_;
+  absl::Time next_build_ = absl::InfinitePast();
+
+  // CheckHealth only.
+  absl::Time behind_since_ = absl::InfiniteFuture();
+  absl::Time last_probe_ = absl::InfinitePast();
+  absl::Status last_probe_status_;
+
+  std::thread thread_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace registrar::cluster
+
+#endif  // REGISTRAR_SERVICE_CLUSTER_REPLICA_H_

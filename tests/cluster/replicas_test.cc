@@ -1,0 +1,550 @@
+// Several real `registrar --store=etcd` replicas on one prefix over a real
+// 3-member etcd (service/cluster/DESIGN.md): one elected writer, followers
+// that read through the barrier and forward changes to it.
+//  - an ID issued through any replica validates on every other one at
+//    once (read-your-writes across replicas);
+//  - changing calls on a follower are forwarded, and the registry's rules
+//    (Cleanup cascades and ownership, OpenContext's thread reuse, leases)
+//    hold as on the writer; errors come back unchanged;
+//  - kill -9 of the writer: another replica takes over within the node
+//    lease TTL plus a margin, every acknowledged ID still validates, and
+//    no ID is ever issued twice;
+//  - Watch on a follower sees the writer's changes, and a watcher resuming
+//    on another replica from its last revision sees no gap, no duplicate;
+//  - a lease expires once cluster-wide (one EXPIRED event per record).
+
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "registrar/v1/registrar.grpc.pb.h"
+#include "service/id/key_ring.h"
+#include "tests/cluster/etcd_cluster.h"
+#include "tests/integration/metrics_scrape.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_util.h"
+
+namespace registrar {
+namespace {
+
+using ::registrar::testing::EtcdCluster;
+using ::registrar::testing::KillNine;
+using ::registrar::testing::MakeOwner;
+using ::registrar::testing::PollUntil;
+using ::registrar::testing::ScrapeValue;
+using ::registrar::testing::ServerProcess;
+using ::registrar::testing::StartOrFail;
+
+// The node id lease (and so the election key) TTL of the replicas here.
+constexpr int kNodeTtlSeconds = 2;
+
+// One replica process and a stub to it.
+struct Node {
+  std::unique_ptr<ServerProcess> process;
+  std::unique_ptr<v1::Registrar::Stub> stub;
+};
+
+std::string Text(const grpc::Status& s) {
+  return absl::StrCat(s.error_code(), ": ", s.error_message());
+}
+
+// One unary call with a 10 s deadline.
+template <typename Req, typename Resp>
+grpc::Status Call(v1::Registrar::Stub& stub,
+                  grpc::Status (v1::Registrar::Stub::*method)(
+                      grpc::ClientContext*, const Req&, Resp*),
+                  const Req& req, Resp* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return (stub.*method)(&ctx, req, resp);
+}
+
+// The call, again while it is UNAVAILABLE (no writer elected yet, or one
+// taking over: nothing was done), for at most `bound` (scaled).
+template <typename Req, typename Resp>
+grpc::Status Retry(v1::Registrar::Stub& stub,
+                   grpc::Status (v1::Registrar::Stub::*method)(
+                       grpc::ClientContext*, const Req&, Resp*),
+                   const Req& req, Resp* resp,
+                   absl::Duration bound = absl::Seconds(20)) {
+  grpc::Status last;
+  PollUntil(
+      [&] {
+        resp->Clear();
+        last = Call(stub, method, req, resp);
+        return last.error_code() != grpc::StatusCode::UNAVAILABLE;
+      },
+      bound);
+  return last;
+}
+
+class ReplicasTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto c = EtcdCluster::Start();
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = c->release();
+    key_file_ = new std::string(cluster_->dir() + "/tag.key");
+    std::ofstream(*key_file_) << KeyRing::Generate().ToFileText();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+    delete key_file_;
+    key_file_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(cluster_, nullptr);
+    ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(30)).ok());
+    owner_ = MakeOwner(
+        "acme",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+
+  // A replica on this test's prefix.
+  static Node StartNode(std::vector<std::string> extra = {}) {
+    ServerProcess::Options o;
+    o.key_path = *key_file_;
+    o.args = {
+        "--store=etcd",
+        "--etcd_endpoints=" + absl::StrJoin(cluster_->client_endpoints(), ","),
+        "--etcd_prefix=/rep/" + std::string(::testing::UnitTest::GetInstance()
+                                                ->current_test_info()
+                                                ->name()),
+        absl::StrCat("--etcd_node_ttl=", kNodeTtlSeconds, "s"),
+        "--shutdown_drain=0s"};
+    o.args.insert(o.args.end(), extra.begin(), extra.end());
+    o.start_timeout = absl::Seconds(40);
+    Node n;
+    n.process = StartOrFail(o);
+    if (n.process != nullptr) {
+      n.stub = v1::Registrar::NewStub(grpc::CreateChannel(
+          n.process->grpc_address(), grpc::InsecureChannelCredentials()));
+    }
+    return n;
+  }
+
+  // Starts `count` replicas into nodes_.
+  void StartNodes(int count, std::vector<std::string> extra = {}) {
+    for (int i = 0; i < count; ++i) {
+      nodes_.push_back(StartNode(extra));
+      ASSERT_NE(nodes_.back().process, nullptr);
+    }
+  }
+
+  // The index of the one replica (among the running ones) whose
+  // registrar_cluster_is_leader is 1, once exactly one says so; -1 when
+  // none did within `bound`.
+  int AwaitLeader(absl::Duration bound = absl::Seconds(20)) {
+    int leader = -1;
+    PollUntil(
+        [&] {
+          int count = 0;
+          for (size_t i = 0; i < nodes_.size(); ++i) {
+            if (nodes_[i].process == nullptr || !nodes_[i].process->running()) {
+              continue;
+            }
+            std::optional<double> v =
+                ScrapeValue(*nodes_[i].process, "registrar_cluster_is_leader");
+            if (v.has_value() && *v == 1) {
+              ++count;
+              leader = static_cast<int>(i);
+            }
+          }
+          return count == 1;
+        },
+        bound);
+    return leader;
+  }
+
+  v1::IssueRequest IssueOf(v1::Kind kind, uint32_t count) const {
+    v1::IssueRequest req;
+    req.set_kind(kind);
+    *req.mutable_owner() = owner_;
+    req.set_count(count);
+    return req;
+  }
+
+  // Issues `count` threads through `node` (retrying UNAVAILABLE).
+  std::vector<std::string> Issue(Node& node, uint32_t count) {
+    v1::IssueResponse resp;
+    grpc::Status s = Retry(*node.stub, &v1::Registrar::Stub::Issue,
+                           IssueOf(v1::KIND_THREAD, count), &resp);
+    EXPECT_TRUE(s.ok()) << Text(s);
+    return {resp.ids().begin(), resp.ids().end()};
+  }
+
+  // The verdict of each id on `node`, in order.
+  std::vector<v1::Verdict> Verdicts(Node& node,
+                                    const std::vector<std::string>& ids) {
+    v1::ValidateRequest req;
+    *req.mutable_owner() = owner_;
+    for (const std::string& id : ids) req.add_items()->set_id(id);
+    v1::ValidateResponse resp;
+    grpc::Status s =
+        Call(*node.stub, &v1::Registrar::Stub::Validate, req, &resp);
+    EXPECT_TRUE(s.ok()) << Text(s);
+    std::vector<v1::Verdict> out;
+    for (const auto& r : resp.results()) out.push_back(r.verdict());
+    return out;
+  }
+
+  void ExpectAll(Node& node, const std::vector<std::string>& ids,
+                 v1::Verdict want) {
+    for (size_t at = 0; at < ids.size(); at += 500) {
+      std::vector<std::string> part(
+          ids.begin() + at, ids.begin() + std::min(ids.size(), at + 500));
+      std::vector<v1::Verdict> got = Verdicts(node, part);
+      ASSERT_EQ(got.size(), part.size());
+      for (size_t i = 0; i < part.size(); ++i) {
+        ASSERT_EQ(got[i], want)
+            << part[i] << " on " << node.process->grpc_address() << ": "
+            << v1::Verdict_Name(got[i]);
+      }
+    }
+  }
+
+  static inline EtcdCluster* cluster_ = nullptr;
+  static inline std::string* key_file_ = nullptr;
+  std::vector<Node> nodes_;
+  v1::Owner owner_;
+};
+
+// Issue through each replica in turn, from several threads at once; the
+// IDs validate VALID on both other replicas right after the reply, and
+// Describe there gives the same record as the writer.
+TEST_F(ReplicasTest, IssuedOnOneValidatesOnTheOthersAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartNodes(3));
+  const int leader = AwaitLeader();
+  ASSERT_GE(leader, 0);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    EXPECT_EQ(ScrapeValue(*nodes_[i].process, "registrar_cluster_is_leader")
+                  .value_or(-1),
+              static_cast<int>(i) == leader ? 1 : 0);
+  }
+  std::atomic<int> checked{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 40; ++round) {
+        const int on = (t + round) % 3;
+        std::vector<std::string> ids = Issue(nodes_[on], 5);
+        if (ids.size() != 5) return;
+        for (int other = 0; other < 3; ++other) {
+          if (other == on) continue;
+          std::vector<v1::Verdict> v = Verdicts(nodes_[other], ids);
+          for (size_t i = 0; i < ids.size(); ++i) {
+            EXPECT_EQ(i < v.size() ? v[i] : v1::VERDICT_UNSPECIFIED,
+                      v1::VERDICT_VALID)
+                << ids[i] << " issued on " << on << ", read on " << other;
+          }
+          ++checked;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(checked.load(), 3 * 40 * 2);
+
+  std::vector<std::string> ids = Issue(nodes_[(leader + 1) % 3], 1);
+  ASSERT_EQ(ids.size(), 1u);
+  v1::DescribeRequest req;
+  req.set_id(ids[0]);
+  v1::DescribeResponse on_leader, on_other;
+  ASSERT_TRUE(Call(*nodes_[leader].stub, &v1::Registrar::Stub::Describe, req,
+                   &on_leader)
+                  .ok());
+  ASSERT_TRUE(Call(*nodes_[(leader + 2) % 3].stub,
+                   &v1::Registrar::Stub::Describe, req, &on_other)
+                  .ok());
+  EXPECT_EQ(on_leader.SerializeAsString(), on_other.SerializeAsString());
+}
+
+// Every changing call on a follower: forwarded, the writer's rules hold,
+// and the writer's errors come back unchanged.
+TEST_F(ReplicasTest, ChangesOnAFollowerAreForwardedAndRulesHold) {
+  ASSERT_NO_FATAL_FAILURE(StartNodes(2));
+  const int leader = AwaitLeader();
+  ASSERT_GE(leader, 0);
+  Node& follower = nodes_[1 - leader];
+  Node& writer = nodes_[leader];
+  v1::Registrar::Stub& f = *follower.stub;
+
+  v1::GrantLeaseRequest grant;
+  grant.set_holder("gw-1");
+  grant.set_ttl_seconds(60);
+  v1::GrantLeaseResponse lease;
+  ASSERT_TRUE(Retry(f, &v1::Registrar::Stub::GrantLease, grant, &lease).ok());
+  v1::KeepAliveRequest keep;
+  keep.set_lease_id(lease.lease_id());
+  v1::KeepAliveResponse kept;
+  grpc::Status s = Call(f, &v1::Registrar::Stub::KeepAlive, keep, &kept);
+  ASSERT_TRUE(s.ok()) << Text(s);
+  EXPECT_EQ(kept.ttl_seconds(), 60u);
+
+  v1::IssueRequest conn_req = IssueOf(v1::KIND_CONNECTION, 1);
+  conn_req.set_lease_id(lease.lease_id());
+  v1::IssueResponse conn;
+  ASSERT_TRUE(Call(f, &v1::Registrar::Stub::Issue, conn_req, &conn).ok());
+  ASSERT_EQ(conn.ids_size(), 1);
+
+  v1::OpenContextRequest open;
+  *open.mutable_owner() = owner_;
+  open.set_connection_id(conn.ids(0));
+  v1::OpenContextResponse first, second;
+  ASSERT_TRUE(Call(f, &v1::Registrar::Stub::OpenContext, open, &first).ok());
+  EXPECT_FALSE(first.thread_reused());
+  open.set_thread_id(first.thread_id());
+  ASSERT_TRUE(Call(f, &v1::Registrar::Stub::OpenContext, open, &second).ok());
+  EXPECT_TRUE(second.thread_reused());
+  EXPECT_EQ(second.thread_id(), first.thread_id());
+
+  // Another owner's cleanup is refused, touching nothing.
+  v1::CleanupRequest other;
+  *other.mutable_owner() = MakeOwner("acme", "someone-else");
+  other.mutable_ids()->add_ids(first.run_id());
+  v1::CleanupResponse refused;
+  ASSERT_TRUE(Call(f, &v1::Registrar::Stub::Cleanup, other, &refused).ok());
+  ASSERT_EQ(refused.refused_size(), 1);
+  EXPECT_EQ(refused.released_size(), 0);
+
+  // Releasing the connection releases what was opened through it; the
+  // thread outlives it.
+  v1::CleanupRequest by_conn;
+  *by_conn.mutable_owner() = owner_;
+  by_conn.set_connection_id(conn.ids(0));
+  v1::CleanupResponse cleaned;
+  ASSERT_TRUE(Call(f, &v1::Registrar::Stub::Cleanup, by_conn, &cleaned).ok());
+  std::set<std::string> released(cleaned.released().begin(),
+                                 cleaned.released().end());
+  EXPECT_EQ(released, (std::set<std::string>{
+                          conn.ids(0), first.run_id(), first.request_id(),
+                          second.run_id(), second.request_id()}));
+  for (Node* n : {&follower, &writer}) {
+    EXPECT_EQ(Verdicts(*n, {first.thread_id(), first.run_id(), conn.ids(0)}),
+              (std::vector<v1::Verdict>{v1::VERDICT_VALID, v1::VERDICT_RELEASED,
+                                        v1::VERDICT_RELEASED}));
+  }
+
+  v1::RevokeLeaseRequest revoke;
+  revoke.set_lease_id(lease.lease_id());
+  v1::RevokeLeaseResponse revoked;
+  ASSERT_TRUE(
+      Call(f, &v1::Registrar::Stub::RevokeLease, revoke, &revoked).ok());
+  // The writer's errors, unchanged: NOT_FOUND for a lease that is gone,
+  // INVALID_ARGUMENT with the writer's message for a bad request.
+  s = Call(f, &v1::Registrar::Stub::KeepAlive, keep, &kept);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << Text(s);
+  v1::IssueResponse bad;
+  const v1::IssueRequest no_kind = IssueOf(v1::KIND_UNSPECIFIED, 1);
+  const grpc::Status via_follower =
+      Call(f, &v1::Registrar::Stub::Issue, no_kind, &bad);
+  const grpc::Status on_writer =
+      Call(*writer.stub, &v1::Registrar::Stub::Issue, no_kind, &bad);
+  EXPECT_EQ(via_follower.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(via_follower.error_code(), on_writer.error_code());
+  EXPECT_EQ(via_follower.error_message(), on_writer.error_message());
+  EXPECT_EQ(via_follower.error_details(), on_writer.error_details());
+}
+
+// kill -9 of the writer under load: another replica takes over within the
+// node lease TTL plus a margin; every acknowledged ID validates on every
+// survivor and no ID was issued twice, before or after.
+TEST_F(ReplicasTest, WriterKilledAnotherTakesOverAndNothingIsLost) {
+  ASSERT_NO_FATAL_FAILURE(StartNodes(3));
+  const int leader = AwaitLeader();
+  ASSERT_GE(leader, 0);
+  absl::Mutex mu;
+  std::vector<std::string> acked;
+  std::set<std::string> seen;
+  std::atomic<bool> stop{false};
+  std::atomic<int> duplicates{0};
+  std::vector<std::thread> load;
+  for (int t = 0; t < 3; ++t) {
+    load.emplace_back([&, t] {
+      while (!stop.load()) {
+        Node& n = nodes_[t];
+        if (!n.process->running()) return;
+        v1::IssueResponse resp;
+        if (!Call(*n.stub, &v1::Registrar::Stub::Issue,
+                  IssueOf(v1::KIND_THREAD, 5), &resp)
+                 .ok()) {
+          continue;
+        }
+        absl::MutexLock lock(&mu);
+        for (const std::string& id : resp.ids()) {
+          if (!seen.insert(id).second) ++duplicates;
+          acked.push_back(id);
+        }
+      }
+    });
+  }
+  auto acked_count = [&] {
+    absl::MutexLock lock(&mu);
+    return acked.size();
+  };
+  ASSERT_TRUE(
+      PollUntil([&] { return acked_count() >= 300; }, absl::Seconds(30)));
+  const absl::Time killed_at = absl::Now();
+  stop = true;
+  for (auto& t : load) t.join();
+  ASSERT_NO_FATAL_FAILURE(KillNine(*nodes_[leader].process));
+
+  // A survivor takes writes again within the TTL and a margin.
+  const int survivor = (leader + 1) % 3;
+  v1::IssueResponse after;
+  grpc::Status s = Retry(*nodes_[survivor].stub, &v1::Registrar::Stub::Issue,
+                         IssueOf(v1::KIND_THREAD, 5), &after,
+                         absl::Seconds(kNodeTtlSeconds) + absl::Seconds(8));
+  ASSERT_TRUE(s.ok()) << Text(s);
+  const absl::Duration failover = absl::Now() - killed_at;
+  std::printf("failover after kill -9 of the writer: %s\n",
+              absl::FormatDuration(failover).c_str());
+  const int new_leader = AwaitLeader();
+  ASSERT_GE(new_leader, 0);
+  EXPECT_NE(new_leader, leader);
+
+  EXPECT_EQ(duplicates.load(), 0);
+  for (const std::string& id : after.ids()) {
+    EXPECT_TRUE(seen.insert(id).second) << "issued again: " << id;
+  }
+  std::vector<std::string> more = Issue(nodes_[(leader + 2) % 3], 50);
+  for (const std::string& id : more) {
+    EXPECT_TRUE(seen.insert(id).second) << "issued again: " << id;
+  }
+  acked.insert(acked.end(), after.ids().begin(), after.ids().end());
+  acked.insert(acked.end(), more.begin(), more.end());
+  for (int i = 0; i < 3; ++i) {
+    if (i == leader) continue;
+    ASSERT_NO_FATAL_FAILURE(ExpectAll(nodes_[i], acked, v1::VERDICT_VALID));
+  }
+}
+
+// Reads a Watch stream until `want` events arrived (or 20 s, scaled).
+std::vector<v1::WatchEvent> WatchEvents(v1::Registrar::Stub& stub,
+                                        uint64_t from, size_t want) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::seconds(20 * testing::SanitizerTimeScale()));
+  v1::WatchRequest req;
+  req.set_start_revision(from);
+  auto reader = stub.Watch(&ctx, req);
+  std::vector<v1::WatchEvent> events;
+  v1::WatchEvent e;
+  while (events.size() < want && reader->Read(&e)) events.push_back(e);
+  ctx.TryCancel();
+  reader->Finish();
+  return events;
+}
+
+// A watcher on a follower sees what was issued through the other replica;
+// one that stops halfway and resumes on a third replica from its last
+// revision + 1 gets the rest: no gap, no duplicate.
+TEST_F(ReplicasTest, WatchOnAFollowerAndResumedElsewhereHasNoGap) {
+  ASSERT_NO_FATAL_FAILURE(StartNodes(3));
+  const int leader = AwaitLeader();
+  ASSERT_GE(leader, 0);
+  const int a = (leader + 1) % 3;
+  const int b = (leader + 2) % 3;
+  // A marker: the revision of its event is where this test's events begin.
+  std::vector<std::string> marker = Issue(nodes_[leader], 1);
+  ASSERT_EQ(marker.size(), 1u);
+  v1::DescribeRequest d;
+  d.set_id(marker[0]);
+  v1::DescribeResponse described;
+  ASSERT_TRUE(
+      Call(*nodes_[a].stub, &v1::Registrar::Stub::Describe, d, &described)
+          .ok());
+  const uint64_t from = described.record().revision() + 1;
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    for (const std::string& id : Issue(nodes_[i % 2 == 0 ? leader : b], 5)) {
+      ids.push_back(id);
+    }
+  }
+  ASSERT_EQ(ids.size(), 100u);
+  std::vector<v1::WatchEvent> part1 = WatchEvents(*nodes_[a].stub, from, 40);
+  ASSERT_EQ(part1.size(), 40u);
+  std::vector<v1::WatchEvent> part2 =
+      WatchEvents(*nodes_[b].stub, part1.back().revision() + 1, 60);
+  ASSERT_EQ(part2.size(), 60u);
+  std::vector<std::string> got;
+  uint64_t expect = from;
+  for (const auto* part : {&part1, &part2}) {
+    for (const v1::WatchEvent& e : *part) {
+      EXPECT_EQ(e.revision(), expect++) << "gap or duplicate";
+      EXPECT_EQ(e.type(), v1::EVENT_TYPE_ISSUED);
+      got.push_back(e.record().id());
+    }
+  }
+  EXPECT_EQ(got, ids);
+}
+
+// A lease granted through a follower and never kept alive expires once:
+// its connections read EXPIRED on every replica, and the event log holds
+// exactly one EXPIRED event for each.
+TEST_F(ReplicasTest, LeaseExpiresExactlyOnceClusterWide) {
+  ASSERT_NO_FATAL_FAILURE(StartNodes(3));
+  const int leader = AwaitLeader();
+  ASSERT_GE(leader, 0);
+  Node& follower = nodes_[(leader + 1) % 3];
+  v1::GrantLeaseRequest grant;
+  grant.set_holder("gw-short");
+  grant.set_ttl_seconds(1);
+  v1::GrantLeaseResponse lease;
+  ASSERT_TRUE(
+      Retry(*follower.stub, &v1::Registrar::Stub::GrantLease, grant, &lease)
+          .ok());
+  v1::IssueRequest req = IssueOf(v1::KIND_CONNECTION, 3);
+  req.set_lease_id(lease.lease_id());
+  v1::IssueResponse conns;
+  grpc::Status s =
+      Call(*follower.stub, &v1::Registrar::Stub::Issue, req, &conns);
+  ASSERT_TRUE(s.ok()) << Text(s);
+  const std::vector<std::string> ids(conns.ids().begin(), conns.ids().end());
+  for (Node& n : nodes_) {
+    EXPECT_TRUE(PollUntil(
+        [&] {
+          std::vector<v1::Verdict> v = Verdicts(n, ids);
+          return v == std::vector<v1::Verdict>(3, v1::VERDICT_EXPIRED);
+        },
+        absl::Seconds(15)))
+        << n.process->grpc_address();
+  }
+  // Everything up to a marker issued after the expiry, from the start.
+  std::vector<std::string> marker = Issue(nodes_[leader], 1);
+  ASSERT_EQ(marker.size(), 1u);
+  v1::DescribeRequest d;
+  d.set_id(marker[0]);
+  v1::DescribeResponse described;
+  ASSERT_TRUE(
+      Call(*follower.stub, &v1::Registrar::Stub::Describe, d, &described).ok());
+  const uint64_t last = described.record().revision();
+  std::vector<v1::WatchEvent> all =
+      WatchEvents(*nodes_[(leader + 2) % 3].stub, 1, last);
+  ASSERT_EQ(all.size(), last);
+  std::map<std::string, int> expired;
+  for (const v1::WatchEvent& e : all) {
+    if (e.type() == v1::EVENT_TYPE_EXPIRED) ++expired[e.record().id()];
+  }
+  for (const std::string& id : ids) EXPECT_EQ(expired[id], 1) << id;
+  EXPECT_EQ(expired.size(), ids.size());
+}
+
+}  // namespace
+}  // namespace registrar
