@@ -40,7 +40,9 @@ class FollowerFeed::Waiters
     {
       absl::MutexLock lock(&mu_);
       if (applied > applied_) applied_ = applied;
-      Take([&](const Waiter& w) { return w.revision <= applied_; }, &ready);
+      const uint64_t now_applied = applied_;
+      Take([now_applied](const Waiter& w) { return w.revision <= now_applied; },
+           &ready);
     }
     for (Waiter& w : ready) w.done(absl::OkStatus());
   }
