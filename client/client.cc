@@ -105,6 +105,16 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
   return grpc::SslCredentials(ssl);
 }
 
+// The bearer token checked, then the channel credentials: what every
+// channel of a Client needs, and every option error Create() reports.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> CheckedCredentials(
+    const ClientOptions& options) {
+  if (absl::Status st = CheckBearerToken(options.bearer_token); !st.ok()) {
+    return st;
+  }
+  return MakeCredentials(options);
+}
+
 // The endpoints of `target`: several when it lists "host:port"s separated
 // by commas, else `target` itself (a URI such as "ipv4:a,b" keeps its
 // commas: gRPC reads it).
@@ -143,11 +153,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelTo(
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Client::CreateChannel(
     const ClientOptions& options) {
-  if (absl::Status st = CheckBearerToken(options.bearer_token); !st.ok()) {
-    return st;
-  }
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
-      MakeCredentials(options);
+      CheckedCredentials(options);
   if (!credentials.ok()) return credentials.status();
   return ChannelTo(SplitTarget(options.target).front(), options, *credentials);
 }
@@ -160,11 +167,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
 }
 
 Client::Setup Client::SetupFrom(const ClientOptions& options) {
-  if (absl::Status st = CheckBearerToken(options.bearer_token); !st.ok()) {
-    return Setup{std::move(st), {}};
-  }
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
-      MakeCredentials(options);
+      CheckedCredentials(options);
   if (!credentials.ok()) return Setup{credentials.status(), {}};
   Setup setup;
   for (std::string& target : SplitTarget(options.target)) {

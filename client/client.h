@@ -135,9 +135,10 @@ class Client {
   // is set, or when bearer_token has characters metadata cannot carry.
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
 
-  // The channel Create() and Client(ClientOptions) use: credentials and
-  // channel arguments from `options`. Errors as for Create(). For callers
-  // that need the same channel for other services (e.g. health checks).
+  // A channel as Create() and Client(ClientOptions) make them: credentials
+  // and channel arguments from `options`, to options.target or, when it
+  // lists several endpoints, to the first. Errors as for Create(). For
+  // callers that need a channel for other services (e.g. health checks).
   static absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(
       const ClientOptions& options);
 
@@ -270,7 +271,7 @@ class Client {
   static bool Connected(const Endpoint& endpoint, absl::Time until);
 
   // What Client(ClientOptions) builds before delegating: the endpoints, or
-  // the error CreateChannel returned.
+  // the error Create() would return.
   struct Setup {
     absl::Status error;
     std::vector<Endpoint> endpoints;

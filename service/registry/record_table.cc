@@ -486,19 +486,6 @@ std::vector<Id128> RecordTable::DueTombstones(int64_t cutoff_ms) const {
   return due;
 }
 
-uint64_t RecordTable::DropTombstones(int64_t cutoff_ms) {
-  uint64_t dropped = 0;
-  while (!tombstones_.empty() && tombstones_.front().first <= cutoff_ms) {
-    const auto entry = tombstones_.front();
-    tombstones_.pop_front();
-    if (!Current(entry)) continue;
-    Drop(entry.second);
-    ++dropped;
-  }
-  TrimTombstoneQueue();
-  return dropped;
-}
-
 std::vector<Id128> RecordTable::ExcessTombstones(int64_t cutoff_ms) const {
   std::vector<Id128> out;
   for (const OwnerRef o : over_cap_) {

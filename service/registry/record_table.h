@@ -151,11 +151,9 @@ class RecordTable {
   void End(Ref r, State state, int64_t ended_ms,
            const std::shared_ptr<const std::string>& reason, uint64_t revision);
 
-  // IDs of tombstones that ended at or before `cutoff_ms`, oldest first.
+  // IDs of tombstones that ended at or before `cutoff_ms`, oldest first
+  // (DropTombstones forgets them once their removal is committed).
   std::vector<Id128> DueTombstones(int64_t cutoff_ms) const;
-  // Forgets them (their removal from the store is committed first).
-  // Returns how many were dropped.
-  uint64_t DropTombstones(int64_t cutoff_ms);
 
   // Tombstones one owner may hold (0: no bound), so that churn by one
   // owner cannot grow memory without limit; an owner past it loses its

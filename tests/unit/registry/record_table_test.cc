@@ -184,11 +184,11 @@ TEST(RecordTableTest, TombstonesDropInEndOrderAndFreeTheOwner) {
   EXPECT_EQ(vb.revision, 3u);
 
   EXPECT_THAT(t.DueTombstones(kBaseMs + 15), ElementsAre(b));
-  EXPECT_EQ(t.DropTombstones(kBaseMs + 15), 1u);
+  EXPECT_EQ(t.DropTombstones(t.DueTombstones(kBaseMs + 15)), 1u);
   EXPECT_EQ(t.Find(b), RecordTable::kNone);
   EXPECT_NE(t.Find(a), RecordTable::kNone);
   EXPECT_THAT(Owned(t, kAlice), ElementsAre(a));
-  EXPECT_EQ(t.DropTombstones(kBaseMs + 20), 1u);
+  EXPECT_EQ(t.DropTombstones(t.DueTombstones(kBaseMs + 20)), 1u);
   EXPECT_EQ(t.FindOwner(kAlice), RecordTable::kNone);
   EXPECT_EQ(t.size(), 0u);
 }
@@ -202,7 +202,7 @@ TEST(RecordTableTest, ThreadKeepsItsConnectionIdAfterTheConnectionIsDropped) {
   // The connection ends with its run; the thread lives on.
   t.End(t.Find(conn), State::kReleased, kBaseMs + 10, reason, 4);
   t.End(t.Find(run), State::kReleased, kBaseMs + 10, reason, 4);
-  ASSERT_EQ(t.DropTombstones(kBaseMs + 10), 2u);
+  ASSERT_EQ(t.DropTombstones(t.DueTombstones(kBaseMs + 10)), 2u);
   EXPECT_EQ(t.Find(conn), RecordTable::kNone);
   EXPECT_EQ(t.MemoryUsage().ghosts, 1u);
   EXPECT_EQ(t.View(t.Find(thread)).connection, conn);
@@ -210,7 +210,7 @@ TEST(RecordTableTest, ThreadKeepsItsConnectionIdAfterTheConnectionIsDropped) {
 
   // When the thread goes too, so does the ghost.
   t.End(t.Find(thread), State::kReleased, kBaseMs + 20, reason, 5);
-  ASSERT_EQ(t.DropTombstones(kBaseMs + 20), 1u);
+  ASSERT_EQ(t.DropTombstones(t.DueTombstones(kBaseMs + 20)), 1u);
   EXPECT_EQ(t.MemoryUsage().ghosts, 0u);
   EXPECT_EQ(t.size(), 0u);
 }
@@ -221,7 +221,7 @@ TEST(RecordTableTest, FreedNodesAreReusedWithoutStaleLinks) {
   t.Insert(Rec(thread, Kind::kThread, kAlice));
   t.Insert(Rec(run, Kind::kRun, kAlice, thread));
   t.End(t.Find(run), State::kReleased, kBaseMs + 5, reason, 3);
-  ASSERT_EQ(t.DropTombstones(kBaseMs + 5), 1u);
+  ASSERT_EQ(t.DropTombstones(t.DueTombstones(kBaseMs + 5)), 1u);
   const uint64_t nodes = t.MemoryUsage().nodes;
   // The freed node is reused by a new record with no links of the old one.
   const Id128 other = IdAt(3);
@@ -308,7 +308,7 @@ TEST(RecordTableTest, ChurnKeepsIndexAndOwnersConsistent) {
         keep.push_back(live[i]);
       }
     }
-    t.DropTombstones(kBaseMs + ms);
+    t.DropTombstones(t.DueTombstones(kBaseMs + ms));
     live = keep;
     ASSERT_EQ(t.size(), live.size());
   }
@@ -354,7 +354,7 @@ TEST(RecordTableTest, OwnerPastTheTombstoneCapListsItsOldestAsExcess) {
   // Retention still drops the rest in end order, skipping the ones gone.
   EXPECT_THAT(t.DueTombstones(kBaseMs + 101),
               ElementsAre(IdAt(10), alice[5], alice[4]));
-  EXPECT_EQ(t.DropTombstones(kBaseMs + 1000), 4u);
+  EXPECT_EQ(t.DropTombstones(t.DueTombstones(kBaseMs + 1000)), 4u);
   EXPECT_EQ(t.size(), 1u);  // alice's live one
   // Dropping what is not a tombstone does nothing.
   const Id128 unknown = IdAt(99);
