@@ -13,220 +13,43 @@
 //    on another replica from its last revision sees no gap, no duplicate;
 //  - a lease expires once cluster-wide (one EXPIRED event per record).
 
-#include <signal.h>
-
 #include <atomic>
 #include <cstdio>
-#include <fstream>
 #include <map>
-#include <memory>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
-#include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
-#include "service/id/key_ring.h"
-#include "tests/cluster/etcd_cluster.h"
-#include "tests/integration/metrics_scrape.h"
-#include "tests/integration/server_process.h"
-#include "tests/integration/test_util.h"
+#include "tests/cluster/replicas_fixture.h"
 
 namespace registrar {
 namespace {
 
-using ::registrar::testing::EtcdCluster;
+using ::registrar::testing::Call;
 using ::registrar::testing::KillNine;
+using ::registrar::testing::kNodeTtlSeconds;
 using ::registrar::testing::MakeOwner;
+using ::registrar::testing::Node;
 using ::registrar::testing::PollUntil;
+using ::registrar::testing::ReplicasFixture;
+using ::registrar::testing::Retry;
 using ::registrar::testing::ScrapeValue;
-using ::registrar::testing::ServerProcess;
-using ::registrar::testing::StartOrFail;
+using ::registrar::testing::Text;
+using ::registrar::testing::WatchEvents;
 
-// The node id lease (and so the election key) TTL of the replicas here.
-constexpr int kNodeTtlSeconds = 2;
+class ReplicasTest : public ReplicasFixture {};
 
-// One replica process and a stub to it.
-struct Node {
-  std::unique_ptr<ServerProcess> process;
-  std::unique_ptr<v1::Registrar::Stub> stub;
-};
-
-std::string Text(const grpc::Status& s) {
-  return absl::StrCat(s.error_code(), ": ", s.error_message());
-}
-
-// One unary call with a 10 s deadline.
-template <typename Req, typename Resp>
-grpc::Status Call(v1::Registrar::Stub& stub,
-                  grpc::Status (v1::Registrar::Stub::*method)(
-                      grpc::ClientContext*, const Req&, Resp*),
-                  const Req& req, Resp* resp) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  return (stub.*method)(&ctx, req, resp);
-}
-
-// The call, again while it is UNAVAILABLE (no writer elected yet, or one
-// taking over: nothing was done), for at most `bound` (scaled).
-template <typename Req, typename Resp>
-grpc::Status Retry(v1::Registrar::Stub& stub,
-                   grpc::Status (v1::Registrar::Stub::*method)(
-                       grpc::ClientContext*, const Req&, Resp*),
-                   const Req& req, Resp* resp,
-                   absl::Duration bound = absl::Seconds(20)) {
-  grpc::Status last;
-  PollUntil(
-      [&] {
-        resp->Clear();
-        last = Call(stub, method, req, resp);
-        return last.error_code() != grpc::StatusCode::UNAVAILABLE;
-      },
-      bound);
-  return last;
-}
-
-class ReplicasTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    auto c = EtcdCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-    key_file_ = new std::string(cluster_->dir() + "/tag.key");
-    std::ofstream(*key_file_) << KeyRing::Generate().ToFileText();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-    delete key_file_;
-    key_file_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(cluster_, nullptr);
-    ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(30)).ok());
-    owner_ = MakeOwner(
-        "acme",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  }
-
-  // A replica on this test's prefix.
-  static Node StartNode(std::vector<std::string> extra = {}) {
-    ServerProcess::Options o;
-    o.key_path = *key_file_;
-    o.args = {
-        "--store=etcd",
-        "--etcd_endpoints=" + absl::StrJoin(cluster_->client_endpoints(), ","),
-        "--etcd_prefix=/rep/" + std::string(::testing::UnitTest::GetInstance()
-                                                ->current_test_info()
-                                                ->name()),
-        absl::StrCat("--etcd_node_ttl=", kNodeTtlSeconds, "s"),
-        "--shutdown_drain=0s"};
-    o.args.insert(o.args.end(), extra.begin(), extra.end());
-    o.start_timeout = absl::Seconds(40);
-    Node n;
-    n.process = StartOrFail(o);
-    if (n.process != nullptr) {
-      n.stub = v1::Registrar::NewStub(grpc::CreateChannel(
-          n.process->grpc_address(), grpc::InsecureChannelCredentials()));
-    }
-    return n;
-  }
-
-  // Starts `count` replicas into nodes_.
-  void StartNodes(int count, std::vector<std::string> extra = {}) {
-    for (int i = 0; i < count; ++i) {
-      nodes_.push_back(StartNode(extra));
-      ASSERT_NE(nodes_.back().process, nullptr);
-    }
-  }
-
-  // The index of the one replica (among the running ones) whose
-  // registrar_cluster_is_leader is 1, once exactly one says so; -1 when
-  // none did within `bound`.
-  int AwaitLeader(absl::Duration bound = absl::Seconds(20)) {
-    int leader = -1;
-    PollUntil(
-        [&] {
-          int count = 0;
-          for (size_t i = 0; i < nodes_.size(); ++i) {
-            if (nodes_[i].process == nullptr || !nodes_[i].process->running()) {
-              continue;
-            }
-            std::optional<double> v =
-                ScrapeValue(*nodes_[i].process, "registrar_cluster_is_leader");
-            if (v.has_value() && *v == 1) {
-              ++count;
-              leader = static_cast<int>(i);
-            }
-          }
-          return count == 1;
-        },
-        bound);
-    return leader;
-  }
-
-  v1::IssueRequest IssueOf(v1::Kind kind, uint32_t count) const {
-    v1::IssueRequest req;
-    req.set_kind(kind);
-    *req.mutable_owner() = owner_;
-    req.set_count(count);
-    return req;
-  }
-
-  // Issues `count` threads through `node` (retrying UNAVAILABLE).
-  std::vector<std::string> Issue(Node& node, uint32_t count) {
-    v1::IssueResponse resp;
-    grpc::Status s = Retry(*node.stub, &v1::Registrar::Stub::Issue,
-                           IssueOf(v1::KIND_THREAD, count), &resp);
-    EXPECT_TRUE(s.ok()) << Text(s);
-    return {resp.ids().begin(), resp.ids().end()};
-  }
-
-  // The verdict of each id on `node`, in order.
-  std::vector<v1::Verdict> Verdicts(Node& node,
-                                    const std::vector<std::string>& ids) {
-    v1::ValidateRequest req;
-    *req.mutable_owner() = owner_;
-    for (const std::string& id : ids) req.add_items()->set_id(id);
-    v1::ValidateResponse resp;
-    grpc::Status s =
-        Call(*node.stub, &v1::Registrar::Stub::Validate, req, &resp);
-    EXPECT_TRUE(s.ok()) << Text(s);
-    std::vector<v1::Verdict> out;
-    for (const auto& r : resp.results()) out.push_back(r.verdict());
-    return out;
-  }
-
-  void ExpectAll(Node& node, const std::vector<std::string>& ids,
-                 v1::Verdict want) {
-    for (size_t at = 0; at < ids.size(); at += 500) {
-      std::vector<std::string> part(
-          ids.begin() + at, ids.begin() + std::min(ids.size(), at + 500));
-      std::vector<v1::Verdict> got = Verdicts(node, part);
-      ASSERT_EQ(got.size(), part.size());
-      for (size_t i = 0; i < part.size(); ++i) {
-        ASSERT_EQ(got[i], want)
-            << part[i] << " on " << node.process->grpc_address() << ": "
-            << v1::Verdict_Name(got[i]);
-      }
-    }
-  }
-
-  static inline EtcdCluster* cluster_ = nullptr;
-  static inline std::string* key_file_ = nullptr;
-  std::vector<Node> nodes_;
-  v1::Owner owner_;
-};
-
-// Issue through each replica in turn, from several threads at once; the
-// IDs validate VALID on both other replicas right after the reply, and
-// Describe there gives the same record as the writer.
+// Issue through each replica in turn, from several threads at once (each
+// thread with its own owner); right after each reply the IDs validate VALID
+// on both other replicas, Describe there shows the record, and the other
+// replicas' ListOwned holds it: thousands of reads, none older than a
+// write acknowledged before it began. And Describe gives the same record on
+// the writer and a follower.
 TEST_F(ReplicasTest, IssuedOnOneValidatesOnTheOthersAtOnce) {
   ASSERT_NO_FATAL_FAILURE(StartNodes(3));
   const int leader = AwaitLeader();
@@ -236,21 +59,59 @@ TEST_F(ReplicasTest, IssuedOnOneValidatesOnTheOthersAtOnce) {
                   .value_or(-1),
               static_cast<int>(i) == leader ? 1 : 0);
   }
+  constexpr int kRounds = 150;
   std::atomic<int> checked{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 3; ++t) {
     threads.emplace_back([&, t] {
-      for (int round = 0; round < 40; ++round) {
+      const v1::Owner owner = MakeOwner("acme", absl::StrCat("ryw-", t));
+      size_t owned = 0;
+      for (int round = 0; round < kRounds; ++round) {
         const int on = (t + round) % 3;
-        std::vector<std::string> ids = Issue(nodes_[on], 5);
-        if (ids.size() != 5) return;
+        v1::IssueRequest issue = IssueOf(v1::KIND_THREAD, 5);
+        *issue.mutable_owner() = owner;
+        v1::IssueResponse issued;
+        grpc::Status s = Retry(*nodes_[on].stub, &v1::Registrar::Stub::Issue,
+                               issue, &issued);
+        ASSERT_TRUE(s.ok()) << Text(s);
+        ASSERT_EQ(issued.ids_size(), 5);
+        owned += 5;
         for (int other = 0; other < 3; ++other) {
           if (other == on) continue;
-          std::vector<v1::Verdict> v = Verdicts(nodes_[other], ids);
-          for (size_t i = 0; i < ids.size(); ++i) {
-            EXPECT_EQ(i < v.size() ? v[i] : v1::VERDICT_UNSPECIFIED,
-                      v1::VERDICT_VALID)
-                << ids[i] << " issued on " << on << ", read on " << other;
+          v1::Registrar::Stub& stub = *nodes_[other].stub;
+          v1::ValidateRequest validate;
+          *validate.mutable_owner() = owner;
+          for (const std::string& id : issued.ids()) {
+            validate.add_items()->set_id(id);
+          }
+          v1::ValidateResponse verdicts;
+          s = Call(stub, &v1::Registrar::Stub::Validate, validate, &verdicts);
+          ASSERT_TRUE(s.ok()) << Text(s);
+          ASSERT_EQ(verdicts.results_size(), 5);
+          for (int i = 0; i < 5; ++i) {
+            EXPECT_EQ(verdicts.results(i).verdict(), v1::VERDICT_VALID)
+                << issued.ids(i) << " issued on " << on << ", read on "
+                << other;
+          }
+          v1::DescribeRequest describe;
+          describe.set_id(issued.ids(round % 5));
+          v1::DescribeResponse described;
+          s = Call(stub, &v1::Registrar::Stub::Describe, describe,
+                   &described);
+          ASSERT_TRUE(s.ok()) << Text(s) << " describing " << describe.id()
+                              << " issued on " << on << ", read on " << other;
+          EXPECT_EQ(described.record().id(), describe.id());
+          // ListOwned's first page is enough: a page holds the newest
+          // records last, so count them all only every 10th round.
+          if (round % 10 == 0) {
+            v1::ListOwnedRequest list;
+            *list.mutable_owner() = owner;
+            list.set_page_size(1000);
+            v1::ListOwnedResponse page;
+            s = Call(stub, &v1::Registrar::Stub::ListOwned, list, &page);
+            ASSERT_TRUE(s.ok()) << Text(s);
+            EXPECT_EQ(static_cast<size_t>(page.records_size()), owned)
+                << "ListOwned on " << other << " after round " << round;
           }
           ++checked;
         }
@@ -258,7 +119,7 @@ TEST_F(ReplicasTest, IssuedOnOneValidatesOnTheOthersAtOnce) {
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(checked.load(), 3 * 40 * 2);
+  EXPECT_EQ(checked.load(), 3 * kRounds * 2);
 
   std::vector<std::string> ids = Issue(nodes_[(leader + 1) % 3], 1);
   ASSERT_EQ(ids.size(), 1u);
@@ -432,23 +293,6 @@ TEST_F(ReplicasTest, WriterKilledAnotherTakesOverAndNothingIsLost) {
     if (i == leader) continue;
     ASSERT_NO_FATAL_FAILURE(ExpectAll(nodes_[i], acked, v1::VERDICT_VALID));
   }
-}
-
-// Reads a Watch stream until `want` events arrived (or 20 s, scaled).
-std::vector<v1::WatchEvent> WatchEvents(v1::Registrar::Stub& stub,
-                                        uint64_t from, size_t want) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::seconds(20 * testing::SanitizerTimeScale()));
-  v1::WatchRequest req;
-  req.set_start_revision(from);
-  auto reader = stub.Watch(&ctx, req);
-  std::vector<v1::WatchEvent> events;
-  v1::WatchEvent e;
-  while (events.size() < want && reader->Read(&e)) events.push_back(e);
-  ctx.TryCancel();
-  reader->Finish();
-  return events;
 }
 
 // A watcher on a follower sees what was issued through the other replica;
