@@ -16,12 +16,8 @@
 //   all      create in this process, then scan and recover each in a fresh
 //            child process (this binary re-run), then a summary.
 //
-// Record mix, per owner (records spread evenly over owners, IDs interleaved
-// across owners in time as real traffic would be): one connection bound to
-// one of --leases leases, then repeating units of
-//   thread, run, request, request, run, request, request
-// (runs under the unit's thread, requests under their run), every one of
-// them opened through the owner's connection. No labels.
+// Record mix: bench/programs/record_mix.h (a gateway-like mix of
+// connections, threads, runs and requests over --owners owners).
 
 #include <malloc.h>
 #include <sys/wait.h>
@@ -46,6 +42,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/programs/record_mix.h"
 #include "service/common/clock.h"
 #include "service/id/id.h"
 #include "service/id/id_generator.h"
@@ -117,32 +114,6 @@ uint64_t DirBytes(const std::filesystem::path& dir) {
 
 double MiB(uint64_t b) { return static_cast<double>(b) / (1 << 20); }
 
-// The planned mix: what record j of an owner is.
-struct Plan {
-  uint64_t records, owners;
-  uint64_t PerOwner(uint64_t o) const {
-    return records / owners + (o < records % owners ? 1 : 0);
-  }
-  // j = 0: connection; then units of 7.
-  static Kind KindAt(uint64_t j) {
-    if (j == 0) return Kind::kConnection;
-    switch ((j - 1) % 7) {
-      case 0:
-        return Kind::kThread;
-      case 1:
-      case 4:
-        return Kind::kRun;
-      default:
-        return Kind::kRequest;
-    }
-  }
-};
-
-Owner OwnerOf(uint64_t o) {
-  return Owner{absl::StrFormat("tenant-%03d", o % 100),
-               absl::StrFormat("user-%07d", o)};
-}
-
 std::string DataDir(const std::string& dir) { return dir + "/data"; }
 
 // The store in the work dir `dir`; null after printing why.
@@ -166,7 +137,7 @@ int Create(const std::string& dir) {
   const uint32_t nleases = std::max<uint32_t>(1, absl::GetFlag(FLAGS_leases));
   const uint32_t commit_batch =
       std::max<uint32_t>(1, absl::GetFlag(FLAGS_commit_batch));
-  const Plan plan{n, owners};
+  const bench::RecordMix mix{n, owners};
 
   std::error_code ec;
   if (std::filesystem::exists(dir, ec)) {
@@ -205,15 +176,11 @@ int Create(const std::string& dir) {
     }
   }
 
-  // Per-owner state: its connection, current thread and run.
-  std::vector<Id128> conn(owners), thread(owners), run(owners);
-  const auto shared_labels = std::make_shared<const Labels>();
-  const uint64_t max_per_owner = plan.PerOwner(0);
   uint64_t written = 0;
   uint64_t by_kind[kNumKinds] = {};
   WriteBatch batch;
   batch.events.reserve(commit_batch);
-  std::vector<Id128> minted;
+  bool failed = false;
   auto flush = [&]() -> bool {
     if (batch.events.empty()) return true;
     if (auto s = store->Commit(&batch); !s.ok()) {
@@ -224,54 +191,26 @@ int Create(const std::string& dir) {
     return true;
   };
   double last_report = 0;
-  for (uint64_t j = 0; j < max_per_owner; ++j) {
-    const Kind kind = Plan::KindAt(j);
-    for (uint64_t o = 0; o < owners; ++o) {
-      if (j >= plan.PerOwner(o)) break;  // PerOwner is non-increasing in o
-      Owner owner = OwnerOf(o);
-      minted.clear();
-      if (!ids.Mint(kind, owner.tenant, owner.user_id, 1, &minted).ok()) {
-        return 1;
-      }
-      RecordView r;
-      r.id = minted[0];
-      r.kind = kind;
-      r.owner = std::move(owner);
-      switch (kind) {
-        case Kind::kConnection:
-          r.lease = leases[o % leases.size()];
-          conn[o] = r.id;
-          break;
-        case Kind::kThread:
-          r.connection = conn[o];
-          thread[o] = r.id;
-          break;
-        case Kind::kRun:
-          r.connection = conn[o];
-          r.parent = thread[o];
-          run[o] = r.id;
-          break;
-        default:
-          r.connection = conn[o];
-          r.parent = run[o];
-      }
-      r.labels = shared_labels;
-      r.created_at = absl::FromUnixMillis(absl::ToUnixMillis(clock.Now()));
-      r.ended_at = absl::InfinitePast();
-      r.state = State::kLive;
-      batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
-      ++by_kind[static_cast<int>(kind)];
-      ++written;
-      if (batch.events.size() >= commit_batch && !flush()) return 1;
-    }
-    const double el = SecondsSince(t_start);
-    if (el - last_report > 10) {
-      last_report = el;
-      std::fprintf(stderr, "  created %llu / %llu records (%.0f s)\n",
-                   static_cast<unsigned long long>(written),
-                   static_cast<unsigned long long>(n), el);
-    }
-  }
+  absl::Status generated = mix.Generate(
+      ids, clock, leases,
+      [&](RecordView&& r) {
+        batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
+        ++written;
+        if (batch.events.size() >= commit_batch && !flush()) {
+          failed = true;
+          return false;
+        }
+        const double el = SecondsSince(t_start);
+        if (el - last_report > 10) {
+          last_report = el;
+          std::fprintf(stderr, "  created %llu / %llu records (%.0f s)\n",
+                       static_cast<unsigned long long>(written),
+                       static_cast<unsigned long long>(n), el);
+        }
+        return true;
+      },
+      by_kind);
+  if (!generated.ok() || failed) return 1;
   if (!flush()) return 1;
   {
     WriteBatch hw;

@@ -1,0 +1,82 @@
+#include "bench/programs/record_mix.h"
+
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+
+namespace registrar::bench {
+
+Kind RecordMix::KindAt(uint64_t j) {
+  if (j == 0) return Kind::kConnection;
+  switch ((j - 1) % 7) {
+    case 0:
+      return Kind::kThread;
+    case 1:
+    case 4:
+      return Kind::kRun;
+    default:
+      return Kind::kRequest;
+  }
+}
+
+Owner RecordMix::OwnerOf(uint64_t o) {
+  return Owner{absl::StrFormat("tenant-%03d", o % 100),
+               absl::StrFormat("user-%07d", o)};
+}
+
+absl::Status RecordMix::Generate(IdGenerator& ids, const Clock& clock,
+                                 const std::vector<Id128>& leases,
+                                 absl::FunctionRef<bool(RecordView&&)> emit,
+                                 uint64_t* by_kind) const {
+  if (leases.empty()) return absl::InvalidArgumentError("no leases");
+  // Per-owner state: its connection, current thread and run.
+  std::vector<Id128> conn(owners), thread(owners), run(owners);
+  const auto shared_labels = std::make_shared<const Labels>();
+  const uint64_t max_per_owner = PerOwner(0);
+  std::vector<Id128> minted;
+  for (uint64_t j = 0; j < max_per_owner; ++j) {
+    const Kind kind = KindAt(j);
+    for (uint64_t o = 0; o < owners; ++o) {
+      if (j >= PerOwner(o)) break;  // PerOwner is non-increasing in o
+      Owner owner = OwnerOf(o);
+      minted.clear();
+      if (absl::Status s =
+              ids.Mint(kind, owner.tenant, owner.user_id, 1, &minted);
+          !s.ok()) {
+        return s;
+      }
+      RecordView r;
+      r.id = minted[0];
+      r.kind = kind;
+      r.owner = std::move(owner);
+      switch (kind) {
+        case Kind::kConnection:
+          r.lease = leases[o % leases.size()];
+          conn[o] = r.id;
+          break;
+        case Kind::kThread:
+          r.connection = conn[o];
+          thread[o] = r.id;
+          break;
+        case Kind::kRun:
+          r.connection = conn[o];
+          r.parent = thread[o];
+          run[o] = r.id;
+          break;
+        default:
+          r.connection = conn[o];
+          r.parent = run[o];
+      }
+      r.labels = shared_labels;
+      r.created_at = absl::FromUnixMillis(absl::ToUnixMillis(clock.Now()));
+      r.ended_at = absl::InfinitePast();
+      r.state = State::kLive;
+      if (by_kind != nullptr) ++by_kind[static_cast<int>(kind)];
+      if (!emit(std::move(r))) return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace registrar::bench
