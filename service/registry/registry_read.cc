@@ -150,13 +150,15 @@ absl::StatusOr<ListOwnedResult> Registry::ListOwned(
     }
     after = *decoded;
   }
-  const uint32_t page_size =
-      spec.page_size == 0
-          ? options_.default_page_size
-          : std::min<uint32_t>(spec.page_size, options_.max_page_size);
+  const uint32_t page_size = PageSize(spec.page_size);
   const Shard& shard = ShardFor(spec.owner);
   absl::ReaderMutexLock lock(&shard.mu);
   return ListPage(shard.table, spec, after, page_size, options_.max_page_bytes);
+}
+
+uint32_t Registry::PageSize(uint32_t asked) const {
+  return asked == 0 ? options_.default_page_size
+                    : std::min<uint32_t>(asked, options_.max_page_size);
 }
 
 }  // namespace registrar
