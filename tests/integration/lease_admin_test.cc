@@ -97,8 +97,7 @@ class LeaseAdminTest : public ::testing::Test {
     Prepare(ctx, token);
     v1::RevokeLeasesRequest request;
     request.set_holder(holder);
-    return v1::Admin::NewStub(channel_)->RevokeLeases(&ctx, request,
-                                                      response);
+    return v1::Admin::NewStub(channel_)->RevokeLeases(&ctx, request, response);
   }
   // Lease IDs of `holder` ("" every holder), every page, as the admin.
   std::vector<std::string> LeaseIds(const std::string& holder) {
@@ -246,10 +245,9 @@ TEST_F(LeaseAdminTest, RevokeByHolderReleasesExactlyItsRecords) {
   EXPECT_EQ(listed.leases(0).connections(), 2u);
   EXPECT_EQ(listed.leases(1).connections(), 1u);
   EXPECT_EQ(listed.leases(2).connections(), 0u);
-  EXPECT_THAT(LeaseIds(""), UnorderedElementsAreArray({dead_leases[0],
-                                                       dead_leases[1],
-                                                       dead_leases[2],
-                                                       live_lease}));
+  EXPECT_THAT(LeaseIds(""),
+              UnorderedElementsAreArray({dead_leases[0], dead_leases[1],
+                                         dead_leases[2], live_lease}));
 
   v1::RevokeLeasesResponse revoked;
   const grpc::Status s = Revoke("token-ops", "gw-dead", &revoked);

@@ -356,16 +356,16 @@ TEST_F(RegistrarctlTest, LeasesAndRevokeHolder) {
   }
   CliResult live = Ok({"lease", "grant", "--holder=ctl-live", "--ttl=60"});
   const std::string live_lease = live.out.substr(0, live.out.find(' '));
-  const std::string conn = Lines(Ok(With({"issue", "--kind=connection",
-                                          "--lease=" + dead[1]},
-                                         OwnerArgs()))
-                                     .out)
-                               .at(0);
-  const std::string kept = Lines(Ok(With({"issue", "--kind=connection",
-                                          "--lease=" + live_lease},
-                                         OwnerArgs()))
-                                     .out)
-                               .at(0);
+  const std::string conn =
+      Lines(Ok(With({"issue", "--kind=connection", "--lease=" + dead[1]},
+                    OwnerArgs()))
+                .out)
+          .at(0);
+  const std::string kept =
+      Lines(Ok(With({"issue", "--kind=connection", "--lease=" + live_lease},
+                    OwnerArgs()))
+                .out)
+          .at(0);
 
   CliResult table = Ok({"leases", "--holder=ctl-dead"});
   std::vector<std::string> rows = Lines(table.out);
@@ -373,9 +373,9 @@ TEST_F(RegistrarctlTest, LeasesAndRevokeHolder) {
   EXPECT_THAT(rows[0], MatchesRegex("LEASE_ID +HOLDER +TTL +REMAINING +"
                                     "CONNECTIONS +GRANTOR"));
   for (int i = 0; i < 3; ++i) {
-    EXPECT_THAT(rows[i + 1],
-                MatchesRegex(absl::StrCat(dead[i], " +ctl-dead +60s +[0-9.]+s +",
-                                          i == 1 ? 1 : 0, " +-")));
+    EXPECT_THAT(rows[i + 1], MatchesRegex(absl::StrCat(
+                                 dead[i], " +ctl-dead +60s +[0-9.]+s +",
+                                 i == 1 ? 1 : 0, " +-")));
   }
   CliResult page = Ok({"leases", "--holder=ctl-dead", "--page_size=2"});
   EXPECT_EQ(Lines(page.out).size(), 4u) << page.out;  // header, 2, token
@@ -385,9 +385,9 @@ TEST_F(RegistrarctlTest, LeasesAndRevokeHolder) {
   EXPECT_THAT(json.out, HasSubstr("\"connections\":\"1\""));
 
   CliResult revoked = Ok({"revoke-holder", "--holder=ctl-dead"});
-  EXPECT_EQ(revoked.out, absl::StrCat("revoked: 3\n  ", dead[0], "\n  ",
-                                      dead[1], "\n  ", dead[2],
-                                      "\nreleased: 1\n"));
+  EXPECT_EQ(revoked.out,
+            absl::StrCat("revoked: 3\n  ", dead[0], "\n  ", dead[1], "\n  ",
+                         dead[2], "\nreleased: 1\n"));
   EXPECT_EQ(testing::VerdictOf(*client_, conn, owner_), v1::VERDICT_RELEASED);
   EXPECT_EQ(testing::VerdictOf(*client_, kept, owner_), v1::VERDICT_VALID);
   EXPECT_EQ(Lines(Ok({"leases", "--holder=ctl-dead"}).out).size(), 1u);
