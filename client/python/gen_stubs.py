@@ -6,8 +6,8 @@ Used by setup.py (pip install ./client/python) and by the CMake target
 
 The stubs go to <package>/_gen/: registrar/v1/registrar_pb2{,_grpc}.py,
 registrar/v1/admin_pb2{,_grpc}.py and google/rpc/{status,error_details}_pb2.py
-(Debian 12 ships no googleapis-common-protos), generated with Debian's protoc and
-/usr/bin/grpc_python_plugin. protoc writes absolute imports
+(Debian 12 ships no googleapis-common-protos), generated with Debian's
+protoc and /usr/bin/grpc_python_plugin. protoc writes absolute imports
 (`from registrar.v1 import registrar_pb2`); they are rewritten to point into
 registrar_client._gen so the package needs nothing on sys.path but itself.
 
