@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "grpcpp/support/proto_buffer_reader.h"
+#include "service/api/raw_request.h"
 #include "service/api/status_conversion.h"
 #include "service/common/field_error.h"
 #include "service/store/rocksdb_store.h"
@@ -46,18 +46,6 @@ struct LeaseCall {
   Req request;
   Resp response;
 };
-
-template <typename Req>
-absl::Status ParseRequest(const grpc::ByteBuffer& bytes, Req* request) {
-  grpc::ByteBuffer copy(bytes);  // shares the slices; the reader consumes
-  grpc::ProtoBufferReader reader(&copy);
-  if (reader.status().ok() && request->ParseFromZeroCopyStream(&reader)) {
-    return absl::OkStatus();
-  }
-  return InvalidField(
-      "request", absl::StrCat("cannot be parsed as ", request->GetTypeName(),
-                              " (every string field must be valid UTF-8)"));
-}
 
 }  // namespace
 
@@ -133,7 +121,7 @@ grpc::ServerUnaryReactor* AdminService::HandleLeaseCall(
     return reactor;
   }
   auto call = std::make_shared<LeaseCall<Req, Resp>>();
-  absl::Status st = ParseRequest(*request, &call->request);
+  absl::Status st = StrictParse(*request, &call->request);
   absl::StatusOr<CallerPtr> caller = access_->Authenticate(*ctx);
   if (st.ok()) st = caller.status();
   if (st.ok()) st = access_->Authorize(caller->get(), method, {});

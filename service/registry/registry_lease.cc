@@ -21,6 +21,7 @@
 namespace registrar {
 
 using registry_internal::Await;
+using registry_internal::PageStart;
 using registry_internal::ParseReference;
 using registry_internal::ReasonFor;
 using Ref = RecordTable::Ref;
@@ -263,14 +264,7 @@ absl::StatusOr<RevokeHolderResult> Registry::RevokeHolder(
 
 absl::StatusOr<ListLeasesResult> Registry::ListLeases(
     const ListLeasesSpec& spec) const {
-  Id128 after;
-  if (!spec.page_token.empty()) {
-    absl::StatusOr<Id128> decoded = DecodeSuffix(spec.page_token);
-    if (!decoded.ok()) {
-      return InvalidField("page_token", "is not a token this server issued");
-    }
-    after = *decoded;
-  }
+  ASSIGN_OR_RETURN(const Id128 after, PageStart(spec.page_token));
   const uint32_t page_size = PageSize(spec.page_size);
   const absl::Time now = Now();
   ListLeasesResult result;

@@ -15,6 +15,7 @@
 
 namespace registrar {
 using registry_internal::Await;
+using registry_internal::PageStart;
 using registry_internal::ParseReference;
 using Ref = RecordTable::Ref;
 using OwnerRef = RecordTable::OwnerRef;
@@ -142,14 +143,7 @@ absl::StatusOr<ListOwnedResult> Registry::ListOwned(
   if (spec.kind != Kind::kUnspecified && !IsRecordKind(spec.kind)) {
     return InvalidField("kind", "is not a record kind");
   }
-  Id128 after;
-  if (!spec.page_token.empty()) {
-    absl::StatusOr<Id128> decoded = DecodeSuffix(spec.page_token);
-    if (!decoded.ok()) {
-      return InvalidField("page_token", "is not a token this server issued");
-    }
-    after = *decoded;
-  }
+  ASSIGN_OR_RETURN(const Id128 after, PageStart(spec.page_token));
   const uint32_t page_size = PageSize(spec.page_size);
   const Shard& shard = ShardFor(spec.owner);
   absl::ReaderMutexLock lock(&shard.mu);

@@ -118,6 +118,12 @@ def list_owned_request(owner_: OwnerLike, kind: Optional[KindLike],
                                page_size=page_size, page_token=page_token)
 
 
+def list_leases_request(holder: str, page_size: int,
+                        page_token: str) -> "pb.ListLeasesRequest":
+    return pb.ListLeasesRequest(holder=holder, page_size=page_size,
+                                page_token=page_token)
+
+
 def revoked_leases(responses: Iterable["pb.RevokeLeasesResponse"]
                    ) -> "pb.RevokeLeasesResponse":
     """The RevokeLeases replies of one holder, added up."""

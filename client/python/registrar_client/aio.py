@@ -161,9 +161,9 @@ class AsyncClient:
         token = ""
         while True:
             page = await self._call(
-                "ListLeases",
-                pb.ListLeasesRequest(holder=holder, page_size=page_size,
-                                     page_token=token), timeout, self._admin)
+                "ListLeases", _api.list_leases_request(holder, page_size,
+                                                       token),
+                timeout, self._admin)
             yield page
             token = page.next_page_token
             if not token:

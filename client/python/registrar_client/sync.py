@@ -123,9 +123,9 @@ class Client:
         token = ""
         while True:
             page = self._call(
-                "ListLeases",
-                pb.ListLeasesRequest(holder=holder, page_size=page_size,
-                                     page_token=token), timeout, self._admin)
+                "ListLeases", _api.list_leases_request(holder, page_size,
+                                                       token),
+                timeout, self._admin)
             yield page
             token = page.next_page_token
             if not token:

@@ -165,7 +165,7 @@ TEST_F(AdminServiceTest, AFollowerPassesBothCallsToTheWriter) {
       writer_registry_->GrantLease("gw-1", absl::Seconds(30))->lease_id;
   // A lease only the follower holds (as a follower never renews leases,
   // what it holds is not what counts).
-  follower_registry_->GrantLease("gw-1", absl::Seconds(30));
+  ASSERT_TRUE(follower_registry_->GrantLease("gw-1", absl::Seconds(30)).ok());
 
   v1::ListLeasesResponse listed;
   ASSERT_TRUE(List(*follower_.stub, "gw-1", &listed).ok());
