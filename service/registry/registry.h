@@ -319,8 +319,8 @@ class Registry {
   // batch per lease: the lease and everything bound to it end as
   // RELEASED); `done` runs once every one is committed or failed. A lease
   // whose end fails is put back (calling again retries it); the call then
-  // fails with that error, saying how many were revoked. InvalidArgument
-  // for an empty holder.
+  // fails with that error (saying how many were revoked, when some were).
+  // InvalidArgument for an empty holder.
   using RevokeHolderDone =
       absl::AnyInvocable<void(absl::StatusOr<RevokeHolderResult>) &&>;
   void RevokeHolderAsync(std::string_view holder, absl::Time deadline,

@@ -236,11 +236,15 @@ void Registry::RevokeHolderAsync(std::string_view holder, absl::Time deadline,
           absl::StatusOr<RevokeHolderResult> answer;
           {
             absl::MutexLock lock(&call->mu);
+            const size_t total = call->result.revoked.size();
             if (call->failed == 0) {
               call->result.released = call->released;
               answer = std::move(call->result);
+            } else if (call->failed == total) {
+              // Nothing changed: the error as it came (its details, e.g. a
+              // NOT_APPLIED mark or a limit, included).
+              answer = call->error;
             } else {
-              const size_t total = call->result.revoked.size();
               answer = absl::Status(
                   call->error.code(),
                   absl::StrCat(total - call->failed, " of ", total,

@@ -282,7 +282,9 @@ TEST_F(LeaseAdminStoreTest, AFailedRevokeChangesNothingAndCanBeRepeated) {
   absl::StatusOr<RevokeHolderResult> failed =
       registry_->RevokeHolder("gateway-dead");
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(failed.status().message(), HasSubstr("0 of 2 leases revoked"));
+  // Nothing was revoked: the store's error as it came.
+  EXPECT_THAT(std::string(failed.status().message()),
+              ::testing::Not(HasSubstr("leases revoked")));
   for (const std::string& id : doomed) EXPECT_EQ(StateOf(id), State::kLive);
   EXPECT_THAT(ListAll("gateway-dead", 100), ElementsAreArray({l1, l2}));
 
