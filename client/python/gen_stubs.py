@@ -4,10 +4,10 @@
 Used by setup.py (pip install ./client/python) and by the CMake target
 `registrar_python_client` (the build tree); nothing it writes is checked in.
 
-The stubs go to <package>/_gen/: registrar/v1/registrar_pb2{,_grpc}.py and
-google/rpc/{status,error_details}_pb2.py (Debian 12 ships no
-googleapis-common-protos), generated with Debian's protoc and
-/usr/bin/grpc_python_plugin. protoc writes absolute imports
+The stubs go to <package>/_gen/: registrar/v1/registrar_pb2{,_grpc}.py,
+registrar/v1/admin_pb2{,_grpc}.py and google/rpc/{status,error_details}_pb2.py
+(Debian 12 ships no googleapis-common-protos), generated with Debian's
+protoc and /usr/bin/grpc_python_plugin. protoc writes absolute imports
 (`from registrar.v1 import registrar_pb2`); they are rewritten to point into
 registrar_client._gen so the package needs nothing on sys.path but itself.
 
@@ -28,10 +28,11 @@ import tempfile
 
 PROTOS = (
     "registrar/v1/registrar.proto",
+    "registrar/v1/admin.proto",
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",
 )
-GRPC_PROTOS = ("registrar/v1/registrar.proto",)
+GRPC_PROTOS = ("registrar/v1/registrar.proto", "registrar/v1/admin.proto")
 # Top-level proto packages that are generated here (imports of them are
 # rewritten); google.protobuf stays as Debian's python3-protobuf has it.
 _LOCAL_IMPORT = re.compile(r"^from (registrar\.v1|google\.rpc) import ",

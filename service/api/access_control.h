@@ -9,7 +9,8 @@
 //   gateway  Issue, OpenContext, Validate, Cleanup, GrantLease, KeepAlive,
 //            RevokeLease, for its tenants;
 //   reader   Validate, Describe, ListOwned, Watch, for its tenants;
-//   admin    everything, every tenant.
+//   admin    everything, every tenant; the Admin service (Backup,
+//            ListLeases, RevokeLeases) is the admins' alone.
 // A refusal never says whether a record exists: Describe of an ID outside
 // the caller's tenants and of an unknown ID both get PERMISSION_DENIED for a
 // caller limited to some tenants.

@@ -38,8 +38,10 @@ class ClusterHook {
   using ReadReady = std::function<void(absl::Status)>;
   virtual void BeforeRead(absl::Time deadline, ReadReady ready) = 0;
 
-  // For a call that changes state (MethodInfo::changes_state): false when
-  // this replica takes it itself. True when it does not: the call was
+  // For a call that changes state (MethodInfo::changes_state), or one only
+  // the writer can answer (Admin.ListLeases: only the writer renews leases,
+  // so only it knows when they expire): false when this replica takes it
+  // itself. True when it does not: the call was
   // handed on (or refused) and `done` runs exactly once, later or before
   // returning, with the status to finish the call with (*response then
   // holds the reply). Never blocks.

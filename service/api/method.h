@@ -26,9 +26,11 @@ enum class Method : uint8_t {
   kDescribe,
   kListOwned,
   kWatch,
-  kBackup,  // registrar.v1.Admin
+  kBackup,  // registrar.v1.Admin from here on
+  kListLeases,
+  kRevokeLeases,
 };
-inline constexpr int kNumMethods = 11;
+inline constexpr int kNumMethods = 13;
 
 inline constexpr std::string_view kRegistrarService = "registrar.v1.Registrar";
 inline constexpr std::string_view kAdminService = "registrar.v1.Admin";
@@ -46,12 +48,13 @@ struct MethodInfo {
   bool changes_state;        // writes to the store when it succeeds
   RoleSet roles;             // roles that may call it (tenants checked apart)
   // Label in registrar_core_op_seconds{op}; empty for the Watch stream,
-  // which is not one core operation, and for Admin methods.
+  // which is not one core operation, and for Backup (a store operation).
   std::string_view op_label;
 };
 
 // Who may call a method: admins everything; gateways the changing methods
-// and Validate, for their tenants; readers the looking ones.
+// of the data API and Validate, for their tenants; readers the looking
+// ones; the Admin service's methods admins only.
 inline constexpr RoleSet kGatewaysAndAdmins =
     Roles(CallerRole::kGateway) | Roles(CallerRole::kAdmin);
 inline constexpr RoleSet kReadersAndAdmins =
@@ -82,6 +85,10 @@ inline constexpr std::array<MethodInfo, kNumMethods> kMethods = {{
      kReadersAndAdmins, "list_owned"},
     {Method::kWatch, kRegistrarService, "Watch", false, kReadersAndAdmins, ""},
     {Method::kBackup, kAdminService, "Backup", false, kAdminsOnly, ""},
+    {Method::kListLeases, kAdminService, "ListLeases", false, kAdminsOnly,
+     "list_leases"},
+    {Method::kRevokeLeases, kAdminService, "RevokeLeases", true, kAdminsOnly,
+     "revoke_leases"},
 }};
 
 constexpr bool MethodsInEnumOrder() {

@@ -1,7 +1,5 @@
 #include "service/api/registrar_service.h"
 
-#include <grpcpp/support/proto_buffer_reader.h>
-
 #include <algorithm>
 #include <memory>
 #include <optional>
@@ -14,6 +12,7 @@
 #include "google/protobuf/arena.h"
 #include "service/api/lenient.pb.h"
 #include "service/api/proto_conversion.h"
+#include "service/api/raw_request.h"
 #include "service/api/status_conversion.h"
 #include "service/api/watch_reactor.h"  // Watch
 #include "service/common/field_error.h"
@@ -53,21 +52,6 @@ std::shared_ptr<Registry> RegistrarService::CurrentRegistry() const {
 }
 
 namespace {
-
-bool ParseBytes(const grpc::ByteBuffer& bytes,
-                google::protobuf::MessageLite* message) {
-  grpc::ByteBuffer copy(bytes);  // shares the slices; the reader consumes
-  grpc::ProtoBufferReader reader(&copy);
-  return reader.status().ok() && message->ParseFromZeroCopyStream(&reader);
-}
-
-template <typename Req>
-absl::Status StrictParse(const grpc::ByteBuffer& bytes, Req* request) {
-  if (ParseBytes(bytes, request)) return absl::OkStatus();
-  return InvalidField(
-      "request", absl::StrCat("cannot be parsed as ", request->GetTypeName(),
-                              " (every string field must be valid UTF-8)"));
-}
 
 absl::Status LenientOwner(const api::internal::LenientOwner& in,
                           const std::string& field, v1::Owner* out) {

@@ -168,8 +168,7 @@ absl::Status CheckCleanup(const v1::CleanupRequest& r,
 
 absl::Status CheckGrantLease(const v1::GrantLeaseRequest& r,
                              const ApiLimits& limits) {
-  RETURN_IF_ERROR(
-      CheckText(r.holder(), "holder", limits.max_string_bytes, true));
+  RETURN_IF_ERROR(CheckHolder(r.holder(), /*required=*/true, limits));
   if (r.ttl_seconds() == 0) return InvalidField("ttl_seconds", "is required");
   return absl::OkStatus();
 }
@@ -190,10 +189,20 @@ absl::Status CheckListOwned(const v1::ListOwnedRequest& r,
                             const ApiLimits& limits) {
   RETURN_IF_ERROR(CheckOwner(r.owner(), "owner", limits));
   RETURN_IF_ERROR(CheckKind(r.kind(), "kind", /*required=*/false));
-  if (r.page_token().size() > limits.max_page_token_bytes) {
+  return CheckPageToken(r.page_token(), limits);
+}
+
+absl::Status CheckHolder(std::string_view holder, bool required,
+                         const ApiLimits& limits) {
+  return CheckText(holder, "holder", limits.max_string_bytes, required);
+}
+
+absl::Status CheckPageToken(std::string_view page_token,
+                            const ApiLimits& limits) {
+  if (page_token.size() > limits.max_page_token_bytes) {
     return InvalidField(
         "page_token",
-        absl::StrCat("is ", r.page_token().size(), " bytes, limit is ",
+        absl::StrCat("is ", page_token.size(), " bytes, limit is ",
                      limits.max_page_token_bytes));
   }
   return absl::OkStatus();

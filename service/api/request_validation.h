@@ -54,6 +54,13 @@ absl::Status CheckCleanup(const v1::CleanupRequest& r, const ApiLimits& limits);
 absl::Status CheckGrantLease(const v1::GrantLeaseRequest& r,
                              const ApiLimits& limits);
 absl::Status CheckLeaseId(const std::string& lease_id, const ApiLimits& limits);
+// A lease holder (GrantLease, Admin.ListLeases, Admin.RevokeLeases): at
+// most max_string_bytes of printable UTF-8; `required`: not empty.
+absl::Status CheckHolder(std::string_view holder, bool required,
+                         const ApiLimits& limits);
+// A page token at most max_page_token_bytes long (ListOwned, ListLeases).
+absl::Status CheckPageToken(std::string_view page_token,
+                            const ApiLimits& limits);
 absl::Status CheckDescribe(const v1::DescribeRequest& r,
                            const ApiLimits& limits);
 absl::Status CheckListOwned(const v1::ListOwnedRequest& r,

@@ -6,11 +6,27 @@
 
 namespace registrar {
 
+Lessor::Lease& Lessor::Put(Id128 id, std::string holder) {
+  auto [it, added] = leases_.try_emplace(id);
+  if (!added && it->second.holder != holder) {
+    by_holder_.erase({it->second.holder, id});
+  }
+  by_id_.insert(id);
+  by_holder_.insert({holder, id});
+  it->second.holder = std::move(holder);
+  return it->second;
+}
+
+void Lessor::Erase(absl::flat_hash_map<Id128, Lease>::iterator it) {
+  by_holder_.erase({it->second.holder, it->first});
+  by_id_.erase(it->first);
+  leases_.erase(it);
+}
+
 void Lessor::Grant(Id128 lease, std::string holder, absl::Duration ttl,
                    absl::Time now, std::string grantor) {
   absl::MutexLock lock(&mu_);
-  Lease& l = leases_[lease];
-  l.holder = std::move(holder);
+  Lease& l = Put(lease, std::move(holder));
   l.grantor = std::move(grantor);
   l.ttl = ttl;
   l.deadline = now + ttl;
@@ -75,8 +91,7 @@ EndedLease Lessor::Collect(Id128 id, Lease& lease) {
 
 void Lessor::Reinstate(const EndedLease& ended) {
   absl::MutexLock lock(&mu_);
-  Lease& l = leases_[ended.lease];
-  l.holder = ended.holder;
+  Lease& l = Put(ended.lease, ended.holder);
   l.grantor = ended.grantor;
   l.ttl = ended.ttl;
   l.deadline = ended.deadline;
@@ -100,8 +115,59 @@ absl::StatusOr<EndedLease> Lessor::Revoke(
       CheckUsable(it == leases_.end() ? nullptr : &it->second, now, caller);
   if (!usable.ok()) return usable;
   EndedLease ended = Collect(lease, it->second);
-  leases_.erase(it);
+  Erase(it);
   return ended;
+}
+
+void Lessor::ListLive(
+    const std::optional<std::string_view>& holder, Id128 after, absl::Time now,
+    absl::FunctionRef<bool(const LeaseSnapshot&)> visit) const {
+  absl::MutexLock lock(&mu_);
+  auto show = [&](Id128 id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const Lease& l = leases_.at(id);
+    if (l.deadline <= now) return true;  // expired, not reaped yet
+    return visit(LeaseSnapshot{id, l.holder, l.grantor, l.ttl, l.deadline,
+                               l.connections.size()});
+  };
+  if (!holder.has_value()) {
+    for (auto it = by_id_.upper_bound(after); it != by_id_.end(); ++it) {
+      if (!show(*it)) return;
+    }
+    return;
+  }
+  const std::string key(*holder);
+  for (auto it = by_holder_.upper_bound({key, after});
+       it != by_holder_.end() && it->first == key; ++it) {
+    if (!show(it->second)) return;
+  }
+}
+
+std::vector<EndedLease> Lessor::RevokeHolder(std::string_view holder,
+                                             absl::Time now, size_t max,
+                                             bool* more) {
+  std::vector<EndedLease> out;
+  *more = false;
+  absl::MutexLock lock(&mu_);
+  const std::string key(holder);
+  // Erasing from a btree invalidates its iterators: pick, then erase.
+  std::vector<Id128> picked;
+  for (auto it = by_holder_.lower_bound({key, Id128{}});
+       it != by_holder_.end() && it->first == key; ++it) {
+    // Past its deadline a lease ends as expired (TakeExpired), never here.
+    if (leases_.at(it->second).deadline <= now) continue;
+    if (picked.size() == max) {
+      *more = true;
+      break;
+    }
+    picked.push_back(it->second);
+  }
+  out.reserve(picked.size());
+  for (const Id128 id : picked) {
+    auto lease = leases_.find(id);
+    out.push_back(Collect(id, lease->second));
+    Erase(lease);
+  }
+  return out;
 }
 
 std::vector<EndedLease> Lessor::TakeExpired(absl::Time now) {
@@ -117,7 +183,7 @@ std::vector<EndedLease> Lessor::TakeExpired(absl::Time now) {
       continue;
     }
     out.push_back(Collect(id, it->second));
-    leases_.erase(it);
+    Erase(it);
   }
   return out;
 }

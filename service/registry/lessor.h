@@ -13,10 +13,14 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -48,6 +52,16 @@ struct EndedLease {
   absl::Duration ttl;
   absl::Time deadline;
   std::vector<BoundConnection> connections;
+};
+
+// A live lease as ListLive shows it.
+struct LeaseSnapshot {
+  Id128 lease;
+  std::string_view holder;  // valid during the ListLive callback only
+  std::string_view grantor;
+  absl::Duration ttl;
+  absl::Time deadline;
+  size_t connections = 0;
 };
 
 class Lessor {
@@ -91,6 +105,22 @@ class Lessor {
   // retried (a revoke by the caller, an expiry by the next TakeExpired).
   void Reinstate(const EndedLease& lease) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Calls `visit` on the live leases (deadline after `now`) with an ID
+  // after `after`, in ID order, until it returns false: every holder's when
+  // `holder` is nullopt, else those whose holder equals it. `visit` runs
+  // under the Lessor's lock and must not call the Lessor.
+  void ListLive(const std::optional<std::string_view>& holder, Id128 after,
+                absl::Time now,
+                absl::FunctionRef<bool(const LeaseSnapshot&)> visit) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Revokes (as Revoke does, with no caller check) up to `max` live leases
+  // of `holder`, in ID order, and returns them; *more is set when live
+  // leases of `holder` remain.
+  std::vector<EndedLease> RevokeHolder(std::string_view holder, absl::Time now,
+                                       size_t max, bool* more)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // True when the lease exists and its deadline is after `now`.
   bool IsLive(Id128 lease, absl::Time now) const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -111,12 +141,21 @@ class Lessor {
   };
 
   static EndedLease Collect(Id128 id, Lease& lease);
+  // Adds or removes a lease in leases_ and both indexes.
+  Lease& Put(Id128 id, std::string holder) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Erase(absl::flat_hash_map<Id128, Lease>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // NotFound / PermissionDenied for a lease `caller` may not use.
   static absl::Status CheckUsable(const Lease* lease, absl::Time now,
                                   const std::optional<std::string>& caller);
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<Id128, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  // The keys of leases_ in ID order, and by holder then ID: the operator's
+  // listings and revoke-by-holder page through them.
+  absl::btree_set<Id128> by_id_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::pair<std::string, Id128>> by_holder_
+      ABSL_GUARDED_BY(mu_);
   LeaseQueue queue_ ABSL_GUARDED_BY(mu_);
 };
 

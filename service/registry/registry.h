@@ -181,6 +181,34 @@ struct ListOwnedResult {
   std::string next_page_token;  // empty on the last page
 };
 
+struct ListLeasesSpec {
+  // Leases of this holder only (exact match); nullopt: every holder's.
+  std::optional<std::string_view> holder;
+  uint32_t page_size = 0;  // 0: default
+  std::string_view page_token;
+};
+
+// A live lease as the operator sees it (Admin.ListLeases).
+struct LeaseInfo {
+  std::string lease_id;
+  std::string holder;
+  std::string grantor;
+  absl::Duration ttl;
+  absl::Duration remaining;  // before it expires unless renewed
+  uint64_t connections = 0;  // live connections bound to it
+};
+
+struct ListLeasesResult {
+  std::vector<LeaseInfo> leases;  // in lease ID order
+  std::string next_page_token;    // empty on the last page
+};
+
+struct RevokeHolderResult {
+  std::vector<std::string> revoked;  // lease IDs, in ID order
+  uint64_t released = 0;             // records ended with them
+  bool more = false;                 // the holder has more leases left
+};
+
 class Registry {
  public:
   // `clock`, `ids`, `observer` (nullable) and `store` must outlive the
@@ -283,6 +311,27 @@ class Registry {
                         const std::optional<std::string>& caller,
                         absl::Time deadline, RevokeDone done);
 
+  // Most leases one RevokeHolder call revokes.
+  static constexpr size_t kMaxLeasesPerRevoke = 100;
+
+  // Revokes up to kMaxLeasesPerRevoke live leases of `holder` (exact
+  // match), each exactly as RevokeLease does with no caller check (one
+  // batch per lease: the lease and everything bound to it end as
+  // RELEASED); `done` runs once every one is committed or failed. A lease
+  // whose end fails is put back (calling again retries it); the call then
+  // fails with that error (saying how many were revoked, when some were).
+  // InvalidArgument for an empty holder.
+  using RevokeHolderDone =
+      absl::AnyInvocable<void(absl::StatusOr<RevokeHolderResult>) &&>;
+  void RevokeHolderAsync(std::string_view holder, absl::Time deadline,
+                         RevokeHolderDone done);
+  absl::StatusOr<RevokeHolderResult> RevokeHolder(std::string_view holder);
+
+  // The live leases, of one holder or all, in lease ID order, paginated
+  // like ListOwned (page_size and max_page_bytes). InvalidArgument for a
+  // page_token this registry did not issue.
+  absl::StatusOr<ListLeasesResult> ListLeases(const ListLeasesSpec& spec) const;
+
   // The record of an ID. InvalidArgument when the text does not parse,
   // NotFound when no record of that kind is held.
   absl::StatusOr<RecordView> Describe(std::string_view id) const;
@@ -383,6 +432,11 @@ class Registry {
   using EndLeaseDone = absl::AnyInvocable<void(absl::Status, Ended&) &&>;
   void EndLeaseAsync(EndedLease lease, EndCause cause, absl::Time deadline,
                      EndLeaseDone done);
+  // A revoked lease's end (RevokeLease, RevokeHolder): EndLeaseAsync, the
+  // observer told; `done` gets the IDs it ended.
+  void EndRevokedLease(EndedLease lease, absl::Time deadline, RevokeDone done);
+  // The page size a List call asked for, within the options' bounds.
+  uint32_t PageSize(uint32_t asked) const;
   // Queues the drop of tombstones past retention, per shard.
   void DropExpiredTombstones(absl::Time now);
 

@@ -1,6 +1,8 @@
 // Leases (grant, keep alive, revoke, the end of a lease as one batch with
 // its connections) and time: lease expiry and tombstone drops (Tick).
 
+#include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -19,6 +21,7 @@
 namespace registrar {
 
 using registry_internal::Await;
+using registry_internal::PageStart;
 using registry_internal::ParseReference;
 using registry_internal::ReasonFor;
 using Ref = RecordTable::Ref;
@@ -143,8 +146,13 @@ void Registry::RevokeLeaseAsync(std::string_view lease_id,
     std::move(done)(ended.status());
     return;
   }
+  EndRevokedLease(*std::move(ended), deadline, std::move(done));
+}
+
+void Registry::EndRevokedLease(EndedLease lease, absl::Time deadline,
+                               RevokeDone done) {
   EndLeaseAsync(
-      *std::move(ended), EndCause::kLeaseRevoked, deadline,
+      std::move(lease), EndCause::kLeaseRevoked, deadline,
       [this, done = std::move(done)](absl::Status s, Ended& ended) mutable {
         if (!s.ok()) {
           std::move(done)(std::move(s));
@@ -161,6 +169,126 @@ absl::StatusOr<std::vector<std::string>> Registry::RevokeLease(
   return Await<absl::StatusOr<std::vector<std::string>>>([&](RevokeDone done) {
     RevokeLeaseAsync(lease_id, caller, absl::InfiniteFuture(), std::move(done));
   });
+}
+
+// ---------------------------------------------------------------------------
+// The operator's view: leases by holder
+
+namespace {
+
+// What a RevokeHolder call gathers from its leases' ends, which complete
+// on store threads in any order.
+struct RevokeHolderCall {
+  absl::Mutex mu;
+  size_t left ABSL_GUARDED_BY(mu) = 0;
+  uint64_t released ABSL_GUARDED_BY(mu) = 0;
+  size_t failed ABSL_GUARDED_BY(mu) = 0;
+  absl::Status error ABSL_GUARDED_BY(mu);  // the first failure
+  RevokeHolderResult result;  // revoked and more: set before any end starts
+  Registry::RevokeHolderDone done;
+};
+
+// An upper bound of a lease's size in a ListLeases reply: its strings and
+// 64 bytes for the rest (the ID, numbers and field tags).
+uint64_t EncodedSizeBound(const LeaseSnapshot& l) {
+  return 64 + l.holder.size() + l.grantor.size();
+}
+
+}  // namespace
+
+void Registry::RevokeHolderAsync(std::string_view holder, absl::Time deadline,
+                                 RevokeHolderDone done) {
+  if (holder.empty()) {
+    std::move(done)(InvalidField("holder", "is required"));
+    return;
+  }
+  auto call = std::make_shared<RevokeHolderCall>();
+  std::vector<EndedLease> leases = lessor_.RevokeHolder(
+      holder, Now(), kMaxLeasesPerRevoke, &call->result.more);
+  if (leases.empty()) {
+    std::move(done)(std::move(call->result));
+    return;
+  }
+  call->done = std::move(done);
+  for (const EndedLease& lease : leases) {
+    call->result.revoked.push_back(FormatId(Kind::kLease, lease.lease));
+  }
+  {
+    absl::MutexLock lock(&call->mu);
+    call->left = leases.size();
+  }
+  // Every lease's end is its own batch, exactly as RevokeLease's; the last
+  // one to complete answers.
+  for (EndedLease& lease : leases) {
+    EndRevokedLease(
+        std::move(lease), deadline,
+        [call](absl::StatusOr<std::vector<std::string>> ended) {
+          {
+            absl::MutexLock lock(&call->mu);
+            if (ended.ok()) {
+              call->released += ended->size();
+            } else if (call->failed++ == 0) {
+              call->error = ended.status();
+            }
+            if (--call->left > 0) return;
+          }
+          // The last one: no other end touches `call` any more.
+          absl::StatusOr<RevokeHolderResult> answer;
+          {
+            absl::MutexLock lock(&call->mu);
+            const size_t total = call->result.revoked.size();
+            if (call->failed == 0) {
+              call->result.released = call->released;
+              answer = std::move(call->result);
+            } else if (call->failed == total) {
+              // Nothing changed: the error as it came (its details, e.g. a
+              // NOT_APPLIED mark or a limit, included).
+              answer = call->error;
+            } else {
+              answer = absl::Status(
+                  call->error.code(),
+                  absl::StrCat(total - call->failed, " of ", total,
+                               " leases revoked, ", call->released,
+                               " records released; the others were not "
+                               "(call again): ",
+                               call->error.message()));
+            }
+          }
+          std::move(call->done)(std::move(answer));
+        });
+  }
+}
+
+absl::StatusOr<RevokeHolderResult> Registry::RevokeHolder(
+    std::string_view holder) {
+  return Await<absl::StatusOr<RevokeHolderResult>>([&](RevokeHolderDone done) {
+    RevokeHolderAsync(holder, absl::InfiniteFuture(), std::move(done));
+  });
+}
+
+absl::StatusOr<ListLeasesResult> Registry::ListLeases(
+    const ListLeasesSpec& spec) const {
+  ASSIGN_OR_RETURN(const Id128 after, PageStart(spec.page_token));
+  const uint32_t page_size = PageSize(spec.page_size);
+  const absl::Time now = Now();
+  ListLeasesResult result;
+  uint64_t bytes = 0;
+  Id128 last_id;
+  lessor_.ListLive(spec.holder, after, now, [&](const LeaseSnapshot& l) {
+    bytes += EncodedSizeBound(l);
+    if (result.leases.size() == page_size ||
+        (bytes > options_.max_page_bytes && !result.leases.empty())) {
+      // One more lease exists: hand out a token for the next page.
+      result.next_page_token = EncodeSuffix(last_id);
+      return false;
+    }
+    last_id = l.lease;
+    result.leases.push_back(LeaseInfo{
+        FormatId(Kind::kLease, l.lease), std::string(l.holder),
+        std::string(l.grantor), l.ttl, l.deadline - now, l.connections});
+    return true;
+  });
+  return result;
 }
 
 // ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 
 namespace registrar {
 using registry_internal::Await;
+using registry_internal::PageStart;
 using registry_internal::ParseReference;
 using Ref = RecordTable::Ref;
 using OwnerRef = RecordTable::OwnerRef;
@@ -142,21 +143,16 @@ absl::StatusOr<ListOwnedResult> Registry::ListOwned(
   if (spec.kind != Kind::kUnspecified && !IsRecordKind(spec.kind)) {
     return InvalidField("kind", "is not a record kind");
   }
-  Id128 after;
-  if (!spec.page_token.empty()) {
-    absl::StatusOr<Id128> decoded = DecodeSuffix(spec.page_token);
-    if (!decoded.ok()) {
-      return InvalidField("page_token", "is not a token this server issued");
-    }
-    after = *decoded;
-  }
-  const uint32_t page_size =
-      spec.page_size == 0
-          ? options_.default_page_size
-          : std::min<uint32_t>(spec.page_size, options_.max_page_size);
+  ASSIGN_OR_RETURN(const Id128 after, PageStart(spec.page_token));
+  const uint32_t page_size = PageSize(spec.page_size);
   const Shard& shard = ShardFor(spec.owner);
   absl::ReaderMutexLock lock(&shard.mu);
   return ListPage(shard.table, spec, after, page_size, options_.max_page_bytes);
+}
+
+uint32_t Registry::PageSize(uint32_t asked) const {
+  return asked == 0 ? options_.default_page_size
+                    : std::min<uint32_t>(asked, options_.max_page_size);
 }
 
 }  // namespace registrar

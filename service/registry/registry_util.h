@@ -40,6 +40,17 @@ inline absl::StatusOr<Id128> ParseReference(std::string_view field,
   return parsed->bits;
 }
 
+// Where a page starts: after the ID a page token names (zero Id128 for
+// the first page). InvalidArgument for a token this server did not issue.
+inline absl::StatusOr<Id128> PageStart(std::string_view page_token) {
+  if (page_token.empty()) return Id128{};
+  absl::StatusOr<Id128> decoded = DecodeSuffix(page_token);
+  if (!decoded.ok()) {
+    return InvalidField("page_token", "is not a token this server issued");
+  }
+  return *decoded;
+}
+
 inline std::shared_ptr<const std::string> ReasonFor(EndCause cause,
                                                     std::string_view reason) {
   return std::make_shared<const std::string>(

@@ -293,7 +293,12 @@ absl::Status RegistrarServer::Init() {
         *registry_, config_.limits, api_metrics_.get(), watch_hub_.get(),
         access_.get(), limiter_.get());
   }
-  admin_ = std::make_unique<AdminService>(rocksdb_store, access_.get());
+  admin_ = std::make_unique<AdminService>(
+      rocksdb_store, access_.get(),
+      AdminLeases{.registry = registry_.get(),
+                  .cluster = replica_.get(),
+                  .limits = config_.limits,
+                  .metrics = api_metrics_.get()});
   if (!config_.access_log.empty()) {
     ASSIGN_OR_RETURN(
         access_log_,

@@ -114,6 +114,13 @@ def main():
                 if verdicts.get(values["OTHER_ID"], "VALID").upper() == "VALID":
                     fail(f"{line!r}: a thread ID passed as a run: "
                          f"{run.stdout!r}")
+            elif " leases " in line:
+                if values["LEASE_ID"] not in run.stdout:
+                    fail(f"{line!r} did not list {values['LEASE_ID']}: "
+                         f"{run.stdout!r}")
+            elif " revoke-holder " in line:
+                if not run.stdout.startswith("revoked: 1\n"):
+                    fail(f"{line!r} printed {run.stdout!r}")
             elif " describe " in line:
                 if values["THREAD_ID"] not in run.stdout:
                     fail(f"{line!r} printed {run.stdout!r}")

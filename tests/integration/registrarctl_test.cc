@@ -345,6 +345,65 @@ TEST_F(RegistrarctlTest, LeaseGrantKeepAliveRevoke) {
   EXPECT_THAT(revoke_json.out, HasSubstr("\"released\":[]"));
 }
 
+// The operator's lease commands: `leases` lists by holder (table, pages,
+// JSON), `revoke-holder` revokes every lease of one holder with what is
+// bound to them and leaves other holders' alone.
+TEST_F(RegistrarctlTest, LeasesAndRevokeHolder) {
+  std::vector<std::string> dead;
+  for (int i = 0; i < 3; ++i) {
+    CliResult grant = Ok({"lease", "grant", "--holder=ctl-dead", "--ttl=60"});
+    dead.push_back(Lines(grant.out).at(0).substr(0, grant.out.find(' ')));
+  }
+  CliResult live = Ok({"lease", "grant", "--holder=ctl-live", "--ttl=60"});
+  const std::string live_lease = live.out.substr(0, live.out.find(' '));
+  const std::string conn =
+      Lines(Ok(With({"issue", "--kind=connection", "--lease=" + dead[1]},
+                    OwnerArgs()))
+                .out)
+          .at(0);
+  const std::string kept =
+      Lines(Ok(With({"issue", "--kind=connection", "--lease=" + live_lease},
+                    OwnerArgs()))
+                .out)
+          .at(0);
+
+  CliResult table = Ok({"leases", "--holder=ctl-dead"});
+  std::vector<std::string> rows = Lines(table.out);
+  ASSERT_EQ(rows.size(), 4u) << table.out;
+  EXPECT_THAT(rows[0], MatchesRegex("LEASE_ID +HOLDER +TTL +REMAINING +"
+                                    "CONNECTIONS +GRANTOR"));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THAT(rows[i + 1], MatchesRegex(absl::StrCat(
+                                 dead[i], " +ctl-dead +60s +[0-9.]+s +",
+                                 i == 1 ? 1 : 0, " +-")));
+  }
+  CliResult page = Ok({"leases", "--holder=ctl-dead", "--page_size=2"});
+  EXPECT_EQ(Lines(page.out).size(), 4u) << page.out;  // header, 2, token
+  EXPECT_THAT(page.out, HasSubstr("next_page_token: "));
+  CliResult json = Ok({"--json", "leases", "--holder=ctl-live"});
+  EXPECT_EQ(JsonString(json.out, "lease_id"), live_lease);
+  EXPECT_THAT(json.out, HasSubstr("\"connections\":\"1\""));
+
+  CliResult revoked = Ok({"revoke-holder", "--holder=ctl-dead"});
+  EXPECT_EQ(revoked.out,
+            absl::StrCat("revoked: 3\n  ", dead[0], "\n  ", dead[1], "\n  ",
+                         dead[2], "\nreleased: 1\n"));
+  EXPECT_EQ(testing::VerdictOf(*client_, conn, owner_), v1::VERDICT_RELEASED);
+  EXPECT_EQ(testing::VerdictOf(*client_, kept, owner_), v1::VERDICT_VALID);
+  EXPECT_EQ(Lines(Ok({"leases", "--holder=ctl-dead"}).out).size(), 1u);
+  EXPECT_THAT(Ok({"leases"}).out, HasSubstr(live_lease));
+
+  CliResult again = Ok({"--json", "revoke-holder", "--holder=ctl-dead"});
+  EXPECT_THAT(again.out, HasSubstr("\"revoked\":[]"));
+  CliResult no_holder = Ctl({"revoke-holder"});
+  EXPECT_EQ(no_holder.exit_code, 2);
+  EXPECT_THAT(no_holder.err, HasSubstr("--holder is required"));
+  CliResult too_long = Ctl({"leases", "--holder=" + std::string(300, 'x')});
+  EXPECT_EQ(too_long.exit_code, 1);
+  EXPECT_THAT(too_long.err, HasSubstr("INVALID_ARGUMENT: holder: is 300 bytes, "
+                                      "limit is 256"));
+}
+
 // `watch --from=1 --idle=D` prints the history and returns once no event
 // came for D (without --idle a watch never returns by itself).
 TEST_F(RegistrarctlTest, WatchWithIdlePrintsTheHistoryThenReturns) {
@@ -478,6 +537,7 @@ TEST_F(RegistrarctlTest, HelpListsEveryCommand) {
         "\n  list --tenant=T --user=U",
         "\n  lease grant --holder=H --ttl=SECONDS",
         "\n  lease keepalive LEASE_ID", "\n  lease revoke LEASE_ID",
+        "\n  leases [--holder=H]", "\n  revoke-holder --holder=H",
         "\nExit status: 0 ok, 1 RPC error, 2 usage error."}) {
     if (!absl::StrContains(r.out, line)) missing.push_back(line + 1);
   }

@@ -152,6 +152,38 @@ async def test_lease_calls(server):
 
 
 @run_async
+async def test_admin_lease_calls(server):
+    alice = new_owner()
+    async with rc.AsyncClient(server.address) as client:
+        dead = [(await client.grant_lease("py-dead", 30)).lease_id
+                for _ in range(3)]
+        live = (await client.grant_lease("py-live", 30)).lease_id
+        [conn] = await client.issue("connection", alice, lease_id=dead[0])
+        [kept] = await client.issue("connection", alice, lease_id=live)
+        pages = [p async for p in client.list_leases("py-dead", page_size=2)]
+        assert [len(p.leases) for p in pages] == [2, 1]
+        leases = [lease for p in pages for lease in p.leases]
+        assert [lease.lease_id for lease in leases] == dead
+        assert leases[0].holder == "py-dead" and leases[0].ttl_seconds == 30
+        assert leases[0].connections == 1 and leases[1].connections == 0
+        assert 0 < leases[0].remaining_ms <= 30_000
+        revoked = await client.revoke_leases("py-dead")
+        assert list(revoked.revoked) == dead and revoked.released == 1
+        assert verdicts(await client.validate([conn], owner=alice)) == [
+            "VERDICT_RELEASED"]
+        assert verdicts(await client.validate([kept], owner=alice)) == [
+            "VERDICT_VALID"]
+        [empty] = [p async for p in client.list_leases("py-dead")]
+        assert len(empty.leases) == 0
+        with pytest.raises(rc.InvalidArgumentError):
+            await client.revoke_leases("")
+    with rc.Client(server.address) as client:
+        [page] = list(client.list_leases("py-live"))
+        assert [lease.lease_id for lease in page.leases] == [live]
+        assert list(client.revoke_leases("py-live").revoked) == [live]
+
+
+@run_async
 async def test_list_owned_pages(server):
     alice = new_owner()
     async with rc.AsyncClient(server.address) as client:

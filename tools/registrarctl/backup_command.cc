@@ -13,6 +13,16 @@
 
 namespace registrar {
 
+void PrepareAdminCall(const ClientOptions& options, absl::Duration min_deadline,
+                      grpc::ClientContext* ctx) {
+  const absl::Duration deadline = std::max(options.deadline, min_deadline);
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  if (!options.bearer_token.empty()) {
+    ctx->AddMetadata("authorization",
+                     absl::StrCat("Bearer ", options.bearer_token));
+  }
+}
+
 int RunBackupCommand(const ClientOptions& options,
                      const std::vector<std::string>& args, bool json,
                      std::ostream& out, std::ostream& err) {
@@ -30,12 +40,7 @@ int RunBackupCommand(const ClientOptions& options,
   }
   std::unique_ptr<v1::Admin::Stub> stub = v1::Admin::NewStub(*channel);
   grpc::ClientContext ctx;
-  const absl::Duration deadline = std::max(options.deadline, absl::Minutes(10));
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  if (!options.bearer_token.empty()) {
-    ctx.AddMetadata("authorization",
-                    absl::StrCat("Bearer ", options.bearer_token));
-  }
+  PrepareAdminCall(options, absl::Minutes(10), &ctx);
   v1::BackupRequest request;
   request.set_dir(args[0]);
   v1::BackupResponse response;

@@ -12,8 +12,15 @@
 #include <vector>
 
 #include "client/client.h"
+#include "grpcpp/client_context.h"
 
 namespace registrar {
+
+// Sets up `ctx` for a call to registrar.v1.Admin with the connection
+// settings of `options`: its bearer token and a deadline of at least
+// `min_deadline` (options.deadline when that is longer).
+void PrepareAdminCall(const ClientOptions& options, absl::Duration min_deadline,
+                      grpc::ClientContext* ctx);
 
 // Runs the command with the global options' connection settings (the
 // deadline is raised to at least 10 minutes: a backup flushes and fsyncs).

@@ -5,6 +5,7 @@
 // exit status (kExitOk, kExitRpcError, kExitUsage).
 //   rpc_commands.cc      the calls to a server (Context::client())
 //   offline_commands.cc  inspect, keygen, hash-token: no server
+//   lease_admin_commands.cc  leases, revoke-holder (registrar.v1.Admin)
 
 #include <string>
 #include <vector>
@@ -25,6 +26,8 @@ int RunLeaseGrant(Context& ctx, const Args& argv);
 int RunLeaseKeepAlive(Context& ctx, const Args& argv);
 int RunLeaseRevoke(Context& ctx, const Args& argv);
 int RunWatch(Context& ctx, const Args& argv);
+int RunLeases(Context& ctx, const Args& argv);
+int RunRevokeHolder(Context& ctx, const Args& argv);
 
 int RunInspect(Context& ctx, const Args& argv);
 int RunKeygen(Context& ctx, const Args& argv);

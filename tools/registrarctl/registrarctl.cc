@@ -101,6 +101,17 @@ Commands:
       revision, into DIR (a new directory on the server's filesystem,
       absolute path). Prints "DIR revision N records R bytes B".
       Start a server from it with registrar --restore_from=DIR.
+  leases [--holder=H] [--page_size=N] [--page_token=T]
+      Admin: the live leases of holder H (every holder's without --holder),
+      in lease ID order: a table of LEASE_ID, HOLDER, TTL, REMAINING (before
+      it expires unless renewed), CONNECTIONS (live ones bound to it) and
+      GRANTOR, then "next_page_token: T" if there is more.
+  revoke-holder --holder=H
+      Admin: revoke every lease of holder H (exact match), e.g. a gateway
+      that died without revoking its own: each lease ends as 'lease revoke'
+      ends it, with its connections and what was opened through them.
+      Prints the revoked section and "released: N" (records ended). Makes
+      as many calls as it takes (each revokes up to 100 leases).
   help [COMMAND]
 
 Options take "--name=value" or "--name value"; "-" may replace "_" in names.
@@ -130,6 +141,8 @@ constexpr CommandEntry kCommands[] = {
     {"lease keepalive", RunLeaseKeepAlive, true},
     {"lease revoke", RunLeaseRevoke, true},
     {"watch", RunWatch, true},
+    {"leases", RunLeases, true},
+    {"revoke-holder", RunRevokeHolder, true},
     {"backup",
      [](Context& ctx, const std::vector<std::string>& argv) {
        return RunBackupCommand(ctx.client().options(), argv, ctx.json(),

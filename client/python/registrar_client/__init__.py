@@ -3,7 +3,8 @@ gRPC service, generated at build time from proto/registrar/v1/registrar.proto.
 
 - AsyncClient (grpc.aio) and Client (blocking): issue, open_context,
   validate, cleanup, grant_lease / keep_alive / revoke_lease, describe,
-  list_owned (pages), watch (resumes after a disconnect);
+  list_owned (pages), watch (resumes after a disconnect); for operators
+  (registrar.v1.Admin, admin role) list_leases and revoke_leases;
 - errors: RegistrarError subclasses carrying the google.rpc details;
 - LeaseKeeper: a lease kept alive by an asyncio task;
 - pb: the generated messages and enums (pb.Owner, pb.KIND_THREAD, ...).

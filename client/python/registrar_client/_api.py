@@ -118,6 +118,22 @@ def list_owned_request(owner_: OwnerLike, kind: Optional[KindLike],
                                page_size=page_size, page_token=page_token)
 
 
+def list_leases_request(holder: str, page_size: int,
+                        page_token: str) -> "pb.ListLeasesRequest":
+    return pb.ListLeasesRequest(holder=holder, page_size=page_size,
+                                page_token=page_token)
+
+
+def revoked_leases(responses: Iterable["pb.RevokeLeasesResponse"]
+                   ) -> "pb.RevokeLeasesResponse":
+    """The RevokeLeases replies of one holder, added up."""
+    total = pb.RevokeLeasesResponse()
+    for response in responses:
+        total.revoked.extend(response.revoked)
+        total.released += response.released
+    return total
+
+
 class Endpoints:
     """Round-robin over one channel per target. `pick()` skips channels in
     TRANSIENT_FAILURE while another is not failing."""

@@ -39,6 +39,7 @@ class AsyncClient:
                 t, options=args) for t in self.options.targets
         ]
         self._endpoints = _api.Endpoints(channels, pb.grpc_stubs.RegistrarStub)
+        self._admin = _api.Endpoints(channels, pb.admin_stubs.AdminStub)
         self._metadata = self.options.metadata()
 
     async def __aenter__(self) -> "AsyncClient":
@@ -57,11 +58,12 @@ class AsyncClient:
         for channel in self._endpoints.channels:
             await channel.close()
 
-    async def _call(self, method: str, request, timeout: Optional[float]):
+    async def _call(self, method: str, request, timeout: Optional[float],
+                    endpoints: Optional[_api.Endpoints] = None):
         budget = retry.CallBudget(self.options, method, timeout,
                                   asyncio.get_running_loop().time)
         while True:
-            stub = self._endpoints.pick()
+            stub = (endpoints or self._endpoints).pick()
             try:
                 return await getattr(stub, method)(
                     request, timeout=budget.remaining(),
@@ -149,6 +151,39 @@ class AsyncClient:
         return await self._call("RevokeLease",
                                 pb.RevokeLeaseRequest(lease_id=lease_id),
                                 timeout)
+
+    async def list_leases(self, holder: str = "", *, page_size: int = 0,
+                          timeout: Optional[float] = None
+                          ) -> AsyncIterator["pb.ListLeasesResponse"]:
+        """Admin (registrar.v1.Admin, admin role): every page of the live
+        leases of `holder` ("": every holder's), in lease ID order, each
+        page one call. Retried."""
+        token = ""
+        while True:
+            page = await self._call(
+                "ListLeases", _api.list_leases_request(holder, page_size,
+                                                       token),
+                timeout, self._admin)
+            yield page
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def revoke_leases(self, holder: str, *,
+                            timeout: Optional[float] = None
+                            ) -> "pb.RevokeLeasesResponse":
+        """Admin: revokes every lease of `holder` (a dead gateway's), each
+        as revoke_lease would, calling again while the server says there
+        are more; the replies added up (`revoked`, `released`). Retried
+        only when throttled or never sent."""
+        responses = []
+        while True:
+            response = await self._call(
+                "RevokeLeases", pb.RevokeLeasesRequest(holder=holder),
+                timeout, self._admin)
+            responses.append(response)
+            if not response.more:
+                return _api.revoked_leases(responses)
 
     async def describe(self, id_: str, *,
                        timeout: Optional[float] = None) -> "pb.Record":

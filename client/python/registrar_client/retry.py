@@ -1,7 +1,8 @@
 """The retry policy, the same as the C++ client's (client/client.h):
 
 - UNAVAILABLE: only calls that are safe to repeat (Validate, Describe,
-  ListOwned, KeepAlive, Cleanup) are retried. Issue, OpenContext,
+  ListOwned, KeepAlive, Cleanup; and Admin's ListLeases, which the C++
+  client does not have) are retried. Issue, OpenContext,
   GrantLease and RevokeLease are not: a lost reply could mean the server
   already acted. One addition: UNAVAILABLE that gRPC raised because no
   connection could be made ("failed to connect to all addresses") means the
@@ -32,7 +33,8 @@ from registrar_client.options import ClientOptions
 # Methods that may be repeated after UNAVAILABLE (same outcome, or an
 # idempotent one: Cleanup reports a second release as already_ended).
 REPEATABLE = frozenset(
-    {"Validate", "Describe", "ListOwned", "KeepAlive", "Cleanup"})
+    {"Validate", "Describe", "ListOwned", "KeepAlive", "Cleanup",
+     "ListLeases"})
 
 # The status gRPC core gives a call it could not send at all: the channel
 # has no connection (the pick failed before a stream was created).

@@ -32,6 +32,7 @@ class Client:
                 t, options=args) for t in self.options.targets
         ]
         self._endpoints = _api.Endpoints(channels, pb.grpc_stubs.RegistrarStub)
+        self._admin = _api.Endpoints(channels, pb.admin_stubs.AdminStub)
         self._metadata = self.options.metadata()
 
     def __enter__(self) -> "Client":
@@ -44,11 +45,12 @@ class Client:
         for channel in self._endpoints.channels:
             channel.close()
 
-    def _call(self, method: str, request, timeout: Optional[float]):
+    def _call(self, method: str, request, timeout: Optional[float],
+              endpoints: Optional[_api.Endpoints] = None):
         budget = retry.CallBudget(self.options, method, timeout,
                                   time.monotonic)
         while True:
-            stub = self._endpoints.pick()
+            stub = (endpoints or self._endpoints).pick()
             try:
                 return getattr(stub, method)(
                     request, timeout=budget.remaining(),
@@ -113,6 +115,35 @@ class Client:
                      ) -> "pb.RevokeLeaseResponse":
         return self._call("RevokeLease",
                           pb.RevokeLeaseRequest(lease_id=lease_id), timeout)
+
+    def list_leases(self, holder: str = "", *, page_size: int = 0,
+                    timeout: Optional[float] = None
+                    ) -> Iterator["pb.ListLeasesResponse"]:
+        """Admin: every page of `holder`'s live leases ("": everyone's)."""
+        token = ""
+        while True:
+            page = self._call(
+                "ListLeases", _api.list_leases_request(holder, page_size,
+                                                       token),
+                timeout, self._admin)
+            yield page
+            token = page.next_page_token
+            if not token:
+                return
+
+    def revoke_leases(self, holder: str, *, timeout: Optional[float] = None
+                      ) -> "pb.RevokeLeasesResponse":
+        """Admin: revokes every lease of `holder` (as many calls as it
+        takes); the replies added up."""
+        def calls():
+            while True:
+                response = self._call("RevokeLeases",
+                                      pb.RevokeLeasesRequest(holder=holder),
+                                      timeout, self._admin)
+                yield response
+                if not response.more:
+                    return
+        return _api.revoked_leases(calls())
 
     def describe(self, id_: str, *,
                  timeout: Optional[float] = None) -> "pb.Record":

@@ -24,9 +24,10 @@ constexpr int kVerdictValid = 1;
 constexpr int kVerdictForged = 4;
 constexpr int kVerdictExpired = 8;
 
-constexpr const char* kOps[] = {
-    "issue",      "open_context", "validate", "cleanup",    "grant_lease",
-    "keep_alive", "revoke_lease", "describe", "list_owned", "tick"};
+constexpr const char* kOps[] = {"issue",        "open_context",  "validate",
+                                "cleanup",      "grant_lease",   "keep_alive",
+                                "revoke_lease", "describe",      "list_owned",
+                                "list_leases",  "revoke_leases", "tick"};
 
 struct Fixture {
   Metrics exposer;
@@ -83,7 +84,8 @@ TEST(ApiMetricsTest, AllKnownLabelValuesArePreCreated) {
     EXPECT_EQ(FindSample(s, "registrar_core_op_seconds_count", {{"op", op}}), 0)
         << op;
   }
-  // Exactly those: eight verdicts, five reasons, ten ops (Watch has none).
+  // Exactly those: eight verdicts, five reasons, twelve ops (Watch and
+  // Backup have none).
   int verdicts = 0, reasons = 0, ops = 0;
   for (const PromSample& sample : s) {
     verdicts += sample.name == "registrar_validations_total";
@@ -92,7 +94,7 @@ TEST(ApiMetricsTest, AllKnownLabelValuesArePreCreated) {
   }
   EXPECT_EQ(verdicts, 8);
   EXPECT_EQ(reasons, 5);
-  EXPECT_EQ(ops, 10);
+  EXPECT_EQ(ops, 12);
 }
 
 TEST(ApiMetricsTest, OutOfRangeInputsAreIgnored) {

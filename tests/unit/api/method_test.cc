@@ -38,7 +38,9 @@ TEST(MethodTableTest, ListsExactlyTheServiceMethodsOfTheContract) {
   EXPECT_EQ(in_contract, kNumMethods);
 }
 
-TEST(MethodTableTest, StreamsAndAdminMethodsHaveNoOpLabel) {
+// Every core operation has a label; the Watch stream (not one operation)
+// and Backup (the store's, not the registry's) have none.
+TEST(MethodTableTest, StreamsAndBackupHaveNoOpLabel) {
   std::set<std::string_view> labels;
   for (const MethodInfo& m : kMethods) {
     const google::protobuf::ServiceDescriptor* service = Service(m.service);
@@ -46,7 +48,7 @@ TEST(MethodTableTest, StreamsAndAdminMethodsHaveNoOpLabel) {
     const google::protobuf::MethodDescriptor* d =
         service->FindMethodByName(std::string(m.name));
     ASSERT_NE(d, nullptr) << m.name;
-    EXPECT_EQ(d->server_streaming() || m.service == kAdminService,
+    EXPECT_EQ(d->server_streaming() || m.method == Method::kBackup,
               m.op_label.empty())
         << m.name;
     if (!m.op_label.empty()) {
@@ -60,11 +62,17 @@ TEST(MethodTableTest, AdminsMayCallEverythingReadersNeverChangeState) {
     EXPECT_TRUE(RoleAllows(CallerRole::kAdmin, m.method)) << m.name;
     if (m.changes_state) {
       EXPECT_FALSE(RoleAllows(CallerRole::kReader, m.method)) << m.name;
-      EXPECT_TRUE(RoleAllows(CallerRole::kGateway, m.method)) << m.name;
+    }
+    // The data API's changes are the gateways'; the Admin service is the
+    // admins' alone.
+    EXPECT_EQ(RoleAllows(CallerRole::kGateway, m.method),
+              m.service == kRegistrarService && m.changes_state ||
+                  m.method == Method::kValidate)
+        << m.name;
+    if (m.service == kAdminService) {
+      EXPECT_FALSE(RoleAllows(CallerRole::kReader, m.method)) << m.name;
     }
   }
-  EXPECT_FALSE(RoleAllows(CallerRole::kGateway, Method::kBackup));
-  EXPECT_FALSE(RoleAllows(CallerRole::kReader, Method::kBackup));
   // The looking methods a gateway has no business calling.
   EXPECT_FALSE(RoleAllows(CallerRole::kGateway, Method::kDescribe));
   EXPECT_FALSE(RoleAllows(CallerRole::kGateway, Method::kListOwned));
@@ -78,9 +86,9 @@ TEST(MethodTableTest, ChangingMethodsAreTheOnesThatWrite) {
   for (const MethodInfo& m : kMethods) {
     if (m.changes_state) changing.insert(m.name);
   }
-  EXPECT_EQ(changing, (std::set<std::string_view>{"Issue", "OpenContext",
-                                                  "Cleanup", "GrantLease",
-                                                  "KeepAlive", "RevokeLease"}));
+  EXPECT_EQ(changing, (std::set<std::string_view>{
+                          "Issue", "OpenContext", "Cleanup", "GrantLease",
+                          "KeepAlive", "RevokeLease", "RevokeLeases"}));
 }
 
 }  // namespace
