@@ -490,6 +490,8 @@ def check_etcd(docs, flags, where):
               f"{etcd.get('initial-advertise-peer-urls')}, not its stable "
               f"name {stable[i]}")
         peers.append(etcd.get("initial-cluster"))
+        if i > 0:
+            continue
         # README "etcd settings", and the replicas' limits equal etcd's.
         for etcd_flag, flag, default in (
                 ("max-txn-ops", "etcd_max_txn_ops", "128"),
@@ -506,10 +508,9 @@ def check_etcd(docs, flags, where):
               "auto-compaction-retention" in etcd,
               f"{at}: quota and revision auto compaction (README \"etcd "
               f"settings\") missing")
-        if i == 0:
-            metrics = [port_of(u) for u in etcd.get(
-                "listen-metrics-urls", "").split(",") if u]
-            check_etcd_pod(doc, c, etcd, ports, client + metrics, at)
+        metrics = [port_of(u) for u in etcd.get(
+            "listen-metrics-urls", "").split(",") if u]
+        check_etcd_pod(doc, c, etcd, ports, client + metrics, at)
     peer_port = ports.get("peer", 2380)
     want = ",".join(f"{name}-{i}=http://{stable[i]}:{peer_port}"
                     for i in range(members))
@@ -729,11 +730,9 @@ class ManifestEtcd:
                       lambda m: mapping.get(m.group(0), m.group(0)), text)
 
     def healthy(self, i):
+        """True once member i reports /health true; "exited" if it died."""
         if self.procs[i].poll() is not None:
-            with open(self.logs[i], "rb") as f:
-                tail = f.read().decode(errors="replace")[-2000:]
-            raise RuntimeError(f"etcd member {i} exited with "
-                               f"{self.procs[i].returncode}:\n{tail}")
+            return "exited"
         # /health is served on the client URL (and the metrics URL).
         for p in sorted(self.local[i].values()):
             try:
@@ -747,9 +746,14 @@ class ManifestEtcd:
     def __enter__(self):
         try:
             for i in range(self.members):
-                wait_for(f"etcd member {i} healthy",
-                         lambda i=i: self.healthy(i), timeout=60,
-                         interval=0.1)
+                if wait_for(f"etcd member {i} healthy",
+                            lambda i=i: self.healthy(i), timeout=60,
+                            interval=0.1) == "exited":
+                    with open(self.logs[i], "rb") as f:
+                        tail = f.read().decode(errors="replace")[-1500:]
+                    raise RuntimeError(
+                        f"etcd member {i} exited with "
+                        f"{self.procs[i].returncode}:\n{tail}")
         except BaseException:
             self.__exit__()
             raise
@@ -758,6 +762,29 @@ class ManifestEtcd:
     def __exit__(self, *exc):
         for proc in self.procs:
             terminate(proc, timeout=10)
+
+
+def run_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir, tmp,
+                  stubs, tls_root):
+    """Runs one replica of the Deployment `doc` (its container c) against
+    the members of etcd_doc (ManifestEtcd): the etcd endpoints and the pod
+    IP substituted, nothing else."""
+    with ManifestEtcd(etcd_doc, tmp) as etcd:
+        fields = pod_fields(f"{doc['metadata']['name']}-0", 0,
+                            pod_ip="127.0.0.1")
+        container_env = resolve_env(c, image["env"], fields, KEYS)
+        endpoints = container_env.get("REGISTRAR_ETCD_ENDPOINTS", "")
+        local = etcd.localize(endpoints)
+        check(local != endpoints, f"{where}: --etcd_endpoints {endpoints} "
+              f"name none of the etcd members")
+        container_env["REGISTRAR_ETCD_ENDPOINTS"] = local
+        env = base_env()
+        env.update(dict(zip(container_env, substitute(
+            container_env.values(), mapping))))
+        # The first replica on a fresh prefix claims node id 0.
+        run_server(where, substitute(container_argv(c, image, container_env),
+                                     mapping), env, workdir, stubs, tls_root,
+                   expect_node=0)
 
 
 def substitute(values, mapping):
@@ -862,30 +889,20 @@ def main_in_netns(binary):
                         stubs, tls_root, expect_node=1)
                     continue
                 if not RUN_ETCD or len(etcd_docs) != 1:
-                    print(f"{where}: not run ({'no etcd StatefulSet' if RUN_ETCD else 'the etcd client under TSan, as in tests/cluster'}); checked statically")
+                    why = ("the etcd client is not run under TSan (see "
+                           "tests/cluster)" if not RUN_ETCD else
+                           "no etcd StatefulSet to run it against")
+                    print(f"{where}: checked, not run: {why}")
                     continue
                 # One replica of the Deployment (every pod binds 0.0.0.0:
                 # 50051, so a second one needs a network namespace of its
                 # own) against the manifest's etcd members on loopback. Only
                 # the etcd endpoints and the pod IP are substituted.
-                with ManifestEtcd(etcd_docs[0], tmp) as etcd:
-                    fields = pod_fields(f"{doc['metadata']['name']}-0", 0,
-                                        pod_ip="127.0.0.1")
-                    container_env = resolve_env(c, image["env"], fields, KEYS)
-                    endpoints = container_env.get("REGISTRAR_ETCD_ENDPOINTS",
-                                                  "")
-                    container_env["REGISTRAR_ETCD_ENDPOINTS"] = \
-                        etcd.localize(endpoints)
-                    check(container_env["REGISTRAR_ETCD_ENDPOINTS"] !=
-                          endpoints, f"{where}: --etcd_endpoints {endpoints}"
-                          f" name none of the etcd members")
-                    env = base_env()
-                    env.update(dict(zip(container_env, substitute(
-                        container_env.values(), mapping))))
-                    # The first replica on a fresh prefix claims node id 0.
-                    run_server(where, substitute(container_argv(
-                        c, image, container_env), mapping), env, workdir,
-                        stubs, tls_root, expect_node=0)
+                try:
+                    run_with_etcd(where, c, doc, etcd_docs[0], image,
+                                  mapping, workdir, tmp, stubs, tls_root)
+                except (RuntimeError, TimeoutError) as e:
+                    check(False, f"{where}: {e}")
         check(workloads >= 1, "no StatefulSet or Deployment in deploy/k8s")
 
         unit = systemd_unit()
