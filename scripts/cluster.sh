@@ -41,7 +41,8 @@ MEMBERS=3
 PREFIX=/registrar
 
 usage() {
-  sed -n '6,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '/^# Usage/,/^# Exit status/p' "${BASH_SOURCE[0]}" |
+    sed -e '$d' -e 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -56,9 +57,7 @@ while [[ $# -gt 0 && "$1" == --* ]]; do
 done
 [[ $# -ge 1 && $# -le 2 ]] || usage
 command="$1"
-dir="${2:-registrar-cluster}"
-mkdir -p "$dir"
-dir="$(cd "$dir" && pwd)"
+dir="$(realpath -m -- "${2:-registrar-cluster}")"
 [[ "$build" == /* ]] || build="$PWD/$build"
 REGISTRAR="$build/service/server/registrar"
 REGISTRARCTL="$build/tools/registrarctl/registrarctl"
