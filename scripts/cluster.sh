@@ -116,7 +116,9 @@ gauge() {
 # may be slow to come, e.g. in a container).
 running() {
   local state
-  state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" || return 1
+  # The state follows the command name, which is in parentheses.
+  state="$(sed -n 's/.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" ||
+    return 1
   [[ -n "$state" && "$state" != Z && "$state" != X ]]
 }
 
