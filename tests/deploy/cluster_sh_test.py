@@ -49,7 +49,8 @@ def processes_naming(text):
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+                cmdline = f.read().replace(b"\0", b" ").decode(
+                    errors="replace")
         except OSError:
             continue
         if text in cmdline and running(int(entry)):
@@ -189,7 +190,8 @@ def main():
     finally:
         if failures:
             logs = os.path.join(cluster_dir, "logs")
-            for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+            names = sorted(os.listdir(logs)) if os.path.isdir(logs) else []
+            for name in names:
                 with open(os.path.join(logs, name), errors="replace") as f:
                     print(f"--- {name} (last lines)\n" +
                           "".join(f.readlines()[-15:]))

@@ -247,7 +247,8 @@ def check_workload(doc, docs, image, where):
     containers = spec["containers"]
     check(len(containers) == 1, f"{where}: one container expected")
     c = containers[0]
-    env = resolve_env(c, image["env"], pod_fields(where), KEYS)
+    env = resolve_env(c, image["env"],
+                      pod_fields(f"{doc['metadata']['name']}-0"), KEYS)
     argv = container_argv(c, image, env)
     flags = server_flags(argv, env)
     names = {e["name"] for e in c.get("env", [])}
@@ -428,7 +429,7 @@ def etcd_member_args(doc, ordinal):
     for arg in argv[1:]:
         m = re.match(r"--([a-z-]+)(?:=(.*))?$", arg)
         if check(m, f"{doc['metadata']['name']}: unexpected argument {arg!r}"):
-            flags[m.group(1)] = m.group(2) if m.group(2) is not None else "true"
+            flags[m.group(1)] = "true" if m.group(2) is None else m.group(2)
     return flags, argv, env
 
 
@@ -482,8 +483,9 @@ def check_etcd(docs, flags, where):
               f"containerPorts {sorted(ports.values())}")
         check(etcd.get("advertise-client-urls") ==
               f"http://{stable[i]}:{client[0] if client else ''}",
-              f"{at}: member {i} advertises {etcd.get('advertise-client-urls')}"
-              f", not its stable name {stable[i]}")
+              f"{at}: member {i} advertises "
+              f"{etcd.get('advertise-client-urls')}, not its stable name "
+              f"{stable[i]}")
         check(etcd.get("initial-advertise-peer-urls") ==
               f"http://{stable[i]}:{peer[0] if peer else ''}",
               f"{at}: member {i}'s peer URL is "
