@@ -574,8 +574,10 @@ def node_of(id_text):
     return (value >> 48) & 0x3FFF
 
 
-def run_server(name, argv, env, workdir, stubs, tls_root, expect_node):
-    """Runs argv with env (nothing else), checks it, stops it with SIGTERM."""
+def run_server(name, argv, env, workdir, stubs, tls_root, expect_node,
+               expect_metrics=()):
+    """Runs argv with env (nothing else), checks it, stops it with SIGTERM.
+    /metrics must also hold each line of expect_metrics."""
     import grpc
     flags = server_flags(argv, env)
     listen = flags.get("listen", "127.0.0.1:50051")
@@ -661,6 +663,9 @@ def run_server(name, argv, env, workdir, stubs, tls_root, expect_node):
         check("registrar_build_info{" in text and
               'grpc_method="Issue"' in text,
               f"{name}: /metrics lacks registrar_build_info or Issue")
+        lines = text.splitlines()
+        for want in expect_metrics:
+            check(want in lines, f"{name}: /metrics has no line {want!r}")
         if health:
             # SIGTERM: the health port follows the server's health, so
             # probes see NOT_SERVING while it drains (--shutdown_drain).
@@ -783,10 +788,14 @@ def run_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir, tmp,
         env = base_env()
         env.update(dict(zip(container_env, substitute(
             container_env.values(), mapping))))
-        # The first replica on a fresh prefix claims node id 0.
+        # The first replica on a fresh prefix claims node id 0, is elected
+        # writer and names itself at its advertise address (the pod IP).
+        advertise = server_flags([], container_env).get("advertise_address")
         run_server(where, substitute(container_argv(c, image, container_env),
                                      mapping), env, workdir, stubs, tls_root,
-                   expect_node=0)
+                   expect_node=0, expect_metrics=(
+                       "registrar_cluster_is_leader 1",
+                       f'registrar_cluster_writer{{address="{advertise}"}} 1'))
 
 
 def substitute(values, mapping):
