@@ -663,9 +663,17 @@ def run_server(name, argv, env, workdir, stubs, tls_root, expect_node,
         check("registrar_build_info{" in text and
               'grpc_method="Issue"' in text,
               f"{name}: /metrics lacks registrar_build_info or Issue")
-        lines = text.splitlines()
-        for want in expect_metrics:
-            check(want in lines, f"{name}: /metrics has no line {want!r}")
+        if expect_metrics:
+            # The cluster gauges follow the replica's role a moment after
+            # the election: scrape until they do (bounded).
+            def has_all():
+                return all(want in scrape(local(metrics)).splitlines()
+                           for want in expect_metrics)
+            try:
+                wait_for(f"{name}: {list(expect_metrics)} on /metrics",
+                         has_all, timeout=10, interval=0.05)
+            except TimeoutError as e:
+                check(False, str(e))
         if health:
             # SIGTERM: the health port follows the server's health, so
             # probes see NOT_SERVING while it drains (--shutdown_drain).
