@@ -13,15 +13,18 @@ user), where the servers listen on 0.0.0.0 as deployed. For each it checks
 health (on the API port and on the health-only port), a Registrar call, and
 /metrics; and a Registrar call on the health-only port is UNIMPLEMENTED.
 
-A manifest of replicas with --store=etcd (registrar-cluster.yaml) runs one
-replica of its Deployment (each pod binds 0.0.0.0:50051: a second one would
-need a network namespace of its own) against the manifest's own etcd
-StatefulSet: its members run with their pods' arguments, their addresses
-(0.0.0.0 listeners, stable pod names) mapped to free loopback ports, and
-the replica gets those as its etcd endpoints and 127.0.0.1 as its pod IP;
-nothing else is substituted. $(VAR) references and the downward API
-(metadata.name, metadata.namespace, status.podIP, the pod-index label) are
-expanded as Kubernetes does.
+A manifest of replicas with --store=etcd (registrar-cluster.yaml) runs
+three replicas of its Deployment, each in a network namespace of its own
+with a pod IP on a bridge (as on a node: every pod binds 0.0.0.0:50051),
+against the manifest's own etcd StatefulSet: its members run in the test's
+namespace with their pods' arguments, their ports mapped to free ones and
+their stable names to the bridge's address, and the replicas get those as
+their etcd endpoints, and their pod IPs; nothing else is substituted. They
+must elect one writer, named by all at its pod IP, and serve reads of its
+IDs (run_pods_with_etcd). Where the kernel has no bridge or veth, one
+replica runs in the test's namespace with 127.0.0.1 as its pod IP. $(VAR)
+references and the downward API (metadata.name, metadata.namespace,
+status.podIP, the pod-index label) are expanded as Kubernetes does.
 
 Statically, it checks each manifest's probes, ports, volumes, annotations
 and Services against the flags the container's command line and environment
@@ -693,13 +696,14 @@ def run_server(name, argv, env, workdir, stubs, tls_root, expect_node,
 
 class ManifestEtcd:
     """The etcd StatefulSet's members as its pods run them (command, args,
-    env), on loopback: every address in the arguments (its own 0.0.0.0
-    listeners and the members' stable names) becomes 127.0.0.1 with a free
-    port per member and container port, the image's etcd binary
-    /usr/bin/etcd and the data volume a temp dir. Waits until every member
-    reports /health true."""
+    env), in the test's network namespace: every port in the arguments
+    becomes a free one per member and container port (its 0.0.0.0
+    listeners stay on 0.0.0.0), the members' stable names become `host`,
+    the image's etcd binary /usr/bin/etcd and the data volume a temp dir.
+    Waits until every member reports /health true."""
 
-    def __init__(self, doc, tmp):
+    def __init__(self, doc, tmp, host="127.0.0.1"):
+        self.host = host
         self.name = doc["metadata"]["name"]
         self.members = doc["spec"].get("replicas", 1)
         c = doc["spec"]["template"]["spec"]["containers"][0]
@@ -719,14 +723,14 @@ class ManifestEtcd:
         for i in range(self.members):
             for p, local in self.local[i].items():
                 self.stable[f"{self.name}-{i}.{domain}:{p}"] = \
-                    f"127.0.0.1:{local}"
+                    f"{host}:{local}"
         self.procs, self.logs = [], []
         binary = c["command"][0]
         for i in range(self.members):
             _, argv, pod_env = etcd_member_args(doc, i)
             data = os.path.join(tmp, f"{self.name}-{i}")
             os.makedirs(data)
-            own = {f"0.0.0.0:{p}": f"127.0.0.1:{local}"
+            own = {f"0.0.0.0:{p}": f"0.0.0.0:{local}"
                    for p, local in self.local[i].items()}
             mounts = {m["mountPath"]: data for m in c.get("volumeMounts", [])}
             argv = substitute([self.localize(a, own) for a in argv],
@@ -777,6 +781,199 @@ class ManifestEtcd:
     def __exit__(self, *exc):
         for proc in self.procs:
             terminate(proc, timeout=10)
+
+
+POD_NET = "10.77.0"  # the pods' subnet; the test's namespace is .1
+PODS = 3
+
+
+def pod_ip(k):
+    return f"{POD_NET}.{10 + k}"
+
+
+class PodNetwork:
+    """Pods with network namespaces of their own, as on a node: a bridge in
+    the test's namespace ({POD_NET}.1/24) and per pod a veth pair into the
+    pod's namespace, whose eth0 has the pod IP. A process started here runs
+    in its pod's namespace with argv and env unchanged (a shell holds it
+    until the namespace is wired, then execs it)."""
+
+    BRIDGE = "pods0"
+
+    def __init__(self):
+        ip = ["ip", "link", "add", self.BRIDGE, "type", "bridge"]
+        subprocess.run(ip, check=True, capture_output=True)
+        for cmd in (["ip", "addr", "add", f"{POD_NET}.1/24", "dev",
+                     self.BRIDGE], ["ip", "link", "set", self.BRIDGE, "up"]):
+            subprocess.run(cmd, check=True, capture_output=True)
+
+    def start(self, k, argv, env, cwd, log):
+        proc = subprocess.Popen(
+            ["unshare", "--net", "--", "/bin/sh", "-c",
+             'read go && exec "$@"', "pod"] + argv, stdin=subprocess.PIPE,
+            env=env, cwd=cwd, stdout=log, stderr=log)
+        own = os.readlink("/proc/self/ns/net")
+        wait_for(f"pod {k}'s network namespace",
+                 lambda: os.readlink(f"/proc/{proc.pid}/ns/net") != own,
+                 timeout=10, interval=0.01)
+        veth = f"pod{k}"
+        for cmd in (
+                ["ip", "link", "add", veth, "type", "veth", "peer", "name",
+                 "eth0", "netns", str(proc.pid)],
+                ["ip", "link", "set", veth, "master", self.BRIDGE, "up"],
+                ["nsenter", f"--net=/proc/{proc.pid}/ns/net", "sh", "-c",
+                 f"ip link set lo up && ip addr add {pod_ip(k)}/24 dev eth0"
+                 f" && ip link set eth0 up"]):
+            subprocess.run(cmd, check=True, capture_output=True)
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        return proc
+
+
+def pod_network():
+    """A PodNetwork, or None where the kernel has no bridge or veth."""
+    try:
+        return PodNetwork()
+    except (subprocess.CalledProcessError, OSError) as e:
+        print(f"no pod network ({e}): one replica only")
+        return None
+
+
+def run_pods_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir,
+                       tmp, stubs, tls_root, net):
+    """PODS replicas of the Deployment `doc` (its container c), each in its
+    own network namespace with its pod IP, against the members of etcd_doc
+    listening in the test's namespace: the etcd endpoints and the pod IP
+    substituted, nothing else. Each answers health on both ports and
+    /metrics; one is elected writer and all name it at its pod IP; an Issue
+    on the writer gives an ID of its claimed node, which every follower
+    validates VALID; the health port refuses the API; SIGTERM stops each
+    with status 0. A follower forwards changes to the writer's pod IP over
+    TLS: the manifest's header says why that fails with a Secret's
+    certificate; the outcome is printed, not checked."""
+    import grpc
+    with ManifestEtcd(etcd_doc, tmp, host=f"{POD_NET}.1") as etcd:
+        procs, logs, channels = [], [], []
+        try:
+            for k in range(PODS):
+                fields = pod_fields(f"{doc['metadata']['name']}-{k}", k,
+                                    pod_ip=pod_ip(k))
+                container_env = resolve_env(c, image["env"], fields, KEYS)
+                container_env["REGISTRAR_ETCD_ENDPOINTS"] = etcd.localize(
+                    container_env.get("REGISTRAR_ETCD_ENDPOINTS", ""))
+                env = base_env()
+                env.update(dict(zip(container_env, substitute(
+                    container_env.values(), mapping))))
+                argv = substitute(container_argv(c, image, container_env),
+                                  mapping)
+                flags = server_flags(argv, env)
+                logs.append(os.path.join(tmp, f"pod{k}.log"))
+                with open(logs[-1], "wb") as log:
+                    procs.append(net.start(k, argv, env, workdir, log))
+            at = lambda k, f: f"{pod_ip(k)}:{port_of(flags[f])}"  # noqa
+
+            def log_text(k):
+                with open(logs[k], "rb") as f:
+                    return f.read().decode(errors="replace")[-3000:]
+
+            def answers(k, flag):
+                if procs[k].poll() is not None:
+                    raise RuntimeError(f"pod {k} exited with "
+                                       f"{procs[k].returncode}:\n"
+                                       f"{log_text(k)}")
+                with socket.socket() as sock:
+                    return sock.connect_ex((pod_ip(k), port_of(
+                        flags[flag]))) == 0
+
+            def serving(ch, service=SERVICE):
+                reply = stubs.hpb_grpc.HealthStub(ch).Check(
+                    stubs.hpb.HealthCheckRequest(service=service), timeout=5)
+                return reply.status == stubs.hpb.HealthCheckResponse.SERVING
+
+            api, plain = [], []
+            for k in range(PODS):
+                for flag in ("listen", "health_listen", "metrics_listen"):
+                    wait_for(f"{where} pod {k}: {flag} listening",
+                             lambda k=k, f=flag: answers(k, f), timeout=30,
+                             interval=0.05)
+                api.append(grpc.secure_channel(
+                    at(k, "listen"), grpc.ssl_channel_credentials(
+                        root_certificates=tls_root)))
+                plain.append(grpc.insecure_channel(at(k, "health_listen")))
+                channels += [api[k], plain[k]]
+            for k in range(PODS):
+                wait_for(f"{where} pod {k}: SERVING on the API port",
+                         lambda k=k: serving(api[k]), timeout=30,
+                         interval=0.1)
+                check(serving(plain[k]) and serving(plain[k], ""),
+                      f"{where} pod {k}: health port not SERVING")
+
+            def roles():
+                texts = [scrape(at(k, "metrics_listen")) for k in
+                         range(PODS)]
+                writers = [k for k in range(PODS) if
+                           "registrar_cluster_is_leader 1" in
+                           texts[k].splitlines()]
+                if len(writers) != 1:
+                    return None
+                named = f'registrar_cluster_writer{{address=' \
+                    f'"{at(writers[0], "listen")}"}} 1'
+                if all(named in t.splitlines() for t in texts):
+                    return writers[0], texts
+                return None
+            writer, texts = wait_for(f"{where}: one writer, named by all at "
+                                     f"its pod IP", roles, timeout=30,
+                                     interval=0.1)
+            for k in range(PODS):
+                check("registrar_build_info{" in texts[k],
+                      f"{where} pod {k}: /metrics lacks registrar_build_info")
+            owner = stubs.pb.Owner(tenant="acme", user_id="alice")
+            reply = stubs.pb_grpc.RegistrarStub(api[writer]).Issue(
+                stubs.pb.IssueRequest(kind=stubs.pb.KIND_THREAD, owner=owner,
+                                      count=1), timeout=10)
+            check(len(reply.ids) == 1 and node_of(reply.ids[0]) < PODS,
+                  f"{where}: Issue on the writer returned {reply.ids}")
+            followers = [k for k in range(PODS) if k != writer]
+            for k in followers:
+                verdicts = stubs.pb_grpc.RegistrarStub(api[k]).Validate(
+                    stubs.pb.ValidateRequest(owner=owner, items=[
+                        stubs.pb.ValidateItem(id=i) for i in reply.ids]),
+                    timeout=10)
+                check([r.verdict for r in verdicts.results] ==
+                      [stubs.pb.VERDICT_VALID],
+                      f"{where} pod {k}: the writer's ID is not VALID on a "
+                      f"follower: {verdicts}")
+            for k in range(PODS):
+                try:
+                    stubs.pb_grpc.RegistrarStub(plain[k]).Issue(
+                        stubs.pb.IssueRequest(kind=stubs.pb.KIND_THREAD,
+                                              owner=owner), timeout=10)
+                    check(False, f"{where} pod {k}: Issue on the health port")
+                except grpc.RpcError as e:
+                    check(e.code() == grpc.StatusCode.UNIMPLEMENTED,
+                          f"{where} pod {k}: Issue on the health port: "
+                          f"{e.code()}, expected UNIMPLEMENTED")
+            try:
+                stubs.pb_grpc.RegistrarStub(api[followers[0]]).Issue(
+                    stubs.pb.IssueRequest(kind=stubs.pb.KIND_THREAD,
+                                          owner=owner), timeout=10)
+                forwarded = "forwarded to the writer"
+            except grpc.RpcError as e:
+                forwarded = f"{e.code().name}: {e.details()[:160]}"
+            print(f"{where}: an Issue on a follower (TLS to the writer's "
+                  f"pod IP, see the manifest's header): {forwarded}")
+        finally:
+            for ch in channels:
+                ch.close()
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for k, proc in enumerate(procs):
+                code, stopped = terminate(proc, timeout=30)
+                check(stopped and code == 0, f"{where} pod {k}: exit status "
+                      f"{code} after SIGTERM:\n{log_text(k)}")
+    print(f"{where}: {PODS} replicas started, healthy, one writer, "
+          f"answered, stopped")
 
 
 def run_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir, tmp,
@@ -843,7 +1040,8 @@ def main_in_netns(binary):
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
              "-days", "1", "-subj", "/CN=registrar",
-             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1," +
+             ",".join(f"IP:{pod_ip(k)}" for k in range(PODS)),
              "-keyout", os.path.join(tls_dir, "tls.key"),
              "-out", os.path.join(tls_dir, "tls.crt")],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -913,13 +1111,19 @@ def main_in_netns(binary):
                            "no etcd StatefulSet to run it against")
                     print(f"{where}: checked, not run: {why}")
                     continue
-                # One replica of the Deployment (every pod binds 0.0.0.0:
-                # 50051, so a second one needs a network namespace of its
-                # own) against the manifest's etcd members on loopback. Only
-                # the etcd endpoints and the pod IP are substituted.
+                # Three replicas of the Deployment in pod network
+                # namespaces (else one, in this namespace) against the
+                # manifest's etcd members. Only the etcd endpoints and the
+                # pod IP are substituted.
+                net = pod_network()
                 try:
-                    run_with_etcd(where, c, doc, etcd_docs[0], image,
-                                  mapping, workdir, tmp, stubs, tls_root)
+                    if net is not None:
+                        run_pods_with_etcd(where, c, doc, etcd_docs[0], image,
+                                           mapping, workdir, tmp, stubs,
+                                           tls_root, net)
+                    else:
+                        run_with_etcd(where, c, doc, etcd_docs[0], image,
+                                      mapping, workdir, tmp, stubs, tls_root)
                 except (RuntimeError, TimeoutError) as e:
                     check(False, f"{where}: {e}")
         check(workloads >= 1, "no StatefulSet or Deployment in deploy/k8s")
