@@ -159,11 +159,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Client::CreateChannel(
   return ChannelTo(SplitTarget(options.target).front(), options, *credentials);
 }
 
+// Every endpoint of options.target, as Client(ClientOptions) makes them
+// (not CreateChannel's first one only), with its errors returned here.
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      CreateChannel(options);
-  if (!channel.ok()) return channel.status();
-  return std::make_unique<Client>(*std::move(channel), std::move(options));
+  Setup setup = SetupFrom(options);
+  if (!setup.error.ok()) return setup.error;
+  return std::unique_ptr<Client>(
+      new Client(std::move(setup), std::move(options)));
 }
 
 Client::Setup Client::SetupFrom(const ClientOptions& options) {
