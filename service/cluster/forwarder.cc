@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
+
 namespace registrar::cluster {
 namespace {
 
@@ -29,6 +31,15 @@ Forwarder::Forwarder(std::shared_ptr<grpc::ChannelCredentials> credentials,
 
 bool Forwarder::WasForwarded(const grpc::CallbackServerContext& ctx) {
   return ctx.client_metadata().count(kForwardedHeader) > 0;
+}
+
+bool Forwarder::NeverSent(const grpc::Status& status) {
+  // gRPC's own message when the channel's load balancer has no connection
+  // to give the call (pick_first in TRANSIENT_FAILURE): it failed before
+  // any byte was sent. The writer's own errors never start with it.
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+         absl::StartsWith(status.error_message(),
+                          "failed to connect to all addresses");
 }
 
 std::shared_ptr<grpc::GenericStub> Forwarder::StubFor(

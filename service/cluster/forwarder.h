@@ -52,6 +52,12 @@ class Forwarder {
   // True when `ctx`'s call was forwarded to this replica by another one.
   static bool WasForwarded(const grpc::CallbackServerContext& ctx);
 
+  // True when a forwarded call's `status` says it never reached the writer:
+  // gRPC failed to pick a connection (the writer is dead or unreachable, as
+  // between its death and the next election), so nothing was sent and
+  // nothing done. Every other UNAVAILABLE may have been applied.
+  static bool NeverSent(const grpc::Status& status);
+
   // Calls sent so far (tests, metrics).
   uint64_t forwarded() const ABSL_LOCKS_EXCLUDED(mu_);
 

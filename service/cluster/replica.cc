@@ -296,8 +296,19 @@ bool Replica::Forward(grpc::CallbackServerContext* ctx, Method method,
         "done, retry"));
     return true;
   }
-  forwarder->Forward(leader->value, MethodPath(method), ctx, request, response,
-                     std::move(done));
+  forwarder->Forward(
+      leader->value, MethodPath(method), ctx, request, response,
+      [done = std::move(done), writer = leader->value](const grpc::Status& s) {
+        if (Forwarder::NeverSent(s)) {
+          // The writer is gone (or unreachable) and not yet replaced: the
+          // change was not sent, so the client may retry it anywhere.
+          done(Unavailable(
+              absl::StrCat("the writer ", writer, " cannot be reached (",
+                           s.error_message(), "); nothing was done, retry")));
+          return;
+        }
+        done(s);
+      });
   return true;
 }
 

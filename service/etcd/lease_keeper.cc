@@ -22,6 +22,9 @@ absl::StatusOr<std::shared_ptr<LeaseKeeper>> LeaseKeeper::Start(
   if (options.interval <= absl::ZeroDuration()) {
     options.interval = options.ttl / 3;
   }
+  if (options.answer_timeout <= absl::ZeroDuration()) {
+    options.answer_timeout = std::min(options.interval, absl::Seconds(1));
+  }
   std::shared_ptr<LeaseKeeper> k(new LeaseKeeper(
       std::move(conn), clock, std::move(options), std::move(on_lost)));
   k->ScheduleTick();
@@ -79,9 +82,10 @@ void LeaseKeeper::Tick() {
           "etcd lease ", options_.lease_id,
           ": no keep-alive answered in time; it may have expired")));
     } else if (in_flight_) {
-      // Unanswered for a whole interval: the member may be paused. Drop
-      // the stream; the next tick sends on the next member.
-      if (now - in_flight_since_ >= options_.interval && stream_) {
+      // Unanswered for answer_timeout: the member may be paused, dead or
+      // without a leader. Drop the stream; the next tick sends on the next
+      // member.
+      if (now - in_flight_since_ >= options_.answer_timeout && stream_) {
         cancel = std::move(stream_);
       }
     } else if (now - last_sent_ >= options_.interval) {

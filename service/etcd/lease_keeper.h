@@ -22,9 +22,17 @@
 // Keep-alives go out every `interval` (default TTL / 3) on the clock;
 // Tick() decides, and a Timer tick calls it every `tick` of real time
 // unless `tick` is zero (tests with a FakeClock call Tick themselves). A
-// stream that fails, or a keep-alive unanswered for `interval`, moves to
-// the next member. on_lost runs once, on a gRPC or timer thread, never
-// under the keeper's lock; it must not block. Thread-safe.
+// stream that fails, or a keep-alive unanswered for `answer_timeout`
+// (default the shorter of `interval` and 1 s: an answer takes
+// milliseconds), moves to the next member and sends again at once. That
+// timeout is what lets a lease ride out an etcd leader's death: the stream
+// may sit on a member that lost its leader (or is the dead one), and with
+// the whole interval to wait there, then another member to try, the send
+// time of the last answer could fall more than TTL - margin behind
+// (measured: every replica of tests/cluster/replicas_chaos_test lost its
+// node id in one of 20 etcd leader kills with TTL 10 s). on_lost runs
+// once, on a gRPC or timer thread, never under the keeper's lock; it must
+// not block. Thread-safe.
 
 #include <cstdint>
 #include <functional>
@@ -49,6 +57,8 @@ struct LeaseKeeperOptions {
   absl::Duration margin = absl::Milliseconds(500);
   // Zero: TTL / 3.
   absl::Duration interval = absl::ZeroDuration();
+  // Zero: min(interval, 1 s).
+  absl::Duration answer_timeout = absl::ZeroDuration();
   // Real-time period of the self-driven Tick; zero: only explicit Tick().
   absl::Duration tick = absl::Milliseconds(100);
 };

@@ -90,6 +90,9 @@ class LoadClient {
   }
 
   absl::Duration longest_failure() const { return longest_; }
+  const std::vector<std::string>& longest_errors() const {
+    return longest_errors_;
+  }
   int64_t failures() const { return failures_; }
   const v1::Owner& owner() const { return owner_; }
 
@@ -97,7 +100,7 @@ class LoadClient {
   bool Step(int n) {
     absl::StatusOr<std::vector<std::string>> ids =
         client_->IssueIds(v1::KIND_THREAD, owner_, 3);
-    if (!ids.ok()) return false;
+    if (!ids.ok()) return Failed(ids.status());
     ledger_.Issued(*ids, index_);
     live_.insert(live_.end(), ids->begin(), ids->end());
     if (n % 4 == 3 && !live_.empty()) {
@@ -109,7 +112,7 @@ class LoadClient {
       absl::MutexLock lock(&ledger_.mu);
       if (!r.ok()) {
         ledger_.uncertain.insert(oldest);  // it may have been applied
-        return false;
+        return Failed(r.status());
       }
       // A retried cleanup whose first attempt was applied reports the ID
       // as already ended: ended all the same.
@@ -125,7 +128,7 @@ class LoadClient {
       *req.mutable_owner() = owner_;
       req.add_items()->set_id(id);
       absl::StatusOr<v1::ValidateResponse> r = client_->Validate(req);
-      if (!r.ok()) return false;
+      if (!r.ok()) return Failed(r.status());
       if (r->results_size() != 1 ||
           r->results(0).verdict() != v1::VERDICT_VALID) {
         absl::MutexLock lock(&ledger_.mu);
@@ -136,8 +139,17 @@ class LoadClient {
     return true;
   }
 
+  bool Failed(const absl::Status& s) {
+    if (run_errors_.size() < 8) {
+      run_errors_.push_back(absl::StrCat(
+          absl::FormatTime("%H:%M:%E3S ", absl::Now(), absl::UTCTimeZone()),
+          s.ToString().substr(0, 200)));
+    }
+    return false;
+  }
+
   // Tracks the longest run of failed calls (from the first failure to the
-  // next success).
+  // next success) and the errors of that run.
   void Note(bool ok) {
     const absl::Time now = absl::Now();
     if (!ok) {
@@ -146,9 +158,13 @@ class LoadClient {
       return;
     }
     if (failing_since_ != absl::InfiniteFuture()) {
-      longest_ = std::max(longest_, now - failing_since_);
+      if (now - failing_since_ > longest_) {
+        longest_ = now - failing_since_;
+        longest_errors_ = run_errors_;
+      }
       failing_since_ = absl::InfiniteFuture();
     }
+    run_errors_.clear();
   }
 
   const int index_;
@@ -160,6 +176,7 @@ class LoadClient {
   absl::Time failing_since_ = absl::InfiniteFuture();
   absl::Duration longest_ = absl::ZeroDuration();
   int64_t failures_ = 0;
+  std::vector<std::string> run_errors_, longest_errors_;
 };
 
 // Follows the event log from revision 1 through any replica, resuming from
@@ -378,7 +395,8 @@ class ReplicasChaosTest : public ReplicasFixture {
           what, k, absl::FormatDuration(clients_[k]->longest_failure()).c_str(),
           static_cast<long long>(clients_[k]->failures()));
       EXPECT_LE(clients_[k]->longest_failure(), bound * SanitizerTimeScale())
-          << "client " << k;
+          << "client " << k << "; the errors of that run:\n"
+          << absl::StrJoin(clients_[k]->longest_errors(), "\n");
     }
   }
 

@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "client/rpc_status.h"
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "tests/cluster/replicas_fixture.h"
@@ -96,8 +97,7 @@ TEST_F(ReplicasTest, IssuedOnOneValidatesOnTheOthersAtOnce) {
           v1::DescribeRequest describe;
           describe.set_id(issued.ids(round % 5));
           v1::DescribeResponse described;
-          s = Call(stub, &v1::Registrar::Stub::Describe, describe,
-                   &described);
+          s = Call(stub, &v1::Registrar::Stub::Describe, describe, &described);
           ASSERT_TRUE(s.ok()) << Text(s) << " describing " << describe.id()
                               << " issued on " << on << ", read on " << other;
           EXPECT_EQ(described.record().id(), describe.id());
@@ -264,6 +264,24 @@ TEST_F(ReplicasTest, WriterKilledAnotherTakesOverAndNothingIsLost) {
   stop = true;
   for (auto& t : load) t.join();
   ASSERT_NO_FATAL_FAILURE(KillNine(*nodes_[leader].process));
+
+  // Until the dead writer's node lease lapses (the TTL), the followers
+  // still name it: once a follower's channel to it has seen the
+  // connection gone, a change sent there fails UNAVAILABLE marked
+  // NOT_APPLIED (it was never sent on), which clients retry elsewhere.
+  {
+    grpc::Status early;
+    EXPECT_TRUE(PollUntil(
+        [&] {
+          v1::IssueResponse refused;
+          early =
+              Call(*nodes_[(leader + 1) % 3].stub, &v1::Registrar::Stub::Issue,
+                   IssueOf(v1::KIND_THREAD, 1), &refused);
+          return grpc_status::IsNotApplied(grpc_status::ToAbsl(early));
+        },
+        absl::Seconds(kNodeTtlSeconds) / 2))
+        << Text(early);
+  }
 
   // A survivor takes writes again within the TTL and a margin.
   const int survivor = (leader + 1) % 3;
