@@ -204,19 +204,11 @@ int Create() {
     ++txns;
     return failed.ok();
   };
-  double last_report = 0;
   absl::Status generated =
       mix.Generate(ids, clock, leases, [&](RecordView&& r) {
         batch.events.push_back(Event{0, EventType::kIssued, std::move(r)});
         ++written;
         if (batch.events.size() >= per_txn && !flush()) return false;
-        const double el = SecondsSince(t_start);
-        if (el - last_report > 10) {
-          last_report = el;
-          std::fprintf(stderr, "  created %llu / %llu records (%.0f s)\n",
-                       static_cast<unsigned long long>(written),
-                       static_cast<unsigned long long>(n), el);
-        }
         return true;
       });
   if (generated.ok() && failed.ok()) flush();

@@ -1,9 +1,11 @@
 #include "bench/programs/record_mix.h"
 
+#include <cstdio>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 
 namespace registrar::bench {
 
@@ -35,6 +37,9 @@ absl::Status RecordMix::Generate(IdGenerator& ids, const Clock& clock,
   const auto shared_labels = std::make_shared<const Labels>();
   const uint64_t max_per_owner = PerOwner(0);
   std::vector<Id128> minted;
+  const absl::Time start = absl::Now();
+  absl::Time last_report = start;
+  uint64_t made = 0;
   for (uint64_t j = 0; j < max_per_owner; ++j) {
     const Kind kind = KindAt(j);
     for (uint64_t o = 0; o < owners; ++o) {
@@ -74,6 +79,13 @@ absl::Status RecordMix::Generate(IdGenerator& ids, const Clock& clock,
       r.state = State::kLive;
       if (by_kind != nullptr) ++by_kind[static_cast<int>(kind)];
       if (!emit(std::move(r))) return absl::OkStatus();
+      if (++made % 1024 == 0 && absl::Now() - last_report > absl::Seconds(10)) {
+        last_report = absl::Now();
+        std::fprintf(stderr, "  created %llu / %llu records (%.0f s)\n",
+                     static_cast<unsigned long long>(made),
+                     static_cast<unsigned long long>(records),
+                     absl::ToDoubleSeconds(last_report - start));
+      }
     }
   }
   return absl::OkStatus();

@@ -33,8 +33,8 @@ struct RecordMix {
   static Owner OwnerOf(uint64_t o);
 
   // Mints every record in order and passes it to `emit` (which stops the
-  // run by returning false). `leases` must not be empty. Counts per kind
-  // into by_kind when given.
+  // run by returning false), saying how far it got on stderr every 10 s.
+  // `leases` must not be empty. Counts per kind into by_kind when given.
   absl::Status Generate(IdGenerator& ids, const Clock& clock,
                         const std::vector<Id128>& leases,
                         absl::FunctionRef<bool(RecordView&&)> emit,

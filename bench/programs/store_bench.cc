@@ -190,7 +190,6 @@ int Create(const std::string& dir) {
     batch.events.clear();
     return true;
   };
-  double last_report = 0;
   absl::Status generated = mix.Generate(
       ids, clock, leases,
       [&](RecordView&& r) {
@@ -199,13 +198,6 @@ int Create(const std::string& dir) {
         if (batch.events.size() >= commit_batch && !flush()) {
           failed = true;
           return false;
-        }
-        const double el = SecondsSince(t_start);
-        if (el - last_report > 10) {
-          last_report = el;
-          std::fprintf(stderr, "  created %llu / %llu records (%.0f s)\n",
-                       static_cast<unsigned long long>(written),
-                       static_cast<unsigned long long>(n), el);
         }
         return true;
       },

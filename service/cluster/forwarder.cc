@@ -26,8 +26,10 @@ struct ForwardedCall {
 }  // namespace
 
 Forwarder::Forwarder(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                     std::string self)
-    : credentials_(std::move(credentials)), self_(std::move(self)) {}
+                     std::string self, std::string server_name)
+    : credentials_(std::move(credentials)),
+      self_(std::move(self)),
+      server_name_(std::move(server_name)) {}
 
 bool Forwarder::WasForwarded(const grpc::CallbackServerContext& ctx) {
   return ctx.client_metadata().count(kForwardedHeader) > 0;
@@ -48,7 +50,9 @@ std::shared_ptr<grpc::GenericStub> Forwarder::StubFor(
   ++forwarded_;
   if (stub_ == nullptr || address != address_) {
     address_ = address;
-    channel_ = grpc::CreateChannel(address, credentials_);
+    grpc::ChannelArguments args;
+    if (!server_name_.empty()) args.SetSslTargetNameOverride(server_name_);
+    channel_ = grpc::CreateCustomChannel(address, credentials_, args);
     stub_ = std::make_shared<grpc::GenericStub>(channel_);
   }
   return stub_;

@@ -36,9 +36,10 @@ inline constexpr char kForwardedHeader[] = "x-registrar-forwarded";
 class Forwarder {
  public:
   // `credentials` for the channels to the writer; `self` goes into
-  // x-registrar-forwarded.
+  // x-registrar-forwarded; `server_name`, when not empty, is the name the
+  // writer's TLS certificate is checked against instead of its address.
   Forwarder(std::shared_ptr<grpc::ChannelCredentials> credentials,
-            std::string self);
+            std::string self, std::string server_name = "");
 
   // Sends `request` as `method` ("/package.Service/Method") to `address`;
   // `done` gets the writer's status once it answered (*response then
@@ -67,6 +68,7 @@ class Forwarder {
 
   const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   const std::string self_;
+  const std::string server_name_;
   mutable absl::Mutex mu_;
   std::string address_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);

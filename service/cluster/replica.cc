@@ -203,7 +203,7 @@ absl::Status Replica::Campaign(const std::string& advertise,
         std::make_shared<Forwarder>(options_.forward_credentials != nullptr
                                         ? options_.forward_credentials
                                         : grpc::InsecureChannelCredentials(),
-                                    advertise);
+                                    advertise, options_.forward_server_name);
   }
   std::weak_ptr<Shared> weak = shared_;
   absl::StatusOr<std::shared_ptr<etcd::Election>> e =

@@ -70,6 +70,9 @@ struct ReplicaOptions {
   absl::Duration max_lag = absl::Seconds(10);
   // For the channels to the writer; null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> forward_credentials;
+  // The name the writer's certificate is checked against; empty: the
+  // address dialed.
+  std::string forward_server_name;
 };
 
 // What health reports (CheckHealth).

@@ -108,6 +108,15 @@ ABSL_FLAG(std::string, advertise_address, "",
           "one's --listen (changes are forwarded to the elected writer "
           "there); default: the listen address, required when that is "
           "0.0.0.0 or [::]");
+ABSL_FLAG(std::string, cluster_tls_ca, "",
+          "--store=etcd with TLS: PEM CA bundle the writer's certificate "
+          "must chain to when a follower forwards a change (default: the "
+          "system's roots)");
+ABSL_FLAG(std::string, cluster_tls_server_name, "",
+          "--store=etcd with TLS: the name checked against the writer's "
+          "certificate when forwarding, instead of its --advertise_address "
+          "(e.g. the headless Service's name, which the shared certificate "
+          "names)");
 ABSL_FLAG(absl::Duration, follower_max_lag, absl::Seconds(10),
           "--store=etcd: a follower that has not applied what etcd holds for "
           "this long reports NOT_SERVING");
@@ -235,6 +244,8 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "etcd_node_ttl",
                                    "advertise_address",
                                    "follower_max_lag",
+                                   "cluster_tls_ca",
+                                   "cluster_tls_server_name",
                                    "durability",
                                    "event_history",
                                    "clock_window",
@@ -350,6 +361,15 @@ absl::Status EtcdConfig(int argc, char** argv, ServerConfig* c) {
     return absl::InvalidArgumentError(
         absl::StrCat("--advertise_address must be host:port, got \"",
                      c->advertise_address, "\""));
+  }
+  c->cluster_tls_ca = absl::GetFlag(FLAGS_cluster_tls_ca);
+  c->cluster_tls_server_name = absl::GetFlag(FLAGS_cluster_tls_server_name);
+  if ((!c->cluster_tls_ca.empty() || !c->cluster_tls_server_name.empty()) &&
+      absl::GetFlag(FLAGS_tls_cert).empty()) {
+    return absl::InvalidArgumentError(
+        "--cluster_tls_ca and --cluster_tls_server_name need TLS "
+        "(--tls_cert, --tls_key): replicas forward over the API port's "
+        "transport");
   }
   c->follower_max_lag = absl::GetFlag(FLAGS_follower_max_lag);
   if (c->follower_max_lag <= absl::ZeroDuration()) {

@@ -45,6 +45,12 @@ struct ServerConfig {
   // NOT_SERVING (service/cluster/DESIGN.md).
   std::string advertise_address;
   absl::Duration follower_max_lag = absl::Seconds(10);
+  // --store=etcd with TLS: how a follower checks the writer's certificate
+  // when it forwards a change: the CA bundle (empty: system roots) and the
+  // name (empty: the writer's advertise address). With --tls_client_ca it
+  // presents its own certificate (--tls_cert) as the client's.
+  std::string cluster_tls_ca;
+  std::string cluster_tls_server_name;
   RegistryOptions registry;
   ApiLimits limits;
   WatchLimits watch;          // --max_watchers, --watch_max_lag

@@ -420,8 +420,11 @@ absl::Status RegistrarServer::StartReplica() {
   o.registry = config_.registry;
   o.max_lag = config_.follower_max_lag;
   if (config_.transport.tls()) {
-    // Replicas present the same kind of certificate they accept.
-    o.forward_credentials = grpc::SslCredentials(grpc::SslCredentialsOptions());
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+        MakeForwardCredentials(config_.transport, config_.cluster_tls_ca);
+    if (!credentials.ok()) return StartupError("", credentials.status());
+    o.forward_credentials = *std::move(credentials);
+    o.forward_server_name = config_.cluster_tls_server_name;
   }
   absl::StatusOr<std::unique_ptr<cluster::Replica>> replica =
       cluster::Replica::Start(etcd_conn_, node_claim_, std::move(o), clock_,

@@ -14,8 +14,9 @@
 namespace registrar {
 namespace {
 
-absl::Status CheckPem(const char* flag, const std::string& path,
-                      std::string_view marker) {
+// The PEM file `path` names (--flag), checked for `marker`.
+absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path,
+                                    std::string_view marker) {
   std::ifstream in(path);
   if (!in) {
     return absl::InvalidArgumentError(
@@ -27,7 +28,12 @@ absl::Status CheckPem(const char* flag, const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat(
         "--", flag, "=", path, ": not PEM (no \"", AsAbsl(marker), "\")"));
   }
-  return absl::OkStatus();
+  return text.str();
+}
+
+absl::Status CheckPem(const char* flag, const std::string& path,
+                      std::string_view marker) {
+  return ReadPem(flag, path, marker).status();
 }
 
 int Ms(absl::Duration d) {
@@ -137,6 +143,30 @@ void ApplyTransportLimits(const TransportConfig& c,
     quota.Resize(c.memory_limit_bytes);
     builder.SetResourceQuota(quota);
   }
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
+MakeForwardCredentials(const TransportConfig& config,
+                       const std::string& ca_file) {
+  grpc::SslCredentialsOptions o;
+  if (!ca_file.empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadPem("cluster_tls_ca", ca_file, "BEGIN CERTIFICATE");
+    if (!ca.ok()) return ca.status();
+    o.pem_root_certs = *std::move(ca);
+  }
+  if (!config.tls_client_ca.empty()) {
+    // The writer requires client certificates: present our own.
+    absl::StatusOr<std::string> cert =
+        ReadPem("tls_cert", config.tls_cert, "BEGIN CERTIFICATE");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key =
+        ReadPem("tls_key", config.tls_key, "PRIVATE KEY");
+    if (!key.ok()) return key.status();
+    o.pem_cert_chain = *std::move(cert);
+    o.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(o);
 }
 
 }  // namespace registrar

@@ -5,6 +5,7 @@
 // follow certificate files as they are replaced, the loopback-only rule for
 // plaintext, and the HTTP/2 and memory bounds applied to every connection.
 
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
@@ -58,6 +59,17 @@ void ApplyTransportLimits(const TransportConfig& config,
 
 // True for 127.0.0.0/8, ::1 and "localhost" hosts of a host:port address.
 bool IsLoopbackAddress(const std::string& address);
+
+// The credentials a follower forwards changes to the writer with (API
+// port, TLS on): the writer's certificate checked against `ca_file`
+// (--cluster_tls_ca; empty: the system's roots); with mTLS
+// (tls_client_ca) this replica's own certificate and key as the client's,
+// so the certificate must allow client authentication too. Read once, at
+// start (a renewed certificate reaches the forwarding channels on the next
+// restart). INVALID_ARGUMENT naming the flag of an unreadable file.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
+MakeForwardCredentials(const TransportConfig& config,
+                       const std::string& ca_file);
 
 }  // namespace registrar
 

@@ -351,23 +351,19 @@ class ReplicasChaosTest : public ReplicasFixture {
       // Each client's IDs, checked as that owner on every replica.
       owner_ = clients_[k]->owner();
       for (Node& n : nodes_) {
-        for (size_t at = 0; at < ids.size(); at += 500) {
-          std::vector<std::string> part(
-              ids.begin() + at, ids.begin() + std::min(ids.size(), at + 500));
-          std::vector<v1::Verdict> got = Verdicts(n, part);
-          ASSERT_EQ(got.size(), part.size());
-          for (size_t i = 0; i < part.size(); ++i) {
-            const std::string& id = part[i];
-            if (ledger_.uncertain.contains(id)) {
-              EXPECT_TRUE(got[i] == v1::VERDICT_VALID ||
-                          got[i] == v1::VERDICT_RELEASED)
-                  << id << ": " << v1::Verdict_Name(got[i]);
-            } else {
-              EXPECT_EQ(got[i], ledger_.released.contains(id)
-                                    ? v1::VERDICT_RELEASED
-                                    : v1::VERDICT_VALID)
-                  << id << " on " << n.process->grpc_address();
-            }
+        std::vector<v1::Verdict> got = AllVerdicts(n, ids);
+        ASSERT_EQ(got.size(), ids.size());
+        for (size_t i = 0; i < ids.size(); ++i) {
+          const std::string& id = ids[i];
+          if (ledger_.uncertain.contains(id)) {
+            EXPECT_TRUE(got[i] == v1::VERDICT_VALID ||
+                        got[i] == v1::VERDICT_RELEASED)
+                << id << ": " << v1::Verdict_Name(got[i]);
+          } else {
+            EXPECT_EQ(got[i], ledger_.released.contains(id)
+                                  ? v1::VERDICT_RELEASED
+                                  : v1::VERDICT_VALID)
+                << id << " on " << n.process->grpc_address();
           }
         }
       }

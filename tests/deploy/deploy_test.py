@@ -961,7 +961,8 @@ def run_pods_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir,
             except grpc.RpcError as e:
                 forwarded = f"{e.code().name}: {e.details()[:160]}"
             print(f"{where}: an Issue on a follower (TLS to the writer's "
-                  f"pod IP, see the manifest's header): {forwarded}")
+                  f"pod IP; the manifest leaves --cluster_tls_server_name unset): "
+                  f"{forwarded}")
         finally:
             for ch in channels:
                 ch.close()
