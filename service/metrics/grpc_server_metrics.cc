@@ -193,10 +193,17 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
   // reaches it; whatever the handler chose (gRPC's health Watch says
   // UNKNOWN), the call ended because of the client, as Go handlers report
   // it from their context: DeadlineExceeded once the deadline has passed,
-  // else Canceled.
+  // else Canceled. The server's deadline is the client's timeout counted
+  // from the request's arrival, so it falls a little after the client's:
+  // a client giving up at its deadline is seen here slightly before ours
+  // (by the transit and queueing of the request, tens of milliseconds on a
+  // loaded machine). A cancellation within kDeadlineSlack of the deadline
+  // is the deadline's.
   grpc::StatusCode CodeToCount(grpc::StatusCode sent) const {
+    constexpr std::chrono::milliseconds kDeadlineSlack(250);
     if (context_ == nullptr || !context_->IsCancelled()) return sent;
-    return context_->deadline() <= std::chrono::system_clock::now()
+    return context_->deadline() <=
+                   std::chrono::system_clock::now() + kDeadlineSlack
                ? grpc::StatusCode::DEADLINE_EXCEEDED
                : grpc::StatusCode::CANCELLED;
   }
