@@ -183,14 +183,10 @@ int Create() {
   std::vector<Id128> leases;
   {
     WriteBatch batch;
-    for (uint32_t i = 0; i < std::max<uint32_t>(1, absl::GetFlag(FLAGS_leases));
-         ++i) {
-      const std::string holder = absl::StrCat("gateway-", i);
-      auto id = ids.MintOne(Kind::kLease, "", holder);
-      if (!id.ok()) return Fail("mint", id.status()), 1;
-      leases.push_back(*id);
-      batch.put_leases.push_back(LeaseView{*id, holder, absl::Hours(1)});
-    }
+    absl::StatusOr<std::vector<Id128>> minted =
+        bench::RecordMix::MintLeases(ids, absl::GetFlag(FLAGS_leases), &batch);
+    if (!minted.ok()) return Fail("mint", minted.status()), 1;
+    leases = *std::move(minted);
     if (auto s = (*store)->Commit(&batch); !s.ok()) return Fail("commit", s), 1;
   }
   uint64_t written = 0;

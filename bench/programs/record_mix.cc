@@ -1,9 +1,11 @@
 #include "bench/programs/record_mix.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 
@@ -25,6 +27,20 @@ Kind RecordMix::KindAt(uint64_t j) {
 Owner RecordMix::OwnerOf(uint64_t o) {
   return Owner{absl::StrFormat("tenant-%03d", o % 100),
                absl::StrFormat("user-%07d", o)};
+}
+
+absl::StatusOr<std::vector<Id128>> RecordMix::MintLeases(IdGenerator& ids,
+                                                         uint32_t count,
+                                                         WriteBatch* batch) {
+  std::vector<Id128> leases;
+  for (uint32_t i = 0; i < std::max<uint32_t>(1, count); ++i) {
+    const std::string holder = absl::StrCat("gateway-", i);
+    absl::StatusOr<Id128> id = ids.MintOne(Kind::kLease, "", holder);
+    if (!id.ok()) return id.status();
+    leases.push_back(*id);
+    batch->put_leases.push_back(LeaseView{*id, holder, absl::Hours(1)});
+  }
+  return leases;
 }
 
 absl::Status RecordMix::Generate(IdGenerator& ids, const Clock& clock,

@@ -15,8 +15,10 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "service/id/id_generator.h"
 #include "service/model/record.h"
+#include "service/store/store.h"
 
 namespace registrar::bench {
 
@@ -31,6 +33,12 @@ struct RecordMix {
   // What an owner's j-th record is: j = 0 its connection, then units of 7.
   static Kind KindAt(uint64_t j);
   static Owner OwnerOf(uint64_t o);
+
+  // Mints `count` (at least 1) leases of holders "gateway-<i>", adds them
+  // to batch->put_leases (TTL 1 h) and returns their IDs.
+  static absl::StatusOr<std::vector<Id128>> MintLeases(IdGenerator& ids,
+                                                       uint32_t count,
+                                                       WriteBatch* batch);
 
   // Mints every record in order and passes it to `emit` (which stops the
   // run by returning false), saying how far it got on stderr every 10 s.

@@ -163,13 +163,10 @@ int Create(const std::string& dir) {
   std::vector<Id128> leases;
   {
     WriteBatch batch;
-    for (uint32_t i = 0; i < nleases; ++i) {
-      const std::string holder = absl::StrCat("gateway-", i);
-      auto id = ids.MintOne(Kind::kLease, "", holder);
-      if (!id.ok()) return 1;
-      leases.push_back(*id);
-      batch.put_leases.push_back(LeaseView{*id, holder, absl::Hours(1)});
-    }
+    absl::StatusOr<std::vector<Id128>> minted =
+        bench::RecordMix::MintLeases(ids, nleases, &batch);
+    if (!minted.ok()) return 1;
+    leases = *std::move(minted);
     if (auto s = store->Commit(&batch); !s.ok()) {
       std::fprintf(stderr, "commit: %s\n", s.ToString().c_str());
       return 1;

@@ -362,15 +362,6 @@ absl::Status EtcdConfig(int argc, char** argv, ServerConfig* c) {
         absl::StrCat("--advertise_address must be host:port, got \"",
                      c->advertise_address, "\""));
   }
-  c->cluster_tls_ca = absl::GetFlag(FLAGS_cluster_tls_ca);
-  c->cluster_tls_server_name = absl::GetFlag(FLAGS_cluster_tls_server_name);
-  if ((!c->cluster_tls_ca.empty() || !c->cluster_tls_server_name.empty()) &&
-      absl::GetFlag(FLAGS_tls_cert).empty()) {
-    return absl::InvalidArgumentError(
-        "--cluster_tls_ca and --cluster_tls_server_name need TLS "
-        "(--tls_cert, --tls_key): replicas forward over the API port's "
-        "transport");
-  }
   c->follower_max_lag = absl::GetFlag(FLAGS_follower_max_lag);
   if (c->follower_max_lag <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--follower_max_lag must be > 0");
@@ -514,6 +505,15 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
   t.max_connection_idle = absl::GetFlag(FLAGS_max_connection_idle);
   t.memory_limit_bytes = absl::GetFlag(FLAGS_grpc_memory_limit);
   if (absl::Status s = CheckTransport(t, c.listen); !s.ok()) return s;
+  c.cluster_tls_ca = absl::GetFlag(FLAGS_cluster_tls_ca);
+  c.cluster_tls_server_name = absl::GetFlag(FLAGS_cluster_tls_server_name);
+  if ((!c.cluster_tls_ca.empty() || !c.cluster_tls_server_name.empty()) &&
+      !t.tls()) {
+    return absl::InvalidArgumentError(
+        "--cluster_tls_ca and --cluster_tls_server_name need TLS "
+        "(--tls_cert, --tls_key): replicas forward over the API port's "
+        "transport");
+  }
 
   if (absl::Status s =
           ParseLogFormat(absl::GetFlag(FLAGS_log_format), &c.log_format);
