@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   o.holder = "child";
   std::atomic<bool> lost{false};
   auto claimer =
-      testing::Call<std::shared_ptr<etcd::NodeIdClaimer>>([&](auto cb) {
+      registrar::testing::Call<std::shared_ptr<etcd::NodeIdClaimer>>([&](auto cb) {
         etcd::NodeIdClaimer::Claim(
             *conn, clock, o, [&lost](const absl::Status&) { lost = true; }, cb);
       });

@@ -1,0 +1,1 @@
+// The object file that carries tests/precompiled.h (see CMakeLists.txt).
