@@ -17,7 +17,8 @@ void EventLog::Switch(std::shared_ptr<etcd::EtcdStore> store) {
     absl::MutexLock lock(&mu_);
     old = std::exchange(store_, store);
   }
-  if (!listener_) return;
+  // A new writer that took over its follower store keeps it.
+  if (!listener_ || old == store) return;
   // No lock of ours is held while a store's listener mutex is taken: a
   // store calls the listener from its writer or feed thread.
   if (old != nullptr) old->SetEventListener(nullptr);

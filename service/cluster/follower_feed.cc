@@ -137,17 +137,24 @@ FollowerFeed::FollowerFeed(std::shared_ptr<etcd::Connection> conn,
 }
 
 FollowerFeed::~FollowerFeed() {
+  Stop(absl::CancelledError("follower feed stopped"));
+}
+
+void FollowerFeed::Stop(absl::Status why) {
   std::shared_ptr<etcd::Watch> watch;
   {
     absl::MutexLock lock(&mu_);
+    if (status_.ok()) status_ = std::move(why);
     watch = watch_;
   }
   watch->Cancel();
+  absl::Status ended;
   {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(&ended_));
+    ended = status_;
   }
-  waiters_->End(absl::CancelledError("follower feed stopped"));
+  waiters_->End(ended);
 }
 
 void FollowerFeed::OnEvents(const std::vector<mvccpb::Event>& events) {

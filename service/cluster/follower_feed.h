@@ -41,8 +41,12 @@ class FollowerFeed {
   FollowerFeed(std::shared_ptr<etcd::Connection> conn, etcd::EtcdLayout layout,
                int64_t loaded_at, uint64_t loaded_revision, Registry& registry,
                AppliedFn on_applied = nullptr);
-  // Cancels the watch and waits for its end (no callback runs after).
+  // Stop(CANCELLED).
   ~FollowerFeed();
+  // Cancels the watch and waits for its end: nothing is applied after it
+  // returns. Waiters still waiting, and status() from now on, get `why`
+  // (unless the feed had ended already). Idempotent.
+  void Stop(absl::Status why) ABSL_LOCKS_EXCLUDED(mu_);
   FollowerFeed(const FollowerFeed&) = delete;
   FollowerFeed& operator=(const FollowerFeed&) = delete;
 

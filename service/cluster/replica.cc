@@ -34,10 +34,14 @@ struct Replica::Generation {
   // every write (its fence checks it).
   std::shared_ptr<std::atomic<bool>> retired =
       std::make_shared<std::atomic<bool>>(false);
+  // Shared with the writer generation that took them over (TakeOver).
   std::shared_ptr<etcd::EtcdStore> store;
-  std::unique_ptr<Registry> registry;
+  std::shared_ptr<Registry> registry;
   std::unique_ptr<FollowerFeed> feed;    // followers
   std::unique_ptr<ReadBarrier> barrier;  // followers
+  // Set (on the role thread) once a writer generation took over the store
+  // and registry: this one must not stop them.
+  bool handed_over = false;
 
   // The barrier and the feed before the registry they read and change,
   // the registry (which may wait for its queued writes) before its store
@@ -46,7 +50,7 @@ struct Replica::Generation {
     barrier.reset();
     feed.reset();
     registry.reset();
-    if (store != nullptr) store->Stop();
+    if (store != nullptr && !handed_over) store->Stop();
   }
 };
 
@@ -55,6 +59,9 @@ namespace {
 constexpr absl::Duration kRoleTick = absl::Milliseconds(200);
 constexpr absl::Duration kRebuildBackoff = absl::Milliseconds(500);
 constexpr absl::Duration kProbeEvery = absl::Seconds(1);
+// How long a new writer waits for its feed to apply what the old writer
+// committed before it loads afresh instead.
+constexpr absl::Duration kCatchUp = absl::Seconds(5);
 
 std::string MethodPath(Method method) {
   const MethodInfo& info = InfoOf(method);
@@ -127,35 +134,19 @@ absl::StatusOr<std::shared_ptr<Replica::Generation>> Replica::Build(
   ASSIGN_OR_RETURN(std::unique_ptr<etcd::EtcdStore> store,
                    etcd::EtcdStore::Create(conn_, options_.store));
   g->store = std::move(store);
-  etcd::EtcdStore::WriteFence fence = etcd::NodeIdFence(claim_);
   if (leader) {
-    std::shared_ptr<etcd::Election> e = election();
-    if (e == nullptr) {
-      return absl::FailedPreconditionError("not in the election");
-    }
-    // etcd's test: our candidate key is still the one we were elected with.
-    fence.compares.push_back(e->LeaderCompare());
-    // Ours: still the writer, and this generation still the current one.
-    fence.check = [node = std::move(fence.check),
-                   weak = std::weak_ptr<etcd::Election>(e),
-                   retired = g->retired]() -> absl::Status {
-      RETURN_IF_ERROR(node());
-      std::shared_ptr<etcd::Election> el = weak.lock();
-      if (retired->load() || el == nullptr || !el->IsLeader()) {
-        return absl::UnavailableError(
-            "this replica is no longer the cluster's writer; retry (the "
-            "call goes to the new writer)");
-      }
-      return absl::OkStatus();
-    };
+    ASSIGN_OR_RETURN(etcd::EtcdStore::WriteFence fence,
+                     WriterFence(g->retired));
+    g->store->SetWriteFence(std::move(fence));
   } else {
+    etcd::EtcdStore::WriteFence fence = etcd::NodeIdFence(claim_);
     fence.check = [] {
       return absl::UnavailableError(
           "this replica is a follower: changes go to the writer");
     };
+    g->store->SetWriteFence(std::move(fence));
   }
-  g->store->SetWriteFence(std::move(fence));
-  g->registry = std::make_unique<Registry>(options_.registry, clock_, ids_,
+  g->registry = std::make_shared<Registry>(options_.registry, clock_, ids_,
                                            observer_, g->store.get());
   RETURN_IF_ERROR(g->registry->Recover());
   if (!leader) {
@@ -169,6 +160,55 @@ absl::StatusOr<std::shared_ptr<Replica::Generation>> Replica::Build(
     g->barrier =
         std::make_unique<ReadBarrier>(conn_, store->layout(), *g->feed);
   }
+  return g;
+}
+
+absl::StatusOr<etcd::EtcdStore::WriteFence> Replica::WriterFence(
+    std::shared_ptr<std::atomic<bool>> retired) {
+  std::shared_ptr<etcd::Election> e = election();
+  if (e == nullptr) {
+    return absl::FailedPreconditionError("not in the election");
+  }
+  etcd::EtcdStore::WriteFence fence = etcd::NodeIdFence(claim_);
+  // etcd's test: our candidate key is still the one we were elected with.
+  fence.compares.push_back(e->LeaderCompare());
+  // Ours: still the writer, and this generation still the current one.
+  fence.check = [node = std::move(fence.check),
+                 weak = std::weak_ptr<etcd::Election>(e),
+                 retired = std::move(retired)]() -> absl::Status {
+    RETURN_IF_ERROR(node());
+    std::shared_ptr<etcd::Election> el = weak.lock();
+    if (retired->load() || el == nullptr || !el->IsLeader()) {
+      return absl::UnavailableError(
+          "this replica is no longer the cluster's writer; retry (the "
+          "call goes to the new writer)");
+    }
+    return absl::OkStatus();
+  };
+  return fence;
+}
+
+absl::StatusOr<std::shared_ptr<Replica::Generation>> Replica::TakeOver(
+    Generation& follower) {
+  // Catch up with everything the old writer committed. It commits nothing
+  // more: its Txns compare its candidate key, gone since we were elected.
+  RETURN_IF_ERROR(follower.feed->status());
+  RETURN_IF_ERROR(follower.barrier->Wait(absl::Now() + kCatchUp));
+  // From here the registry changes by this replica's own writes only.
+  follower.feed->Stop(absl::UnavailableError(
+      "this replica became the cluster's writer while the read waited; "
+      "retry"));
+  auto g = std::make_shared<Generation>();
+  g->leader = true;
+  g->store = follower.store;
+  g->registry = follower.registry;
+  ASSIGN_OR_RETURN(etcd::EtcdStore::WriteFence fence,
+                   WriterFence(g->retired));
+  // Checks that etcd holds exactly what the feed applied.
+  ASSIGN_OR_RETURN(const uint64_t clock_high_water,
+                   g->store->TakeOver(std::move(fence)));
+  follower.handed_over = true;
+  g->registry->TakeOver(clock_high_water);
   return g;
 }
 
@@ -367,6 +407,25 @@ void Replica::Reconcile() {
     g->retired->store(true);
   }
   if (why.empty() || absl::Now() < next_build_) return;
+  if (elected && !g->leader) {
+    // A follower that applied everything becomes the writer as it is: no
+    // reload, so failover and a first start do not wait for a full load.
+    const absl::Time start = absl::Now();
+    absl::StatusOr<std::shared_ptr<Generation>> taken = TakeOver(*g);
+    if (taken.ok()) {
+      Install(*std::move(taken));
+      took_over_.fetch_add(1);
+      spdlog::info(
+          "cluster: {}: this replica is now the writer (took over its "
+          "follower registry in {})",
+          why, absl::FormatDuration(absl::Now() - start));
+      // Deposed meanwhile: the next round steps down.
+      shared_->Wake();
+      return;
+    }
+    spdlog::warn("cluster: taking over the follower registry failed ({})",
+                 std::string(taken.status().message()));
+  }
   spdlog::info("cluster: {}: loading a fresh {} registry from etcd", why,
                elected ? "writer" : "follower");
   const absl::Time start = absl::Now();
@@ -386,6 +445,7 @@ void Replica::Reconcile() {
     return;  // *built is destroyed here, on this thread
   }
   Install(*std::move(built));
+  if (elected) loaded_as_writer_.fetch_add(1);
   spdlog::info("cluster: this replica is now the {} (loaded in {})",
                elected ? "writer" : "follower",
                absl::FormatDuration(absl::Now() - start));
@@ -414,6 +474,8 @@ ReplicaHealth Replica::CheckHealth() {
     }
   }
   h.applied = g->leader ? g->store->LastRevision() : g->feed->applied();
+  h.took_over = took_over_.load();
+  h.loaded_as_writer = loaded_as_writer_.load();
   auto refuse = [&h](std::string cause) {
     h.serving = false;
     h.cause = std::move(cause);

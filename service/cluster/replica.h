@@ -7,18 +7,22 @@
 //
 // A replica works in generations: a generation is an EtcdStore, a Registry
 // freshly loaded from it and, on a follower, a FollowerFeed and a
-// ReadBarrier. A role change never turns one registry into another: it
-// builds a new generation by a fresh Load and swaps it in.
+// ReadBarrier. A writer that steps down never turns its registry into a
+// follower's: it builds a new generation by a fresh Load and swaps it in.
+// A new writer takes over its caught-up follower generation instead.
 //
 //  - Start: a follower generation (Load, then the feed from the Load's
 //    etcd revision + 1).
 //  - Campaign: enters the election under <prefix>/leader/ on the node id
 //    claim's lease, with the address other replicas forward to.
-//  - Elected: a writer generation is loaded (every lease with a fresh full
-//    TTL: nothing mass-expires), its store fenced by the Load's m/rev
-//    mod_revision, the node id claim and the election's LeaderCompare();
-//    from then on changes are taken here and Tick expires leases and drops
-//    tombstones. Until it is installed, changes are refused UNAVAILABLE.
+//  - Elected: the follower generation catches up with etcd, stops its
+//    feed and is taken over as the writer generation (same store and
+//    registry: no reload; every lease restarts its full TTL, so nothing
+//    mass-expires), its store fenced by etcd's m/rev mod_revision, the node
+//    id claim and the election's LeaderCompare(); if it cannot catch up, a
+//    writer generation is loaded afresh instead. From then on changes are
+//    taken here and Tick expires leases and drops tombstones. Until it is
+//    installed, changes are refused UNAVAILABLE.
 //  - Deposed (candidate key gone, or this generation's store fenced): the
 //    writer generation refuses further writes at once (its fence checks
 //    the election), and a follower generation is loaded and swapped in.
@@ -82,6 +86,10 @@ struct ReplicaHealth {
   bool leader = false;
   std::string leader_address;  // the writer's address; empty: none known
   uint64_t applied = 0;        // Registrar revision this replica holds
+  // How often this replica became the writer: by taking over its caught-up
+  // follower registry, or by loading a fresh one from etcd.
+  uint64_t took_over = 0;
+  uint64_t loaded_as_writer = 0;
 };
 
 class Replica final : public ClusterHook {
@@ -142,6 +150,14 @@ class Replica final : public ClusterHook {
 
   // A fresh generation loaded from etcd.
   absl::StatusOr<std::shared_ptr<Generation>> Build(bool leader);
+  // A writer generation on `follower`'s store and registry, once its feed
+  // applied everything etcd holds; the follower's feed is stopped. Errors:
+  // it could not catch up (then load afresh).
+  absl::StatusOr<std::shared_ptr<Generation>> TakeOver(Generation& follower);
+  // What a writer generation's store requires before each write: the node
+  // id claim, the election's LeaderCompare, and `retired` still false.
+  absl::StatusOr<etcd::EtcdStore::WriteFence> WriterFence(
+      std::shared_ptr<std::atomic<bool>> retired);
   void Install(std::shared_ptr<Generation> g) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<Generation> current() const ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<etcd::Election> election() const;
@@ -174,6 +190,9 @@ class Replica final : public ClusterHook {
 
   std::thread thread_;
   std::atomic<bool> stopped_{false};
+  // ReplicaHealth's counts (written on the role thread).
+  std::atomic<uint64_t> took_over_{0};
+  std::atomic<uint64_t> loaded_as_writer_{0};
 };
 
 }  // namespace registrar::cluster

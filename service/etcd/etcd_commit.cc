@@ -182,8 +182,9 @@ void EtcdStore::WriterLoop() {
       absl::MutexLock lock(&mu_);
       blocked = fenced_;
     }
-    if (blocked.ok() && write_fence_.check) {
-      if (absl::Status s = write_fence_.check(); !s.ok()) {
+    const std::shared_ptr<const WriteFence> fence = write_fence();
+    if (blocked.ok() && fence->check) {
+      if (absl::Status s = fence->check(); !s.ok()) {
         blocked = Fence(std::string(s.message()), s.code());
       }
     }
@@ -297,7 +298,7 @@ std::optional<EtcdStore::Group> EtcdStore::TakeGroup(
         EncodeRevisionValue({.revision = g.last_revision, .token = g.token}));
     *g.txn.add_compare() = CompareModRevision(
         layout_.RevisionKey(), pb::Compare::EQUAL, g.expected_mod);
-    for (const pb::Compare& c : write_fence_.compares) {
+    for (const pb::Compare& c : write_fence()->compares) {
       *g.txn.add_compare() = c;
     }
     for (auto& [key, op] : ops) *g.txn.add_success() = std::move(op);

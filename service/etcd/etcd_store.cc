@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "service/common/absl_compat.h"
+#include "service/common/status_macros.h"
 #include "service/common/text.h"
 #include "service/etcd/sync_call.h"
 #include "service/store/record_codec.h"
@@ -101,39 +102,37 @@ void EtcdStore::NoteCommitted(const std::vector<Event>& events,
   if (listener_ && !events.empty()) listener_(events);
 }
 
-absl::StatusOr<StoreMeta> EtcdStore::Load(
-    const std::function<void(RecordView&&)>& on_record) {
-  // The meta keys fix the etcd revision every other key is read at.
+absl::StatusOr<EtcdStore::MetaKeys> EtcdStore::ReadMeta() {
   pb::RangeRequest req;
   req.set_key(layout_.MetaPrefix());
   req.set_range_end(PrefixEnd(layout_.MetaPrefix()));
   absl::StatusOr<pb::RangeResponse> meta_keys = blocking_kv_.Range(req);
   if (!meta_keys.ok()) return meta_keys.status();
-  const int64_t at = meta_keys->header().revision();
-  StoreMeta meta;
-  uint64_t oldest = 1;
-  int64_t mod = 0;
+  MetaKeys m;
+  m.at = meta_keys->header().revision();
   for (const mvccpb::KeyValue& kv : meta_keys->kvs()) {
     if (kv.key() == layout_.RevisionKey()) {
       RevisionValue v;
-      if (absl::Status s = DecodeRevisionValue(kv.value(), &v); !s.ok()) {
-        return s;
-      }
-      meta.revision = v.revision;
-      mod = kv.mod_revision();
+      RETURN_IF_ERROR(DecodeRevisionValue(kv.value(), &v));
+      m.revision = v.revision;
+      m.mod = kv.mod_revision();
     } else if (kv.key() == layout_.ClockKey()) {
-      if (absl::Status s =
-              DecodeNumber(kv.key(), kv.value(), &meta.clock_high_water_ms);
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(DecodeNumber(kv.key(), kv.value(), &m.clock_high_water));
     } else if (kv.key() == layout_.OldestKey()) {
-      if (absl::Status s = DecodeNumber(kv.key(), kv.value(), &oldest);
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(DecodeNumber(kv.key(), kv.value(), &m.oldest));
     }
   }
+  return m;
+}
+
+absl::StatusOr<StoreMeta> EtcdStore::Load(
+    const std::function<void(RecordView&&)>& on_record) {
+  // The meta keys fix the etcd revision every other key is read at.
+  ASSIGN_OR_RETURN(const MetaKeys m, ReadMeta());
+  const int64_t at = m.at;
+  StoreMeta meta;
+  meta.revision = m.revision;
+  meta.clock_high_water_ms = m.clock_high_water;
 
   // Records and leases, in pages, at that revision. Pages arrive one after
   // another (each starts the next), so the decoder is used by one thread at
@@ -193,14 +192,35 @@ absl::StatusOr<StoreMeta> EtcdStore::Load(
     return s;
   }
 
-  last_mod_ = mod;
+  last_mod_ = m.mod;
   absl::MutexLock lock(&mu_);
   last_revision_ = meta.revision;
   clock_high_water_ = meta.clock_high_water_ms;
   loaded_at_ = at;
-  oldest_ = std::min(std::max<uint64_t>(oldest, 1), meta.revision + 1);
+  oldest_ = std::min(std::max<uint64_t>(m.oldest, 1), meta.revision + 1);
   tail_.clear();
   return meta;
+}
+
+absl::StatusOr<uint64_t> EtcdStore::TakeOver(WriteFence fence) {
+  ASSIGN_OR_RETURN(const MetaKeys m, ReadMeta());
+  absl::MutexLock lock(&mu_);
+  if (writer_started_ || !fenced_.ok()) {
+    return absl::FailedPreconditionError(
+        "this follower's store was asked to write before; it must reload");
+  }
+  if (m.revision != last_revision_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this follower noted revision ", last_revision_, " but etcd holds ",
+        m.revision, "; it must catch up or reload"));
+  }
+  // The writer thread starts with the first batch, after this: it reads
+  // these without the lock.
+  last_mod_ = m.mod;
+  clock_high_water_ = m.clock_high_water;
+  oldest_ = std::max(oldest_, std::min<uint64_t>(m.oldest, m.revision + 1));
+  write_fence_ = std::make_shared<const WriteFence>(std::move(fence));
+  return m.clock_high_water;
 }
 
 uint64_t EtcdStore::ApproximateRecordCount() {
@@ -323,8 +343,9 @@ void EtcdStore::SetEventListener(EventListener listener) {
 }
 
 absl::Status EtcdStore::CheckWritable() {
-  if (write_fence_.check) {
-    if (absl::Status s = write_fence_.check(); !s.ok()) {
+  if (const std::shared_ptr<const WriteFence> fence = write_fence();
+      fence->check) {
+    if (absl::Status s = fence->check(); !s.ok()) {
       return Fence(std::string(s.message()), s.code());
     }
   }

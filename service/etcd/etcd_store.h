@@ -116,7 +116,22 @@ class EtcdStore final : public Store {
     std::function<absl::Status()> check;
     std::vector<pb::Compare> compares;
   };
-  void SetWriteFence(WriteFence fence) { write_fence_ = std::move(fence); }
+  void SetWriteFence(WriteFence fence) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    write_fence_ = std::make_shared<const WriteFence>(std::move(fence));
+  }
+
+  // A follower's store becomes the writer's, keeping what its feed noted
+  // (NoteCommitted) instead of loading again: the cluster's new writer
+  // takes over its follower registry (service/cluster/DESIGN.md). Reads the
+  // meta keys (a linearizable Range); when etcd's Registrar revision is the
+  // one this store last noted, the prefix fence is taken from etcd's
+  // <prefix>/m/rev as Load would, `fence` replaces the write fence, and the
+  // ID clock's high-water mark etcd holds is returned. Stop noting first.
+  // FAILED_PRECONDITION when etcd holds another revision than the one noted
+  // or this store was ever asked to write; UNAVAILABLE when etcd cannot be
+  // read. Nothing changes on failure.
+  absl::StatusOr<uint64_t> TakeOver(WriteFence fence) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Writes what is queued, then stops the writer. Idempotent.
   void Stop();
@@ -178,6 +193,16 @@ class EtcdStore final : public Store {
   // Waits up to `d` unless Stop is called.
   void Backoff(absl::Duration d);
 
+  // The meta keys, read linearizably, and the etcd revision of the read.
+  struct MetaKeys {
+    int64_t at = 0;
+    uint64_t revision = 0;  // Registrar's
+    int64_t mod = 0;        // mod_revision of <prefix>/m/rev
+    uint64_t clock_high_water = 0;
+    uint64_t oldest = 1;
+  };
+  absl::StatusOr<MetaKeys> ReadMeta();
+
   absl::Status ReadEventsFromEtcd(uint64_t from, size_t limit, uint64_t last,
                                   std::vector<Event>* out);
 
@@ -212,7 +237,15 @@ class EtcdStore final : public Store {
   absl::Mutex listener_mu_;
   EventListener listener_ ABSL_GUARDED_BY(listener_mu_);
 
-  WriteFence write_fence_;  // set before the writer starts
+  // Replaced only before the writer thread starts (SetWriteFence,
+  // TakeOver); CheckWritable may read it meanwhile.
+  std::shared_ptr<const WriteFence> write_fence_ ABSL_GUARDED_BY(mu_) =
+      std::make_shared<const WriteFence>();
+  std::shared_ptr<const WriteFence> write_fence() const
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return write_fence_;
+  }
 
   // Writer thread only.
   int64_t last_mod_ = 0;  // mod_revision of <prefix>/m/rev we last saw

@@ -1,5 +1,6 @@
 #include "service/registry/lessor.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "service/common/field_error.h"
@@ -56,6 +57,15 @@ absl::StatusOr<absl::Duration> Lessor::KeepAlive(
   // surfaces before the (renewed) deadline, so renewals cost no heap work.
   it->second.deadline = now + it->second.ttl;
   return it->second.ttl;
+}
+
+void Lessor::RestartAll(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  // Deadlines only move later, so the queue's entries stay valid (an entry
+  // that surfaces early is re-queued, as after KeepAlive).
+  for (auto& [id, lease] : leases_) {
+    lease.deadline = std::max(lease.deadline, now + lease.ttl);
+  }
 }
 
 absl::Status Lessor::Attach(Id128 lease,

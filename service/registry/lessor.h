@@ -83,6 +83,12 @@ class Lessor {
       const std::optional<std::string>& caller = std::nullopt)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Restarts every lease's clock: its deadline becomes now + its TTL, as
+  // etcd does for every lease when its leader changes. A replica that
+  // becomes the cluster's writer calls it on the leases it followed (their
+  // renewals happened on the old writer).
+  void RestartAll(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Binds connections. FailedPrecondition (and nothing bound) when the
   // lease is not live; PermissionDenied when `caller` is set and is not the
   // lease's grantor.

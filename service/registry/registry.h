@@ -359,6 +359,14 @@ class Registry {
   // leases its writer keeps alive). Returns the events applied.
   uint64_t ApplyCommitted(const WriteBatch& committed);
 
+  // The follower becomes the writer, keeping what it applied instead of
+  // reloading (its store has turned writer: EtcdStore::TakeOver):
+  // every lease restarts its full TTL (nothing mass-expires; the renewals
+  // happened on the old writer) and the ID generator mints above
+  // `clock_high_water_ms` and persists its high-water mark through the
+  // store, as after Recover. Call once, before the first change.
+  void TakeOver(uint64_t clock_high_water_ms);
+
   RegistryStats Stats() const;
   // What the record tables of all shards hold (walks every shard).
   RecordTable::Memory MemoryUsage() const;
@@ -456,6 +464,9 @@ class Registry {
   void Enqueue(WriteBatch batch, CommitQueue::Done done);
   // Tells the observer what a call ended.
   void Report(const Ended& ended);
+  // IDs mint above the mark, which the generator persists through the
+  // store before minting past it (Recover, TakeOver).
+  void AdoptClockHighWater(uint64_t clock_high_water_ms);
   absl::Time Now() const { return clock_.Now(); }
 
   const RegistryOptions options_;

@@ -187,9 +187,19 @@ absl::Status Registry::Recover() {
         StartEnd(std::move(op));
       }));
 
+  AdoptClockHighWater(meta.clock_high_water_ms);
+  spdlog::info(
+      "recovered {} records ({} live), {} leases, revision {}, ID clock "
+      "high-water mark {} ms; {} connections without a lease ended",
+      count, count - counters_.tombstones.load(), meta.leases.size(),
+      meta.revision, meta.clock_high_water_ms, orphans);
+  return absl::OkStatus();
+}
+
+void Registry::AdoptClockHighWater(uint64_t clock_high_water_ms) {
   // IDs stay above everything that may have been issued before, whatever the
   // wall clock says now.
-  const int64_t mark = static_cast<int64_t>(meta.clock_high_water_ms);
+  const int64_t mark = static_cast<int64_t>(clock_high_water_ms);
   if (mark > 0) ids_.AdvancePast((static_cast<uint64_t>(mark) << 12) - 1);
   Store* store = store_;
   ids_.SetHighWater(mark, options_.clock_window, [store](int64_t until_ms) {
@@ -197,12 +207,15 @@ absl::Status Registry::Recover() {
     batch.clock_high_water_ms = static_cast<uint64_t>(until_ms);
     return store->Commit(&batch);
   });
+}
+
+void Registry::TakeOver(uint64_t clock_high_water_ms) {
+  lessor_.RestartAll(Now());
+  AdoptClockHighWater(clock_high_water_ms);
   spdlog::info(
-      "recovered {} records ({} live), {} leases, revision {}, ID clock "
-      "high-water mark {} ms; {} connections without a lease ended",
-      count, count - counters_.tombstones.load(), meta.leases.size(),
-      meta.revision, mark, orphans);
-  return absl::OkStatus();
+      "took over as the writer: {} leases restarted their TTL, ID clock "
+      "high-water mark {} ms",
+      lessor_.size(), clock_high_water_ms);
 }
 
 }  // namespace registrar

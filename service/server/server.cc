@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/security/credentials.h"
 #include "prometheus/family.h"
+#include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "service/api/status_conversion.h"
@@ -455,6 +456,16 @@ absl::Status RegistrarServer::StartReplica() {
                              "writer as this replica sees it (no series "
                              "while none is elected; --store=etcd).")
                          .Register(metrics_->registry());
+  auto& became_writer =
+      prometheus::BuildCounter()
+          .Name("registrar_cluster_became_writer_total")
+          .Help(
+              "Times this replica became the cluster's writer, by how: "
+              "took_over (its follower registry, caught up, no reload) or "
+              "loaded (a fresh load from etcd; --store=etcd).")
+          .Register(metrics_->registry());
+  cluster_took_over_ = &became_writer.Add({{"how", "took_over"}});
+  cluster_loaded_ = &became_writer.Add({{"how", "loaded"}});
   return absl::OkStatus();
 }
 
@@ -462,6 +473,10 @@ void RegistrarServer::CheckReplicaHealth() {
   const cluster::ReplicaHealth h = replica_->CheckHealth();
   cluster_is_leader_->Set(h.leader ? 1 : 0);
   cluster_applied_->Set(static_cast<double>(h.applied));
+  cluster_took_over_->Increment(static_cast<double>(h.took_over) -
+                                cluster_took_over_->Value());
+  cluster_loaded_->Increment(static_cast<double>(h.loaded_as_writer) -
+                             cluster_loaded_->Value());
   if (h.leader_address != cluster_writer_address_) {
     if (cluster_writer_series_ != nullptr) {
       cluster_writer_->Remove(cluster_writer_series_);

@@ -31,6 +31,7 @@
 #include "service/watch/watch_hub.h"
 
 namespace prometheus {
+class Counter;
 class Gauge;
 template <typename T>
 class Family;
@@ -102,6 +103,9 @@ class RegistrarServer {
   std::unique_ptr<cluster::Replica> replica_;
   prometheus::Gauge* cluster_is_leader_ = nullptr;
   prometheus::Gauge* cluster_applied_ = nullptr;
+  // registrar_cluster_became_writer_total{how}, following ReplicaHealth.
+  prometheus::Counter* cluster_took_over_ = nullptr;
+  prometheus::Counter* cluster_loaded_ = nullptr;
   // registrar_cluster_writer{address}: 1 for the writer this replica
   // sees; the series is replaced when the writer changes (ticker only).
   prometheus::Family<prometheus::Gauge>* cluster_writer_ = nullptr;

@@ -314,10 +314,24 @@ openssl x509 -req -in r.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out r.crt 
 // kill -9 of the writer under load: another replica takes over within the
 // node lease TTL plus a margin; every acknowledged ID validates on every
 // survivor and no ID was issued twice, before or after.
+// How often replica `i` became the writer by `how` ("took_over": its
+// follower registry, no reload; "loaded"), as its /metrics says once its
+// health tick has run; nullopt while the scrape fails.
+std::optional<double> BecameWriter(const Node& n, const std::string& how) {
+  return ScrapeValue(*n.process, "registrar_cluster_became_writer_total",
+                     {{"how", how}});
+}
+
 TEST_F(ReplicasTest, WriterKilledAnotherTakesOverAndNothingIsLost) {
   ASSERT_NO_FATAL_FAILURE(StartNodes(3));
   const int leader = AwaitLeader();
   ASSERT_GE(leader, 0);
+  // The first writer became it by taking over its follower registry: one
+  // load at start, not two.
+  EXPECT_TRUE(PollUntil(
+      [&] { return BecameWriter(nodes_[leader], "took_over") == 1.0; },
+      absl::Seconds(10)));
+  EXPECT_EQ(BecameWriter(nodes_[leader], "loaded"), 0.0);
   absl::Mutex mu;
   std::vector<std::string> acked;
   std::set<std::string> seen;
@@ -385,6 +399,11 @@ TEST_F(ReplicasTest, WriterKilledAnotherTakesOverAndNothingIsLost) {
   const int new_leader = AwaitLeader();
   ASSERT_GE(new_leader, 0);
   EXPECT_NE(new_leader, leader);
+  // It took over the registry it followed with, without loading again.
+  EXPECT_TRUE(PollUntil(
+      [&] { return BecameWriter(nodes_[new_leader], "took_over") == 1.0; },
+      absl::Seconds(10)));
+  EXPECT_EQ(BecameWriter(nodes_[new_leader], "loaded"), 0.0);
 
   EXPECT_EQ(duplicates.load(), 0);
   for (const std::string& id : after.ids()) {
