@@ -202,8 +202,7 @@ absl::StatusOr<std::shared_ptr<Replica::Generation>> Replica::TakeOver(
   g->leader = true;
   g->store = follower.store;
   g->registry = follower.registry;
-  ASSIGN_OR_RETURN(etcd::EtcdStore::WriteFence fence,
-                   WriterFence(g->retired));
+  ASSIGN_OR_RETURN(etcd::EtcdStore::WriteFence fence, WriterFence(g->retired));
   // Checks that etcd holds exactly what the feed applied.
   ASSIGN_OR_RETURN(const uint64_t clock_high_water,
                    g->store->TakeOver(std::move(fence)));

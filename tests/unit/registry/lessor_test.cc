@@ -47,6 +47,28 @@ TEST(LessorTest, KeepAliveRenewsForAFullTtl) {
   EXPECT_EQ(lessor.size(), 0u);
 }
 
+// A new writer restarts the leases it followed: each gets its full TTL from
+// the takeover, even one whose followed deadline has passed, and a lease
+// already due later keeps its later deadline.
+TEST(LessorTest, RestartAllGivesEveryLeaseItsFullTtlFromNow) {
+  Lessor lessor;
+  lessor.Grant(LeaseId(1), "gw", kTtl, kT0);                      // t0+10
+  lessor.Grant(LeaseId(2), "gw", kTtl * 3, kT0);                  // t0+30
+  lessor.Grant(LeaseId(3), "gw", kTtl, kT0 + absl::Seconds(20));  // t0+30
+  const absl::Time takeover = kT0 + absl::Seconds(15);
+  lessor.RestartAll(takeover);
+  EXPECT_TRUE(lessor.IsLive(LeaseId(1), takeover + kTtl - absl::Seconds(1)));
+  EXPECT_FALSE(lessor.IsLive(LeaseId(1), takeover + kTtl));
+  EXPECT_TRUE(
+      lessor.IsLive(LeaseId(2), takeover + kTtl * 3 - absl::Seconds(1)));
+  EXPECT_TRUE(lessor.IsLive(LeaseId(3), kT0 + absl::Seconds(29)));
+  // The stale queue entries are skipped: only lease 1 is due at t0+25.
+  std::vector<EndedLease> expired = lessor.TakeExpired(takeover + kTtl);
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].lease, LeaseId(1));
+  EXPECT_EQ(lessor.size(), 2u);
+}
+
 TEST(LessorTest, KeepAliveOfUnknownOrPastDeadlineLeaseIsNotFound) {
   Lessor lessor;
   EXPECT_EQ(lessor.KeepAlive(LeaseId(9), kT0).status().code(),
