@@ -7,10 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "service/api/status_conversion.h"
+#include "service/cluster/writer_probe.h"
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
 #include "service/common/status_macros.h"
 #include "service/etcd/etcd_backend.h"
+#include "service/etcd/lease.h"
 #include "service/etcd/sync_call.h"
 #include "spdlog/spdlog.h"
 
@@ -21,9 +23,17 @@ struct Replica::Shared {
   bool dirty ABSL_GUARDED_BY(mu) = false;
   bool stopping ABSL_GUARDED_BY(mu) = false;
   std::shared_ptr<etcd::Election> election ABSL_GUARDED_BY(mu);
+  // The create revision of a writer a forwarded call could not reach (0:
+  // none): the role thread checks whether its process is gone.
+  int64_t unreachable_writer ABSL_GUARDED_BY(mu) = 0;
 
   void Wake() {
     absl::MutexLock lock(&mu);
+    dirty = true;
+  }
+  void Unreachable(int64_t writer) {
+    absl::MutexLock lock(&mu);
+    unreachable_writer = writer;
     dirty = true;
   }
 };
@@ -62,6 +72,12 @@ constexpr absl::Duration kProbeEvery = absl::Seconds(1);
 // How long a new writer waits for its feed to apply what the old writer
 // committed before it loads afresh instead.
 constexpr absl::Duration kCatchUp = absl::Seconds(5);
+// A writer that refuses connections is probed this many times, this far
+// apart, before its etcd lease is revoked; and not again for a while.
+constexpr int kRefusalsToRevoke = 2;
+constexpr absl::Duration kProbeTimeout = absl::Milliseconds(200);
+constexpr absl::Duration kProbeApart = absl::Milliseconds(100);
+constexpr absl::Duration kRevokeBackoff = absl::Seconds(1);
 
 std::string MethodPath(Method method) {
   const MethodInfo& info = InfoOf(method);
@@ -337,8 +353,15 @@ bool Replica::Forward(grpc::CallbackServerContext* ctx, Method method,
   }
   forwarder->Forward(
       leader->value, MethodPath(method), ctx, request, response,
-      [done = std::move(done), writer = leader->value](const grpc::Status& s) {
+      [done = std::move(done), writer = leader->value,
+       revision = leader->create_revision,
+       weak = std::weak_ptr<Shared>(shared_)](const grpc::Status& s) {
         if (Forwarder::NeverSent(s)) {
+          // Dead and not yet replaced? The role thread looks (a dead
+          // writer is replaced at once rather than after its lease TTL).
+          if (std::shared_ptr<Shared> shared = weak.lock()) {
+            shared->Unreachable(revision);
+          }
           // The writer is gone (or unreachable) and not yet replaced: the
           // change was not sent, so the client may retry it anywhere.
           done(Unavailable(
@@ -381,7 +404,53 @@ void Replica::Run() {
       }
     }
     Reconcile();
+    ReplaceDeadWriter();
     FreeRetired();
+  }
+}
+
+void Replica::ReplaceDeadWriter() {
+  int64_t suspect;
+  {
+    absl::MutexLock lock(&shared_->mu);
+    suspect = std::exchange(shared_->unreachable_writer, 0);
+  }
+  if (suspect == 0 || absl::Now() < next_revoke_) return;
+  std::shared_ptr<etcd::Election> e = election();
+  std::optional<etcd::LeaderInfo> leader;
+  if (e != nullptr) leader = e->leader();
+  // Replaced already, or this replica: nothing to do.
+  if (!leader.has_value() || leader->is_me || leader->lease == 0 ||
+      leader->create_revision != suspect) {
+    return;
+  }
+  // Revoking the lease of a live writer would be safe (its writes compare
+  // its election key and node id claim, both on that lease) but would
+  // depose it: only a writer whose address refuses connections, twice, is
+  // taken for dead.
+  for (int i = 0; i < kRefusalsToRevoke; ++i) {
+    if (i > 0) absl::SleepFor(kProbeApart);
+    if (ProbeAddress(leader->value, kProbeTimeout) != Reachability::kRefused) {
+      return;
+    }
+  }
+  leader = e->leader();
+  if (!leader.has_value() || leader->create_revision != suspect) return;
+  next_revoke_ = absl::Now() + kRevokeBackoff;
+  spdlog::warn(
+      "cluster: the writer {} refuses connections: revoking its etcd lease "
+      "{:x} so that the next replica takes over now, not after the lease's "
+      "TTL",
+      leader->value, leader->lease);
+  absl::StatusOr<etcdserverpb::LeaseRevokeResponse> r =
+      etcd::SyncCall<etcdserverpb::LeaseRevokeResponse>([&](auto cb) {
+        etcd::Lease(conn_).Revoke(leader->lease, std::move(cb));
+      });
+  if (r.ok() || absl::IsNotFound(r.status())) {
+    dead_writers_revoked_.fetch_add(1);
+  } else {
+    spdlog::warn("cluster: revoking the dead writer's lease failed: {}",
+                 std::string(r.status().message()));
   }
 }
 
@@ -474,6 +543,7 @@ ReplicaHealth Replica::CheckHealth() {
   }
   h.applied = g->leader ? g->store->LastRevision() : g->feed->applied();
   h.took_over = took_over_.load();
+  h.dead_writers_revoked = dead_writers_revoked_.load();
   h.loaded_as_writer = loaded_as_writer_.load();
   auto refuse = [&h](std::string cause) {
     h.serving = false;

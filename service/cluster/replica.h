@@ -28,6 +28,9 @@
 //    the election), and a follower generation is loaded and swapped in.
 //  - A follower whose feed ended (etcd compacted past it, a value that
 //    does not decode, every member down) loads a fresh follower generation.
+//  - The writer's address refuses connections (found when a forwarded call
+//    could not reach it, then probed twice): its etcd lease is revoked, so
+//    that the next candidate is elected at once, not after the lease TTL.
 //  - The node id claim lost: nothing is written or forwarded again, health
 //    says so; the process must be restarted.
 //
@@ -90,6 +93,9 @@ struct ReplicaHealth {
   // follower registry, or by loading a fresh one from etcd.
   uint64_t took_over = 0;
   uint64_t loaded_as_writer = 0;
+  // Writers this replica found refusing connections and replaced at once
+  // by revoking their etcd lease (ReplaceDeadWriter).
+  uint64_t dead_writers_revoked = 0;
 };
 
 class Replica final : public ClusterHook {
@@ -165,6 +171,11 @@ class Replica final : public ClusterHook {
   // The role thread: reconciles the generation with the election.
   void Run();
   void Reconcile();
+  // After a forwarded call found the writer unreachable: when its address
+  // refuses connections (its process is gone), revokes its etcd lease, so
+  // that its election key goes now instead of after the lease's TTL and the
+  // next replica takes over at once.
+  void ReplaceDeadWriter();
   void FreeRetired();
 
   const std::shared_ptr<etcd::Connection> conn_;
@@ -182,6 +193,7 @@ class Replica final : public ClusterHook {
   // Role thread only.
   std::vector<std::shared_ptr<Generation>> retired_;
   absl::Time next_build_ = absl::InfinitePast();
+  absl::Time next_revoke_ = absl::InfinitePast();
 
   // CheckHealth only.
   absl::Time behind_since_ = absl::InfiniteFuture();
@@ -193,6 +205,7 @@ class Replica final : public ClusterHook {
   // ReplicaHealth's counts (written on the role thread).
   std::atomic<uint64_t> took_over_{0};
   std::atomic<uint64_t> loaded_as_writer_{0};
+  std::atomic<uint64_t> dead_writers_revoked_{0};
 };
 
 }  // namespace registrar::cluster

@@ -126,7 +126,7 @@ void Election::Refreshed(absl::StatusOr<pb::RangeResponse> r) {
   if (r->kvs_size() > 0) {
     const mvccpb::KeyValue& kv = r->kvs(0);
     now = LeaderInfo{kv.key(), kv.value(), kv.create_revision(),
-                     kv.key() == key_};
+                     kv.key() == key_, kv.lease()};
   }
   bool changed = false;
   bool again = false;

@@ -42,6 +42,7 @@ struct LeaderInfo {
   std::string value;
   int64_t create_revision = 0;
   bool is_me = false;
+  int64_t lease = 0;  // the etcd lease the leader's key is on
 };
 
 class Election : public std::enable_shared_from_this<Election> {

@@ -466,6 +466,15 @@ absl::Status RegistrarServer::StartReplica() {
           .Register(metrics_->registry());
   cluster_took_over_ = &became_writer.Add({{"how", "took_over"}});
   cluster_loaded_ = &became_writer.Add({{"how", "loaded"}});
+  cluster_dead_writers_ =
+      &prometheus::BuildCounter()
+           .Name("registrar_cluster_dead_writers_revoked_total")
+           .Help(
+               "Writers this replica found refusing connections (process "
+               "gone) and replaced at once by revoking their etcd lease, "
+               "instead of waiting for its TTL (--store=etcd).")
+           .Register(metrics_->registry())
+           .Add({});
   return absl::OkStatus();
 }
 
@@ -477,6 +486,8 @@ void RegistrarServer::CheckReplicaHealth() {
                                 cluster_took_over_->Value());
   cluster_loaded_->Increment(static_cast<double>(h.loaded_as_writer) -
                              cluster_loaded_->Value());
+  cluster_dead_writers_->Increment(static_cast<double>(h.dead_writers_revoked) -
+                                   cluster_dead_writers_->Value());
   if (h.leader_address != cluster_writer_address_) {
     if (cluster_writer_series_ != nullptr) {
       cluster_writer_->Remove(cluster_writer_series_);

@@ -106,6 +106,8 @@ class RegistrarServer {
   // registrar_cluster_became_writer_total{how}, following ReplicaHealth.
   prometheus::Counter* cluster_took_over_ = nullptr;
   prometheus::Counter* cluster_loaded_ = nullptr;
+  // registrar_cluster_dead_writers_revoked_total
+  prometheus::Counter* cluster_dead_writers_ = nullptr;
   // registrar_cluster_writer{address}: 1 for the writer this replica
   // sees; the series is replaced when the writer changes (ticker only).
   prometheus::Family<prometheus::Gauge>* cluster_writer_ = nullptr;

@@ -399,6 +399,20 @@ TEST_F(ReplicasTest, WriterKilledAnotherTakesOverAndNothingIsLost) {
   const int new_leader = AwaitLeader();
   ASSERT_GE(new_leader, 0);
   EXPECT_NE(new_leader, leader);
+  // A follower whose forwarded call found the dead writer's port closed
+  // revoked its lease: the election did not wait for the lease's TTL.
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        double revoked = 0;
+        for (int i = 0; i < 3; ++i) {
+          if (i == leader) continue;
+          revoked += ScrapeValue(*nodes_[i].process,
+                                 "registrar_cluster_dead_writers_revoked_total")
+                         .value_or(0);
+        }
+        return revoked >= 1;
+      },
+      absl::Seconds(10)));
   // It took over the registry it followed with, without loading again.
   EXPECT_TRUE(PollUntil(
       [&] { return BecameWriter(nodes_[new_leader], "took_over") == 1.0; },
