@@ -145,6 +145,12 @@ int Connection::ReportFailure(int i) {
 std::unique_ptr<grpc::ClientContext> Connection::NewCallContext() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+  // clientv3's WithRequireLeader: a member that knows it has no leader
+  // answers UNAVAILABLE ("etcdserver: no leader") at once, so the call
+  // moves on to another member instead of waiting out its deadline there
+  // (a proposal or linearizable read on a leaderless member waits for
+  // etcd's request timeout).
+  ctx->AddMetadata("hasleader", "true");
   return ctx;
 }
 

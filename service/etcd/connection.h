@@ -75,7 +75,8 @@ class Connection {
   // How many times the current member changed (for tests and metrics).
   int64_t failovers() const { return failovers_.load(); }
 
-  // A context for a unary call, with the call deadline set.
+  // A context for a unary call, with the call deadline set and leader
+  // required (a member without one refuses at once).
   std::unique_ptr<grpc::ClientContext> NewCallContext() const;
   // A context for a stream (no deadline).
   std::unique_ptr<grpc::ClientContext> NewStreamContext() const;
