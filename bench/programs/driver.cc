@@ -59,6 +59,7 @@ void Driver::Done(const CallToken& token, CallResult result) {
     if (ok) {
       ok_in_window_.fetch_add(1, std::memory_order_relaxed);
       items_in_window_.fetch_add(result.items, std::memory_order_relaxed);
+      NoteOk(now);
     }
     int64_t last = last_done_ns_.load(std::memory_order_relaxed);
     while (now > last && !last_done_ns_.compare_exchange_weak(
@@ -93,6 +94,19 @@ void Driver::Done(const CallToken& token, CallResult result) {
   } else if (inflight_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     std::lock_guard<std::mutex> lock(done_mu_);
     done_cv_.notify_all();
+  }
+}
+
+void Driver::NoteOk(int64_t now) {
+  int64_t last = last_ok_ns_.load(std::memory_order_relaxed);
+  while (now > last && !last_ok_ns_.compare_exchange_weak(
+                           last, now, std::memory_order_relaxed)) {
+  }
+  if (now <= last) return;  // a later completion was noted first
+  const int64_t gap = now - std::max(last, window_start_ns_);
+  int64_t max = max_ok_gap_ns_.load(std::memory_order_relaxed);
+  while (gap > max && !max_ok_gap_ns_.compare_exchange_weak(
+                          max, gap, std::memory_order_relaxed)) {
   }
 }
 
@@ -196,6 +210,14 @@ void Driver::Report() const {
       opts_.rate > 0 ? absl::StrFormat(", offered %.0f/s", opts_.rate).c_str()
                      : "");
   std::printf("  %-9s %.0f/s\n", absl::StrCat(ItemName(), ":").c_str(), ips);
+  // The gap up to the window's end counts too: a service that stopped
+  // accepting for good has one gap as long as the rest of the window.
+  const int64_t last_ok = last_ok_ns_.load();
+  const double max_ok_gap_ms =
+      static_cast<double>(std::max(
+          max_ok_gap_ns_.load(),
+          window_end - std::max(last_ok, window_start_ns_))) /
+      1e6;
   std::printf("  started in window: %llu calls, %llu errors\n",
               static_cast<unsigned long long>(calls),
               static_cast<unsigned long long>(errors));
@@ -206,6 +228,8 @@ void Driver::Report() const {
       Us(hist_.Quantile(0.99)).c_str(), Us(hist_.Quantile(0.999)).c_str(),
       Us(hist_.max()).c_str(),
       absl::StrFormat("%.1f", hist_.mean() / 1000.0).c_str());
+  std::printf("  longest time without an OK completion: %.1f ms\n",
+              max_ok_gap_ms);
   if (opts_.rate > 0) {
     std::printf("  sender:   %llu calls sent more than 1 ms late\n",
                 static_cast<unsigned long long>(late_sends_.load()));
@@ -242,7 +266,8 @@ void Driver::Report() const {
       "\"items_per_s\":%.1f,\"item\":\"%s\",\"p50_us\":%s,\"p90_us\":%s,"
       "\"p99_us\":%s,\"p999_us\":%s,\"max_us\":%s,\"mean_us\":%.1f,"
       "\"unexpected\":%llu,\"late_sends\":%llu,\"all_calls\":%llu,"
-      "\"client_cpu_s\":%.3f,\"errors_by_code\":{%s}}\n",
+      "\"client_cpu_s\":%.3f,\"max_ok_gap_ms\":%.1f,"
+      "\"errors_by_code\":{%s}}\n",
       opts_.workload_name.c_str(), opts_.backend.c_str(),
       JsonEscape(opts_.label).c_str(), opts_.target.c_str(), opts_.concurrency,
       opts_.channels, opts_.batch, opts_.owners, opts_.rate, secs,
@@ -253,7 +278,8 @@ void Driver::Report() const {
       Us(hist_.max()).c_str(), hist_.mean() / 1000.0,
       static_cast<unsigned long long>(unexpected_.load()),
       static_cast<unsigned long long>(late_sends_.load()),
-      static_cast<unsigned long long>(all_calls), cpu_s, errors_json.c_str());
+      static_cast<unsigned long long>(all_calls), cpu_s, max_ok_gap_ms,
+      errors_json.c_str());
   std::fflush(stdout);
 }
 

@@ -40,6 +40,7 @@ class Driver final : public CompletionSink {
  private:
   bool Fire(uint64_t k, int64_t start_ns, int slot);
   void SlotFinished();
+  void NoteOk(int64_t now);
   const char* ItemName() const;
 
   const BenchOptions opts_;
@@ -67,6 +68,11 @@ class Driver final : public CompletionSink {
   std::atomic<uint64_t> ok_in_window_{0};
   std::atomic<uint64_t> items_in_window_{0};
   std::atomic<int64_t> last_done_ns_{0};
+  // The latest OK completion in the window (window start before the first)
+  // and the longest time between two of them: how long the service
+  // accepted nothing, e.g. across a failover.
+  std::atomic<int64_t> last_ok_ns_{0};
+  std::atomic<int64_t> max_ok_gap_ns_{0};
   std::atomic<uint64_t> late_sends_{0};  // open loop: sent > 1 ms late
   mutable std::mutex msg_mu_;
   std::string first_error_[kNumCodes];

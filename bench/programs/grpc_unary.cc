@@ -3,6 +3,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
 
 namespace registrar::bench {
 namespace {
@@ -40,8 +44,12 @@ std::shared_ptr<grpc::Channel> ConnectChannel(const std::string& target,
   args.SetInt("registrar.bench.channel", index);
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxReceiveMessageSize(64 << 20);
+  const std::vector<std::string> addresses =
+      absl::StrSplit(target, ',', absl::SkipEmpty());
+  if (addresses.empty()) return nullptr;
   auto channel = grpc::CreateCustomChannel(
-      target, grpc::InsecureChannelCredentials(), args);
+      addresses[static_cast<size_t>(index) % addresses.size()],
+      grpc::InsecureChannelCredentials(), args);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() +
                                  absl::ToChronoNanoseconds(timeout))) {
     return nullptr;

@@ -64,7 +64,10 @@ void StartUnary(Async* async, AsyncMethod<Async, Req, Resp> method,
 void WaitForUnaryRpcs();
 
 // A channel of its own TCP connection (distinct args and a local subchannel
-// pool), connected within `timeout`; null if it could not connect.
+// pool), connected within `timeout`; null if it could not connect. `target`
+// may list several addresses, comma-separated (replicas of a cluster,
+// members of etcd): channel `index` goes to address index % their count, so
+// --channels=N spreads the calls round-robin over them.
 std::shared_ptr<grpc::Channel> ConnectChannel(const std::string& target,
                                               int index,
                                               absl::Duration timeout);

@@ -28,7 +28,9 @@
 ABSL_FLAG(std::string, backend, "registrar", "registrar | echo | etcd | redis");
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "Server address host:port (registrar, registrar-echo, etcd client "
-          "URL without http://, or redis)");
+          "URL without http://, or redis). gRPC backends take several, "
+          "comma-separated: channel i goes to the (i mod n)-th, so "
+          "--channels=n spreads calls round-robin over them");
 ABSL_FLAG(std::string, workload, "issue",
           "issue | issue-batch | validate | cleanup | open-context | lease | "
           "connection | gateway");
