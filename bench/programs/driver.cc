@@ -214,9 +214,9 @@ void Driver::Report() const {
   // accepting for good has one gap as long as the rest of the window.
   const int64_t last_ok = last_ok_ns_.load();
   const double max_ok_gap_ms =
-      static_cast<double>(std::max(
-          max_ok_gap_ns_.load(),
-          window_end - std::max(last_ok, window_start_ns_))) /
+      static_cast<double>(
+          std::max(max_ok_gap_ns_.load(),
+                   window_end - std::max(last_ok, window_start_ns_))) /
       1e6;
   std::printf("  started in window: %llu calls, %llu errors\n",
               static_cast<unsigned long long>(calls),
