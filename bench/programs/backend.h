@@ -56,6 +56,7 @@ struct BenchOptions {
   uint32_t lease_ttl = 600;
   int pool = 0;               // 0: the workload's default (PlanSetupPools)
   double reuse = 0.9;         // open-context
+  double session_reuse = 0;   // gateway (registrar)
   int children = 0;           // cleanup: children per connection (0: by IDs)
   int messages = 4;           // gateway: messages per session
   int stalled_watchers = 0;   // registrar: Watch streams that never read

@@ -23,7 +23,9 @@
 //                 lease (one of --leases), KeepAlive that lease, then per
 //                 message OpenContext (new thread first, then reuse it;
 //                 through the connection) and Validate [thread, run], and
-//                 Cleanup by connection_id at disconnect.
+//                 Cleanup by connection_id at disconnect. With
+//                 --session_reuse, that share of sessions starts with the
+//                 owner's last thread instead of a new one.
 // With --stalled_watchers=N, setup also opens N Watch streams (from the
 // newest revision, each on a connection of its own) that are never read
 // until Stop: the server must hold them at a flow-control window each, cut
@@ -81,6 +83,7 @@ class RegistrarBackend final : public GrpcBackend {
   struct Session : GatewaySession {
     using GatewaySession::GatewaySession;
     const v1::Owner* owner = nullptr;
+    int owner_index = 0;
     const std::string* lease = nullptr;
     std::string connection, thread, run;
   };
@@ -376,7 +379,11 @@ bool RegistrarBackend::Fire(uint64_t k, const CallToken& token) {
     case Workload::kGateway: {
       auto* s = new Session(k, token);
       s->owner = &owner;
+      s->owner_index = o;
       s->lease = &leases_[k % leases_.size()];
+      if (opts_.session_reuse > 0 && UnitRandom(k) < opts_.session_reuse) {
+        s->thread = last_thread_.Get(o);
+      }
       GatewayConnect(s);
       return true;
     }
@@ -426,6 +433,9 @@ void RegistrarBackend::GatewayOpen(Session* s) {
                 UnaryRpc<v1::OpenContextRequest, v1::OpenContextResponse>& r) {
         if (!st.ok()) return GatewayEnd(s, Failed(st));
         if (!s->thread.empty() && !r.resp.thread_reused()) ++s->unexpected;
+        if (opts_.session_reuse > 0 && !r.resp.thread_reused()) {
+          last_thread_.Set(s->owner_index, r.resp.thread_id());
+        }
         s->thread = r.resp.thread_id();
         s->run = r.resp.run_id();
         GatewayValidate(s);

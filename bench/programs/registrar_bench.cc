@@ -73,6 +73,10 @@ ABSL_FLAG(int, children, 0,
           "setup with this many runs through it (0: release IDs)");
 ABSL_FLAG(double, reuse, 0.9,
           "open-context: fraction of calls that name the owner's last thread");
+ABSL_FLAG(double, session_reuse, 0,
+          "gateway (registrar backend): fraction of sessions whose first "
+          "message names the owner's last thread (a returning user); at 1 "
+          "the threads stay one per owner, so the live records level off");
 ABSL_FLAG(int, messages, 4,
           "gateway: user messages per session (OpenContext + Validate each)");
 ABSL_FLAG(int, stalled_watchers, 0,
@@ -130,6 +134,7 @@ bool ReadOptions(BenchOptions* o) {
   o->pool = absl::GetFlag(FLAGS_pool);
   o->children = std::max(0, absl::GetFlag(FLAGS_children));
   o->reuse = absl::GetFlag(FLAGS_reuse);
+  o->session_reuse = absl::GetFlag(FLAGS_session_reuse);
   o->messages = std::max(1, absl::GetFlag(FLAGS_messages));
   o->stalled_watchers = std::max(0, absl::GetFlag(FLAGS_stalled_watchers));
   o->stalled_window_kb = std::max(0, absl::GetFlag(FLAGS_stalled_window_kb));

@@ -13,16 +13,23 @@
 # records ever made. The retention and history are shortened (below) so
 # that the steady state comes within minutes instead of hours.
 #
-# Usage: bench/scripts/etcd_steady.sh BUILD_DIR [SECONDS (300)]
+# Usage: bench/scripts/etcd_steady.sh BUILD_DIR [SECONDS (660)]
 # Environment: TOMBSTONE_RETENTION [60s], EVENT_HISTORY [100000],
-#   SAMPLE [15] seconds between rows, CONCURRENCY [16], DATA_ROOT [/tmp].
+#   SAMPLE [15] seconds between rows, CONCURRENCY [16], DATA_ROOT [/tmp],
+#   REUSE [1]: the share of sessions that go on with their owner's last
+#   thread (registrar-bench --session_reuse). At 1 the threads stay one per
+#   owner, so the live records level off and only history would grow; below
+#   1 new threads pile up (conversations nobody ends) and the database grows
+#   with them, as it must.
+# etcd 3.4's revision auto-compaction runs every 5 minutes: run longer than
+# that (the default, 660 s, sees two) to see history freed.
 # Nothing pinned; needs etcd and etcdctl (etcd-server, etcd-client).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 source "$HERE/lib.sh"
 bench_binaries "${1:?usage: etcd_steady.sh BUILD_DIR [SECONDS]}"
-SECS=${2:-300}
+SECS=${2:-660}
 SAMPLE=${SAMPLE:-15}
 export REGISTRAR_TOMBSTONE_RETENTION=${TOMBSTONE_RETENTION:-60s}
 export REGISTRAR_EVENT_HISTORY=${EVENT_HISTORY:-100000}
@@ -58,9 +65,10 @@ writer_metrics() {
 }
 
 echo "etcd $ETCD ($(etcd --version | head -1)); replicas $REPLICAS"
-echo "replicas: --tombstone_retention=$REGISTRAR_TOMBSTONE_RETENTION --event_history=$REGISTRAR_EVENT_HISTORY; load: gateway, concurrency ${CONCURRENCY:-16}, ${SECS} s"
+echo "replicas: --tombstone_retention=$REGISTRAR_TOMBSTONE_RETENTION --event_history=$REGISTRAR_EVENT_HISTORY; load: gateway, concurrency ${CONCURRENCY:-16}, thread reuse ${REUSE:-1}, ${SECS} s"
 "$BENCH" --backend=registrar --target="$REPLICAS" --channels=3 \
   --workload=gateway --concurrency="${CONCURRENCY:-16}" --owners=1000 \
+  --session_reuse="${REUSE:-1}" \
   --warmup=0s --duration="${SECS}s" --label="etcd-steady" >"$W/bench.out" 2>&1 &
 BENCH_PID=$!
 
@@ -72,11 +80,15 @@ while kill -0 "$BENCH_PID" 2>/dev/null; do
   t=$((SECONDS - start))
   # One member's status (the leader's view is enough: members hold the same
   # keys; each has its own file).
-  status=$(ctl endpoint status -w json 2>/dev/null | tr '{' '\n' | grep '"dbSize"' | head -1)
+  # (|| true: a sample that fails shows as "-", it does not end the run.)
+  status=$(ctl endpoint status -w json 2>/dev/null | tr '{' '\n' |
+    awk '/"dbSize"/ { print; exit }' || true)
   rev=$(jnum revision <<<"$status"); db=$(jnum dbSize <<<"$status")
   inuse=$(jnum dbSizeInUse <<<"$status")
-  keys=$(ctl get --prefix /registrar --count-only -w json 2>/dev/null | jnum count)
-  page=$(writer_metrics)
+  # A Range's count is every key in it, whatever its limit.
+  keys=$(ctl get --prefix /registrar --keys-only --limit=1 -w json 2>/dev/null |
+    jnum count || true)
+  page=$(writer_metrics || true)
   live=$(awk '/^registrar_live_records\{/ { s += $2 } END { print s + 0 }' <<<"$page")
   tomb=$(awk '$1 == "registrar_tombstones" { print $2 }' <<<"$page")
   printf '%6d %10s %10.1f %10.1f %10s %10s %11s\n' "$t" "${rev:--}" \

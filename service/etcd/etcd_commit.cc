@@ -1,6 +1,7 @@
 // EtcdStore's commit path: the writer thread, group building within etcd's
 // limits, the fenced Txn, and resolving a Txn whose outcome is unknown.
 
+#include <algorithm>
 #include <map>
 #include <utility>
 
@@ -16,6 +17,12 @@ namespace {
 // Operations every Txn may add besides the batches' own: the events entry,
 // the clock mark and <prefix>/m/rev.
 constexpr int64_t kReservedOps = 3;
+
+// A Txn of at least this many batches means callers are queueing: the
+// writer lingers before the next (EtcdStoreOptions::commit_linger).
+constexpr size_t kBusyGroup = 4;
+// While lingering, the writer looks this often whether batches still come.
+constexpr absl::Duration kLingerStep = absl::Milliseconds(1);
 
 // A batch's size in a Txn, before keys are merged: one operation per
 // record, lease and drop; bytes estimated (the built Txn is checked
@@ -167,6 +174,7 @@ void EtcdStore::WriterLoop() {
               return s->stopping_ || !s->queue_.empty();
             },
             this));
+        Linger();
       }
       while (!queue_.empty()) {
         pending.push_back(std::move(queue_.front()));
@@ -196,8 +204,35 @@ void EtcdStore::WriterLoop() {
     }
     std::optional<Group> group = TakeGroup(&pending);
     if (!group.has_value()) continue;
+    last_group_batches_ = group->batches.size();
     const TxnResult result = SendTxn(*group);
     Finish(*group, result);
+  }
+}
+
+void EtcdStore::Linger() {
+  if (options_.commit_linger <= absl::ZeroDuration() ||
+      last_group_batches_ < kBusyGroup) {
+    return;
+  }
+  const size_t enough = 2 * last_group_batches_;
+  const absl::Time until = absl::Now() + options_.commit_linger;
+  struct Args {
+    EtcdStore* store;
+    size_t enough;
+  } args{this, enough};
+  const absl::Condition full(
+      +[](Args* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->store->mu_) {
+        return a->store->stopping_ || a->store->queue_.size() >= a->enough;
+      },
+      &args);
+  size_t seen = queue_.size();
+  while (!stopping_ && queue_.size() < enough) {
+    const absl::Duration left = until - absl::Now();
+    if (left <= absl::ZeroDuration()) return;
+    if (mu_.AwaitWithTimeout(full, std::min(left, kLingerStep))) return;
+    if (queue_.size() == seen) return;  // a quiet step: nobody else is coming
+    seen = queue_.size();
   }
 }
 

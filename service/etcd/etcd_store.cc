@@ -50,6 +50,10 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Create(
   if (options.load_page_size <= 0) {
     return BadOption("etcd load_page_size", "must be positive");
   }
+  if (options.commit_linger < absl::ZeroDuration() ||
+      options.commit_linger > absl::Seconds(1)) {
+    return BadOption("etcd commit_linger", "must be within 0 and 1s");
+  }
   return std::unique_ptr<EtcdStore>(
       new EtcdStore(std::move(conn), std::move(options)));
 }
