@@ -356,9 +356,9 @@ absl::Status EtcdConfig(int argc, char** argv, ServerConfig* c) {
   e.store.commit_linger = absl::GetFlag(FLAGS_etcd_commit_linger);
   if (e.store.commit_linger < absl::ZeroDuration() ||
       e.store.commit_linger > absl::Seconds(1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--etcd_commit_linger must be within 0 and 1s, got ",
-        absl::FormatDuration(e.store.commit_linger)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--etcd_commit_linger must be within 0 and 1s, got ",
+                     absl::FormatDuration(e.store.commit_linger)));
   }
   c->advertise_address = absl::GetFlag(FLAGS_advertise_address);
   if (c->advertise_address.empty()) {
