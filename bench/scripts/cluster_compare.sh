@@ -43,18 +43,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 source "$HERE/lib.sh"
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-SMOKE=0
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --smoke) SMOKE=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    -*) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
-    *) break ;;
-  esac
-done
-[[ $# -eq 1 ]] || { usage >&2; exit 2; }
-bench_binaries "$1"
+smoke_args "$@"
+bench_binaries "$BUILD_ARG"
 command -v etcd >/dev/null || { echo "etcd not installed (etcd-server)" >&2; exit 2; }
 
 if [[ $SMOKE == 1 ]]; then

@@ -41,20 +41,10 @@
 # The full run (11 closed-loop cells + 2 open-loop ones, 75 runs) takes
 # about 7.5 minutes at the defaults.
 set -euo pipefail
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-
-SMOKE=0
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --smoke) SMOKE=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    -*) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
-    *) break ;;
-  esac
-done
-[[ $# -eq 1 ]] || { usage >&2; exit 2; }
-BUILD=$(cd "$1" && pwd)
+smoke_args "$@"
+BUILD=$(cd "$BUILD_ARG" && pwd)
 SERVER=$BUILD/service/server/registrar
 BENCH=$BUILD/bench/programs/registrar-bench
 ECHO=$BUILD/bench/programs/registrar-echo
@@ -147,11 +137,6 @@ printf '0 %s\n' "$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
   >"$WORK/key"
 chmod 600 "$WORK/key"
 
-pin() {  # pin CPU cmd...
-  local cpu=$1; shift
-  if [[ -n $cpu ]]; then taskset -c "$cpu" "$@"; else "$@"; fi
-}
-
 free_port() {
   local py
   for py in python3 /usr/bin/python3; do
@@ -163,13 +148,8 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null; then
   echo $((20000 + RANDOM % 30000))
 }
 
-jnum() {  # jnum KEY < json line
-  sed -n "s/.*\"$1\":\(-\{0,1\}[0-9][0-9.e+-]*\).*/\1/p"
-}
-
 HZ=$(getconf CLK_TCK)
 machine_busy() { awk '/^cpu / { printf "%d\n", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-proc_cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 server_failed() {  # server_failed NAME LOG
   echo "FAILED to start $1; its log:" >&2

@@ -1,5 +1,24 @@
 # Shell helpers the bench scripts share (sourced, not run).
 
+# The calling script's header comment (its usage).
+bench_usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+# Parses "[--smoke] BUILD_DIR" (--help prints the usage): sets SMOKE (0 or
+# 1) and BUILD_ARG; exits 2 on bad usage.
+smoke_args() {
+  SMOKE=0
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --smoke) SMOKE=1; shift ;;
+      -h|--help) bench_usage; exit 0 ;;
+      -*) echo "unknown option $1" >&2; bench_usage >&2; exit 2 ;;
+      *) break ;;
+    esac
+  done
+  [[ $# -eq 1 ]] || { bench_usage >&2; exit 2; }
+  BUILD_ARG=$1
+}
+
 # Checks the build dir ($1) holds the server and the bench, and sets
 # BUILD, SERVER and BENCH.
 bench_binaries() {
