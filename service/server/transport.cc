@@ -148,25 +148,49 @@ void ApplyTransportLimits(const TransportConfig& c,
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
 MakeForwardCredentials(const TransportConfig& config,
                        const std::string& ca_file) {
-  grpc::SslCredentialsOptions o;
   if (!ca_file.empty()) {
-    absl::StatusOr<std::string> ca =
-        ReadPem("cluster_tls_ca", ca_file, "BEGIN CERTIFICATE");
-    if (!ca.ok()) return ca.status();
-    o.pem_root_certs = *std::move(ca);
+    if (absl::Status s =
+            CheckPem("cluster_tls_ca", ca_file, "BEGIN CERTIFICATE");
+        !s.ok()) {
+      return s;
+    }
   }
-  if (!config.tls_client_ca.empty()) {
-    // The writer requires client certificates: present our own.
-    absl::StatusOr<std::string> cert =
-        ReadPem("tls_cert", config.tls_cert, "BEGIN CERTIFICATE");
-    if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key =
-        ReadPem("tls_key", config.tls_key, "PRIVATE KEY");
-    if (!key.ok()) return key.status();
-    o.pem_cert_chain = *std::move(cert);
-    o.pem_private_key = *std::move(key);
+  // With mTLS the writer requires client certificates: present our own.
+  const bool mutual = !config.tls_client_ca.empty();
+  if (mutual) {
+    if (absl::Status s =
+            CheckPem("tls_cert", config.tls_cert, "BEGIN CERTIFICATE");
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = CheckPem("tls_key", config.tls_key, "PRIVATE KEY");
+        !s.ok()) {
+      return s;
+    }
   }
-  return grpc::SslCredentials(o);
+  if (ca_file.empty() && !mutual) {
+    return grpc::SslCredentials({});  // the system's roots: nothing to watch
+  }
+  const auto interval = static_cast<unsigned int>(
+      std::max<int64_t>(1, absl::ToInt64Seconds(config.tls_reload_interval)));
+  using grpc::experimental::FileWatcherCertificateProvider;
+  std::shared_ptr<FileWatcherCertificateProvider> provider;
+  if (mutual && !ca_file.empty()) {
+    provider = std::make_shared<FileWatcherCertificateProvider>(
+        config.tls_key, config.tls_cert, ca_file, interval);
+  } else if (mutual) {
+    provider = std::make_shared<FileWatcherCertificateProvider>(
+        config.tls_key, config.tls_cert, interval);
+  } else {
+    provider =
+        std::make_shared<FileWatcherCertificateProvider>(ca_file, interval);
+  }
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(provider);
+  // Unwatched roots are the system's.
+  if (!ca_file.empty()) options.watch_root_certs();
+  if (mutual) options.watch_identity_key_cert_pairs();
+  return grpc::experimental::TlsCredentials(options);
 }
 
 }  // namespace registrar

@@ -64,9 +64,11 @@ bool IsLoopbackAddress(const std::string& address);
 // port, TLS on): the writer's certificate checked against `ca_file`
 // (--cluster_tls_ca; empty: the system's roots); with mTLS
 // (tls_client_ca) this replica's own certificate and key as the client's,
-// so the certificate must allow client authentication too. Read once, at
-// start (a renewed certificate reaches the forwarding channels on the next
-// restart). INVALID_ARGUMENT naming the flag of an unreadable file.
+// so the certificate must allow client authentication too. The files are
+// read again every --tls_reload_interval, as the server's are: a renewed
+// certificate or CA reaches the next connection a follower makes to a
+// writer without a restart. INVALID_ARGUMENT naming the flag of an
+// unreadable file (checked once, at start).
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
 MakeForwardCredentials(const TransportConfig& config,
                        const std::string& ca_file);

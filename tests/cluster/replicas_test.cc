@@ -16,8 +16,6 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -25,11 +23,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "client/rpc_status.h"
 #include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "registrar/v1/registrar.grpc.pb.h"
 #include "tests/cluster/replicas_fixture.h"
@@ -226,89 +222,6 @@ TEST_F(ReplicasTest, ChangesOnAFollowerAreForwardedAndRulesHold) {
   EXPECT_EQ(via_follower.error_code(), on_writer.error_code());
   EXPECT_EQ(via_follower.error_message(), on_writer.error_message());
   EXPECT_EQ(via_follower.error_details(), on_writer.error_details());
-}
-
-// One certificate for every replica, naming a DNS name and no address (as
-// a Kubernetes Secret shared by a Deployment's pods names the Service, not
-// each pod's IP), and mutual TLS on the API port: a follower forwards a
-// change to the writer by checking the writer's certificate against
-// --cluster_tls_ca and --cluster_tls_server_name and presenting its own.
-// Without the name, the check fails against the writer's address.
-TEST_F(ReplicasTest, ChangesOnAFollowerAreForwardedOverMutualTls) {
-  const std::string dir = cluster_->dir() + "/replica-tls";
-  const std::string script = absl::StrCat(R"(set -e
-mkdir -p ')",
-                                          dir, R"('; cd ')", dir, R"('
-k="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-openssl req -x509 $k -keyout ca.key -out ca.crt -days 1 -subj /CN=replicas-ca
-printf 'subjectAltName=DNS:registrar.test\nextendedKeyUsage=serverAuth,clientAuth\n' > r.ext
-openssl req $k -keyout r.key -out r.csr -subj /CN=registrar.test
-openssl x509 -req -in r.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out r.crt -days 1 -extfile r.ext
-)");
-  ASSERT_EQ(
-      std::system(absl::StrCat("bash -c '",
-                               absl::StrReplaceAll(script, {{"'", "'\\''"}}),
-                               "' >/dev/null 2>&1")
-                      .c_str()),
-      0);
-  const std::vector<std::string> tls = {"--tls_cert=" + dir + "/r.crt",
-                                        "--tls_key=" + dir + "/r.key",
-                                        "--tls_client_ca=" + dir + "/ca.crt",
-                                        "--cluster_tls_ca=" + dir + "/ca.crt"};
-  std::vector<std::string> named = tls;
-  named.push_back("--cluster_tls_server_name=registrar.test");
-  ASSERT_NO_FATAL_FAILURE(StartNodes(2, named));
-  const int leader = AwaitLeader();
-  ASSERT_GE(leader, 0);
-
-  auto read = [&](const std::string& name) {
-    std::ifstream in(dir + "/" + name);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  grpc::SslCredentialsOptions creds;
-  creds.pem_root_certs = read("ca.crt");
-  creds.pem_cert_chain = read("r.crt");
-  creds.pem_private_key = read("r.key");
-  auto stub_to = [&](Node& n) {
-    grpc::ChannelArguments args;
-    args.SetSslTargetNameOverride("registrar.test");
-    return v1::Registrar::NewStub(grpc::CreateCustomChannel(
-        n.process->grpc_address(), grpc::SslCredentials(creds), args));
-  };
-  auto follower = stub_to(nodes_[1 - leader]);
-  auto writer = stub_to(nodes_[leader]);
-  v1::IssueResponse issued;
-  grpc::Status s = Retry(*follower, &v1::Registrar::Stub::Issue,
-                         IssueOf(v1::KIND_THREAD, 3), &issued);
-  ASSERT_TRUE(s.ok()) << Text(s);
-  ASSERT_EQ(issued.ids_size(), 3);
-  v1::ValidateRequest validate;
-  *validate.mutable_owner() = owner_;
-  for (const std::string& id : issued.ids()) validate.add_items()->set_id(id);
-  v1::ValidateResponse verdicts;
-  s = Call(*writer, &v1::Registrar::Stub::Validate, validate, &verdicts);
-  ASSERT_TRUE(s.ok()) << Text(s);
-  for (const auto& r : verdicts.results()) {
-    EXPECT_EQ(r.verdict(), v1::VERDICT_VALID);
-  }
-
-  // A third replica without the name cannot check the writer's
-  // certificate against 127.0.0.1: its changes are refused, not applied.
-  nodes_.push_back(StartNode(tls));
-  ASSERT_NE(nodes_.back().process, nullptr);
-  auto unnamed = stub_to(nodes_.back());
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        v1::ValidateResponse r;
-        return Call(*unnamed, &v1::Registrar::Stub::Validate, validate, &r)
-            .ok();
-      },
-      absl::Seconds(20)));
-  v1::IssueResponse refused;
-  s = Call(*unnamed, &v1::Registrar::Stub::Issue, IssueOf(v1::KIND_THREAD, 1),
-           &refused);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << Text(s);
-  EXPECT_TRUE(grpc_status::IsNotApplied(grpc_status::ToAbsl(s))) << Text(s);
 }
 
 // kill -9 of the writer under load: another replica takes over within the
