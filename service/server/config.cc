@@ -334,8 +334,8 @@ absl::Status EtcdConfig(int argc, char** argv, ServerConfig* c) {
         "--etcd_cert_file and --etcd_key_file go together");
   }
   if (!ca.empty() || !cert.empty()) {
-    e.connection.tls =
-        etcd::TlsOptions{.ca_file = ca, .cert_file = cert, .key_file = key};
+    e.connection.tls = etcd::TlsOptions{
+        .ca_file = ca, .cert_file = cert, .key_file = key, .server_name = ""};
   }
   e.store.prefix = absl::GetFlag(FLAGS_etcd_prefix);
   if (e.store.prefix.empty() || e.store.prefix.front() != '/' ||
