@@ -99,24 +99,6 @@ done
 ALL_REPLICAS=$(IFS=,; echo "${REPLICAS[*]}")
 ALL_MEMBERS=$(IFS=,; echo "${ETCD_MEMBERS[*]}")
 
-# The index of the replica that is the writer now (its is_leader gauge).
-writer_index() {
-  # The page is read whole first: grep -q leaving a pipe early fails curl
-  # (SIGPIPE), and pipefail would then call the writer a follower.
-  local i v page
-  for i in 0 1 2; do
-    v=METRICS_$i
-    page=$(curl -fsS --max-time 2 "http://127.0.0.1:${!v}/metrics" 2>/dev/null) ||
-      continue
-    if grep -q '^registrar_cluster_is_leader 1' <<<"$page"; then
-      echo "$i"; return 0
-    fi
-  done
-  echo "no replica is the writer" >&2
-  return 1
-}
-
-"$ROOT/scripts/cluster.sh" --build="$BUILD" status "$CLUSTER_DIR" >/dev/null 2>&1 || true
 "$BUILD/tools/registrarctl/registrarctl" keygen --out="$WORK/key" >/dev/null
 "$SERVER" --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0 \
   --port_file="$WORK/single.ports" --key_file="$WORK/key" --log_level=warn \
@@ -131,7 +113,7 @@ done
 SINGLE=$(sed -n 's/^grpc=//p' "$WORK/single.ports")
 [[ -n $SINGLE ]] || { echo "the single server did not start" >&2; exit 1; }
 
-echo "cluster: replicas $ALL_REPLICAS (writer replica$(writer_index)), etcd $ALL_MEMBERS ($(etcd --version | head -1))"
+echo "cluster: replicas $ALL_REPLICAS (writer replica$(cluster_writer)), etcd $ALL_MEMBERS ($(etcd --version | head -1))"
 echo "single:  $SINGLE (RocksDB, fsync)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs, nothing pinned"
 
@@ -179,7 +161,7 @@ for spec in "${CELLS[@]}"; do
   cell=${spec%%|*}
   read -r -a args <<<"${spec#*|}"
   for backend in "${BACKENDS[@]}"; do
-    w=$(writer_index) || exit 1
+    w=$(cluster_writer) || exit 1
     case $backend in
       cluster) kind=registrar target=$ALL_REPLICAS extra=() ;;
       cluster-writer) kind=registrar target=${REPLICAS[$w]} extra=() ;;
@@ -241,7 +223,7 @@ echo "failover: issue-c16 over the 3 replicas for ${FAILOVER_SECONDS} s, SIGKILL
 printf '%-9s %4s %9s %14s %12s %9s\n' killed run calls/s "no-OK gap ms" "failed calls" "restart s"
 for role in writer follower; do
   for k in $(seq "$KILLS"); do
-    w=$(writer_index) || { echo "no writer" >&2; FAILURES=$((FAILURES + 1)); break; }
+    w=$(cluster_writer) || { echo "no writer" >&2; FAILURES=$((FAILURES + 1)); break; }
     victim=$w
     [[ $role == follower ]] && victim=$(((w + 1 + RANDOM % 2) % 3))
     DURATION=$FAILOVER_SECONDS WARMUP=0 bench "failover $role $k" registrar \

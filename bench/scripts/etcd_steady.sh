@@ -54,14 +54,12 @@ REPLICAS="127.0.0.1:$GRPC_0,127.0.0.1:$GRPC_1,127.0.0.1:$GRPC_2"
 ETCD="127.0.0.1:$ETCD_CLIENT_0,127.0.0.1:$ETCD_CLIENT_1,127.0.0.1:$ETCD_CLIENT_2"
 ctl() { ETCDCTL_API=3 etcdctl --endpoints="$ETCD" --command-timeout=10s "$@"; }
 
-# The writer's /metrics (the replica whose is_leader gauge is 1).
+# The writer's /metrics page (empty when there is none at the moment).
 writer_metrics() {
-  local m
-  for m in "$METRICS_0" "$METRICS_1" "$METRICS_2"; do
-    local page
-    page=$(curl -fsS --max-time 2 "http://127.0.0.1:$m/metrics" 2>/dev/null) || continue
-    grep -q '^registrar_cluster_is_leader 1' <<<"$page" && { echo "$page"; return; }
-  done
+  local w v
+  w=$(cluster_writer 2>/dev/null) || return 0
+  v=METRICS_$w
+  curl -fsS --max-time 2 "http://127.0.0.1:${!v}/metrics" 2>/dev/null || true
 }
 
 echo "etcd $ETCD ($(etcd --version | head -1)); replicas $REPLICAS"

@@ -47,3 +47,23 @@ jnum() {  # jnum KEY < json line: the number under KEY
 proc_cpu() {  # jiffies a process has used (utime + stime)
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
+
+# The index (0-2) of the replica of a scripts/cluster.sh cluster that is the
+# writer now (its registrar_cluster_is_leader gauge is 1); the cluster's
+# cluster.env must be sourced (METRICS_0..2). Fails when none is. Each page
+# is read whole before grep: grep -q leaving a pipe early fails curl
+# (SIGPIPE), and pipefail would then call the writer a follower.
+cluster_writer() {
+  local i v page
+  for i in 0 1 2; do
+    v=METRICS_$i
+    page=$(curl -fsS --max-time 2 "http://127.0.0.1:${!v}/metrics" 2>/dev/null) ||
+      continue
+    if grep -q '^registrar_cluster_is_leader 1' <<<"$page"; then
+      echo "$i"
+      return 0
+    fi
+  done
+  echo "no replica is the writer" >&2
+  return 1
+}

@@ -227,7 +227,7 @@ void EtcdStore::Linger() {
       },
       &args);
   size_t seen = queue_.size();
-  while (!stopping_ && queue_.size() < enough) {
+  while (!full.Eval()) {
     const absl::Duration left = until - absl::Now();
     if (left <= absl::ZeroDuration()) return;
     if (mu_.AwaitWithTimeout(full, std::min(left, kLingerStep))) return;

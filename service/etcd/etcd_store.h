@@ -84,8 +84,8 @@ struct EtcdStoreOptions {
   // until twice the last group is queued). Fewer, larger Txns cost etcd
   // less per record (raft entry, WAL fsync, bbolt commit, watch
   // notifications per Txn): at 64 callers on the 2-core machine a Txn
-  // carried 18-23 connections without it and 46-61 with 5 ms, and the
-  // cluster took 28-35% more (bench/RESULTS.md section 14). A quiet writer
+  // carried 20-21 connections without it and 45-46 with 5 ms, and the
+  // cluster took 2-38% more (bench/RESULTS.md section 14). A quiet writer
   // (the last Txn held fewer batches) sends at once. 0: never wait.
   absl::Duration commit_linger = absl::Milliseconds(5);
 };

@@ -155,19 +155,9 @@ MakeForwardCredentials(const TransportConfig& config,
       return s;
     }
   }
-  // With mTLS the writer requires client certificates: present our own.
+  // With mTLS the writer requires client certificates: present our own
+  // (--tls_cert and --tls_key, which CheckTransport checked).
   const bool mutual = !config.tls_client_ca.empty();
-  if (mutual) {
-    if (absl::Status s =
-            CheckPem("tls_cert", config.tls_cert, "BEGIN CERTIFICATE");
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = CheckPem("tls_key", config.tls_key, "PRIVATE KEY");
-        !s.ok()) {
-      return s;
-    }
-  }
   if (ca_file.empty() && !mutual) {
     return grpc::SslCredentials({});  // the system's roots: nothing to watch
   }

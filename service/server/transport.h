@@ -67,8 +67,8 @@ bool IsLoopbackAddress(const std::string& address);
 // so the certificate must allow client authentication too. The files are
 // read again every --tls_reload_interval, as the server's are: a renewed
 // certificate or CA reaches the next connection a follower makes to a
-// writer without a restart. INVALID_ARGUMENT naming the flag of an
-// unreadable file (checked once, at start).
+// writer without a restart. INVALID_ARGUMENT naming --cluster_tls_ca when
+// that file is unreadable (the certificate and key are CheckTransport's).
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
 MakeForwardCredentials(const TransportConfig& config,
                        const std::string& ca_file);
