@@ -8,10 +8,11 @@ namespace {
 
 // One call on the current member; reports a member failure.
 template <class Resp, class Fn>
-absl::StatusOr<Resp> Once(Connection& conn, const char* name, Fn fn) {
+absl::StatusOr<Resp> Once(Connection& conn, const char* name,
+                          absl::Duration timeout, Fn fn) {
   const int member = conn.current();
   conn.KeepForProcess(member);
-  std::unique_ptr<grpc::ClientContext> ctx = conn.NewCallContext();
+  std::unique_ptr<grpc::ClientContext> ctx = conn.NewCallContext(timeout);
   Resp resp;
   const grpc::Status s = fn(conn.endpoint(member), ctx.get(), &resp);
   if (s.ok()) return resp;
@@ -23,11 +24,11 @@ absl::StatusOr<Resp> Once(Connection& conn, const char* name, Fn fn) {
 }  // namespace
 
 absl::StatusOr<etcdserverpb::RangeResponse> BlockingKv::Range(
-    const etcdserverpb::RangeRequest& req) const {
+    const etcdserverpb::RangeRequest& req, absl::Duration timeout) const {
   absl::StatusOr<etcdserverpb::RangeResponse> r;
   for (int attempt = 0; attempt < conn_->size(); ++attempt) {
     r = Once<etcdserverpb::RangeResponse>(
-        *conn_, "Range",
+        *conn_, "Range", timeout,
         [&](const Endpoint& e, grpc::ClientContext* c,
             etcdserverpb::RangeResponse* out) {
           return e.kv->Range(c, req, out);
@@ -41,9 +42,9 @@ absl::StatusOr<etcdserverpb::RangeResponse> BlockingKv::Range(
 }
 
 absl::StatusOr<etcdserverpb::TxnResponse> BlockingKv::Txn(
-    const etcdserverpb::TxnRequest& req) const {
+    const etcdserverpb::TxnRequest& req, absl::Duration timeout) const {
   return Once<etcdserverpb::TxnResponse>(
-      *conn_, "Txn",
+      *conn_, "Txn", timeout,
       [&](const Endpoint& e, grpc::ClientContext* c,
           etcdserverpb::TxnResponse* out) { return e.kv->Txn(c, req, out); });
 }

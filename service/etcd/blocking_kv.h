@@ -8,7 +8,8 @@
 // Store::Commit (the ID clock's high-water mark) cannot then starve the
 // etcd call it waits for. Same failover as unary_call.h: a member failure
 // moves the connection to the next member; Range is retried there, Txn is
-// not (its outcome is unknown). Thread-safe.
+// not (its outcome is unknown). timeout: of each call, when shorter than
+// the connection's call_timeout. Thread-safe.
 
 #include <memory>
 
@@ -24,9 +25,11 @@ class BlockingKv {
       : conn_(std::move(conn)) {}
 
   absl::StatusOr<etcdserverpb::RangeResponse> Range(
-      const etcdserverpb::RangeRequest& req) const;
+      const etcdserverpb::RangeRequest& req,
+      absl::Duration timeout = absl::InfiniteDuration()) const;
   absl::StatusOr<etcdserverpb::TxnResponse> Txn(
-      const etcdserverpb::TxnRequest& req) const;
+      const etcdserverpb::TxnRequest& req,
+      absl::Duration timeout = absl::InfiniteDuration()) const;
 
  private:
   const std::shared_ptr<Connection> conn_;

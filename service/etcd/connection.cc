@@ -1,5 +1,6 @@
 #include "service/etcd/connection.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -142,9 +143,11 @@ int Connection::ReportFailure(int i) {
   return current();
 }
 
-std::unique_ptr<grpc::ClientContext> Connection::NewCallContext() const {
+std::unique_ptr<grpc::ClientContext> Connection::NewCallContext(
+    absl::Duration timeout) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+  ctx->set_deadline(absl::ToChronoTime(
+      absl::Now() + std::min(timeout, options_.call_timeout)));
   // clientv3's WithRequireLeader: a member that knows it has no leader
   // answers UNAVAILABLE ("etcdserver: no leader") at once, so the call
   // moves on to another member instead of waiting out its deadline there

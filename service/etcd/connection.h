@@ -76,8 +76,10 @@ class Connection {
   int64_t failovers() const { return failovers_.load(); }
 
   // A context for a unary call, with the call deadline set and leader
-  // required (a member without one refuses at once).
-  std::unique_ptr<grpc::ClientContext> NewCallContext() const;
+  // required (a member without one refuses at once). timeout: of this call
+  // instead of call_timeout (when shorter).
+  std::unique_ptr<grpc::ClientContext> NewCallContext(
+      absl::Duration timeout = absl::InfiniteDuration()) const;
   // A context for a stream (no deadline).
   std::unique_ptr<grpc::ClientContext> NewStreamContext() const;
   const ConnectionOptions& options() const { return options_; }

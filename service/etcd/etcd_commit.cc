@@ -354,25 +354,24 @@ std::optional<EtcdStore::Group> EtcdStore::TakeGroup(
 
 EtcdStore::TxnResult EtcdStore::SendTxn(Group& g) {
   const absl::Time deadline = absl::Now() + options_.commit_timeout;
+  // Each sending may wait longer than the last: a Txn that is only slow
+  // (a large one on a busy etcd) is not sent over and over.
+  absl::Duration attempt = options_.txn_attempt_timeout;
   absl::Status cause;
   while (true) {
-    absl::StatusOr<pb::TxnResponse> r = blocking_kv_.Txn(g.txn);
+    absl::StatusOr<pb::TxnResponse> r = blocking_kv_.Txn(g.txn, attempt);
+    attempt *= 2;
     if (r.ok()) {
       if (r->succeeded()) return r->header().revision();
-      int64_t now_mod = 0;
+      int64_t mod = 0;
+      std::string_view value;
       if (r->responses_size() > 0 &&
           r->responses(0).response_range().kvs_size() > 0) {
-        now_mod = r->responses(0).response_range().kvs(0).mod_revision();
+        const auto& kv = r->responses(0).response_range().kvs(0);
+        mod = kv.mod_revision();
+        value = kv.value();
       }
-      if (now_mod == g.expected_mod) {
-        return Fence(
-            "etcd refused the write fence (this replica's node id claim is "
-            "gone)");
-      }
-      return Fence(absl::StrCat("another writer changed ",
-                                layout_.RevisionKey(), " (etcd mod_revision ",
-                                now_mod, ", this store expected ",
-                                g.expected_mod, ")"));
+      return Refused(g, mod, value);
     }
     if (NotApplied(r.status())) return r.status();
     cause = r.status();
@@ -391,7 +390,9 @@ EtcdStore::TxnResult EtcdStore::SendTxn(Group& g) {
       }
       Backoff(absl::Milliseconds(200));
     }
-    // Not applied: send it again while time is left.
+    // Not applied (yet): send it again while time is left. If the first
+    // sending still applies, this one's compare fails and Refused finds
+    // our token: one of them applies, never both.
     if (absl::Now() >= deadline || Stopping()) {
       return absl::UnavailableError(
           absl::StrCat("etcd commit failed: ", cause.message()));
@@ -400,21 +401,47 @@ EtcdStore::TxnResult EtcdStore::SendTxn(Group& g) {
   }
 }
 
+EtcdStore::TxnResult EtcdStore::Refused(const Group& g, int64_t mod,
+                                        std::string_view value) {
+  switch (FateOf(mod, value, g.expected_mod, g.token)) {
+    case TxnFate::kApplied:
+      // An earlier sending of this Txn applied; its answer was lost.
+      return mod;
+    case TxnFate::kNotApplied:
+      return Fence(
+          "etcd refused the write fence (this replica's node id claim is "
+          "gone)");
+    case TxnFate::kOtherWriter:
+      break;
+  }
+  return OtherWriter(mod, g.expected_mod);
+}
+
 EtcdStore::TxnResult EtcdStore::Resolve(const std::string& token,
                                         int64_t expected_mod) {
   pb::RangeRequest req;
   req.set_key(layout_.RevisionKey());
-  absl::StatusOr<pb::RangeResponse> r = blocking_kv_.Range(req);
+  absl::StatusOr<pb::RangeResponse> r =
+      blocking_kv_.Range(req, options_.txn_attempt_timeout);
   if (!r.ok()) return r.status();
-  const int64_t mod = r->kvs_size() > 0 ? r->kvs(0).mod_revision() : 0;
-  if (mod == expected_mod) {
-    return absl::NotFoundError("the Txn was not applied");
+  int64_t mod = 0;
+  std::string_view value;
+  if (r->kvs_size() > 0) {
+    mod = r->kvs(0).mod_revision();
+    value = r->kvs(0).value();
   }
-  RevisionValue v;
-  if (r->kvs_size() > 0 && DecodeRevisionValue(r->kvs(0).value(), &v).ok() &&
-      v.token == token) {
-    return mod;
+  switch (FateOf(mod, value, expected_mod, token)) {
+    case TxnFate::kNotApplied:
+      return absl::NotFoundError("the Txn was not applied");
+    case TxnFate::kApplied:
+      return mod;
+    case TxnFate::kOtherWriter:
+      break;
   }
+  return OtherWriter(mod, expected_mod);
+}
+
+absl::Status EtcdStore::OtherWriter(int64_t mod, int64_t expected_mod) {
   return Fence(absl::StrCat("another writer changed ", layout_.RevisionKey(),
                             " (etcd mod_revision ", mod,
                             ", this store expected ", expected_mod, ")"));

@@ -64,6 +64,16 @@ absl::Status DecodeRevisionValue(std::string_view text, RevisionValue* out) {
   return absl::OkStatus();
 }
 
+TxnFate FateOf(int64_t mod, std::string_view value, int64_t expected_mod,
+               std::string_view token) {
+  if (mod == expected_mod) return TxnFate::kNotApplied;
+  RevisionValue v;
+  if (DecodeRevisionValue(value, &v).ok() && v.token == token) {
+    return TxnFate::kApplied;
+  }
+  return TxnFate::kOtherWriter;
+}
+
 absl::Status DecodeNumber(std::string_view key, std::string_view text,
                           uint64_t* out) {
   if (!absl::SimpleAtoi(AsAbsl(text), out)) {

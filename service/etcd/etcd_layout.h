@@ -71,6 +71,17 @@ std::string EncodeRevisionValue(const RevisionValue& v);
 // DataLoss naming the key's content when it does not parse.
 absl::Status DecodeRevisionValue(std::string_view text, RevisionValue* out);
 
+// What <prefix>/m/rev, read after a Txn, says of that Txn: the Txn wrote
+// `token` and compared the key's mod_revision with `expected_mod`; `mod`
+// and `value` are the key as read (0 and "" when absent).
+enum class TxnFate {
+  kNotApplied,   // unchanged: the Txn (or its compare) did not apply
+  kApplied,      // it holds our token: the Txn applied, at `mod`
+  kOtherWriter,  // someone else wrote it since
+};
+TxnFate FateOf(int64_t mod, std::string_view value, int64_t expected_mod,
+               std::string_view token);
+
 // A decimal meta value (clock, oldest); DataLoss when it does not parse.
 absl::Status DecodeNumber(std::string_view key, std::string_view text,
                           uint64_t* out);

@@ -47,6 +47,11 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Create(
   if (options.commit_timeout <= absl::ZeroDuration()) {
     return BadOption("etcd commit_timeout", "must be positive");
   }
+  if (options.txn_attempt_timeout < absl::Milliseconds(100) ||
+      options.txn_attempt_timeout > options.commit_timeout) {
+    return BadOption("etcd txn_attempt_timeout",
+                     "must be within 100ms and commit_timeout");
+  }
   if (options.load_page_size <= 0) {
     return BadOption("etcd load_page_size", "must be positive");
   }

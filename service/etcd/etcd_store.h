@@ -66,6 +66,14 @@ struct EtcdStoreOptions {
   // How long a Txn of unknown outcome is resolved and retried before its
   // batch fails UNAVAILABLE.
   absl::Duration commit_timeout = absl::Seconds(10);
+  // How long the first sending of a Txn may go unanswered before the
+  // writer asks etcd whether it was applied and, if not, sends it again
+  // (each further attempt may take twice as long). A proposal forwarded to
+  // a leader that then dies is dropped, and the member that forwarded it
+  // answers only after etcd's own request timeout (5 s + 2 election
+  // timeouts); this bounds the stall after an etcd leader's death to about
+  // max(this, etcd's election) instead. About etcd's --election-timeout.
+  absl::Duration txn_attempt_timeout = absl::Seconds(1);
   // Recent events kept in memory for ReadEvents (older ones are read from
   // etcd).
   size_t tail_events = 20'000;
@@ -188,8 +196,13 @@ class EtcdStore final : public Store {
   std::optional<Group> TakeGroup(std::deque<Pending>* pending);
   // Sends a group's Txn and resolves an unknown outcome (etcd_commit.cc).
   TxnResult SendTxn(Group& group);
+  // A Txn whose compare failed; mod and value: <prefix>/m/rev as etcd
+  // answered.
+  TxnResult Refused(const Group& group, int64_t mod, std::string_view value);
   // Reads <prefix>/m/rev: what became of the Txn that wrote `token`.
   TxnResult Resolve(const std::string& token, int64_t expected_mod);
+  // Fences: <prefix>/m/rev was changed by another writer.
+  absl::Status OtherWriter(int64_t mod, int64_t expected_mod);
   // Before a new Txn: settles a Txn whose failure was already reported.
   absl::Status SettleUncertain();
   void Finish(Group& group, const TxnResult& result);

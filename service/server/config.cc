@@ -105,6 +105,12 @@ ABSL_FLAG(absl::Duration, etcd_commit_linger, absl::Milliseconds(5),
           "changes) waits up to this long for more before the next Txn, "
           "while they keep coming; fewer, larger Txns cost etcd less per "
           "record. 0 sends at once; at most 1s");
+ABSL_FLAG(absl::Duration, etcd_txn_attempt_timeout, absl::Seconds(1),
+          "--store=etcd: how long an etcd Txn may go unanswered before the "
+          "writer asks etcd whether it applied and, if not, sends it again "
+          "(a proposal a dying etcd leader dropped is otherwise answered "
+          "only after etcd's request timeout, 7 s); about etcd's "
+          "--election-timeout; 100ms..10s");
 ABSL_FLAG(absl::Duration, etcd_node_ttl, absl::Seconds(10),
           "--store=etcd: TTL of the etcd lease under which this replica "
           "holds its node id (whole seconds)");
@@ -248,6 +254,7 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "etcd_max_request_bytes",
                                    "etcd_node_ttl",
                                    "etcd_commit_linger",
+                                   "etcd_txn_attempt_timeout",
                                    "advertise_address",
                                    "follower_max_lag",
                                    "cluster_tls_ca",
@@ -359,6 +366,14 @@ absl::Status EtcdConfig(int argc, char** argv, ServerConfig* c) {
     return absl::InvalidArgumentError(
         absl::StrCat("--etcd_commit_linger must be within 0 and 1s, got ",
                      absl::FormatDuration(e.store.commit_linger)));
+  }
+  e.store.txn_attempt_timeout = absl::GetFlag(FLAGS_etcd_txn_attempt_timeout);
+  if (e.store.txn_attempt_timeout < absl::Milliseconds(100) ||
+      e.store.txn_attempt_timeout > e.store.commit_timeout) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--etcd_txn_attempt_timeout must be within 100ms and ",
+                     absl::FormatDuration(e.store.commit_timeout), ", got ",
+                     absl::FormatDuration(e.store.txn_attempt_timeout)));
   }
   c->advertise_address = absl::GetFlag(FLAGS_advertise_address);
   if (c->advertise_address.empty()) {

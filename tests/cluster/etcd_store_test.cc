@@ -1,7 +1,8 @@
 // EtcdStore against a real 3-member etcd: the Store contract (round trip
 // through Load, atomic batches, gap-free revisions under concurrent Submit,
 // the event log with resume and compaction), fencing of a second writer,
-// etcd unavailable, and the etcd leader killed under load.
+// etcd unavailable, the etcd leader killed under load, and a Txn whose
+// leader is lost sent again after txn_attempt_timeout.
 
 #include "service/etcd/etcd_store.h"
 
@@ -481,6 +482,76 @@ TEST_F(EtcdStoreTest, LeaderKilledUnderLoadLosesNoAcknowledgedBatch) {
   EXPECT_EQ(*revisions.begin(), 1u);
   EXPECT_EQ(*revisions.rbegin(), loaded.size());
   EXPECT_EQ(meta.revision, loaded.size());
+}
+
+TEST(TxnFateTest, TellsNotAppliedOursAndAnotherWritersApart) {
+  const std::string ours = EncodeRevisionValue({.revision = 7, .token = "a:3"});
+  const std::string theirs =
+      EncodeRevisionValue({.revision = 7, .token = "b:1"});
+  // Unchanged since we read it: whatever the value, ours did not apply.
+  EXPECT_EQ(FateOf(40, theirs, 40, "a:3"), TxnFate::kNotApplied);
+  EXPECT_EQ(FateOf(0, "", 0, "a:3"), TxnFate::kNotApplied);
+  // Changed, with our token: an earlier sending of ours applied.
+  EXPECT_EQ(FateOf(41, ours, 40, "a:3"), TxnFate::kApplied);
+  // Changed by another token, by an earlier Txn of ours, or to garbage.
+  EXPECT_EQ(FateOf(41, theirs, 40, "a:3"), TxnFate::kOtherWriter);
+  EXPECT_EQ(FateOf(41, EncodeRevisionValue({.revision = 6, .token = "a:2"}), 40,
+                   "a:3"),
+            TxnFate::kOtherWriter);
+  EXPECT_EQ(FateOf(41, "junk", 40, "a:3"), TxnFate::kOtherWriter);
+  EXPECT_EQ(FateOf(0, "", 40, "a:3"), TxnFate::kOtherWriter);  // deleted
+}
+
+// A Txn sent to a follower whose leader then stops answering: the
+// follower forwarded the proposal to the leader, which drops it, and the
+// follower answers only after etcd's request timeout (5 s + 2 election
+// timeouts = 7 s here), or never within a long call deadline. The writer
+// gives up on that sending after txn_attempt_timeout, learns from
+// <prefix>/m/rev that it did not apply, and sends it again once the other
+// two members have elected a leader (election timeout 1 s).
+TEST_F(EtcdStoreTest, TxnLostWithItsLeaderIsSentAgainAfterTheAttemptTimeout) {
+  absl::StatusOr<int> leader = cluster_->Leader();
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  const int f1 = (*leader + 1) % 3, f2 = (*leader + 2) % 3;
+  ConnectionOptions co = Connect()->options();
+  co.endpoints = {cluster_->client_endpoint(f1), cluster_->client_endpoint(f2)};
+  co.call_timeout = absl::Seconds(60);  // only the attempt timeout helps
+  absl::StatusOr<std::shared_ptr<Connection>> conn = Connection::Create(co);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  EtcdStoreOptions o = Options();
+  o.commit_timeout = absl::Seconds(30);
+  o.txn_attempt_timeout = absl::Milliseconds(500);
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store =
+      EtcdStore::Create(*conn, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Load([](RecordView&&) {}).ok());
+  WriteBatch first;
+  first.events.push_back(Issued(MakeRecord(1)));
+  ASSERT_TRUE((*store)->Commit(&first).ok());
+
+  ASSERT_TRUE(cluster_->Pause(*leader).ok());
+  const absl::Time start = absl::Now();
+  WriteBatch during;
+  during.events.push_back(Issued(MakeRecord(2)));
+  const absl::Status s = (*store)->Commit(&during);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(cluster_->Resume(*leader).ok());
+  ASSERT_TRUE(s.ok()) << s;
+  std::printf("commit with the leader paused took %s\n",
+              absl::FormatDuration(took).c_str());
+  // Election (1 s, up to 2 with its randomisation) plus the attempt
+  // timeout and the resend; etcd's own answer would take 7 s.
+  EXPECT_LT(took, absl::Seconds(5));
+  EXPECT_TRUE((*store)->CheckWritable().ok());
+
+  // Applied once: gap-free revisions, both records loaded.
+  ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(30)).ok());
+  std::map<Id128, RecordView> loaded;
+  StoreMeta meta;
+  ASSERT_NE(Open(&loaded, &meta), nullptr);
+  EXPECT_EQ(loaded.size(), 2u);
+  EXPECT_EQ(during.events[0].revision, 2u);
+  EXPECT_EQ(meta.revision, 2u);
 }
 
 }  // namespace

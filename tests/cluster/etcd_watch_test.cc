@@ -214,7 +214,9 @@ TEST_F(EtcdWatchTest, ResumesOnAnotherMemberWithoutGapOrDuplicate) {
   constexpr int kKeys = 80;
   std::vector<int64_t> revisions = {*start};
   for (int i = 1; i < kKeys; ++i) {
-    if (i == kKeys / 2) ASSERT_TRUE(cluster_->Kill(watched).ok());
+    if (i == kKeys / 2) {
+      ASSERT_TRUE(cluster_->Kill(watched).ok());
+    }
     const std::string key = absl::StrFormat("/w/resume/%03d", i);
     absl::StatusOr<int64_t> rev = absl::UnknownError("not written");
     const absl::Time deadline = absl::Now() + absl::Seconds(15);

@@ -446,6 +446,7 @@ class EtcdChaosTest : public ReplicasChaosTest {
 
 TEST_F(EtcdChaosTest, EtcdLeaderKilledAndRestartedEveryFewSeconds) {
   ASSERT_TRUE(Progress(200, absl::Seconds(30)));
+  absl::Duration slowest = absl::ZeroDuration();
   for (int cycle = 0; cycle < Cycles(); ++cycle) {
     absl::StatusOr<int> leader = cluster_->Leader();
     ASSERT_TRUE(leader.ok()) << leader.status();
@@ -454,19 +455,25 @@ TEST_F(EtcdChaosTest, EtcdLeaderKilledAndRestartedEveryFewSeconds) {
     ASSERT_TRUE(Progress(50, absl::Seconds(30)))
         << "no progress after killing etcd member " << *leader << "\n"
         << Logs();
+    const absl::Duration took = absl::Now() - killed;
+    slowest = std::max(slowest, took);
     std::printf(
         "cycle %d: killed etcd leader %d; clients progressed after "
         "%s\n",
-        cycle, *leader, absl::FormatDuration(absl::Now() - killed).c_str());
+        cycle, *leader, absl::FormatDuration(took).c_str());
     ASSERT_TRUE(cluster_->Restart(*leader).ok());
     ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(30)).ok());
     ASSERT_TRUE(Progress(50, absl::Seconds(20)))
         << "no progress after restarting etcd member " << *leader << "\n"
         << Logs();
   }
-  // etcd elects a leader within about its election timeout (1 s here); a
-  // commit in flight then fails and is not retried by the client.
-  Report("etcd leader kills", absl::Seconds(1 + 3));
+  std::printf("etcd leader kills: slowest progress of 50 calls %s\n",
+              absl::FormatDuration(slowest).c_str());
+  // Issue 13's bound: etcd's election time (its election timeout, 1 s
+  // here) + 1 s. A Txn that the dead leader dropped is sent again after
+  // --etcd_txn_attempt_timeout (1 s), not after etcd's own request timeout
+  // (7 s; with it, runs of 2.1 s and stalls of 5.3 s).
+  Report("etcd leader kills", absl::Seconds(1 + 1));
   ASSERT_NO_FATAL_FAILURE(CheckEverything());
 }
 
