@@ -38,7 +38,7 @@ absl::StatusOr<std::vector<Id128>> RecordMix::MintLeases(IdGenerator& ids,
     absl::StatusOr<Id128> id = ids.MintOne(Kind::kLease, "", holder);
     if (!id.ok()) return id.status();
     leases.push_back(*id);
-    batch->put_leases.push_back(LeaseView{*id, holder, absl::Hours(1)});
+    batch->put_leases.push_back(LeaseView{*id, holder, absl::Hours(1), ""});
   }
   return leases;
 }

@@ -7,62 +7,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "service/api/status_conversion.h"
-#include "service/cluster/writer_probe.h"
+#include "service/cluster/replica_parts.h"
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
 #include "service/common/status_macros.h"
 #include "service/etcd/etcd_backend.h"
-#include "service/etcd/lease.h"
 #include "service/etcd/sync_call.h"
 #include "spdlog/spdlog.h"
 
 namespace registrar::cluster {
-
-struct Replica::Shared {
-  absl::Mutex mu;
-  bool dirty ABSL_GUARDED_BY(mu) = false;
-  bool stopping ABSL_GUARDED_BY(mu) = false;
-  std::shared_ptr<etcd::Election> election ABSL_GUARDED_BY(mu);
-  // The create revision of a writer a forwarded call could not reach (0:
-  // none): the role thread checks whether its process is gone.
-  int64_t unreachable_writer ABSL_GUARDED_BY(mu) = 0;
-
-  void Wake() {
-    absl::MutexLock lock(&mu);
-    dirty = true;
-  }
-  void Unreachable(int64_t writer) {
-    absl::MutexLock lock(&mu);
-    unreachable_writer = writer;
-    dirty = true;
-  }
-};
-
-struct Replica::Generation {
-  bool leader = false;
-  // Set when the generation is swapped out: a writer's store then refuses
-  // every write (its fence checks it).
-  std::shared_ptr<std::atomic<bool>> retired =
-      std::make_shared<std::atomic<bool>>(false);
-  // Shared with the writer generation that took them over (TakeOver).
-  std::shared_ptr<etcd::EtcdStore> store;
-  std::shared_ptr<Registry> registry;
-  std::unique_ptr<FollowerFeed> feed;    // followers
-  std::unique_ptr<ReadBarrier> barrier;  // followers
-  // Set (on the role thread) once a writer generation took over the store
-  // and registry: this one must not stop them.
-  bool handed_over = false;
-
-  // The barrier and the feed before the registry they read and change,
-  // the registry (which may wait for its queued writes) before its store
-  // stops. The store itself may live on a little in the event log.
-  ~Generation() {
-    barrier.reset();
-    feed.reset();
-    registry.reset();
-    if (store != nullptr && !handed_over) store->Stop();
-  }
-};
 
 namespace {
 
@@ -72,12 +25,6 @@ constexpr absl::Duration kProbeEvery = absl::Seconds(1);
 // How long a new writer waits for its feed to apply what the old writer
 // committed before it loads afresh instead.
 constexpr absl::Duration kCatchUp = absl::Seconds(5);
-// A writer that refuses connections is probed this many times, this far
-// apart, before its etcd lease is revoked; and not again for a while.
-constexpr int kRefusalsToRevoke = 2;
-constexpr absl::Duration kProbeTimeout = absl::Milliseconds(200);
-constexpr absl::Duration kProbeApart = absl::Milliseconds(100);
-constexpr absl::Duration kRevokeBackoff = absl::Seconds(1);
 
 std::string MethodPath(Method method) {
   const MethodInfo& info = InfoOf(method);
@@ -98,12 +45,12 @@ Replica::Replica(std::shared_ptr<etcd::Connection> conn,
                  ReplicaOptions options, const Clock& clock, IdGenerator& ids,
                  RegistryObserver* observer)
     : conn_(std::move(conn)),
-      claim_(std::move(claim)),
       options_(std::move(options)),
       clock_(clock),
       ids_(ids),
       observer_(observer),
-      shared_(std::make_shared<Shared>()) {}
+      shared_(std::make_shared<Shared>()),
+      claim_(std::move(claim)) {}
 
 absl::StatusOr<std::unique_ptr<Replica>> Replica::Start(
     std::shared_ptr<etcd::Connection> conn,
@@ -155,7 +102,7 @@ absl::StatusOr<std::shared_ptr<Replica::Generation>> Replica::Build(
                      WriterFence(g->retired));
     g->store->SetWriteFence(std::move(fence));
   } else {
-    etcd::EtcdStore::WriteFence fence = etcd::NodeIdFence(claim_);
+    etcd::EtcdStore::WriteFence fence = etcd::NodeIdFence(claim());
     fence.check = [] {
       return absl::UnavailableError(
           "this replica is a follower: changes go to the writer");
@@ -185,7 +132,7 @@ absl::StatusOr<etcd::EtcdStore::WriteFence> Replica::WriterFence(
   if (e == nullptr) {
     return absl::FailedPreconditionError("not in the election");
   }
-  etcd::EtcdStore::WriteFence fence = etcd::NodeIdFence(claim_);
+  etcd::EtcdStore::WriteFence fence = etcd::NodeIdFence(claim());
   // etcd's test: our candidate key is still the one we were elected with.
   fence.compares.push_back(e->LeaderCompare());
   // Ours: still the writer, and this generation still the current one.
@@ -259,13 +206,31 @@ absl::Status Replica::Campaign(const std::string& advertise,
                                         ? options_.forward_credentials
                                         : grpc::InsecureChannelCredentials(),
                                     advertise, options_.forward_server_name);
+    advertise_ = advertise;
+  }
+  RETURN_IF_ERROR(EnterElection());
+  std::shared_ptr<etcd::Election> e = election();
+  const absl::Time until = absl::Now() + settle;
+  while (e != nullptr && absl::Now() < until) {
+    std::optional<etcd::LeaderInfo> leader = e->leader();
+    if (leader.has_value() && (!leader->is_me || IsLeader())) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Replica::EnterElection() {
+  std::string advertise;
+  {
+    absl::MutexLock lock(&mu_);
+    advertise = advertise_;
   }
   std::weak_ptr<Shared> weak = shared_;
   absl::StatusOr<std::shared_ptr<etcd::Election>> e =
       etcd::SyncCall<std::shared_ptr<etcd::Election>>([&](auto cb) {
         etcd::Election::Campaign(
             conn_, options_.store.prefix + "/leader/", advertise,
-            claim_->keeper(),
+            claim()->keeper(),
             [weak](const std::optional<etcd::LeaderInfo>&) {
               if (std::shared_ptr<Shared> s = weak.lock()) s->Wake();
             },
@@ -276,18 +241,15 @@ absl::Status Replica::Campaign(const std::string& advertise,
         e.status().code(),
         absl::StrCat("entering the writer election: ", e.status().message()));
   }
-  {
-    absl::MutexLock lock(&shared_->mu);
-    shared_->election = *e;
-    shared_->dirty = true;
-  }
-  const absl::Time until = absl::Now() + settle;
-  while (absl::Now() < until) {
-    std::optional<etcd::LeaderInfo> leader = (*e)->leader();
-    if (leader.has_value() && (!leader->is_me || IsLeader())) break;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  absl::MutexLock lock(&shared_->mu);
+  shared_->election = *e;
+  shared_->dirty = true;
   return absl::OkStatus();
+}
+
+std::shared_ptr<etcd::NodeIdClaimer> Replica::claim() const {
+  absl::MutexLock lock(&mu_);
+  return claim_;
 }
 
 std::shared_ptr<Registry> Replica::registry() {
@@ -318,10 +280,10 @@ bool Replica::IsLeader() const {
 bool Replica::Forward(grpc::CallbackServerContext* ctx, Method method,
                       const grpc::ByteBuffer& request,
                       grpc::ByteBuffer* response, ForwardDone done) {
-  if (!claim_->Held()) {
+  if (!claim()->Held()) {
     done(Unavailable(
-        "this replica lost its node id claim in etcd and takes no changes; "
-        "call another replica (and restart this one)"));
+        "this replica lost its node id claim in etcd and takes no changes "
+        "until it has claimed another; call another replica"));
     return true;
   }
   if (IsLeader()) return false;
@@ -409,53 +371,15 @@ void Replica::Run() {
   }
 }
 
-void Replica::ReplaceDeadWriter() {
-  int64_t suspect;
-  {
-    absl::MutexLock lock(&shared_->mu);
-    suspect = std::exchange(shared_->unreachable_writer, 0);
-  }
-  if (suspect == 0 || absl::Now() < next_revoke_) return;
-  std::shared_ptr<etcd::Election> e = election();
-  std::optional<etcd::LeaderInfo> leader;
-  if (e != nullptr) leader = e->leader();
-  // Replaced already, or this replica: nothing to do.
-  if (!leader.has_value() || leader->is_me || leader->lease == 0 ||
-      leader->create_revision != suspect) {
+void Replica::Reconcile() {
+  if (!claim()->Held()) {
+    Reclaim();  // nothing can write meanwhile; health says so
     return;
   }
-  // Revoking the lease of a live writer would be safe (its writes compare
-  // its election key and node id claim, both on that lease) but would
-  // depose it: only a writer whose address refuses connections, twice, is
-  // taken for dead.
-  for (int i = 0; i < kRefusalsToRevoke; ++i) {
-    if (i > 0) absl::SleepFor(kProbeApart);
-    if (ProbeAddress(leader->value, kProbeTimeout) != Reachability::kRefused) {
-      return;
-    }
+  if (rejoin_.load()) {
+    Rejoin();
+    return;
   }
-  leader = e->leader();
-  if (!leader.has_value() || leader->create_revision != suspect) return;
-  next_revoke_ = absl::Now() + kRevokeBackoff;
-  spdlog::warn(
-      "cluster: the writer {} refuses connections: revoking its etcd lease "
-      "{:x} so that the next replica takes over now, not after the lease's "
-      "TTL",
-      leader->value, leader->lease);
-  absl::StatusOr<etcdserverpb::LeaseRevokeResponse> r =
-      etcd::SyncCall<etcdserverpb::LeaseRevokeResponse>([&](auto cb) {
-        etcd::Lease(conn_).Revoke(leader->lease, std::move(cb));
-      });
-  if (r.ok() || absl::IsNotFound(r.status())) {
-    dead_writers_revoked_.fetch_add(1);
-  } else {
-    spdlog::warn("cluster: revoking the dead writer's lease failed: {}",
-                 std::string(r.status().message()));
-  }
-}
-
-void Replica::Reconcile() {
-  if (!claim_->Held()) return;  // nothing can write; health says so
   std::shared_ptr<Generation> g = current();
   std::shared_ptr<etcd::Election> e = election();
   const bool elected = e != nullptr && e->IsLeader();
@@ -545,15 +469,24 @@ ReplicaHealth Replica::CheckHealth() {
   h.took_over = took_over_.load();
   h.dead_writers_revoked = dead_writers_revoked_.load();
   h.loaded_as_writer = loaded_as_writer_.load();
+  h.reclaimed = reclaimed_.load();
+  const std::shared_ptr<etcd::NodeIdClaimer> claimed = claim();
+  h.node_id = claimed->id();
   auto refuse = [&h](std::string cause) {
     h.serving = false;
     h.cause = std::move(cause);
     return h;
   };
-  if (!claim_->Held()) {
+  if (!claimed->Held()) {
     return refuse(
-        "this replica lost its node id claim in etcd: it mints and writes "
-        "nothing; restart it");
+        options_.reclaim
+            ? "this replica lost its node id claim in etcd: it mints and "
+              "writes nothing until it has claimed another"
+            : "this replica lost its node id claim in etcd: it mints and "
+              "writes nothing; restart it");
+  }
+  if (rejoin_.load()) {
+    return refuse("this replica claimed a new node id and is rejoining");
   }
   if (g->leader) {
     if (absl::Status s = g->store->CheckWritable(); !s.ok()) {

@@ -31,8 +31,13 @@
 //  - The writer's address refuses connections (found when a forwarded call
 //    could not reach it, then probed twice): its etcd lease is revoked, so
 //    that the next candidate is elected at once, not after the lease TTL.
-//  - The node id claim lost: nothing is written or forwarded again, health
-//    says so; the process must be restarted.
+//  - The node id claim lost (the process paused, or etcd unreachable,
+//    past the claim's TTL): nothing is written or forwarded with it again,
+//    health says so. The role thread then claims a node id anew (the
+//    same or another; ReplicaOptions::reclaim), mints with it from then
+//    on, loads a fresh follower generation and enters the election again
+//    (replica_recovery.cc). Without `reclaim`, the process must be
+//    restarted.
 //
 // Role changes run on the replica's own thread (they block on etcd); the
 // election's callbacks only wake it. A retired generation is destroyed on
@@ -42,6 +47,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,6 +86,10 @@ struct ReplicaOptions {
   // The name the writer's certificate is checked against; empty: the
   // address dialed.
   std::string forward_server_name;
+  // Claims a node id again after the claim was lost (blocking; on the role
+  // thread). Null: a replica that lost its claim stays out until
+  // restarted.
+  std::function<absl::StatusOr<std::shared_ptr<etcd::NodeIdClaimer>>()> reclaim;
 };
 
 // What health reports (CheckHealth).
@@ -96,6 +106,9 @@ struct ReplicaHealth {
   // Writers this replica found refusing connections and replaced at once
   // by revoking their etcd lease (ReplaceDeadWriter).
   uint64_t dead_writers_revoked = 0;
+  // Node ids this replica claimed anew after losing its claim.
+  uint64_t reclaimed = 0;
+  int node_id = -1;  // the node id held now
 };
 
 class Replica final : public ClusterHook {
@@ -140,6 +153,9 @@ class Replica final : public ClusterHook {
   // True when this replica is the writer with its writer generation in.
   bool IsLeader() const;
 
+  // The node id claim held now (another one after a re-claim).
+  std::shared_ptr<etcd::NodeIdClaimer> claim() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Leaves the election and stops the role thread; generations stay until
   // destruction. Idempotent.
   void Stop();
@@ -167,6 +183,8 @@ class Replica final : public ClusterHook {
   void Install(std::shared_ptr<Generation> g) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<Generation> current() const ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<etcd::Election> election() const;
+  // Enters the writer election under claim()'s lease (blocking).
+  absl::Status EnterElection();
 
   // The role thread: reconciles the generation with the election.
   void Run();
@@ -176,10 +194,14 @@ class Replica final : public ClusterHook {
   // that its election key goes now instead of after the lease's TTL and the
   // next replica takes over at once.
   void ReplaceDeadWriter();
+  // The claim is lost: leaves the election, retires the generation and
+  // claims a node id again (replica_recovery.cc).
+  void Reclaim();
+  // After a re-claim: a fresh follower generation, then the election.
+  void Rejoin();
   void FreeRetired();
 
   const std::shared_ptr<etcd::Connection> conn_;
-  const std::shared_ptr<etcd::NodeIdClaimer> claim_;
   const ReplicaOptions options_;
   const Clock& clock_;
   IdGenerator& ids_;
@@ -190,10 +212,13 @@ class Replica final : public ClusterHook {
   mutable absl::Mutex mu_;
   std::shared_ptr<Generation> current_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Forwarder> forwarder_ ABSL_GUARDED_BY(mu_);  // Campaign
+  std::string advertise_ ABSL_GUARDED_BY(mu_);                 // Campaign
+  std::shared_ptr<etcd::NodeIdClaimer> claim_ ABSL_GUARDED_BY(mu_);
   // Role thread only.
   std::vector<std::shared_ptr<Generation>> retired_;
   absl::Time next_build_ = absl::InfinitePast();
   absl::Time next_revoke_ = absl::InfinitePast();
+  absl::Time next_reclaim_ = absl::InfinitePast();
 
   // CheckHealth only.
   absl::Time behind_since_ = absl::InfiniteFuture();
@@ -206,6 +231,10 @@ class Replica final : public ClusterHook {
   std::atomic<uint64_t> took_over_{0};
   std::atomic<uint64_t> loaded_as_writer_{0};
   std::atomic<uint64_t> dead_writers_revoked_{0};
+  std::atomic<uint64_t> reclaimed_{0};
+  // A re-claimed replica still has to rejoin (set and cleared on the role
+  // thread; health reads it).
+  std::atomic<bool> rejoin_{false};
 };
 
 }  // namespace registrar::cluster

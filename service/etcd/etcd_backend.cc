@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "service/common/status_macros.h"
 #include "service/etcd/sync_call.h"
 #include "spdlog/spdlog.h"
 
@@ -27,14 +28,9 @@ EtcdStore::WriteFence NodeIdFence(const std::shared_ptr<NodeIdClaimer>& claim) {
   return fence;
 }
 
-absl::StatusOr<EtcdBackend> OpenEtcdBackend(const EtcdBackendOptions& options,
-                                            const Clock& clock) {
-  EtcdBackend b;
-  absl::StatusOr<std::shared_ptr<Connection>> conn =
-      Connection::Create(options.connection);
-  if (!conn.ok()) return conn.status();
-  b.connection = *std::move(conn);
-
+absl::StatusOr<std::shared_ptr<NodeIdClaimer>> ClaimNodeId(
+    std::shared_ptr<Connection> conn, const EtcdBackendOptions& options,
+    const Clock& clock) {
   NodeIdClaimerOptions claim;
   claim.prefix = options.store.prefix + "/nodes/";
   claim.ttl = options.claim_ttl;
@@ -43,11 +39,12 @@ absl::StatusOr<EtcdBackend> OpenEtcdBackend(const EtcdBackendOptions& options,
   absl::StatusOr<std::shared_ptr<NodeIdClaimer>> claimed =
       SyncCall<std::shared_ptr<NodeIdClaimer>>([&](auto cb) {
         NodeIdClaimer::Claim(
-            b.connection, clock, claim,
+            std::move(conn), clock, claim,
             [](const absl::Status& lost) {
               spdlog::error(
                   "node id claim lost ({}): this replica mints no more IDs "
-                  "and its store refuses writes (NOT_SERVING); restart it",
+                  "with it and refuses changes (NOT_SERVING) until it has "
+                  "claimed another",
                   std::string(lost.message()));
             },
             std::move(cb));
@@ -57,7 +54,17 @@ absl::StatusOr<EtcdBackend> OpenEtcdBackend(const EtcdBackendOptions& options,
                         absl::StrCat("claiming a node id in etcd: ",
                                      claimed.status().message()));
   }
-  b.claim = *std::move(claimed);
+  return claimed;
+}
+
+absl::StatusOr<EtcdBackend> OpenEtcdBackend(const EtcdBackendOptions& options,
+                                            const Clock& clock) {
+  EtcdBackend b;
+  absl::StatusOr<std::shared_ptr<Connection>> conn =
+      Connection::Create(options.connection);
+  if (!conn.ok()) return conn.status();
+  b.connection = *std::move(conn);
+  ASSIGN_OR_RETURN(b.claim, ClaimNodeId(b.connection, options, clock));
 
   absl::StatusOr<std::unique_ptr<EtcdStore>> store =
       EtcdStore::Create(b.connection, options.store);

@@ -49,6 +49,13 @@ struct EtcdBackend {
 // requires the claim key still be on the claim's lease (checked by etcd).
 EtcdStore::WriteFence NodeIdFence(const std::shared_ptr<NodeIdClaimer>& claim);
 
+// Claims the lowest free node id under <prefix>/nodes/ on a lease of its
+// own (options.claim_ttl), kept alive until lost or released; a loss is
+// logged. Errors as OpenEtcdBackend's.
+absl::StatusOr<std::shared_ptr<NodeIdClaimer>> ClaimNodeId(
+    std::shared_ptr<Connection> conn, const EtcdBackendOptions& options,
+    const Clock& clock);
+
 // Connects, claims a node id and creates the store. INVALID_ARGUMENT for
 // bad options (naming them), UNAVAILABLE (with the cause) when etcd does
 // not answer, RESOURCE_EXHAUSTED when every node id is taken. clock must

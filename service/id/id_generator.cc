@@ -119,8 +119,9 @@ absl::Status IdGenerator::Mint(Kind kind, std::string_view tenant,
   if (!start.ok()) return start.status();
   out->reserve(out->size() + count);
   const KeyRing& ring = keys();
+  const uint32_t node = node_id();
   for (uint32_t i = 0; i < count; ++i) {
-    out->push_back(MakeId(ring, node_id_, *start + i, kind, tenant, user_id));
+    out->push_back(MakeId(ring, node, *start + i, kind, tenant, user_id));
   }
   return absl::OkStatus();
 }
@@ -129,7 +130,7 @@ absl::StatusOr<Id128> IdGenerator::MintOne(Kind kind, std::string_view tenant,
                                            std::string_view user_id) {
   absl::StatusOr<uint64_t> stamp = Reserve(1);
   if (!stamp.ok()) return stamp.status();
-  return MakeId(keys(), node_id_, *stamp, kind, tenant, user_id);
+  return MakeId(keys(), node_id(), *stamp, kind, tenant, user_id);
 }
 
 }  // namespace registrar

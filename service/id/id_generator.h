@@ -73,7 +73,13 @@ class IdGenerator {
   // Makes every future stamp greater than `stamp` (used on recovery).
   void AdvancePast(uint64_t stamp);
 
-  uint32_t node_id() const { return node_id_; }
+  uint32_t node_id() const { return node_id_.load(std::memory_order_acquire); }
+  // From now on, mint with `node_id` (a cluster replica that lost its node
+  // id and claimed another; nothing minted with the old one is recorded
+  // after the loss, its store's fence refuses). Thread-safe.
+  void set_node_id(uint32_t node_id) {
+    node_id_.store(node_id & kMaxNodeId, std::memory_order_release);
+  }
   // The keys IDs are tagged and verified with now. The reference stays
   // valid for the generator's life (a replaced ring is kept).
   const KeyRing& keys() const { return *keys_.load(std::memory_order_acquire); }
@@ -95,7 +101,7 @@ class IdGenerator {
   absl::Mutex keys_mu_;
   std::vector<std::unique_ptr<const KeyRing>> replaced_
       ABSL_GUARDED_BY(keys_mu_);
-  const uint32_t node_id_;
+  std::atomic<uint32_t> node_id_;
   std::atomic<uint64_t> last_{0};
   // Stamps must stay below ceiling_ms_ << 12. Max value: no mark configured.
   std::atomic<int64_t> ceiling_ms_{INT64_MAX};

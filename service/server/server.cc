@@ -40,6 +40,13 @@ namespace {
 constexpr char kServiceName[] = "registrar.v1.Registrar";
 constexpr char kAdminServiceName[] = "registrar.v1.Admin";
 
+// --store=etcd: the backend's options, the claim's holder being --listen.
+etcd::EtcdBackendOptions BackendOptions(const ServerConfig& config) {
+  etcd::EtcdBackendOptions options = config.etcd;
+  options.holder = config.listen;
+  return options;
+}
+
 // Everything but grpc.health.v1 on the --health_listen server: a clear
 // UNIMPLEMENTED. (gRPC also refuses to build a server whose only service is
 // the default health service.)
@@ -175,10 +182,8 @@ absl::Status RegistrarServer::Init() {
   if (config_.store == "memory") {
     store_ = std::make_unique<MemoryStore>(config_.registry.event_history);
   } else if (config_.store == "etcd") {
-    etcd::EtcdBackendOptions options = config_.etcd;
-    options.holder = config_.listen;
     ASSIGN_OR_RETURN(etcd::EtcdBackend backend,
-                     etcd::OpenEtcdBackend(options, clock_));
+                     etcd::OpenEtcdBackend(BackendOptions(config_), clock_));
     node_id = static_cast<uint32_t>(backend.claim->id());
     node_claim_ = std::move(backend.claim);
     etcd_conn_ = std::move(backend.connection);
@@ -427,6 +432,11 @@ absl::Status RegistrarServer::StartReplica() {
     o.forward_credentials = *std::move(credentials);
     o.forward_server_name = config_.cluster_tls_server_name;
   }
+  // A claim lost (paused or cut off from etcd past its TTL) is claimed
+  // again in-process rather than waiting for a restart.
+  o.reclaim = [this]() {
+    return etcd::ClaimNodeId(etcd_conn_, BackendOptions(config_), clock_);
+  };
   absl::StatusOr<std::unique_ptr<cluster::Replica>> replica =
       cluster::Replica::Start(etcd_conn_, node_claim_, std::move(o), clock_,
                               *ids_, registry_metrics_.get());
@@ -475,6 +485,15 @@ absl::Status RegistrarServer::StartReplica() {
                "instead of waiting for its TTL (--store=etcd).")
            .Register(metrics_->registry())
            .Add({});
+  cluster_reclaims_ =
+      &prometheus::BuildCounter()
+           .Name("registrar_cluster_node_id_reclaims_total")
+           .Help(
+               "Node ids this replica claimed anew after losing its claim "
+               "(paused or cut off from etcd past --etcd_node_ttl; "
+               "--store=etcd).")
+           .Register(metrics_->registry())
+           .Add({});
   return absl::OkStatus();
 }
 
@@ -488,6 +507,8 @@ void RegistrarServer::CheckReplicaHealth() {
                              cluster_loaded_->Value());
   cluster_dead_writers_->Increment(static_cast<double>(h.dead_writers_revoked) -
                                    cluster_dead_writers_->Value());
+  cluster_reclaims_->Increment(static_cast<double>(h.reclaimed) -
+                               cluster_reclaims_->Value());
   if (h.leader_address != cluster_writer_address_) {
     if (cluster_writer_series_ != nullptr) {
       cluster_writer_->Remove(cluster_writer_series_);
@@ -501,11 +522,11 @@ void RegistrarServer::CheckReplicaHealth() {
     cluster_writer_address_ = h.leader_address;
   }
   store_writable_->Set(h.serving ? 1 : 0);
-  const std::string state =
-      absl::StrCat(h.serving ? "SERVING" : "NOT_SERVING", "; role ",
-                   h.leader ? "writer" : "follower", ", writer ",
-                   h.leader_address.empty() ? "unknown" : h.leader_address,
-                   h.serving ? "" : "; ", h.cause);
+  const std::string state = absl::StrCat(
+      h.serving ? "SERVING" : "NOT_SERVING", "; role ",
+      h.leader ? "writer" : "follower", " (node id ", h.node_id, "), writer ",
+      h.leader_address.empty() ? "unknown" : h.leader_address,
+      h.serving ? "" : "; ", h.cause);
   if (state != replica_state_) {
     if (h.serving) {
       spdlog::info("cluster health: {}", state);
@@ -618,7 +639,10 @@ void RegistrarServer::Shutdown() {
   }
   stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();
-  if (replica_ != nullptr) replica_->Stop();
+  if (replica_ != nullptr) {
+    replica_->Stop();
+    node_claim_ = replica_->claim();  // the one held now
+  }
   if (node_claim_ != nullptr) {
     // Free the node id at once instead of after its lease's TTL.
     const absl::StatusOr<bool> released = etcd::SyncCall<bool>([&](auto cb) {

@@ -108,6 +108,8 @@ class RegistrarServer {
   prometheus::Counter* cluster_loaded_ = nullptr;
   // registrar_cluster_dead_writers_revoked_total
   prometheus::Counter* cluster_dead_writers_ = nullptr;
+  // registrar_cluster_node_id_reclaims_total
+  prometheus::Counter* cluster_reclaims_ = nullptr;
   // registrar_cluster_writer{address}: 1 for the writer this replica
   // sees; the series is replaced when the writer changes (ticker only).
   prometheus::Family<prometheus::Gauge>* cluster_writer_ = nullptr;

@@ -3,7 +3,8 @@
 // restart keep every acknowledged record and never issue an ID twice; the
 // etcd leader killed under load loses no acknowledged change and calls
 // resume; --node_id is refused; a replica paused past its node id's etcd
-// lease stops minting and reports NOT_SERVING while another takes the id.
+// lease stops minting while another takes the id, then claims another id
+// and rejoins by itself.
 
 #include <signal.h>
 
@@ -15,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -24,6 +26,7 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "service/etcd/kv.h"
+#include "service/id/id.h"
 #include "service/id/key_ring.h"
 #include "tests/cluster/await.h"
 #include "tests/cluster/etcd_cluster.h"
@@ -346,7 +349,13 @@ grpc::health::v1::HealthCheckResponse::ServingStatus Health(
   return resp.status();
 }
 
-TEST_F(RegistrarEtcdTest, PausedPastItsNodeLeaseStopsMintingAndIdGoesToOther) {
+// Node id of a formatted ID (-1 when it does not parse).
+int NodeOf(const std::string& id) {
+  absl::StatusOr<ParsedId> p = ParseId(id);
+  return p.ok() ? static_cast<int>(UnpackId(p->bits).node) : -1;
+}
+
+TEST_F(RegistrarEtcdTest, PausedPastItsNodeLeaseStopsMintingThenReclaimsAnId) {
   const v1::Owner owner = MakeOwner("acme", "paused");
   auto first = StartOrFail(Replica({"--etcd_node_ttl=2s"}));
   ASSERT_NE(first, nullptr);
@@ -378,25 +387,54 @@ TEST_F(RegistrarEtcdTest, PausedPastItsNodeLeaseStopsMintingAndIdGoesToOther) {
   if (!gone) first->Signal(SIGCONT);
   ASSERT_TRUE(gone);
 
-  // Another replica takes node id 0.
+  // Another replica takes node id 0 and becomes the writer.
   auto second = StartOrFail(Replica({"--etcd_node_ttl=2s"}));
   ASSERT_NE(second, nullptr);
   EXPECT_THAT(second->Log(), HasSubstr("node id 0"));
+  auto second_client = MakeClient(*second);
+  ASSERT_TRUE(second_client->IssueIds(v1::KIND_THREAD, owner).ok());
   first->Signal(SIGCONT);
 
-  // The paused one mints nothing more and says so; the other serves.
-  auto refused = first_client->IssueIds(v1::KIND_THREAD, owner);
-  EXPECT_FALSE(refused.ok())
-      << "a replica without its node id issued " << (*refused)[0];
+  // The resumed one never answers with an ID etcd does not hold: right
+  // after SIGCONT it refuses, or (once it rejoined) forwards to the writer.
+  std::vector<std::string> from_first;
+  for (int i = 0; i < 20; ++i) {
+    auto r = first_client->IssueIds(v1::KIND_THREAD, owner);
+    if (r.ok()) from_first.insert(from_first.end(), r->begin(), r->end());
+  }
+  ExpectAllValid(*second_client, owner, from_first);
+  for (const std::string& id : from_first) {
+    EXPECT_EQ(NodeOf(id), 0) << id << ": not minted by the writer";
+  }
+
+  // It claims the next free node id by itself, rejoins as a follower and
+  // serves again, without a restart.
   EXPECT_TRUE(PollUntil(
       [&] {
-        return Health(*first) ==
-               grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+        return absl::StrContains(first->Log(), "claimed node id 1") &&
+               Health(*first) == grpc::health::v1::HealthCheckResponse::SERVING;
       },
-      absl::Seconds(10)));
-  auto second_client = MakeClient(*second);
-  auto issued = second_client->IssueIds(v1::KIND_THREAD, owner);
-  EXPECT_TRUE(issued.ok()) << StatusText(issued);
+      absl::Seconds(20)))
+      << first->Log();
+  auto via_first = first_client->IssueIds(v1::KIND_THREAD, owner);
+  ASSERT_TRUE(via_first.ok()) << StatusText(via_first);
+  ExpectAllValid(*second_client, owner, *via_first);
+
+  // And it is a candidate again: with the writer gone, it is elected and
+  // mints with its new node id.
+  ASSERT_NO_FATAL_FAILURE(KillNine(*second));
+  std::vector<std::string> minted;
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        auto r = first_client->IssueIds(v1::KIND_THREAD, owner);
+        if (r.ok()) minted = *r;
+        return r.ok();
+      },
+      absl::Seconds(30)))
+      << first->Log();
+  ASSERT_EQ(minted.size(), 1u);
+  EXPECT_EQ(NodeOf(minted[0]), 1) << minted[0];
+  ExpectAllValid(*first_client, owner, minted);
 }
 
 }  // namespace

@@ -438,7 +438,8 @@ TEST_F(ReplicasChaosTest, ReplicaKilledAndRestartedEveryFewSeconds) {
 // every TTL / 3 and the lease counts as held until the last answered one's
 // send time + TTL - 2 s, so an etcd election of a second or two is ridden
 // out). With the 2 s of the replica-kill test, an election makes every
-// replica give its node id up (it then refuses writes until restarted).
+// replica give its node id up (it then refuses writes until it has
+// claimed another and rejoined).
 class EtcdChaosTest : public ReplicasChaosTest {
  protected:
   EtcdChaosTest() { node_args_ = {"--etcd_node_ttl=10s"}; }
