@@ -4,7 +4,9 @@
 // The gRPC face of the Registry: callback (reactor) handlers that check the
 // request, call the core, and convert the result. No business rules live
 // here; every handler finishes inline on the gRPC thread that ran it (the
-// core never blocks on I/O).
+// core never blocks on I/O). registrar_service.cc admits and routes a call
+// (parse, access, rate limit, deadline, which replica answers);
+// registrar_calls.cc holds what each method then does (the Do* members).
 
 #include <atomic>
 #include <optional>

@@ -15,6 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "service/api/status_conversion.h"
+#include "service/common/absl_compat.h"
+#include "service/common/field_error.h"
 #include "service/id/id.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -570,5 +573,19 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
 }
 
 std::string LogLevelFlag() { return absl::GetFlag(FLAGS_log_level); }
+
+etcd::EtcdBackendOptions EtcdBackendFor(const ServerConfig& config) {
+  etcd::EtcdBackendOptions options = config.etcd;
+  options.holder = config.listen;
+  return options;
+}
+
+absl::Status StartupError(std::string_view prefix, const absl::Status& status) {
+  std::string message = absl::StrCat(AsAbsl(prefix), status.message());
+  if (std::optional<Limit> limit = LimitOf(status)) {
+    absl::StrAppend(&message, " (", AsAbsl(LimitFlags(*limit)), ")");
+  }
+  return absl::Status(status.code(), message);
+}
 
 }  // namespace registrar

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -70,6 +71,14 @@ struct ServerConfig {
 // environment as REGISTRAR_<FLAG NAME IN CAPITALS>; the command line wins.
 // InvalidArgument names the flag (or variable) and the bad value.
 absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv);
+
+// An error at start: `prefix` then the status's message, naming the
+// server flag of the limit it hit (if any); the code is kept.
+absl::Status StartupError(std::string_view prefix, const absl::Status& status);
+
+// --store=etcd: the backend's options, the node id claim's holder being
+// --listen.
+etcd::EtcdBackendOptions EtcdBackendFor(const ServerConfig& config);
 
 }  // namespace registrar
 
