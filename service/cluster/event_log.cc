@@ -22,12 +22,11 @@ void EventLog::Switch(std::shared_ptr<etcd::EtcdStore> store) {
   // No lock of ours is held while a store's listener mutex is taken: a
   // store calls the listener from its writer or feed thread.
   if (old != nullptr) old->SetEventListener(nullptr);
-  store->SetEventListener(listener_);
+  if (store == nullptr) return;
   // The new store may be ahead of what the listener heard from the old
-  // one (it loaded later): say so, so that waiting watchers read on.
-  std::vector<Event> newest(1);
-  newest[0].revision = store->LastRevision();
-  if (newest[0].revision > 0) listener_(newest);
+  // one (it loaded later): it says so, in order with its own calls, so
+  // that waiting watchers read on.
+  store->SetEventListenerAndAnnounce(listener_);
 }
 
 std::shared_ptr<etcd::EtcdStore> EventLog::current() const {

@@ -3,9 +3,11 @@
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/time/clock.h"
 
 namespace registrar::cluster {
 namespace {
@@ -26,10 +28,12 @@ struct ForwardedCall {
 }  // namespace
 
 Forwarder::Forwarder(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                     std::string self, std::string server_name)
+                     std::string self, std::string server_name,
+                     absl::Duration max_time)
     : credentials_(std::move(credentials)),
       self_(std::move(self)),
-      server_name_(std::move(server_name)) {}
+      server_name_(std::move(server_name)),
+      max_time_(max_time) {}
 
 bool Forwarder::WasForwarded(const grpc::CallbackServerContext& ctx) {
   return ctx.client_metadata().count(kForwardedHeader) > 0;
@@ -67,7 +71,8 @@ void Forwarder::Forward(const std::string& address, const std::string& method,
   call->stub = StubFor(address);
   call->request = request;  // shares the slices
   call->done = std::move(done);
-  call->context.set_deadline(ctx->deadline());
+  call->context.set_deadline(
+      std::min(ctx->deadline(), absl::ToChronoTime(absl::Now() + max_time_)));
   const auto& metadata = ctx->client_metadata();
   for (const char* key : kPassedOn) {
     auto [begin, end] = metadata.equal_range(key);

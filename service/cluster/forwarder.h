@@ -11,7 +11,9 @@
 //    metadata are passed on, plus `x-registrar-forwarded` (this replica's
 //    address), by which the writer knows the call was forwarded once
 //    already and must not be forwarded again.
-//  - The caller's deadline is the forwarded call's deadline.
+//  - The caller's deadline is the forwarded call's deadline, but no later
+//    than `max_time` from now (a caller without a deadline must not keep a
+//    call open on a writer that hangs).
 //  - One channel per writer address, rebuilt when the address changes.
 //
 // Thread-safe.
@@ -27,6 +29,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace registrar::cluster {
 
@@ -39,7 +42,8 @@ class Forwarder {
   // x-registrar-forwarded; `server_name`, when not empty, is the name the
   // writer's TLS certificate is checked against instead of its address.
   Forwarder(std::shared_ptr<grpc::ChannelCredentials> credentials,
-            std::string self, std::string server_name = "");
+            std::string self, std::string server_name = "",
+            absl::Duration max_time = absl::Seconds(30));
 
   // Sends `request` as `method` ("/package.Service/Method") to `address`;
   // `done` gets the writer's status once it answered (*response then
@@ -59,7 +63,7 @@ class Forwarder {
   // nothing done. Every other UNAVAILABLE may have been applied.
   static bool NeverSent(const grpc::Status& status);
 
-  // Calls sent so far (tests, metrics).
+  // Calls handed to Forward so far, sent or not (tests, metrics).
   uint64_t forwarded() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -69,6 +73,7 @@ class Forwarder {
   const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   const std::string self_;
   const std::string server_name_;
+  const absl::Duration max_time_;
   mutable absl::Mutex mu_;
   std::string address_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);

@@ -201,11 +201,11 @@ absl::Status Replica::Campaign(const std::string& advertise,
                                absl::Duration settle) {
   {
     absl::MutexLock lock(&mu_);
-    forwarder_ =
-        std::make_shared<Forwarder>(options_.forward_credentials != nullptr
-                                        ? options_.forward_credentials
-                                        : grpc::InsecureChannelCredentials(),
-                                    advertise, options_.forward_server_name);
+    forwarder_ = std::make_shared<Forwarder>(
+        options_.forward_credentials != nullptr
+            ? options_.forward_credentials
+            : grpc::InsecureChannelCredentials(),
+        advertise, options_.forward_server_name, options_.forward_timeout);
     advertise_ = advertise;
   }
   RETURN_IF_ERROR(EnterElection());

@@ -86,6 +86,9 @@ struct ReplicaOptions {
   // The name the writer's certificate is checked against; empty: the
   // address dialed.
   std::string forward_server_name;
+  // A forwarded call's deadline: the caller's, but no later than this from
+  // now (--call_timeout).
+  absl::Duration forward_timeout = absl::Seconds(30);
   // Claims a node id again after the claim was lost (blocking; on the role
   // thread). Null: a replica that lost its claim stays out until
   // restarted.

@@ -351,6 +351,17 @@ void EtcdStore::SetEventListener(EventListener listener) {
   listener_ = std::move(listener);
 }
 
+void EtcdStore::SetEventListenerAndAnnounce(EventListener listener) {
+  absl::MutexLock lock(&listener_mu_);
+  listener_ = std::move(listener);
+  // A commit or NoteCommitted raises last_revision_ before it calls the
+  // listener (under this lock): one that raised it past what we read calls
+  // the listener after us.
+  std::vector<Event> newest(1);
+  newest[0].revision = LastRevision();
+  if (listener_ && newest[0].revision > 0) listener_(newest);
+}
+
 absl::Status EtcdStore::CheckWritable() {
   if (const std::shared_ptr<const WriteFence> fence = write_fence();
       fence->check) {

@@ -117,6 +117,12 @@ class EtcdStore final : public Store {
   uint64_t LastRevision() override;
   absl::Status CompactEvents(uint64_t below) override;
   void SetEventListener(EventListener listener) override;
+  // SetEventListener, then in the same step (under the listener's lock)
+  // tells it this store's newest revision: one Event carrying only that
+  // revision, when above 0. A store thread calling the listener meanwhile
+  // cannot slip a newer revision in before it, so the listener never hears
+  // the revision go back (cluster::EventLog::Switch).
+  void SetEventListenerAndAnnounce(EventListener listener);
   absl::Status CheckWritable() override;
   CommitStats commit_stats() const override;
   // etcd answers a Txn after a quorum fsynced it.

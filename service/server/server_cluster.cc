@@ -19,6 +19,7 @@ absl::Status RegistrarServer::StartReplica() {
   o.store = config_.etcd.store;
   o.registry = config_.registry;
   o.max_lag = config_.follower_max_lag;
+  o.forward_timeout = config_.limits.call_timeout;
   if (config_.transport.tls()) {
     absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
         MakeForwardCredentials(config_.transport, config_.cluster_tls_ca);

@@ -79,8 +79,8 @@ class FakeReplica final : public ClusterHook {
 struct Served {
   Served(std::shared_ptr<Registry> registry, const std::string& writer)
       : access(nullptr), replica(std::move(registry), writer) {
-    service = std::make_unique<AdminService>(nullptr, &access,
-                                             AdminLeases{.cluster = &replica});
+    service = std::make_unique<AdminService>(
+        nullptr, &access, AdminLeases{.cluster = &replica, .limits = {}});
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &port);
