@@ -143,6 +143,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelTo(
   grpc::ChannelArguments args;
   args.SetUserAgentPrefix("registrar-client/0.1");
   args.SetServiceConfigJSON(kServiceConfig);
+  const int max_backoff_ms = static_cast<int>(std::clamp<int64_t>(
+      absl::ToInt64Milliseconds(options.max_reconnect_backoff), 1, 120'000));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              std::min(100, std::max(1, max_backoff_ms / 10)));
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
   }

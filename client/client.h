@@ -42,6 +42,13 @@ struct ClientOptions {
   // repeated (Issue, ...) waits for an endpoint that is not connected yet
   // to connect before it moves on to the next one, sending nothing there.
   absl::Duration connect_timeout = absl::Seconds(1);
+  // How long a channel whose endpoint went away waits at most between
+  // attempts to connect again (gRPC's reconnect backoff starts at a tenth
+  // of it, capped at 100 ms, and grows 1.6x). gRPC's own default grows to
+  // 120 s: a replica restarted after a few failed attempts would then stay
+  // unused for seconds, and with two such replicas and the third killed a
+  // client found none connected for 9 s (replicas_chaos_test).
+  absl::Duration max_reconnect_backoff = absl::Seconds(1);
   // Default per-call deadline, covering all attempts and backoff sleeps.
   absl::Duration deadline = absl::Seconds(5);
   // Attempts per call (first try included) when a retry is allowed (see the

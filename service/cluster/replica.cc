@@ -313,6 +313,13 @@ bool Replica::Forward(grpc::CallbackServerContext* ctx, Method method,
         "done, retry"));
     return true;
   }
+  if (IsPredecessor(*leader)) {
+    shared_->Wake();  // the role thread revokes that lease
+    done(Unavailable(
+        "the writer elected is a previous process at this replica's address "
+        "(being replaced); nothing was done, retry"));
+    return true;
+  }
   forwarder->Forward(
       leader->value, MethodPath(method), ctx, request, response,
       [done = std::move(done), writer = leader->value,

@@ -31,6 +31,11 @@
 //  - The writer's address refuses connections (found when a forwarded call
 //    could not reach it, then probed twice): its etcd lease is revoked, so
 //    that the next candidate is elected at once, not after the lease TTL.
+//    Likewise when the writer named is at this replica's own address
+//    under another lease: a previous process on this address, dead (a
+//    replica restarted on its address, then the writer killed before the
+//    old lease ran out, elected the dead one; every follower forwarded to
+//    this one until the lease's TTL).
 //  - The node id claim lost (the process paused, or etcd unreachable,
 //    past the claim's TTL): nothing is written or forwarded with it again,
 //    health says so. The role thread then claims a node id anew (the
@@ -51,6 +56,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -196,7 +202,13 @@ class Replica final : public ClusterHook {
   // refuses connections (its process is gone), revokes its etcd lease, so
   // that its election key goes now instead of after the lease's TTL and the
   // next replica takes over at once.
+  // Also: a writer named at this replica's own advertise address under
+  // another lease is a previous process on that address, dead; revoked at
+  // once.
   void ReplaceDeadWriter();
+  bool IsPredecessor(const etcd::LeaderInfo& leader) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void RevokeWriterLease(const etcd::LeaderInfo& leader, std::string_view why);
   // The claim is lost: leaves the election, retires the generation and
   // claims a node id again (replica_recovery.cc).
   void Reclaim();
@@ -221,6 +233,7 @@ class Replica final : public ClusterHook {
   std::vector<std::shared_ptr<Generation>> retired_;
   absl::Time next_build_ = absl::InfinitePast();
   absl::Time next_revoke_ = absl::InfinitePast();
+  int64_t last_revoked_ = 0;  // the last writer lease revoked
   absl::Time next_reclaim_ = absl::InfinitePast();
 
   // CheckHealth only.

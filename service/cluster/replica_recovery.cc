@@ -32,10 +32,22 @@ void Replica::ReplaceDeadWriter() {
     absl::MutexLock lock(&shared_->mu);
     suspect = std::exchange(shared_->unreachable_writer, 0);
   }
-  if (suspect == 0 || absl::Now() < next_revoke_) return;
   std::shared_ptr<etcd::Election> e = election();
   std::optional<etcd::LeaderInfo> leader;
   if (e != nullptr) leader = e->leader();
+  // Certain, unlike a refused probe: no backoff, each such lease once.
+  if (leader.has_value() && IsPredecessor(*leader) &&
+      leader->lease != last_revoked_) {
+    // This process listens on that address: the writer named there is a
+    // process that had it before (killed, then this one started on the
+    // same address before its lease ran out). Everyone who forwards to it
+    // reaches this follower instead, until that lease goes.
+    RevokeWriterLease(*leader,
+                      "is this replica's own address under another etcd "
+                      "lease (a previous process on this address)");
+    return;
+  }
+  if (suspect == 0 || absl::Now() < next_revoke_) return;
   // Replaced already, or this replica: nothing to do.
   if (!leader.has_value() || leader->is_me || leader->lease == 0 ||
       leader->create_revision != suspect) {
@@ -54,14 +66,25 @@ void Replica::ReplaceDeadWriter() {
   leader = e->leader();
   if (!leader.has_value() || leader->create_revision != suspect) return;
   next_revoke_ = absl::Now() + kRevokeBackoff;
+  RevokeWriterLease(*leader, "refuses connections");
+}
+
+bool Replica::IsPredecessor(const etcd::LeaderInfo& leader) const {
+  if (leader.is_me || leader.lease == 0) return false;
+  absl::MutexLock lock(&mu_);
+  return !advertise_.empty() && leader.value == advertise_;
+}
+
+void Replica::RevokeWriterLease(const etcd::LeaderInfo& leader,
+                                std::string_view why) {
+  last_revoked_ = leader.lease;
   spdlog::warn(
-      "cluster: the writer {} refuses connections: revoking its etcd lease "
-      "{:x} so that the next replica takes over now, not after the lease's "
-      "TTL",
-      leader->value, leader->lease);
+      "cluster: the writer {} {}: revoking its etcd lease {:x} so that the "
+      "next replica takes over now, not after the lease's TTL",
+      leader.value, std::string(why), leader.lease);
   absl::StatusOr<etcdserverpb::LeaseRevokeResponse> r =
       etcd::SyncCall<etcdserverpb::LeaseRevokeResponse>([&](auto cb) {
-        etcd::Lease(conn_).Revoke(leader->lease, std::move(cb));
+        etcd::Lease(conn_).Revoke(leader.lease, std::move(cb));
       });
   if (r.ok() || absl::IsNotFound(r.status())) {
     dead_writers_revoked_.fetch_add(1);

@@ -428,9 +428,13 @@ TEST_F(ReplicasChaosTest, ReplicaKilledAndRestartedEveryFewSeconds) {
   std::printf("%d cycles, %d of them killed the writer\n", Cycles(),
               writer_kills);
   ASSERT_GE(AwaitLeader(), 0);
-  // Killing the writer: its node lease lapses (TTL), then a follower is
-  // elected and loads; a follower: the clients move on at once.
-  Report("replica kills", absl::Seconds(kNodeTtlSeconds + 4));
+  // Killing the writer: a follower whose forwarded call finds its port
+  // refusing revokes its lease (or, when the next in line is a dead process
+  // at the follower's own address, that one's), the next is elected and
+  // takes over its registry; a follower: the clients move on at once.
+  // Issue 13's target is 1 s (measured 0.20-0.38 s, 2026-12-04); the bound
+  // leaves room for a loaded machine.
+  Report("replica kills", absl::Seconds(2));
   ASSERT_NO_FATAL_FAILURE(CheckEverything());
 }
 

@@ -351,6 +351,44 @@ TEST_F(ReplicasTest, WriterKilledAnotherTakesOverAndNothingIsLost) {
 // A watcher on a follower sees what was issued through the other replica;
 // one that stops halfway and resumes on a third replica from its last
 // revision + 1 gets the rest: no gap, no duplicate.
+// A follower killed and started again on its address while its old etcd
+// lease (10 s here) still holds its old candidate key; then the writer is
+// killed. The next candidate in line is that dead process's key, at the
+// address the new process now listens on: without the new process
+// revoking it, every follower forwards to the new process, which is not
+// the writer, until the old lease runs out.
+TEST_F(ReplicasTest, WriterKilledAfterAFollowerRestartedOnItsAddress) {
+  const std::vector<std::string> ttl = {"--etcd_node_ttl=10s"};
+  ASSERT_NO_FATAL_FAILURE(StartNodes(2, ttl));
+  const int leader = AwaitLeader();
+  ASSERT_GE(leader, 0);
+  const int follower = 1 - leader;
+  ASSERT_FALSE(Issue(nodes_[follower], 1).empty());
+
+  const std::string address = nodes_[follower].process->grpc_address();
+  ASSERT_NO_FATAL_FAILURE(KillNine(*nodes_[follower].process));
+  std::vector<std::string> args = ttl;
+  args.push_back("--listen=" + address);
+  nodes_[follower] = StartNode(args);
+  ASSERT_NE(nodes_[follower].process, nullptr);
+  ASSERT_FALSE(Issue(nodes_[follower], 1).empty());
+
+  ASSERT_NO_FATAL_FAILURE(KillNine(*nodes_[leader].process));
+  const absl::Time killed = absl::Now();
+  v1::IssueResponse resp;
+  const grpc::Status s =
+      Retry(*nodes_[follower].stub, &v1::Registrar::Stub::Issue,
+            IssueOf(v1::KIND_THREAD, 1), &resp, absl::Seconds(30));
+  const absl::Duration took = absl::Now() - killed;
+  ASSERT_TRUE(s.ok()) << Text(s) << "\n" << nodes_[follower].process->Log();
+  std::printf("the restarted replica took changes again after %s\n",
+              absl::FormatDuration(took).c_str());
+  // Its old lease would have run out about 9 s after the kill.
+  EXPECT_LT(took, absl::Seconds(5)) << nodes_[follower].process->Log();
+  EXPECT_THAT(nodes_[follower].process->Log(),
+              ::testing::HasSubstr("a previous process on this address"));
+}
+
 TEST_F(ReplicasTest, WatchOnAFollowerAndResumedElsewhereHasNoGap) {
   ASSERT_NO_FATAL_FAILURE(StartNodes(3));
   const int leader = AwaitLeader();

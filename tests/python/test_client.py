@@ -574,6 +574,25 @@ async def test_lease_keeper_reports_loss(server):
         assert (await client.describe(conn)).state == pb.STATE_RELEASED
 
 
+def test_reconnect_backoff_is_capped_like_the_cpp_client():
+    """Channels retry a vanished endpoint at most max_reconnect_backoff
+    apart (1 s by default, as client/client.cc), starting at a tenth of it
+    (at most 100 ms), instead of gRPC's default growing to 120 s; an
+    explicit channel option still wins (it comes last)."""
+    def args(**kw):
+        return rc.ClientOptions(**kw).channel_arguments()
+
+    default = dict(args())
+    assert default["grpc.max_reconnect_backoff_ms"] == 1000
+    assert default["grpc.initial_reconnect_backoff_ms"] == 100
+    short = dict(args(max_reconnect_backoff=0.25))
+    assert short["grpc.max_reconnect_backoff_ms"] == 250
+    assert short["grpc.initial_reconnect_backoff_ms"] == 25
+    overridden = args(
+        channel_options=[("grpc.max_reconnect_backoff_ms", 5000)])
+    assert overridden[-1] == ("grpc.max_reconnect_backoff_ms", 5000)
+
+
 def test_retry_policy_matches_the_cpp_client():
     """retry.retry_delay decides like client/client.cc: UNAVAILABLE only for
     repeatable calls (plus calls gRPC never sent), throttles for every

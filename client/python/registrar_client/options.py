@@ -29,7 +29,10 @@ class ClientOptions:
     bearer_token: sent as "authorization: Bearer <token>" on every call;
       printable ASCII; never logged or put in errors by this library.
     credentials: explicit channel credentials (win over tls_*_file).
-    channel_options: extra gRPC channel arguments.
+    max_reconnect_backoff: the most seconds a channel whose endpoint went
+      away waits between attempts to connect again (gRPC's own default
+      grows to 120 s, leaving a restarted replica unused for long).
+    channel_options: extra gRPC channel arguments (win over the above).
     on_retry: called as on_retry(method, attempt, error, delay) before a
       retry.
     """
@@ -39,6 +42,7 @@ class ClientOptions:
     max_attempts: int = 4
     initial_backoff: float = 0.05
     max_backoff: float = 2.0
+    max_reconnect_backoff: float = 1.0
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -89,8 +93,13 @@ class ClientOptions:
                                             certificate_chain=chain)
 
     def channel_arguments(self) -> List[Tuple[str, object]]:
+        max_ms = min(120_000, max(1, int(self.max_reconnect_backoff * 1000)))
         args: List[Tuple[str, object]] = [
-            ("grpc.primary_user_agent", "registrar-client-python/0.1")]
+            ("grpc.primary_user_agent", "registrar-client-python/0.1"),
+            ("grpc.max_reconnect_backoff_ms", max_ms),
+            ("grpc.initial_reconnect_backoff_ms",
+             min(100, max(1, max_ms // 10))),
+        ]
         if self.tls_server_name:
             args.append(("grpc.ssl_target_name_override",
                          self.tls_server_name))
