@@ -90,6 +90,17 @@ absl::Status TooManyBytes(int64_t bytes, int64_t max_request_bytes) {
                    Limit::kEtcdMaxRequestBytes);
 }
 
+// <prefix>/m/rev as a Range answered it: its mod_revision and value (0 and
+// "" when absent), what FateOf reads.
+struct RevisionKeyRead {
+  int64_t mod = 0;
+  std::string_view value;
+};
+RevisionKeyRead RevisionKeyIn(const pb::RangeResponse& r) {
+  if (r.kvs_size() == 0) return {};
+  return {r.kvs(0).mod_revision(), r.kvs(0).value()};
+}
+
 }  // namespace
 
 struct EtcdStore::Group {
@@ -363,15 +374,11 @@ EtcdStore::TxnResult EtcdStore::SendTxn(Group& g) {
     attempt *= 2;
     if (r.ok()) {
       if (r->succeeded()) return r->header().revision();
-      int64_t mod = 0;
-      std::string_view value;
-      if (r->responses_size() > 0 &&
-          r->responses(0).response_range().kvs_size() > 0) {
-        const auto& kv = r->responses(0).response_range().kvs(0);
-        mod = kv.mod_revision();
-        value = kv.value();
-      }
-      return Refused(g, mod, value);
+      const RevisionKeyRead key =
+          r->responses_size() > 0
+              ? RevisionKeyIn(r->responses(0).response_range())
+              : RevisionKeyRead{};
+      return Refused(g, key.mod, key.value);
     }
     if (NotApplied(r.status())) return r.status();
     cause = r.status();
@@ -424,21 +431,16 @@ EtcdStore::TxnResult EtcdStore::Resolve(const std::string& token,
   absl::StatusOr<pb::RangeResponse> r =
       blocking_kv_.Range(req, options_.txn_attempt_timeout);
   if (!r.ok()) return r.status();
-  int64_t mod = 0;
-  std::string_view value;
-  if (r->kvs_size() > 0) {
-    mod = r->kvs(0).mod_revision();
-    value = r->kvs(0).value();
-  }
-  switch (FateOf(mod, value, expected_mod, token)) {
+  const RevisionKeyRead key = RevisionKeyIn(*r);
+  switch (FateOf(key.mod, key.value, expected_mod, token)) {
     case TxnFate::kNotApplied:
       return absl::NotFoundError("the Txn was not applied");
     case TxnFate::kApplied:
-      return mod;
+      return key.mod;
     case TxnFate::kOtherWriter:
       break;
   }
-  return OtherWriter(mod, expected_mod);
+  return OtherWriter(key.mod, expected_mod);
 }
 
 absl::Status EtcdStore::OtherWriter(int64_t mod, int64_t expected_mod) {
