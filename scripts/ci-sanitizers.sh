@@ -113,6 +113,16 @@ for preset in asan tsan; do
   echo "=== ci-sanitizers: $preset: failed assertions (first 80 lines)"
   grep -E -A 6 ': Failure$|^\[  FAILED  \]|ERROR: (Address|Thread|Leak)Sanitizer' \
     "$log" | head -n 80
+  # Tests that are not GoogleTest programs (Python, shell) print no
+  # "Failure" line: show the end of each failed test's output.
+  while IFS= read -r line; do
+    name="${line#*:}"
+    echo "=== ci-sanitizers: $preset: end of the output of $name"
+    awk -v t="$name" '
+      $0 ~ /^[0-9]+\/[0-9]+ Test: / { sub(/^[0-9]+\/[0-9]+ Test: /, ""); in_t = ($0 == t); next }
+      in_t && /^<end of output>$/ { in_t = 0 }
+      in_t { print }' "$log" | tail -n 40
+  done < "build-$preset/Testing/Temporary/LastTestsFailed.log"
 done
 
 echo "=== ci-sanitizers: summary (wall time per stage)"

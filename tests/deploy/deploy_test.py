@@ -680,10 +680,29 @@ def run_server(name, argv, env, workdir, stubs, tls_root, expect_node,
         if health:
             # SIGTERM: the health port follows the server's health, so
             # probes see NOT_SERVING while it drains (--shutdown_drain).
-            proc.send_signal(signal.SIGTERM)
-            wait_for(f"{name}: NOT_SERVING on {health} while draining",
-                     lambda: not serving(plain, SERVICE), timeout=10,
-                     interval=0.02)
+            # Watched, not polled: the change is pushed on a stream opened
+            # before the signal, so a slow poll cannot miss a short drain
+            # (the systemd unit's is 1 s) on a loaded machine.
+            updates = stubs.hpb_grpc.HealthStub(plain).Watch(
+                stubs.hpb.HealthCheckRequest(service=SERVICE), timeout=30)
+            statuses = []
+            try:
+                for update in updates:
+                    statuses.append(stubs.hpb.HealthCheckResponse
+                                    .ServingStatus.Name(update.status))
+                    if len(statuses) == 1:
+                        check(statuses[0] == "SERVING",
+                              f"{name}: health Watch on {health} began "
+                              f"with {statuses[0]}, expected SERVING")
+                        proc.send_signal(signal.SIGTERM)
+                    elif statuses[-1] != "SERVING":
+                        break
+            except grpc.RpcError as e:
+                statuses.append(f"stream ended: {e.code().name}")
+            check(statuses[1:] and statuses[-1] == "NOT_SERVING",
+                  f"{name}: health Watch on {health} saw {statuses} after "
+                  f"SIGTERM, expected NOT_SERVING while draining")
+            updates.cancel()
     finally:
         for ch in channels:
             ch.close()
