@@ -262,6 +262,21 @@ def check_workload(doc, docs, image, where):
         check(not node_id_given, f"{where}: a node id is given, but "
               f"--store=etcd refuses --node_id")
         check_replica_env(c, flags, where)
+        if flags.get("tls_cert"):
+            # A follower forwards changes to the writer's pod IP, which a
+            # certificate shared by all pods does not name: it must check
+            # the certificate against a name it does carry (a Service of
+            # this file) and the CA of the mounted Secret.
+            services = [d["metadata"]["name"] for d in docs
+                        if d.get("kind") == "Service"]
+            name = flags.get("cluster_tls_server_name", "")
+            check(name in [f"{s}.{NAMESPACE}.svc" for s in services],
+                  f"{where}: --cluster_tls_server_name={name!r} is not a "
+                  f"Service of this file (<name>.<namespace>.svc): "
+                  f"forwarding to the writer's pod IP fails over TLS")
+            check(flags.get("cluster_tls_ca"), f"{where}: no "
+                  f"--cluster_tls_ca: forwarding checks the writer "
+                  f"against the system's roots")
     else:
         check(node_id_given, f"{where}: no node id given")
     for e in c.get("env", []):
@@ -340,7 +355,7 @@ def check_workload(doc, docs, image, where):
                           and not m.get("readOnly") for m in mounts),
                       f"{where}: --{flag} is on the read-only root filesystem")
     check(tls, f"{where}: the API port serves plaintext on 0.0.0.0 (no TLS)")
-    for flag in ("tls_cert", "tls_key", "tls_client_ca"):
+    for flag in ("tls_cert", "tls_key", "tls_client_ca", "cluster_tls_ca"):
         if not flags.get(flag):
             continue
         mount = [m for m in mounts if under(flags[flag], m["mountPath"])]
@@ -867,9 +882,9 @@ def run_pods_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir,
     /metrics; one is elected writer and all name it at its pod IP; an Issue
     on the writer gives an ID of its claimed node, which every follower
     validates VALID; the health port refuses the API; SIGTERM stops each
-    with status 0. A follower forwards changes to the writer's pod IP over
-    TLS: the manifest's header says why that fails with a Secret's
-    certificate; the outcome is printed, not checked."""
+    with status 0. Each follower forwards an Issue to the writer's pod IP
+    over TLS, checking its certificate against the headless Service's name
+    and the Secret's ca.crt."""
     import grpc
     with ManifestEtcd(etcd_doc, tmp, host=f"{POD_NET}.1") as etcd:
         procs, logs, channels = [], [], []
@@ -915,9 +930,13 @@ def run_pods_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir,
                     wait_for(f"{where} pod {k}: {flag} listening",
                              lambda k=k, f=flag: answers(k, f), timeout=30,
                              interval=0.05)
+                # As a client dialing the headless Service reaches this
+                # pod: its IP, the Service's name in the certificate.
                 api.append(grpc.secure_channel(
                     at(k, "listen"), grpc.ssl_channel_credentials(
-                        root_certificates=tls_root)))
+                        root_certificates=tls_root), options=[(
+                            "grpc.ssl_target_name_override",
+                            f"registrar-headless.{NAMESPACE}.svc")]))
                 plain.append(grpc.insecure_channel(at(k, "health_listen")))
                 channels += [api[k], plain[k]]
             for k in range(PODS):
@@ -972,16 +991,28 @@ def run_pods_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir,
                     check(e.code() == grpc.StatusCode.UNIMPLEMENTED,
                           f"{where} pod {k}: Issue on the health port: "
                           f"{e.code()}, expected UNIMPLEMENTED")
-            try:
-                stubs.pb_grpc.RegistrarStub(api[followers[0]]).Issue(
-                    stubs.pb.IssueRequest(kind=stubs.pb.KIND_THREAD,
-                                          owner=owner), timeout=10)
-                forwarded = "forwarded to the writer"
-            except grpc.RpcError as e:
-                forwarded = f"{e.code().name}: {e.details()[:160]}"
-            print(f"{where}: an Issue on a follower (TLS to the writer's "
-                  f"pod IP; the manifest leaves --cluster_tls_server_name unset): "
-                  f"{forwarded}")
+            # Each follower forwards an Issue to the writer's pod IP over
+            # TLS (the certificate names the headless Service, not the
+            # pod IP); the ID is the writer's and valid there.
+            for k in followers:
+                try:
+                    issued = stubs.pb_grpc.RegistrarStub(api[k]).Issue(
+                        stubs.pb.IssueRequest(kind=stubs.pb.KIND_THREAD,
+                                              owner=owner), timeout=10).ids
+                except grpc.RpcError as e:
+                    check(False, f"{where} pod {k}: an Issue on a follower "
+                          f"was not forwarded to the writer: "
+                          f"{e.code().name}: {e.details()[:300]}")
+                    continue
+                verdicts = stubs.pb_grpc.RegistrarStub(api[writer]).Validate(
+                    stubs.pb.ValidateRequest(owner=owner, items=[
+                        stubs.pb.ValidateItem(id=i) for i in issued]),
+                    timeout=10)
+                check(len(issued) == 1 and
+                      [r.verdict for r in verdicts.results] ==
+                      [stubs.pb.VERDICT_VALID],
+                      f"{where} pod {k}: the forwarded Issue's {issued} is "
+                      f"not VALID on the writer: {verdicts}")
         finally:
             for ch in channels:
                 ch.close()
@@ -993,7 +1024,7 @@ def run_pods_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir,
                 check(stopped and code == 0, f"{where} pod {k}: exit status "
                       f"{code} after SIGTERM:\n{log_text(k)}")
     print(f"{where}: {PODS} replicas started, healthy, one writer, "
-          f"answered, stopped")
+          f"answered, forwarded, stopped")
 
 
 def run_with_etcd(where, c, doc, etcd_doc, image, mapping, workdir, tmp,
@@ -1060,13 +1091,16 @@ def main_in_netns(binary):
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
              "-days", "1", "-subj", "/CN=registrar",
-             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1," +
-             ",".join(f"IP:{pod_ip(k)}" for k in range(PODS)),
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,"
+             f"DNS:registrar-headless.{NAMESPACE}.svc",
              "-keyout", os.path.join(tls_dir, "tls.key"),
              "-out", os.path.join(tls_dir, "tls.crt")],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(os.path.join(tls_dir, "tls.crt"), "rb") as f:
             tls_root = f.read()
+        # Self-signed: its own CA, as a Secret's ca.crt.
+        with open(os.path.join(tls_dir, "ca.crt"), "wb") as f:
+            f.write(tls_root)
         KEYS[("registrar-key", "REGISTRAR_KEY")] = os.urandom(16).hex()
 
         image = dockerfile()
