@@ -9,6 +9,9 @@
 namespace registrar::cluster {
 namespace {
 
+// Between a probe etcd could not answer and the next.
+constexpr absl::Duration kProbePause = absl::Milliseconds(100);
+
 // The Registrar revision a probe's answer names.
 absl::StatusOr<uint64_t> RevisionOf(
     const absl::StatusOr<etcdserverpb::RangeResponse>& resp) {
@@ -29,11 +32,17 @@ absl::StatusOr<uint64_t> RevisionOf(
 }  // namespace
 
 ReadBarrier::ReadBarrier(std::shared_ptr<etcd::Connection> conn,
-                         const etcd::EtcdLayout& layout, FollowerFeed& feed)
-    : revision_key_(layout.RevisionKey()), kv_(std::move(conn)), feed_(feed) {}
+                         const etcd::EtcdLayout& layout, FollowerFeed& feed,
+                         absl::Duration probe_timeout)
+    : revision_key_(layout.RevisionKey()),
+      kv_(conn),
+      feed_(feed),
+      probe_timeout_(probe_timeout),
+      timer_(conn->timer()) {}
 
 ReadBarrier::~ReadBarrier() {
   absl::MutexLock lock(&mu_);
+  stopping_ = true;
   auto quiet = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !in_flight_ && running_ == 0;
   };
@@ -58,19 +67,29 @@ void ReadBarrier::SendProbe(uint64_t probe) {
   req.set_key(revision_key_);
   // serializable stays false: the member answers only after confirming
   // with a quorum that it is current (a linearizable read).
-  kv_.Range(std::move(req),
-            [this, probe](absl::StatusOr<etcdserverpb::RangeResponse> r) {
-              Probed(probe, RevisionOf(r));
-            });
+  kv_.Range(
+      std::move(req),
+      [this, probe](absl::StatusOr<etcdserverpb::RangeResponse> r) {
+        Probed(probe, RevisionOf(r));
+      },
+      probe_timeout_);
 }
 
 void ReadBarrier::Probed(uint64_t probe, absl::StatusOr<uint64_t> revision) {
   std::vector<Waiter> ready;
   uint64_t next = 0;
+  bool pause = false;
+  const absl::Time now = absl::Now();
   {
     absl::MutexLock lock(&mu_);
+    // etcd could not be asked: the reads with time for another probe wait
+    // for it (sent after a pause); the others get the error.
+    const bool again = revision.status().code() ==
+                           absl::StatusCode::kUnavailable &&
+                       !stopping_;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (it->need <= probe) {
+      if (it->need <= probe &&
+          !(again && it->deadline > now + kProbePause + probe_timeout_)) {
         ready.push_back(std::move(*it));
         it = waiters_.erase(it);
       } else {
@@ -80,10 +99,14 @@ void ReadBarrier::Probed(uint64_t probe, absl::StatusOr<uint64_t> revision) {
     // Reads that arrived meanwhile share the next probe.
     if (!waiters_.empty()) next = ++started_;
     in_flight_ = next != 0;
+    pause = next != 0 && again;
     ++running_;
   }
-  if (next != 0) SendProbe(next);
-  const absl::Time now = absl::Now();
+  if (pause) {
+    timer_.After(kProbePause, [this, next] { SendProbe(next); });
+  } else if (next != 0) {
+    SendProbe(next);
+  }
   for (Waiter& w : ready) {
     if (!revision.ok()) {
       w.done(revision.status());

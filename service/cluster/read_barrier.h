@@ -12,8 +12,12 @@
 // have been read before the read's causes were committed), so it waits for
 // the next probe, which every read arriving meanwhile shares. At most one
 // probe is in flight; under load the probe rate follows etcd's round trip,
-// not the read rate. Thread-safe; WaitAsync holds no thread, Wait blocks
-// its caller.
+// not the read rate. A probe that etcd cannot answer (a member took it and
+// then lost its leader; an election) is sent again after a short pause,
+// for the reads whose deadline leaves time; each sending waits at most
+// probe_timeout, since a member that lost its leader answers a read it
+// took only after etcd's request timeout (5 s and more). Thread-safe;
+// WaitAsync holds no thread, Wait blocks its caller.
 
 #include <cstdint>
 #include <functional>
@@ -30,16 +34,20 @@
 #include "service/etcd/connection.h"
 #include "service/etcd/etcd_layout.h"
 #include "service/etcd/kv.h"
+#include "service/etcd/timer.h"
 
 namespace registrar::cluster {
 
 class ReadBarrier {
  public:
-  // `feed` must outlive the barrier.
+  // `feed` must outlive the barrier. probe_timeout: how long one sending
+  // of a probe to one member may take (--etcd_txn_attempt_timeout).
   ReadBarrier(std::shared_ptr<etcd::Connection> conn,
-              const etcd::EtcdLayout& layout, FollowerFeed& feed);
-  // Waits for the probe in flight (its answer is bounded by the
-  // connection's call timeout) and the callbacks it is running.
+              const etcd::EtcdLayout& layout, FollowerFeed& feed,
+              absl::Duration probe_timeout = absl::Seconds(1));
+  // Waits for the probe in flight (its answer is bounded by probe_timeout
+  // on each member) and the callbacks it is running; a probe that fails
+  // then is not sent again.
   ~ReadBarrier();
   ReadBarrier(const ReadBarrier&) = delete;
   ReadBarrier& operator=(const ReadBarrier&) = delete;
@@ -74,10 +82,14 @@ class ReadBarrier {
   const std::string revision_key_;
   etcd::Kv kv_;
   FollowerFeed& feed_;
+  const absl::Duration probe_timeout_;
+  etcd::Timer& timer_;
 
   mutable absl::Mutex mu_;
   uint64_t started_ ABSL_GUARDED_BY(mu_) = 0;  // probes started
+  // A probe is being sent, or will be after a pause.
   bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int running_ ABSL_GUARDED_BY(mu_) = 0;  // Probed calls in progress
   std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
 };

@@ -120,8 +120,8 @@ absl::StatusOr<std::shared_ptr<Replica::Generation>> Replica::Build(
           // Watch on this replica serves what it has applied.
           store->NoteCommitted(txn.batch.events, txn.revision);
         });
-    g->barrier =
-        std::make_unique<ReadBarrier>(conn_, store->layout(), *g->feed);
+    g->barrier = std::make_unique<ReadBarrier>(
+        conn_, store->layout(), *g->feed, options_.store.txn_attempt_timeout);
   }
   return g;
 }

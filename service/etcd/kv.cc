@@ -69,14 +69,15 @@ pb::RequestOp RangeOp(const std::string& key, const std::string& range_end) {
   return op;
 }
 
-void Kv::Range(pb::RangeRequest req, Callback<pb::RangeResponse> done) {
+void Kv::Range(pb::RangeRequest req, Callback<pb::RangeResponse> done,
+               absl::Duration attempt_timeout) {
   UnaryCall<pb::RangeRequest, pb::RangeResponse>::Start(
       conn_, "Range", std::move(req), Retry::kOnAnotherMember,
       [](const Endpoint& e, grpc::ClientContext* c, const pb::RangeRequest* q,
          pb::RangeResponse* r, std::function<void(grpc::Status)> f) {
         e.kv->async()->Range(c, q, r, std::move(f));
       },
-      std::move(done));
+      std::move(done), attempt_timeout);
 }
 
 void Kv::Txn(pb::TxnRequest req, Callback<pb::TxnResponse> done) {

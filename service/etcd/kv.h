@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb.h"
 #include "service/etcd/connection.h"
 
@@ -52,7 +53,11 @@ class Kv {
 
   explicit Kv(std::shared_ptr<Connection> conn) : conn_(std::move(conn)) {}
 
-  void Range(pb::RangeRequest req, Callback<pb::RangeResponse> done);
+  // A linearizable Range (unless req asks for a serializable one), tried
+  // on each member in turn while they fail; each try waits at most
+  // attempt_timeout (and the connection's call timeout).
+  void Range(pb::RangeRequest req, Callback<pb::RangeResponse> done,
+             absl::Duration attempt_timeout = absl::InfiniteDuration());
   void Txn(pb::TxnRequest req, Callback<pb::TxnResponse> done);
   // lease 0: none.
   void Put(const std::string& key, const std::string& value, int64_t lease,

@@ -7,7 +7,11 @@
 // member). A call that changes state is not retried: when it fails with
 // UNAVAILABLE its outcome is unknown (it may have been committed), which
 // only the caller can resolve (e.g. a Txn that compares first is safe to
-// send again). The callback runs on a gRPC thread, exactly once.
+// send again). An attempt waits at most attempt_timeout (and the
+// connection's call timeout); a member that took the call but lost its
+// leader meanwhile answers only after etcd's request timeout, so a
+// shorter attempt lets an idempotent call move on. The callback runs on a
+// gRPC thread, exactly once.
 
 #include <functional>
 #include <memory>
@@ -16,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "service/etcd/connection.h"
 #include "service/etcd/status.h"
@@ -36,29 +41,33 @@ class UnaryCall : public std::enable_shared_from_this<UnaryCall<Req, Resp>> {
       std::function<void(const Endpoint&, grpc::ClientContext*, const Req*,
                          Resp*, std::function<void(grpc::Status)>)>;
 
-  static void Start(std::shared_ptr<Connection> conn, const char* name, Req req,
-                    Retry retry, Invoke invoke, Callback done) {
-    std::shared_ptr<UnaryCall> call(
-        new UnaryCall(std::move(conn), name, std::move(req), retry,
-                      std::move(invoke), std::move(done)));
+  static void Start(
+      std::shared_ptr<Connection> conn, const char* name, Req req, Retry retry,
+      Invoke invoke, Callback done,
+      absl::Duration attempt_timeout = absl::InfiniteDuration()) {
+    std::shared_ptr<UnaryCall> call(new UnaryCall(
+        std::move(conn), name, std::move(req), retry, std::move(invoke),
+        std::move(done), attempt_timeout));
     call->Attempt();
   }
 
  private:
   UnaryCall(std::shared_ptr<Connection> conn, const char* name, Req req,
-            Retry retry, Invoke invoke, Callback done)
+            Retry retry, Invoke invoke, Callback done,
+            absl::Duration attempt_timeout)
       : conn_(std::move(conn)),
         name_(name),
         req_(std::move(req)),
         retry_(retry),
         invoke_(std::move(invoke)),
-        done_(std::move(done)) {}
+        done_(std::move(done)),
+        attempt_timeout_(attempt_timeout) {}
 
   void Attempt() {
     ++attempts_;
     const int member = conn_->current();
     member_ = member;
-    ctx_ = conn_->NewCallContext();
+    ctx_ = conn_->NewCallContext(attempt_timeout_);
     resp_ = Resp();
     invoke_(conn_->endpoint(member), ctx_.get(), &req_, &resp_,
             [self = this->shared_from_this()](grpc::Status s) {
@@ -90,6 +99,7 @@ class UnaryCall : public std::enable_shared_from_this<UnaryCall<Req, Resp>> {
   const Retry retry_;
   const Invoke invoke_;
   const Callback done_;
+  const absl::Duration attempt_timeout_;
   // Touched only by the attempt in flight (one at a time).
   int attempts_ = 0;
   int member_ = 0;

@@ -112,7 +112,9 @@ ABSL_FLAG(absl::Duration, etcd_txn_attempt_timeout, absl::Seconds(1),
           "--store=etcd: how long an etcd Txn may go unanswered before the "
           "writer asks etcd whether it applied and, if not, sends it again "
           "(a proposal a dying etcd leader dropped is otherwise answered "
-          "only after etcd's request timeout, 7 s); about etcd's "
+          "only after etcd's request timeout, 7 s); a follower's read "
+          "probe (the linearizable read of the cluster's revision) is "
+          "likewise asked again of another member; about etcd's "
           "--election-timeout; 100ms..10s");
 ABSL_FLAG(absl::Duration, etcd_node_ttl, absl::Seconds(10),
           "--store=etcd: TTL of the etcd lease under which this replica "

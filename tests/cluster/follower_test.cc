@@ -60,10 +60,14 @@ class FollowerTest : public ClusterTest {
         "/f/", ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
 
-  // A replica loaded from etcd; a follower also starts following.
-  std::unique_ptr<Replica> Open(uint32_t node_id, bool follower) {
+  // A replica loaded from etcd; a follower also starts following. conn:
+  // the replica's etcd connection (default: to every member).
+  std::unique_ptr<Replica> Open(
+      uint32_t node_id, bool follower,
+      std::shared_ptr<etcd::Connection> conn = nullptr,
+      absl::Duration probe_timeout = absl::Seconds(1)) {
     auto r = std::make_unique<Replica>();
-    r->conn = Connect();
+    r->conn = conn != nullptr ? std::move(conn) : Connect();
     EXPECT_NE(r->conn, nullptr);
     if (r->conn == nullptr) return nullptr;
     etcd::EtcdStoreOptions o;
@@ -84,8 +88,8 @@ class FollowerTest : public ClusterTest {
       r->feed = std::make_unique<FollowerFeed>(
           r->conn, r->store->layout(), r->store->loaded_at(),
           r->store->LastRevision(), *r->registry);
-      r->barrier =
-          std::make_unique<ReadBarrier>(r->conn, r->store->layout(), *r->feed);
+      r->barrier = std::make_unique<ReadBarrier>(
+          r->conn, r->store->layout(), *r->feed, probe_timeout);
     }
     return r;
   }
@@ -272,6 +276,48 @@ TEST_F(FollowerTest, LeasesAndCascadesFollow) {
       b->registry->Validate(opened->thread_id, Kind::kThread, owner, false)
           .verdict,
       Verdict::kValid);  // threads outlive connections
+}
+
+// A read probe taken by a member whose leader then stops answering: the
+// member answers it only after etcd's request timeout (5 s + 2 election
+// timeouts = 7 s here), or never within a long call deadline. The barrier
+// gives up on that member after the probe timeout, asks the other, and
+// asks again after a pause until the two have elected a leader (election
+// timeout 1 s): the read answers within seconds, not etcd's timeout.
+TEST_F(FollowerTest, ProbeLostWithItsLeaderIsAskedAgainAfterTheProbeTimeout) {
+  std::unique_ptr<Replica> writer = Open(0, /*follower=*/false);
+  ASSERT_NE(writer, nullptr);
+  absl::StatusOr<int> leader = cluster_->Leader();
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  etcd::ConnectionOptions co;
+  co.endpoints = {cluster_->client_endpoint((*leader + 1) % 3),
+                  cluster_->client_endpoint((*leader + 2) % 3)};
+  co.call_timeout = absl::Seconds(60);  // only the probe timeout helps
+  absl::StatusOr<std::shared_ptr<etcd::Connection>> conn =
+      etcd::Connection::Create(co);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  std::unique_ptr<Replica> follower =
+      Open(1, /*follower=*/true, *conn, absl::Milliseconds(500));
+  ASSERT_NE(follower, nullptr);
+  IssueSpec spec;
+  spec.kind = Kind::kThread;
+  spec.owner = OwnerNo(1);
+  spec.count = 2;
+  ASSERT_TRUE(writer->registry->Issue(spec).ok());
+  ASSERT_TRUE(follower->barrier->Wait(absl::Now() + kReadTimeout).ok());
+
+  ASSERT_TRUE(cluster_->Pause(*leader).ok());
+  const absl::Time start = absl::Now();
+  const absl::Status s = follower->barrier->Wait(absl::Now() + kReadTimeout);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(cluster_->Resume(*leader).ok());
+  ASSERT_TRUE(s.ok()) << s;
+  std::printf("a read barrier with the etcd leader paused took %s\n",
+              absl::FormatDuration(took).c_str());
+  // Election (1 s, up to 2 with its randomisation) plus a probe timeout on
+  // each member and the pauses; etcd's own answer would take 7 s.
+  EXPECT_LT(took, absl::Seconds(5));
+  EXPECT_GE(follower->feed->applied(), writer->store->LastRevision());
 }
 
 }  // namespace
