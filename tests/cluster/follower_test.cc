@@ -279,11 +279,12 @@ TEST_F(FollowerTest, LeasesAndCascadesFollow) {
 }
 
 // A read probe taken by a member whose leader then stops answering: the
-// member answers it only after etcd's request timeout (5 s + 2 election
-// timeouts = 7 s here), or never within a long call deadline. The barrier
-// gives up on that member after the probe timeout, asks the other, and
-// asks again after a pause until the two have elected a leader (election
-// timeout 1 s): the read answers within seconds, not etcd's timeout.
+// member fails it ("leader changed") once it notices, or answers only
+// after etcd's request timeout (5 s + 2 election timeouts = 7 s here),
+// with a call deadline longer than that. The barrier gives up on a member
+// after the probe timeout, asks the other, and asks again after a pause
+// until the two have elected a leader (election timeout 1 s): the read
+// answers within seconds. Before, the failed probe failed the read.
 TEST_F(FollowerTest, ProbeLostWithItsLeaderIsAskedAgainAfterTheProbeTimeout) {
   std::unique_ptr<Replica> writer = Open(0, /*follower=*/false);
   ASSERT_NE(writer, nullptr);
