@@ -84,9 +84,9 @@ void ReadBarrier::Probed(uint64_t probe, absl::StatusOr<uint64_t> revision) {
     absl::MutexLock lock(&mu_);
     // etcd could not be asked: the reads with time for another probe wait
     // for it (sent after a pause); the others get the error.
-    const bool again = revision.status().code() ==
-                           absl::StatusCode::kUnavailable &&
-                       !stopping_;
+    const bool again =
+        revision.status().code() == absl::StatusCode::kUnavailable &&
+        !stopping_;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if (it->need <= probe &&
           !(again && it->deadline > now + kProbePause + probe_timeout_)) {

@@ -485,10 +485,11 @@ TEST_F(EtcdChaosTest, EtcdLeaderKilledAndRestartedEveryFewSeconds) {
   // here) + 1 s. A Txn that the dead leader dropped is sent again after
   // --etcd_txn_attempt_timeout (1 s), not after etcd's own request timeout
   // (7 s; with it, runs of 2.1 s and stalls of 5.3 s), and so is a
-  // follower's read probe. Measured: no failed call in 60 kills on the dev
-  // machine on 2026-12-04; one CI run (2026-12-04) had one stall of 5.6 s in 20 kills
-  // (runs of failed calls of 2.1 and 2.5 s), cause not found (slow cycles
-  // now print the replicas' logs). The bound is the target + 2 s.
+  // follower's read probe. Measured on the dev machine, 2026-12-04: no
+  // failed call in 60 kills; one run of .ci/run on a fresh clone had one
+  // stall of 5.6 s in 20 kills (runs of failed calls of 2.1 and 2.5 s),
+  // cause not found (slow cycles now print the replicas' logs). The bound
+  // is the target + 2 s.
   Report("etcd leader kills", absl::Seconds(1 + 1 + 2));
   ASSERT_NO_FATAL_FAILURE(CheckEverything());
 }
