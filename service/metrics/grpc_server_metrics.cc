@@ -175,15 +175,30 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
         methods->GetRecvMessage() != nullptr) {
       series_->msg_received->Increment();
     }
+    // The status and a message sent with it (a unary reply, a stream's
+    // WriteAndFinish) are counted before the batch leaves, as
+    // go-grpc-prometheus counts a unary reply when the handler returns:
+    // once a client has the reply, the reply and the call are counted. A
+    // message sent alone (a stream's Write) is counted once written.
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::PRE_SEND_STATUS)) {
+      if (methods->QueryInterceptionHookPoint(
+              InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+        final_message_counted_.store(true, std::memory_order_relaxed);
+        series_->msg_sent->Increment();
+      }
+      if (!handled_.exchange(true, std::memory_order_relaxed)) {
+        Handled(CodeToCount(methods->GetSendStatus().error_code()));
+      }
+    }
+    // The final batch's message, counted already, is seen here once; a
+    // Write still outstanding when Finish was called may take its place,
+    // which moves no total.
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::POST_SEND_MESSAGE) &&
+        !final_message_counted_.exchange(false, std::memory_order_relaxed) &&
         methods->GetSendMessageStatus()) {
       series_->msg_sent->Increment();
-    }
-    if (methods->QueryInterceptionHookPoint(
-            InterceptionHookPoints::PRE_SEND_STATUS) &&
-        !handled_.exchange(true, std::memory_order_relaxed)) {
-      Handled(CodeToCount(methods->GetSendStatus().error_code()));
     }
     methods->Proceed();
   }
@@ -226,6 +241,8 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
   const std::chrono::steady_clock::time_point start_;
   // Batches of one streaming call may be intercepted concurrently.
   std::atomic<bool> handled_{false};
+  // Set with the status when a message goes with it: counted already.
+  std::atomic<bool> final_message_counted_{false};
 };
 
 class MetricsInterceptorFactory

@@ -289,6 +289,24 @@ TEST_F(GrpcServerMetricsTest, HealthCheckCallsAreCountedByCode) {
   EXPECT_EQ(FindSample(s, "grpc_server_handling_seconds_bucket", last), 4);
 }
 
+// go-grpc-prometheus counts a unary call's reply when the handler returns
+// OK, with the call's code: once a client has its reply, the reply is
+// counted, as the call is. Counted after gRPC had written it instead, a
+// scrape between the two saw the call handled and its reply not sent yet.
+TEST_F(GrpcServerMetricsTest, UnaryReplyIsCountedByTheTimeTheClientHasIt) {
+  const PromLabels check = MethodLabels("unary", kHealth, "Check");
+  constexpr int kCalls = 200;
+  int behind = 0;
+  for (int i = 1; i <= kCalls; ++i) {
+    ASSERT_TRUE(Check("").ok());
+    const std::vector<PromSample> s = Samples();
+    if (FindSample(s, "grpc_server_msg_sent_total", check) != i) ++behind;
+    ASSERT_EQ(FindSample(s, "grpc_server_handled_total", WithCode(check, "OK")),
+              i);
+  }
+  EXPECT_EQ(behind, 0) << "of " << kCalls << " replies";
+}
+
 TEST_F(GrpcServerMetricsTest, CallbackGenericServiceGetsSeriesOnFirstCall) {
   const PromLabels ping = MethodLabels("bidi_stream", "test.Echo", "Ping");
   const PromLabels deny = MethodLabels("bidi_stream", "test.Echo", "Deny");
