@@ -141,6 +141,13 @@ ABSL_FLAG(std::string, data_dir, "./registrar-data",
 ABSL_FLAG(std::string, durability, "fsync",
           "fsync: acknowledged after the WAL is fsynced (survives power loss); "
           "os: after the WAL write (survives a process crash); none: no WAL");
+ABSL_FLAG(int32_t, commit_thread_nice, -5,
+          "Nice value of the group-commit thread (--store=rocksdb, "
+          "--durability fsync or os), -20..19; 0 leaves it. Below the gRPC "
+          "threads' 0, the threads its replies wake do not preempt it "
+          "between two replies. Lowering it needs CAP_SYS_NICE or "
+          "RLIMIT_NICE (systemd: LimitNICE=); without either it stays as "
+          "the process's and the server says so at start");
 ABSL_FLAG(std::string, restore_from, "",
           "Before starting, copy this backup (a directory written by a "
           "backup, or a stopped server's data dir) into --data_dir, which "
@@ -265,6 +272,7 @@ const std::vector<std::string>& EnvFlagNames() {
                                    "cluster_tls_ca",
                                    "cluster_tls_server_name",
                                    "durability",
+                                   "commit_thread_nice",
                                    "event_history",
                                    "clock_window",
                                    "tls_cert",
@@ -464,6 +472,12 @@ absl::StatusOr<ServerConfig> ConfigFromFlags(int argc, char** argv) {
         absl::StrCat("--", durability.status().message()));
   }
   c.durability = *durability;
+  c.commit_thread_nice = absl::GetFlag(FLAGS_commit_thread_nice);
+  if (c.commit_thread_nice < -20 || c.commit_thread_nice > 19) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--commit_thread_nice must be within -20 and 19, got ",
+                     c.commit_thread_nice));
+  }
   c.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
   c.restore_from = absl::GetFlag(FLAGS_restore_from);
   if (!c.restore_from.empty() && c.store != "rocksdb") {

@@ -37,6 +37,7 @@ struct ServerConfig {
   std::string store = "rocksdb";  // "rocksdb", "memory" or "etcd"
   std::string data_dir = "./registrar-data";
   Durability durability = Durability::kFsync;
+  int commit_thread_nice = -5;    // --commit_thread_nice
   bool accept_data_loss = false;  // --accept_data_loss
   std::string restore_from;       // --restore_from: a backup to start from
   // --store=etcd: --etcd_* flags (the node id is claimed in etcd).

@@ -26,6 +26,7 @@
 #include "service/common/absl_compat.h"
 #include "service/common/field_error.h"
 #include "service/common/status_macros.h"
+#include "service/common/thread_nice.h"
 #include "service/etcd/etcd_backend.h"
 #include "service/etcd/sync_call.h"
 #include "service/metrics/grpc_server_metrics.h"
@@ -125,6 +126,21 @@ absl::StatusOr<KeyRing> LoadKeys(const ServerConfig& config) {
   return ring;
 }
 
+// --commit_thread_nice as the store may apply it: 0 when the process may
+// not lower a thread's nice value, which the log says once, here.
+static int CommitThreadNice(const ServerConfig& config) {
+  const int nice = config.commit_thread_nice;
+  if (nice == 0 || config.durability == Durability::kNone) return 0;
+  if (absl::Status s = CheckThreadNice(nice); !s.ok()) {
+    spdlog::info(
+        "--commit_thread_nice={} not applied, the group-commit thread keeps "
+        "the process's nice value: {}",
+        nice, std::string(s.message()));
+    return 0;
+  }
+  return nice;
+}
+
 RegistrarServer::RegistrarServer(const ServerConfig& config)
     : config_(config), clock_(config.clock_offset) {}
 
@@ -191,6 +207,7 @@ absl::Status RegistrarServer::Init() {
         RocksDbStoreOptions{.path = config_.data_dir,
                             .durability = config_.durability,
                             .node_id = config_.node_id,
+                            .commit_thread_nice = CommitThreadNice(config_),
                             .accept_data_loss = config_.accept_data_loss});
     if (!store.ok()) {
       return StartupError(absl::StrCat("--data_dir=", config_.data_dir, ": "),

@@ -5,11 +5,15 @@
 #include <utility>
 
 #include "service/common/field_error.h"
+#include "service/common/thread_nice.h"
 
 namespace registrar {
 
-GroupCommitter::GroupCommitter(uint64_t last_revision, WriteFn write)
-    : write_(std::move(write)), last_revision_(last_revision) {}
+GroupCommitter::GroupCommitter(uint64_t last_revision, WriteFn write,
+                               int writer_nice)
+    : write_(std::move(write)),
+      writer_nice_(writer_nice),
+      last_revision_(last_revision) {}
 
 void GroupCommitter::Stop() {
   {
@@ -39,6 +43,7 @@ void GroupCommitter::Submit(WriteBatch* batch, Done done) {
     writer_ = std::thread([this] {
       // Named for top/perf (it would inherit the submitting thread's name).
       pthread_setname_np(pthread_self(), "group-commit");
+      if (writer_nice_ != 0) SetThisThreadNice(writer_nice_).IgnoreError();
       WriterLoop();
     });
   }

@@ -221,9 +221,12 @@ RocksDbStore::RocksDbStore(const RocksDbStoreOptions& options,
       clock_high_water_ms_(clock_high_water_ms),
       oldest_revision_(oldest_revision),
       metrics_link_(std::make_shared<StoreMetricsLink>()),
-      committer_(last_revision, [this](const std::vector<WriteBatch*>& group) {
-        return Write(group);
-      }) {
+      committer_(
+          last_revision,
+          [this](const std::vector<WriteBatch*>& group) {
+            return Write(group);
+          },
+          options.commit_thread_nice) {
   h_->write_options = WriteOptionsFor(durability_);
   absl::MutexLock lock(&metrics_link_->mu);
   metrics_link_->store = this;

@@ -90,6 +90,8 @@ struct RocksDbStoreOptions {
   // with that failure for this long instead of trying again: each attempt
   // may close, reopen and flush the database.
   absl::Duration recovery_interval = absl::Seconds(1);
+  // The group-commit thread's nice value (GroupCommitter); 0 leaves it.
+  int commit_thread_nice = 0;
   // Time for the recovery throttle, the probe interval and the data dir's
   // creation time; null means the system clock. Must outlive the store.
   const Clock* clock = nullptr;

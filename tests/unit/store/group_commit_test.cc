@@ -4,6 +4,11 @@
 
 #include "service/store/group_commit.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -29,6 +34,33 @@ WriteBatch Batch(int n, uint64_t first_id) {
     b.events.push_back(e);
   }
   return b;
+}
+
+// The writer thread takes the nice value it was given (a higher one here:
+// raising it needs no privilege); the submitting thread keeps its own.
+TEST(GroupCommitTest, WriterThreadRunsAtItsNiceValue) {
+  const auto nice_here = [] {
+    return getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+  };
+  const int submitter = nice_here();
+  const int wanted = std::min(submitter + 4, 19);
+  std::atomic<int> writer{-100};
+  GroupCommitter committer(
+      0,
+      [&](const std::vector<WriteBatch*>&) {
+        writer = nice_here();
+        return absl::OkStatus();
+      },
+      wanted);
+  WriteBatch batch = Batch(1, 1);
+  absl::Notification done;
+  committer.Submit(&batch, [&](absl::Status s) {
+    EXPECT_TRUE(s.ok()) << s;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_EQ(writer.load(), wanted);
+  EXPECT_EQ(nice_here(), submitter);
 }
 
 TEST(GroupCommitTest, SubmittedBatchesGetGapFreeRevisionsInQueueOrder) {

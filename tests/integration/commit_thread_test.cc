@@ -1,0 +1,110 @@
+// The group-commit thread's nice value (--commit_thread_nice) on the real
+// binary: read from /proc once a change has started the thread.
+
+#include <dirent.h>
+#include <sys/resource.h>
+
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/common/thread_nice.h"
+#include "tests/integration/server_process.h"
+
+namespace registrar {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ServerProcess;
+
+// The nice value of the server's thread named `name`, if there is one.
+std::optional<int> ThreadNice(pid_t pid, const std::string& name) {
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  DIR* dir = opendir(tasks.c_str());
+  if (dir == nullptr) return std::nullopt;
+  std::optional<int> nice;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string task = absl::StrCat(tasks, "/", e->d_name);
+    std::string comm;
+    std::getline(std::ifstream(task + "/comm"), comm);
+    if (comm != name) continue;
+    // stat: "pid (comm) state ..."; nice is the 19th field, the 17th after
+    // the closing parenthesis.
+    std::string stat;
+    std::getline(std::ifstream(task + "/stat"), stat);
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i) {
+    }
+    nice = std::stoi(field);
+  }
+  closedir(dir);
+  return nice;
+}
+
+// Starts the server with `args`, issues one ID (which starts the writer
+// thread) and returns the server.
+std::unique_ptr<ServerProcess> StartAndIssue(std::vector<std::string> args) {
+  ServerProcess::Options options;
+  options.args = std::move(args);
+  auto server = ServerProcess::Start(options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  if (!server.ok()) return nullptr;
+  ClientOptions client_options;
+  client_options.target = (*server)->grpc_address();
+  Client client(client_options);
+  v1::Owner owner;
+  owner.set_tenant("acme");
+  owner.set_user_id("alice");
+  auto ids = client.IssueIds(v1::KIND_THREAD, owner, 1);
+  EXPECT_TRUE(ids.ok()) << ids.status();
+  return *std::move(server);
+}
+
+// By default the thread runs at -5 where the process may lower it (CI runs
+// as root), and otherwise stays at 0 with the reason in the log.
+TEST(CommitThreadTest, DefaultNiceIsAppliedOrTheLogSaysWhyNot) {
+  std::unique_ptr<ServerProcess> server = StartAndIssue({});
+  ASSERT_NE(server, nullptr);
+  const std::optional<int> nice = ThreadNice(server->pid(), "group-commit");
+  ASSERT_TRUE(nice.has_value()) << "no group-commit thread";
+  const absl::Status allowed = CheckThreadNice(-5);
+  if (allowed.ok()) {
+    EXPECT_EQ(*nice, -5);
+    EXPECT_THAT(server->Log(), ::testing::Not(HasSubstr("not applied")));
+  } else {
+    EXPECT_EQ(*nice, 0);
+    EXPECT_THAT(server->Log(),
+                HasSubstr("--commit_thread_nice=-5 not applied"));
+  }
+  // The threads that take requests keep the value the server inherited.
+  EXPECT_EQ(ThreadNice(server->pid(), "nexting_thread"),
+            getpriority(PRIO_PROCESS, 0));
+}
+
+TEST(CommitThreadTest, FlagSetsTheValue) {
+  // Raising needs no privilege: this holds on any machine.
+  std::unique_ptr<ServerProcess> server =
+      StartAndIssue({"--commit_thread_nice=4", "--durability=os"});
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(ThreadNice(server->pid(), "group-commit"), 4);
+}
+
+TEST(CommitThreadTest, OutOfRangeValueIsRefusedAtStart) {
+  ServerProcess::Options options;
+  options.args = {"--commit_thread_nice=-21"};
+  auto server = ServerProcess::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(std::string(server.status().message()),
+              HasSubstr("--commit_thread_nice must be within -20 and 19"));
+}
+
+}  // namespace
+}  // namespace registrar
