@@ -3,7 +3,10 @@
 # (before, after, before, ...) so that drift of a noisy machine falls on
 # both alike; server pinned to CPU 1, client to CPU 0 (taskset).
 # usage: [WORKLOAD="--workload=... --concurrency=N"] [REGISTRARCTL=path]
+#        [BEFORE_ARGS="--flag=..."] [AFTER_ARGS="--flag=..."]
 #        ab_server.sh BEFORE_BIN AFTER_BIN REGISTRAR_BENCH MODE ROUNDS
+# (BEFORE_ARGS / AFTER_ARGS: extra server flags, e.g. one binary against
+# itself with AFTER_ARGS=--commit_thread_nice=0)
 # Default cell: release100-c1 (Cleanup by connection of 100 children, one
 # caller). Prints one line per run: calls/s, p50, p90, p99.
 set -u
@@ -11,11 +14,11 @@ BEFORE=$1 AFTER=$2 BENCH=$3 MODE=${4:-os} ROUNDS=${5:-3}
 W=$(mktemp -d /tmp/ab.XXXXXX)
 ${REGISTRARCTL:-registrarctl} keygen --out=$W/key >/dev/null
 run() {
-  local bin=$1 label=$2
+  local bin=$1 label=$2 extra=$3
   rm -rf $W/data $W/ports; mkdir -p $W/data
   taskset -c 1 $bin --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0 --port_file=$W/ports \
     --key_file=$W/key --log_level=warn --shutdown_drain=0s --shutdown_timeout=2s --store=rocksdb \
-    --data_dir=$W/data --durability=$MODE > $W/server.log 2>&1 &
+    --data_dir=$W/data --durability=$MODE $extra > $W/server.log 2>&1 &
   local pid=$!
   for _ in $(seq 300); do grep -q '^grpc=' $W/ports 2>/dev/null && break; sleep 0.02; done
   local t=$(grep '^grpc=' $W/ports | cut -d= -f2)
@@ -25,7 +28,7 @@ run() {
   kill -TERM $pid; wait $pid 2>/dev/null
 }
 for r in $(seq $ROUNDS); do
-  run $BEFORE before
-  run $AFTER after
+  run $BEFORE before "${BEFORE_ARGS:-}"
+  run $AFTER after "${AFTER_ARGS:-}"
 done
 rm -rf $W
