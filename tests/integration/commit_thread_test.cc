@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "service/common/thread_nice.h"
 #include "tests/integration/server_process.h"
+#include "tests/integration/test_util.h"
 
 namespace registrar {
 namespace {
@@ -57,13 +58,8 @@ std::unique_ptr<ServerProcess> StartAndIssue(std::vector<std::string> args) {
   auto server = ServerProcess::Start(options);
   EXPECT_TRUE(server.ok()) << server.status();
   if (!server.ok()) return nullptr;
-  ClientOptions client_options;
-  client_options.target = (*server)->grpc_address();
-  Client client(client_options);
-  v1::Owner owner;
-  owner.set_tenant("acme");
-  owner.set_user_id("alice");
-  auto ids = client.IssueIds(v1::KIND_THREAD, owner, 1);
+  auto ids = testing::MakeClient(**server)->IssueIds(
+      v1::KIND_THREAD, testing::MakeOwner("acme", "alice"), 1);
   EXPECT_TRUE(ids.ok()) << ids.status();
   return *std::move(server);
 }
