@@ -26,6 +26,7 @@ namespace {
 constexpr int kFirstField = 3;
 constexpr int kUtime = 14;
 constexpr int kStime = 15;
+constexpr int kNice = 19;
 constexpr int kStartTime = 22;
 constexpr int kVsize = 23;
 constexpr int kRss = 24;
@@ -136,14 +137,15 @@ std::optional<ProcStat> ParseProcStat(std::string_view text,
   const std::vector<absl::string_view> fields = absl::StrSplit(
       absl::string_view(text.data() + paren + 1, text.size() - paren - 1), ' ',
       absl::SkipWhitespace());
-  auto field = [&](int number, uint64_t* value) {
+  auto field = [&](int number, auto* value) {
     const size_t index = static_cast<size_t>(number - kFirstField);
     return index < fields.size() && absl::SimpleAtoi(fields[index], value);
   };
   uint64_t utime = 0, stime = 0, start = 0, vsize = 0, rss = 0;
+  int nice = 0;
   if (!field(kUtime, &utime) || !field(kStime, &stime) ||
       !field(kStartTime, &start) || !field(kVsize, &vsize) ||
-      !field(kRss, &rss)) {
+      !field(kRss, &rss) || !field(kNice, &nice)) {
     return std::nullopt;
   }
   ProcStat s;
@@ -151,6 +153,7 @@ std::optional<ProcStat> ParseProcStat(std::string_view text,
   s.start_seconds_after_boot = static_cast<double>(start) / ticks_per_second;
   s.virtual_bytes = vsize;
   s.resident_bytes = rss * page_bytes;
+  s.nice = nice;
   return s;
 }
 

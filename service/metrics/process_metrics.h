@@ -31,12 +31,14 @@ class Collectable;
 namespace registrar {
 
 // The fields of /proc/<pid>/stat the process collector uses, converted to
-// seconds and bytes.
+// seconds and bytes, and the nice value (also of a thread's
+// /proc/<pid>/task/<tid>/stat).
 struct ProcStat {
   double cpu_seconds = 0;               // utime + stime
   double start_seconds_after_boot = 0;  // starttime
   uint64_t virtual_bytes = 0;           // vsize
   uint64_t resident_bytes = 0;          // rss * page size
+  int nice = 0;                         // nice
 };
 
 // Parses the text of /proc/<pid>/stat (the command name may hold spaces and

@@ -4,17 +4,17 @@
 #include <dirent.h>
 #include <sys/resource.h>
 
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/common/thread_nice.h"
+#include "service/metrics/process_metrics.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_util.h"
 
@@ -33,18 +33,14 @@ std::optional<int> ThreadNice(pid_t pid, const std::string& name) {
   while (dirent* e = readdir(dir)) {
     if (e->d_name[0] == '.') continue;
     const std::string task = absl::StrCat(tasks, "/", e->d_name);
-    std::string comm;
-    std::getline(std::ifstream(task + "/comm"), comm);
-    if (comm != name) continue;
-    // stat: "pid (comm) state ..."; nice is the 19th field, the 17th after
-    // the closing parenthesis.
-    std::string stat;
-    std::getline(std::ifstream(task + "/stat"), stat);
-    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    for (int i = 3; i <= 19 && rest >> field; ++i) {
+    if (absl::StripTrailingAsciiWhitespace(testing::ReadFile(task + "/comm")) !=
+        name) {
+      continue;
     }
-    nice = std::stoi(field);
+    if (std::optional<ProcStat> stat =
+            ParseProcStat(testing::ReadFile(task + "/stat"), 100, 4096)) {
+      nice = stat->nice;
+    }
   }
   closedir(dir);
   return nice;

@@ -31,10 +31,11 @@ std::vector<PromSample> Collect(const prometheus::Collectable& c) {
 }
 
 // A stat line as Linux prints it, with a command name holding ") (" and
-// spaces; utime 250, stime 50, starttime 1000, vsize 4096000, rss 300.
+// spaces; utime 250, stime 50, nice -5, starttime 1000, vsize 4096000,
+// rss 300.
 constexpr char kStat[] =
-    "1234 (my (odd) cmd) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 "
-    "0 8 0 1000 4096000 300 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 "
+    "1234 (my (odd) cmd) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 15 "
+    "-5 8 0 1000 4096000 300 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 "
     "17 1 0 0 0 0 0";
 
 TEST(ParseProcStatTest, ReadsFieldsAfterTheCommandName) {
@@ -44,6 +45,7 @@ TEST(ParseProcStatTest, ReadsFieldsAfterTheCommandName) {
   EXPECT_DOUBLE_EQ(s->start_seconds_after_boot, 10.0);
   EXPECT_EQ(s->virtual_bytes, 4096000u);
   EXPECT_EQ(s->resident_bytes, 300u * 4096u);
+  EXPECT_EQ(s->nice, -5);
 }
 
 TEST(ParseProcStatTest, RejectsTruncatedOrGarbledText) {
