@@ -27,12 +27,16 @@
 # Environment knobs [defaults]:
 #   DURATION [4] WARMUP [1]   seconds measured / warm-up per run (smoke: 1 / 0.2)
 #   MODES ["fsync os none"]   registrar durability modes
-#   BASELINES ["echo etcd redis"]
+#   BASELINES ["echo etcd redis"]  (set and empty: registrar alone)
+#   SERVER_BIN [BUILD_DIR/service/server/registrar]  the registrar to measure
+#                             (compare_ab.sh: another commit's, same client)
+#   OPEN_LOOP [1]             0: skip the two open-loop runs of issue-c64
 #   SERVER_CPU [1] CLIENT_CPU [0]  taskset pinning ("" disables it)
 #   REDIS_FSYNC [everysec]    redis AOF policy (always | everysec | no)
 #   DATA_ROOT [$TMPDIR or /tmp]  where the temp dir goes
 #   RAW [unset]               also append every JSON line to this file
 #   ONLY [unset]              run only these cells (ids, space-separated)
+#   LIST_CELLS [unset]        1: print the cell ids, one a line, and exit
 # Redis runs with --appendonly yes --appendfsync everysec --save '': the
 # durable setting redis recommends, which can lose about a second of writes
 # on power loss, so its honest counterpart is registrar's `os` mode (fsync:
@@ -45,7 +49,7 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 smoke_args "$@"
 BUILD=$(cd "$BUILD_ARG" && pwd)
-SERVER=$BUILD/service/server/registrar
+SERVER=${SERVER_BIN:-$BUILD/service/server/registrar}
 BENCH=$BUILD/bench/programs/registrar-bench
 ECHO=$BUILD/bench/programs/registrar-echo
 for b in "$SERVER" "$BENCH" "$ECHO"; do
@@ -61,7 +65,7 @@ else
   WARMUP=${WARMUP:-1}
   MODES=${MODES:-"fsync os none"}
 fi
-BASELINES=${BASELINES:-"echo etcd redis"}
+BASELINES=${BASELINES-"echo etcd redis"}
 SERVER_CPU=${SERVER_CPU-1}
 CLIENT_CPU=${CLIENT_CPU-0}
 REDIS_FSYNC=${REDIS_FSYNC:-everysec}
@@ -114,6 +118,11 @@ else
   )
   NOPIPE_CELLS="issue100-c16 validate100-c16 connection100-c1 open-context-c16 gateway-c16"
   OWNERS=1000
+fi
+
+if [[ ${LIST_CELLS:-} == 1 ]]; then
+  for entry in "${CELLS[@]}"; do echo "${entry%%|*}"; done
+  exit 0
 fi
 
 BACKENDS=()
@@ -357,7 +366,7 @@ for entry in "${CELLS[@]}"; do
   done
   # Open loop at half of registrar's closed-loop maximum (issue, 64 callers)
   # in fsync and os mode, and echo at the same rates.
-  if [[ $cell == issue-c64 ]]; then
+  if [[ $cell == issue-c64 && ${OPEN_LOOP:-1} != 0 ]]; then
     for m in fsync os; do
       [[ " $MODES " == *" $m "* ]] || continue
       max=$(field issue-c64 "registrar-$m" 3)
