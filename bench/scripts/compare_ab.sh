@@ -23,11 +23,13 @@
 #   SERVER_CPU, CLIENT_CPU   passed to compare.sh (see its header)
 #   OUT [unset]       also keep the JSON lines as OUT-{before,after}.jsonl
 #                     and the table as OUT-table.txt
-# Per cell and mode: the median calls/s of each server, after/before, and
-# each run's figure. A row is marked SLOWER when after's median is below
-# 0.95 of before's AND even after's best run is below before's worst (the
-# two ranges do not overlap, with 3 runs or more of each); "lower" when
-# only the median is below 0.95.
+# Per cell and mode: the median calls/s of each server, the ratio of the
+# two medians, the median of the per-round ratios (after/before of the two
+# back-to-back runs: the paired figure, which the machine's drift from
+# round to round does not move), and each run's figure. A row is marked
+# SLOWER when the paired median is below 0.95 AND after was slower in
+# every round (3 rounds or more; 5 of 5 happens by chance 1 time in 32);
+# "lower" when only the paired median is below 0.95.
 # Takes about 8 s a run: 11 cells x 3 modes x 2 servers x ROUNDS runs
 # (ROUNDS=3: about 27 minutes).
 # Exit status: 0 when every run succeeded and every row has figures of
@@ -101,8 +103,9 @@ for side in ("before", "after"):
             order.append(key)
         runs[key][side].append(j["calls_per_s"])
 missing = 0
-print("%-30s %9s %9s %6s  %s" % ("cell mode (calls/s)", "before", "after",
-                                  "ratio", "runs: before | after"))
+print("%-30s %9s %9s %6s %6s  %s" % ("cell mode (calls/s)", "before",
+                                      "after", "ratio", "paired",
+                                      "runs: before | after"))
 for key in order:
     b, a = runs[key]["before"], runs[key]["after"]
     if not b or not a:
@@ -111,12 +114,14 @@ for key in order:
         continue
     mb, ma = statistics.median(b), statistics.median(a)
     ratio = ma / mb if mb else float("nan")
+    pairs = [y / x for x, y in zip(b, a) if x > 0]
+    paired = statistics.median(pairs) if pairs else float("nan")
     mark = ""
-    if ratio < 0.95:
-        apart = min(len(a), len(b)) >= 3 and max(a) < min(b)
-        mark = "  SLOWER" if apart else "  lower"
-    print("%-30s %9.0f %9.0f %6.2f  %s | %s%s" % (
-        key, mb, ma, ratio, " ".join("%.0f" % x for x in b),
+    if paired < 0.95:
+        every = len(pairs) >= 3 and all(p < 1 for p in pairs)
+        mark = "  SLOWER" if every else "  lower"
+    print("%-30s %9.0f %9.0f %6.2f %6.2f  %s | %s%s" % (
+        key, mb, ma, ratio, paired, " ".join("%.0f" % x for x in b),
         " ".join("%.0f" % x for x in a), mark))
 if not order:
     print("no figures at all")
