@@ -61,7 +61,7 @@ status=0
 one_run() {  # one_run SIDE CELL MODE
   local server=$AFTER_BUILD/service/server/registrar
   [[ $1 == before ]] && server=$BEFORE
-  if ! SERVER_BIN=$server ONLY=$2 MODES=$3 BASELINES= OPEN_LOOP=0 \
+  if ! SERVER_BIN=$server ONLY=$2 MODES=$3 BASELINES='' OPEN_LOOP=0 \
       RAW=$WORK/$1.jsonl "$COMPARE" "${SMOKE_ARG[@]}" "$AFTER_BUILD" \
       >"$WORK/run.txt" 2>&1; then
     echo "compare.sh failed: $1, $2, $3:" >&2
