@@ -30,8 +30,8 @@
 # SLOWER when the paired median is below 0.95 AND after was slower in
 # every round (3 rounds or more; 5 of 5 happens by chance 1 time in 32);
 # "lower" when only the paired median is below 0.95.
-# Takes about 8 s a run: 11 cells x 3 modes x 2 servers x ROUNDS runs
-# (ROUNDS=3: about 27 minutes).
+# Takes about 6.5 s a run: 11 cells x 3 modes x 2 servers x ROUNDS runs
+# (ROUNDS=5 took 36 minutes on 2026-12-04, so ROUNDS=3 about 21).
 # Exit status: 0 when every run succeeded and every row has figures of
 # both servers (whatever they are), 1 otherwise, 2 on bad usage.
 set -euo pipefail
@@ -58,11 +58,11 @@ CELLS=${ONLY:-$(LIST_CELLS=1 "$COMPARE" "${SMOKE_ARG[@]}" "$AFTER_BUILD")}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/registrar-compare-ab.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 status=0
-one_run() {  # one_run SIDE CELL MODE
+one_run() {  # one_run SIDE CELL MODE ROUND
   local server=$AFTER_BUILD/service/server/registrar
   [[ $1 == before ]] && server=$BEFORE
   if ! SERVER_BIN=$server ONLY=$2 MODES=$3 BASELINES='' OPEN_LOOP=0 \
-      RAW=$WORK/$1.jsonl "$COMPARE" "${SMOKE_ARG[@]}" "$AFTER_BUILD" \
+      RAW=$WORK/$1-$4.jsonl "$COMPARE" "${SMOKE_ARG[@]}" "$AFTER_BUILD" \
       >"$WORK/run.txt" 2>&1; then
     echo "compare.sh failed: $1, $2, $3:" >&2
     tail -20 "$WORK/run.txt" >&2
@@ -75,46 +75,51 @@ for r in $(seq "$ROUNDS"); do
   (( r % 2 == 0 )) && sides="after before"
   for cell in $CELLS; do
     for mode in $MODES; do
-      for side in $sides; do one_run "$side" "$cell" "$mode"; done
+      for side in $sides; do one_run "$side" "$cell" "$mode" "$r"; done
     done
   done
 done
 if [[ -n ${OUT:-} ]]; then
-  cp "$WORK/before.jsonl" "$OUT-before.jsonl" 2>/dev/null || true
-  cp "$WORK/after.jsonl" "$OUT-after.jsonl" 2>/dev/null || true
+  for side in before after; do
+    cat "$WORK/$side"-*.jsonl >"$OUT-$side.jsonl" 2>/dev/null || true
+  done
 fi
 
 table=/dev/null
 [[ -n ${OUT:-} ]] && table=$OUT-table.txt
-if ! python3 - "$WORK" <<'PY' | tee "$table"; then
+if ! python3 - "$WORK" "$ROUNDS" <<'PY' | tee "$table"; then
 import collections, json, statistics, sys
-work = sys.argv[1]
-runs = collections.defaultdict(lambda: {"before": [], "after": []})
+work, rounds = sys.argv[1], int(sys.argv[2])
+# runs[key][side][round] = calls/s; a failed run leaves its round out, so
+# the pairs below are always the two runs of one round.
+runs = collections.defaultdict(lambda: {"before": {}, "after": {}})
 order = []
 for side in ("before", "after"):
-    try:
-        lines = open(f"{work}/{side}.jsonl").read().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        j = json.loads(line)
-        key = j["label"]
-        if key not in runs:
-            order.append(key)
-        runs[key][side].append(j["calls_per_s"])
+    for r in range(1, rounds + 1):
+        try:
+            lines = open(f"{work}/{side}-{r}.jsonl").read().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            j = json.loads(line)
+            key = j["label"]
+            if key not in runs:
+                order.append(key)
+            runs[key][side][r] = j["calls_per_s"]
 missing = 0
 print("%-30s %9s %9s %6s %6s  %s" % ("cell mode (calls/s)", "before",
                                       "after", "ratio", "paired",
                                       "runs: before | after"))
 for key in order:
-    b, a = runs[key]["before"], runs[key]["after"]
+    rb, ra = runs[key]["before"], runs[key]["after"]
+    b, a = list(rb.values()), list(ra.values())
     if not b or not a:
         print("%-30s no figures from %s" % (key, "before" if not b else "after"))
         missing += 1
         continue
     mb, ma = statistics.median(b), statistics.median(a)
     ratio = ma / mb if mb else float("nan")
-    pairs = [y / x for x, y in zip(b, a) if x > 0]
+    pairs = [ra[r] / rb[r] for r in rb if r in ra and rb[r] > 0]
     paired = statistics.median(pairs) if pairs else float("nan")
     mark = ""
     if paired < 0.95:
